@@ -1,0 +1,68 @@
+"""The feature contract every model in the registry follows.
+
+``model(x)`` returns logits. ``model(x, is_feat=True)`` returns ``(feats, logits)`` where
+``feats = [stem, stage_1, ..., stage_K, embedding]``; with ``preact=True`` the stage outputs are
+taken before their final ReLU where the architecture has one. Methods rely on this contract only,
+so no method ever special-cases a model.
+"""
+import torch.nn as nn
+
+
+class KDModel(nn.Module):
+    classifier_name = 'fc'
+
+    def forward(self, x, is_feat=False, preact=False):
+        feats, logits = self.forward_features(x, preact)
+        return (feats, logits) if is_feat else logits
+
+    def forward_features(self, x, preact):
+        """Return ``(feats, logits)`` as described in the module docstring."""
+        raise NotImplementedError
+
+    def get_classifier(self):
+        """The final linear layer (methods such as SimKD reuse the teacher's)."""
+        layer = getattr(self, self.classifier_name)
+        return layer[-1] if isinstance(layer, nn.Sequential) else layer
+
+    def get_feat_modules(self):
+        raise NotImplementedError
+
+    def get_bn_before_relu(self):
+        raise NotImplementedError(f'{type(self).__name__} has no BN-before-ReLU list')
+
+
+def run_stages(x, stages, preact):
+    """Run ``stages`` in turn; each returns ``(out, pre_relu)``. Collect one feature per stage."""
+    feats = []
+    for stage in stages:
+        x, pre = stage(x)
+        feats.append(pre if preact else x)
+    return x, feats
+
+
+def init_he_conv_small_linear(model):
+    """RepDistiller's VGG/MobileNetV2 initialisation: He-normal convs, N(0, 0.01) linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+class ShuffleBlock(nn.Module):
+    """Channel shuffle: interleave the channels of ``groups`` equal groups."""
+
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)

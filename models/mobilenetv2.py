@@ -1,0 +1,91 @@
+"""CIFAR MobileNetV2 as in RepDistiller (``mobile_half`` = width 0.5, stride-2 stem)."""
+import torch.nn as nn
+
+from .base import KDModel, init_he_conv_small_linear
+
+
+def conv_bn_relu(inp, oup, kernel, stride):
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(oup),
+        nn.ReLU(inplace=True),
+    )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride, expand_ratio):
+        super().__init__()
+        assert stride in (1, 2)
+        hidden = inp * expand_ratio
+        self.stride = stride
+        self.use_res_connect = stride == 1 and inp == oup
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        )
+
+    def forward(self, x):
+        out = self.conv(x)
+        return x + out if self.use_res_connect else out
+
+
+class MobileNetV2(KDModel):
+    classifier_name = 'classifier'
+    # (expansion, channels, blocks, stride); expansion None = the model's T
+    SETTING = [(1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2),
+               (None, 96, 3, 1), (None, 160, 3, 2), (None, 320, 1, 1)]
+    FEATURE_BLOCKS = (1, 2, 4, 6)  # stage features are read after these blocks
+
+    def __init__(self, T, feature_dim, input_size=32, width_mult=1.0, remove_avg=False):
+        super().__init__()
+        assert input_size % 32 == 0
+        self.remove_avg = remove_avg
+        input_channel = int(32 * width_mult)
+        self.conv1 = conv_bn_relu(3, input_channel, 3, 2)
+        self.blocks = nn.ModuleList()
+        for t, c, n, s in self.SETTING:
+            output_channel = int(c * width_mult)
+            layers = []
+            for stride in [s] + [1] * (n - 1):
+                layers.append(InvertedResidual(input_channel, output_channel, stride, t or T))
+                input_channel = output_channel
+            self.blocks.append(nn.Sequential(*layers))
+        self.last_channel = int(1280 * width_mult) if width_mult > 1.0 else 1280
+        self.conv2 = conv_bn_relu(input_channel, self.last_channel, 1, 1)
+        self.classifier = nn.Sequential(nn.Linear(self.last_channel, feature_dim))
+        self.avgpool = nn.AvgPool2d(input_size // 16, ceil_mode=True)
+        init_he_conv_small_linear(self)
+
+    def get_feat_modules(self):
+        return nn.ModuleList([self.conv1, self.blocks])
+
+    def get_bn_before_relu(self):
+        return [self.blocks[i][-1].conv[-1] for i in self.FEATURE_BLOCKS]
+
+    def forward_features(self, x, preact):
+        # Stage outputs are linear-bottleneck outputs (no ReLU), so `preact` changes nothing.
+        out = self.conv1(x)
+        feats = [out]
+        for i, block in enumerate(self.blocks):
+            out = block(out)
+            if i in self.FEATURE_BLOCKS:
+                feats.append(out)
+        out = self.conv2(out)
+        if not self.remove_avg:
+            out = self.avgpool(out)
+        emb = out.flatten(1)
+        return feats + [emb], self.classifier(emb)
+
+
+def mobile_half(num_classes):
+    return MobileNetV2(T=6, feature_dim=num_classes, width_mult=0.5)
+
+
+def mobile_half_double(num_classes):
+    return MobileNetV2(T=6, feature_dim=num_classes, width_mult=1.0)

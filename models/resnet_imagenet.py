@@ -1,0 +1,148 @@
+"""ImageNet ResNets with torchvision's state-dict keys, so torchvision weights load as teachers.
+
+Names follow the SimKD toolbox (ResNet18/34/50, resnext50_32x4d, ResNet10x2, ...). As in that
+toolbox, a BasicBlock network with ``width_per_group`` 128 widens every stage by 2 (torchvision
+itself only widens Bottleneck networks).
+"""
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import KDModel, run_stages
+
+
+def conv3x3(in_planes, out_planes, stride=1, groups=1):
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups,
+                     bias=False)
+
+
+def conv1x1(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 is_last=False):
+        super().__init__()
+        self.is_last = is_last
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        pre = self.bn2(self.conv2(out)) + identity
+        out = F.relu(pre)
+        return (out, pre) if self.is_last else out
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 is_last=False):
+        super().__init__()
+        self.is_last = is_last
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        pre = self.bn3(self.conv3(out)) + identity
+        out = F.relu(pre)
+        return (out, pre) if self.is_last else out
+
+
+class ResNet(KDModel):
+    def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
+                 zero_init_residual=False):
+        super().__init__()
+        self.inplanes = 64
+        self.groups = groups
+        self.base_width = width_per_group
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        widen = width_per_group // 64 if block is BasicBlock else 1
+        self.layer1 = self._make_layer(block, 64 * widen, layers[0])
+        self.layer2 = self._make_layer(block, 128 * widen, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256 * widen, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512 * widen, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * widen * block.expansion, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.constant_(self._last_bn(m).weight, 0)
+
+    @staticmethod
+    def _last_bn(block):
+        return block.bn3 if isinstance(block, Bottleneck) else block.bn2
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
+                        is_last=(blocks == 1))]
+        self.inplanes = planes * block.expansion
+        for i in range(1, blocks):
+            layers.append(block(self.inplanes, planes, groups=self.groups,
+                                base_width=self.base_width, is_last=(i == blocks - 1)))
+        return nn.Sequential(*layers)
+
+    def get_feat_modules(self):
+        return nn.ModuleList([self.conv1, self.bn1, self.relu, self.maxpool, self.layer1,
+                              self.layer2, self.layer3, self.layer4])
+
+    def get_bn_before_relu(self):
+        return [self._last_bn(layer[-1])
+                for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
+
+    def forward_features(self, x, preact):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        stem = x
+        x, stages = run_stages(x, [self.layer1, self.layer2, self.layer3, self.layer4], preact)
+        emb = self.avgpool(x).flatten(1)
+        return [stem, *stages, emb], self.fc(emb)
+
+
+def _resnet(block, layers, **arch):
+    def build(num_classes=1000, **kwargs):
+        return ResNet(block, layers, num_classes=num_classes, **arch, **kwargs)
+    return build
+
+
+resnet18 = _resnet(BasicBlock, [2, 2, 2, 2])
+resnet34 = _resnet(BasicBlock, [3, 4, 6, 3])
+resnet50 = _resnet(Bottleneck, [3, 4, 6, 3])
+resnext50_32x4d = _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
+wide_resnet10_2 = _resnet(BasicBlock, [1, 1, 1, 1], width_per_group=128)
+wide_resnet18_2 = _resnet(BasicBlock, [2, 2, 2, 2], width_per_group=128)
+wide_resnet34_2 = _resnet(BasicBlock, [3, 4, 6, 3], width_per_group=128)
+wide_resnet50_2 = _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128)

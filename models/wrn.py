@@ -1,0 +1,103 @@
+"""Wide ResNets (pre-activation blocks, depth 6n+4) as in RepDistiller."""
+import math
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import KDModel
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes, out_planes, stride, dropRate=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.droprate = dropRate
+        self.equalInOut = in_planes == out_planes
+        self.convShortcut = None if self.equalInOut else nn.Conv2d(
+            in_planes, out_planes, kernel_size=1, stride=stride, padding=0, bias=False)
+
+    def forward(self, x):
+        activated = self.relu1(self.bn1(x))
+        out = self.relu2(self.bn2(self.conv1(activated)))
+        if self.droprate > 0:
+            out = F.dropout(out, p=self.droprate, training=self.training)
+        out = self.conv2(out)
+        # Blocks that change width take their shortcut from the activated input.
+        shortcut = x if self.equalInOut else self.convShortcut(activated)
+        return shortcut + out
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, nb_layers, in_planes, out_planes, block, stride, dropRate=0.0):
+        super().__init__()
+        self.layer = nn.Sequential(*[
+            block(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1,
+                  dropRate)
+            for i in range(nb_layers)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(KDModel):
+    def __init__(self, depth, num_classes, widen_factor=1, dropRate=0.0):
+        super().__init__()
+        channels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        assert (depth - 4) % 6 == 0, 'WideResNet depth must be 6n+4'
+        n = (depth - 4) // 6
+        self.conv1 = nn.Conv2d(3, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
+        self.block1 = NetworkBlock(n, channels[0], channels[1], BasicBlock, 1, dropRate)
+        self.block2 = NetworkBlock(n, channels[1], channels[2], BasicBlock, 2, dropRate)
+        self.block3 = NetworkBlock(n, channels[2], channels[3], BasicBlock, 2, dropRate)
+        self.bn1 = nn.BatchNorm2d(channels[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(channels[3], num_classes)
+        self.nChannels = channels[3]
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def get_feat_modules(self):
+        return nn.ModuleList([self.conv1, self.block1, self.block2, self.block3])
+
+    def get_bn_before_relu(self):
+        return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
+
+    def forward_features(self, x, preact):
+        stem = self.conv1(x)
+        f1 = self.block1(stem)
+        f2 = self.block2(f1)
+        f3 = self.block3(f2)
+        emb = F.avg_pool2d(self.relu(self.bn1(f3)), 8).flatten(1)
+        logits = self.fc(emb)
+        if preact:
+            # RepDistiller's convention: apply the BN that follows each stage (a second BN call,
+            # which also updates its running statistics in train mode).
+            f1, f2, f3 = self.get_bn_before_relu()[0](f1), self.block3.layer[0].bn1(f2), self.bn1(f3)
+        return [stem, f1, f2, f3, emb], logits
+
+
+def _wrn(depth, width):
+    def build(**kwargs):
+        return WideResNet(depth=depth, widen_factor=width, **kwargs)
+    return build
+
+
+wrn_16_1 = _wrn(16, 1)
+wrn_16_2 = _wrn(16, 2)
+wrn_16_4 = _wrn(16, 4)
+wrn_40_1 = _wrn(40, 1)
+wrn_40_2 = _wrn(40, 2)
+wrn_40_4 = _wrn(40, 4)
