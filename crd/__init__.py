@@ -1,0 +1,1 @@
+"""Contrastive representation distillation (CRD): memory bank and NCE loss live here."""

@@ -1,0 +1,86 @@
+"""Data set registry and loaders.
+
+``get_dataloaders`` builds the train and test loaders of a data set; ``variant`` selects what a
+training batch holds: ``plain`` ``(img, target)``, ``instance`` ``(img, target, index)`` or
+``sample`` ``(img, target, index, sample_idx)`` (CRD).
+"""
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from . import synthetic
+from .base import ContrastSampleDataset, DatasetError, IndexedDataset
+from .cifar import CIFAR, cifar_splits
+from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD, imagenet_splits
+
+
+@dataclass(frozen=True)
+class DataSource:
+    splits: Callable  # data_folder -> (train set, test set), untransformed
+    num_classes: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    image_size: int = 32
+
+
+DATASETS = {
+    'cifar100': DataSource(partial(cifar_splits, 'cifar100'), 100, CIFAR['cifar100']['mean'],
+                           CIFAR['cifar100']['std']),
+    'cifar10': DataSource(partial(cifar_splits, 'cifar10'), 10, CIFAR['cifar10']['mean'],
+                          CIFAR['cifar10']['std']),
+    'synthetic': DataSource(synthetic.synthetic_splits, synthetic.NUM_CLASSES, synthetic.MEAN,
+                            synthetic.STD),
+    'imagenet': DataSource(imagenet_splits, 1000, IMAGENET_MEAN, IMAGENET_STD, 224),
+}
+VARIANTS = ('plain', 'instance', 'sample')
+
+
+def get_transforms(source):
+    """Train and test transforms: RepDistiller's crop+flip for 32x32 data, the standard
+    random-resized-crop recipe for ImageNet."""
+    normalize = transforms.Normalize(source.mean, source.std)
+    if source.image_size == 32:
+        train = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        test = []
+    else:
+        train = [transforms.RandomResizedCrop(source.image_size),
+                 transforms.RandomHorizontalFlip()]
+        test = [transforms.Resize(int(source.image_size * 256 / 224)),
+                transforms.CenterCrop(source.image_size)]
+    return (transforms.Compose(train + [transforms.ToTensor(), normalize]),
+            transforms.Compose(test + [transforms.ToTensor(), normalize]))
+
+
+def _seed_numpy_in_worker(worker_id):
+    # Workers inherit the parent's numpy state; reseed so CRD's negatives differ per worker.
+    np.random.seed(torch.initial_seed() % 2 ** 32)
+
+
+def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
+                    variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
+                    pin_memory=False):
+    """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
+    size, as RepDistiller."""
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
+    source = DATASETS[dataset]
+    train_set, test_set = source.splits(data_folder)
+    train_set.transform, test_set.transform = get_transforms(source)
+    if variant == 'instance':
+        train_set = IndexedDataset(train_set)
+    elif variant == 'sample':
+        train_set = ContrastSampleDataset(train_set, k=k, mode=mode, percent=percent)
+    elif variant != 'plain':
+        raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    common = dict(pin_memory=pin_memory, worker_init_fn=_seed_numpy_in_worker)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                              num_workers=num_workers, generator=generator, **common)
+    test_loader = DataLoader(test_set, batch_size=max(1, batch_size // 2), shuffle=False,
+                             num_workers=num_workers // 2, **common)
+    return train_loader, test_loader, source.num_classes

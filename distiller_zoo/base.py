@@ -1,0 +1,117 @@
+"""The method registry and the base recipe every distillation method extends.
+
+A method is one file in ``distiller_zoo/``: its loss module (RepDistiller's class name where
+one exists) and a ``Distiller`` subclass registered under its ``--distill`` name(s). The subclass
+declares what it consumes and adds, and computes its loss term; the training loop only calls
+``forward_train`` / ``forward_test`` and sums the returned dict of named loss terms.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+METHODS = {}
+
+
+def register_method(*names):
+    """Register a ``Distiller`` subclass under its ``--distill`` name and aliases."""
+    def decorator(cls):
+        for name in names:
+            assert name not in METHODS, f'--distill {name} registered twice'
+            METHODS[name] = cls
+        cls.names = names
+        return cls
+    return decorator
+
+
+def get_method(name):
+    if name not in METHODS:
+        raise KeyError(f"unknown --distill '{name}'; choose one of: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+class DistillKL(nn.Module):
+    """Hinton's KD: ``T^2 * KL(softmax(y_t/T) || softmax(y_s/T))`` summed over classes and
+    averaged over the batch."""
+
+    def __init__(self, T):
+        super().__init__()
+        self.T = T
+
+    def forward(self, y_s, y_t):
+        log_p_s = F.log_softmax(y_s / self.T, dim=1)
+        log_p_t = F.log_softmax(y_t / self.T, dim=1)
+        kl = F.kl_div(log_p_s, log_p_t, reduction='sum', log_target=True)
+        return kl * self.T ** 2 / y_s.shape[0]
+
+
+class Distiller(nn.Module):
+    """Student + frozen teacher + the method's own modules.
+
+    Class attributes a method sets:
+      ``default_weights``: ``(gamma, alpha, beta)``, the ``-r/-a/-b`` used when not given;
+      ``data_variant``: ``'instance'`` (batches carry the sample index) or ``'sample'``
+      (index and CRD's contrast indices);
+      ``preact``: read pre-activation features.
+    A method overrides ``kd_loss`` (the ``-b`` term). Its modules, created in ``__init__``, are
+    trained with the student unless their parameters have ``requires_grad`` off.
+    """
+    default_weights = (1.0, 0.0, 0.0)
+    data_variant = 'instance'
+    preact = False
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.gamma, self.alpha, self.beta = opt.gamma, opt.alpha, opt.beta
+        self.criterion_cls = nn.CrossEntropyLoss()
+        self.criterion_div = DistillKL(opt.kd_T)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.teacher.eval()  # the teacher's BN statistics never move
+        return self
+
+    @torch.no_grad()
+    def probe_features(self, image_size):
+        """Feature lists of student and teacher for a random 2-image batch (to size modules)."""
+        x = torch.randn(2, 3, image_size, image_size)
+        modes = self.student.training, self.teacher.training
+        self.student.eval(), self.teacher.eval()
+        feat_s, _ = self.student(x, is_feat=True, preact=self.preact)
+        feat_t, _ = self.teacher(x, is_feat=True, preact=self.preact)
+        self.student.train(modes[0]), self.teacher.train(modes[1])
+        return feat_s, feat_t
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def forward_train(self, image, target, index=None, contrast_idx=None):
+        """Return the student's logits and the weighted loss terms of one batch."""
+        feat_s, logit_s = self.student(image, is_feat=True, preact=self.preact)
+        with torch.no_grad():
+            feat_t, logit_t = self.teacher(image, is_feat=True, preact=self.preact)
+        losses = {'cls': self.gamma * self.criterion_cls(logit_s, target),
+                  'div': self.alpha * self.criterion_div(logit_s, logit_t)}
+        loss_kd = self.kd_loss(feat_s, feat_t, logit_s, logit_t, index=index,
+                               contrast_idx=contrast_idx)
+        if loss_kd is not None:
+            losses['kd'] = self.beta * loss_kd
+        return logit_s, losses
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
+        """The method's own term (weighted by ``-b``); ``None`` when it has none."""
+        return None
+
+    def forward_test(self, image):
+        return self.student(image)
+
+    def checkpoint_state(self):
+        """The student under RepDistiller's ``'model'`` key; the method's own modules (connectors,
+        memory banks) under ``'method_state'``."""
+        state = {'model': self.student.state_dict()}
+        method_state = {k: v for k, v in self.state_dict().items()
+                        if not k.startswith(('student.', 'teacher.'))}
+        if method_state:
+            state['method_state'] = method_state
+        return state

@@ -1,0 +1,79 @@
+"""Command-line options shared by train_teacher.py and train_student.py (RepDistiller's names
+and defaults), and the checks and derived values both scripts need."""
+import argparse
+import os
+
+import torch
+
+from dataset import DATASETS
+from models import SMALL_LR_MODELS, model_dict
+from .util import UserError, parse_decay_epochs
+
+DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
+
+
+def base_parser(description):
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--print_freq', type=int, default=100,
+                        help='accepted for RepDistiller compatibility (a progress bar is shown)')
+    parser.add_argument('--tb_freq', type=int, default=500,
+                        help='accepted for RepDistiller compatibility (TensorBoard logs per epoch)')
+    parser.add_argument('--save_freq', type=int, default=40, help='save ckpt_epoch_N every N epochs')
+    parser.add_argument('--batch_size', type=int, default=64, help='training batch size')
+    parser.add_argument('--num_workers', type=int, default=8,
+                        help='data loading processes (capped at the number of CPU cores)')
+    parser.add_argument('--epochs', type=int, default=240, help='number of training epochs')
+    parser.add_argument('--learning_rate', type=float, default=None,
+                        help=f'SGD learning rate (default {DEFAULT_LR}, or {SMALL_MODEL_LR} for '
+                             f'{", ".join(SMALL_LR_MODELS)})')
+    parser.add_argument('--lr_decay_epochs', type=str, default='150,180,210',
+                        help='epochs after which the learning rate decays, comma-separated')
+    parser.add_argument('--lr_decay_rate', type=float, default=0.1, help='decay factor')
+    parser.add_argument('--weight_decay', type=float, default=5e-4, help='weight decay')
+    parser.add_argument('--momentum', type=float, default=0.9, help='SGD momentum')
+    parser.add_argument('--dataset', type=str, default='cifar100', choices=list(DATASETS),
+                        help='data set')
+    parser.add_argument('--data_folder', type=str, default='./data',
+                        help='where data sets live (CIFAR pickles, imagenet/{train,val})')
+    parser.add_argument('--save_dir', type=str, default='./save',
+                        help='root of checkpoints and TensorBoard logs')
+    parser.add_argument('--seed', type=int, default=None, help='random seed (default: random)')
+    parser.add_argument('--gpu_id', type=str, default=None,
+                        help='GPU(s) to use, as CUDA_VISIBLE_DEVICES (SimKD compatibility)')
+    return parser
+
+
+def add_model_argument(parser, flag, default, help):
+    parser.add_argument(flag, type=str, default=default, choices=sorted(model_dict),
+                        metavar='NAME', help=f'{help}; one of: {", ".join(sorted(model_dict))}')
+
+
+def finish_options(opt, model_name):
+    """Validate and derive shared options; raises UserError with the fix."""
+    opt.lr_decay_epochs = parse_decay_epochs(opt.lr_decay_epochs)
+    if opt.learning_rate is None:
+        opt.learning_rate = SMALL_MODEL_LR if model_name in SMALL_LR_MODELS else DEFAULT_LR
+    for flag in ('batch_size', 'epochs', 'save_freq'):
+        if getattr(opt, flag) <= 0:
+            raise UserError(f'--{flag} must be positive, got {getattr(opt, flag)}')
+    opt.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))
+    return opt
+
+
+def select_device(opt):
+    if opt.gpu_id is not None:
+        os.environ['CUDA_VISIBLE_DEVICES'] = opt.gpu_id
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def make_run_dirs(opt, model_folder, tb_folder, run_name):
+    run_dir = os.path.join(opt.save_dir, model_folder, run_name)
+    tb_dir = os.path.join(opt.save_dir, tb_folder, run_name)
+    try:
+        for folder in (run_dir, tb_dir):
+            os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder under '{opt.save_dir}' ({e}); "
+                        f"choose a writable --save_dir") from None
+    return run_dir, tb_dir

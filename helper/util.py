@@ -1,0 +1,62 @@
+"""Small training utilities (RepDistiller names where they exist)."""
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+class UserError(Exception):
+    """A problem with the user's input; scripts print its message and exit with status 2."""
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def parse_decay_epochs(text):
+    try:
+        epochs = [int(e) for e in text.split(',') if e.strip()]
+    except ValueError:
+        raise UserError(f"--lr_decay_epochs must be comma-separated integers like '150,180,210', "
+                        f"got '{text}'") from None
+    if epochs != sorted(epochs) or any(e <= 0 for e in epochs):
+        raise UserError(f"--lr_decay_epochs must be increasing positive epochs, got '{text}'")
+    return epochs
+
+
+def learning_rate_at(epoch, opt):
+    """Step schedule: ``lr * rate^k`` after ``k`` of the decay epochs have passed (1-based)."""
+    steps = sum(epoch > e for e in opt.lr_decay_epochs)
+    return opt.learning_rate * opt.lr_decay_rate ** steps
+
+
+def adjust_learning_rate(epoch, opt, optimizer):
+    lr = learning_rate_at(epoch, opt)
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    return lr
+
+
+def accuracy(output, target, topk=(1,)):
+    """Top-k accuracies in percent, one 1-element tensor per k."""
+    maxk = min(max(topk), output.shape[1])
+    pred = output.topk(maxk, dim=1).indices
+    correct = pred.eq(target.view(-1, 1))
+    return [correct[:, :k].any(dim=1).float().sum().mul_(100.0 / target.shape[0]).view(1)
+            for k in topk]
+
+
+def run_cli(parse_option, run, argv=None):
+    """Parse, run, and turn input problems into one clear line and exit status 2."""
+    try:
+        run(parse_option(argv))
+    except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted; checkpoints written so far are kept', file=sys.stderr)
+        return 130
+    return 0

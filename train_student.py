@@ -1,0 +1,89 @@
+"""Distil a frozen teacher into a student, RepDistiller-style (``--distill <method>``)."""
+import sys
+
+import torch
+
+from dataset import DATASETS, get_dataloaders
+from distiller_zoo import METHODS, get_method
+from helper.checkpoint import load_teacher
+from helper.logger import RunLogger
+from helper.loops import fit, validate
+from helper.options import (add_model_argument, base_parser, finish_options, make_run_dirs,
+                            select_device)
+from helper.util import run_cli, set_seed
+from models import get_model
+
+
+def parse_option(argv=None):
+    parser = base_parser('Distil a teacher into a student.')
+    parser.add_argument('--path_t', type=str, required=True, help='teacher checkpoint')
+    add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
+    parser.add_argument('--distill', type=str, default='kd', choices=sorted(METHODS),
+                        help='distillation method')
+    parser.add_argument('--trial', type=str, default='1', help='experiment id (part of the folder)')
+    parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=float, default=None,
+                        help='weight of the cross-entropy loss (default: the method\'s)')
+    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=float, default=None,
+                        help='weight of the KD (KL) loss (default: the method\'s)')
+    parser.add_argument('-b', '--beta', type=float, default=None,
+                        help='weight of the method\'s own loss (default: the method\'s)')
+    parser.add_argument('--kd_T', type=float, default=4, help='temperature of the KD loss')
+    parser.add_argument('--init_epochs', type=int, default=30,
+                        help='epochs of the init stage of two-stage methods')
+    parser.add_argument('--hint_layer', type=int, default=2, choices=[0, 1, 2, 3, 4],
+                        help='feature index used by FitNet')
+    parser.add_argument('--feat_dim', type=int, default=128, help='embedding size (CRD, CC)')
+    parser.add_argument('--mode', type=str, default='exact', choices=['exact', 'relax'],
+                        help='CRD positive sampling')
+    parser.add_argument('--nce_k', type=int, default=16384, help='CRD negatives per sample')
+    parser.add_argument('--nce_t', type=float, default=0.07, help='CRD temperature')
+    parser.add_argument('--nce_m', type=float, default=0.5, help='CRD memory momentum')
+    opt = parser.parse_args(argv)
+    method = get_method(opt.distill)
+    for name, default in zip(('gamma', 'alpha', 'beta'), method.default_weights):
+        if getattr(opt, name) is None:
+            setattr(opt, name, default)
+    return finish_options(opt, opt.model_s)
+
+
+def run(opt):
+    device = select_device(opt)
+    if opt.seed is not None:
+        set_seed(opt.seed)
+    method = get_method(opt.distill)
+    train_loader, test_loader, num_classes = get_dataloaders(
+        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
+        variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
+        pin_memory=device.type == 'cuda')
+    opt.n_data = len(train_loader.dataset)
+    teacher, opt.model_t = load_teacher(opt.path_t, num_classes, opt.dataset)
+    student = get_model(opt.model_s, num_classes, opt.dataset)
+    distiller = method(student, teacher, opt, DATASETS[opt.dataset].image_size).to(device)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=opt.learning_rate,
+                                momentum=opt.momentum, weight_decay=opt.weight_decay)
+
+    run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
+                f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
+    run_dir, tb_dir = make_run_dirs(opt, 'student_model', 'student_tensorboards', run_name)
+    print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
+          f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',
+          flush=True)
+    teacher_acc = validate(test_loader, teacher, device, desc='teacher')
+    print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
+          f'{teacher_acc["top5"]:.2f}', flush=True)
+
+    logger = RunLogger(tb_dir)
+    best, last = fit(distiller, optimizer, train_loader, test_loader, opt, opt.model_s, run_dir,
+                     logger, device)
+    logger.close()
+    print(f'done: {opt.model_t} ({teacher_acc["top1"]:.2f}) -> {opt.model_s} with '
+          f'{opt.distill}: best acc@1 {best:.2f}, last acc@1 {last:.2f}; checkpoints in {run_dir}')
+    return run_dir
+
+
+def main(argv=None):
+    return run_cli(parse_option, run, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
