@@ -13,6 +13,8 @@ TRAIN_SIZE = 5000
 TEST_SIZE = 1000
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
+SHARED_PART = 0.6
+NOISE = 0.25
 
 
 def _class_patterns(rng, num_classes, size=32, waves=3):
@@ -29,12 +31,15 @@ def _class_patterns(rng, num_classes, size=32, waves=3):
 
 def make_synthetic(num_samples, num_classes=NUM_CLASSES, seed=0):
     rng = np.random.default_rng(seed)
-    patterns = _class_patterns(np.random.default_rng(1234), num_classes)
+    # Classes share most of their pattern, so telling them apart takes more than colour.
+    shared = _class_patterns(np.random.default_rng(4321), 1)
+    patterns = SHARED_PART * shared + (1 - SHARED_PART) * _class_patterns(
+        np.random.default_rng(1234), num_classes)
     labels = rng.integers(0, num_classes, size=num_samples)
     shifts = rng.integers(-4, 5, size=(num_samples, 2))
     contrast = rng.uniform(0.6, 1.0, size=(num_samples, 1, 1, 1))
     images = np.stack([np.roll(patterns[c], tuple(s), axis=(0, 1)) for c, s in zip(labels, shifts)])
-    images = 0.5 + 0.35 * contrast * images + rng.normal(0, 0.12, size=images.shape)
+    images = 0.5 + 0.35 * contrast * images + rng.normal(0, NOISE, size=images.shape)
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8), labels
 
 

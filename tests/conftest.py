@@ -1,0 +1,45 @@
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_cifar100(root, n_train=128, n_test=64, seed=0):
+    """Write a small CIFAR-100 tree in the official python-pickle layout; return the arrays."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, 'cifar-100-python')
+    os.makedirs(folder, exist_ok=True)
+    splits = {}
+    for split, n in (('train', n_train), ('test', n_test)):
+        images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 100, size=n).tolist()
+        entry = {'filenames': [f'{split}_{i}.png' for i in range(n)], 'batch_label': split,
+                 'fine_labels': labels, 'coarse_labels': [l // 5 for l in labels],
+                 # official layout: rows of 3072 bytes, channel-major (R plane, G plane, B plane)
+                 'data': images.transpose(0, 3, 1, 2).reshape(n, 3072)}
+        with open(os.path.join(folder, split), 'wb') as f:
+            pickle.dump(entry, f)
+        splits[split] = (images, np.asarray(labels))
+    with open(os.path.join(folder, 'meta'), 'wb') as f:
+        pickle.dump({'fine_label_names': [f'class{i}' for i in range(100)],
+                     'coarse_label_names': [f'super{i}' for i in range(20)]}, f)
+    return splits
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    root = tmp_path / 'data'
+    write_cifar100(str(root))
+    return str(root)
+
+
+@pytest.fixture(autouse=True)
+def no_download(monkeypatch):
+    """Tests never reach the network: a missing data set fails as it does offline."""
+    def refuse(url, root, md5):
+        raise OSError('network disabled in tests')
+    monkeypatch.setattr('dataset.cifar.download', refuse)

@@ -1,0 +1,153 @@
+import pytest
+import torch
+import torch.nn as nn
+from torchvision import models as tv
+
+from helper.checkpoint import get_teacher_name, load_teacher, save_checkpoint
+from helper.util import UserError
+from models import cifar_model_dict, get_model, imagenet_model_dict, model_dict
+
+R8 = [(16, 32, 32), (16, 32, 32), (32, 16, 16), (64, 8, 8), (64,)]
+R8X4 = [(32, 32, 32), (64, 32, 32), (128, 16, 16), (256, 8, 8), (256,)]
+WRN1, WRN2 = R8, [(16, 32, 32), (32, 32, 32), (64, 16, 16), (128, 8, 8), (128,)]
+VGG = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 4, 4), (512,)]
+
+# REFERENCE.md: exact parameter counts (num_classes=100) and per-sample feature shapes.
+CIFAR_REFERENCE = {
+    'resnet8': (83892, R8), 'resnet14': (181108, R8), 'resnet20': (278324, R8),
+    'resnet32': (472756, R8), 'resnet44': (667188, R8), 'resnet56': (861620, R8),
+    'resnet110': (1736564, R8), 'resnet8x4': (1233540, R8X4), 'resnet32x4': (7433860, R8X4),
+    'ResNet50': (23705252, [(64, 32, 32), (256, 32, 32), (512, 16, 16), (1024, 8, 8),
+                            (2048, 4, 4), (2048,)]),
+    'wrn_16_1': (180916, WRN1), 'wrn_16_2': (703284, WRN2), 'wrn_40_1': (569780, WRN1),
+    'wrn_40_2': (2255156, WRN2),
+    'vgg8': (3965028, VGG), 'vgg11': (9277284, VGG), 'vgg13': (9462180, VGG),
+    'vgg16': (14774436, VGG), 'vgg19': (20086692, VGG),
+    'MobileNetV2': (812836, [(16, 16, 16), (12, 16, 16), (16, 8, 8), (48, 4, 4), (160, 2, 2),
+                             (1280,)]),
+    'ShuffleV1': (949258, [(24, 32, 32), (240, 16, 16), (480, 8, 8), (960, 4, 4), (960,)]),
+    'ShuffleV2': (1355528, [(24, 32, 32), (116, 16, 16), (232, 8, 8), (464, 4, 4), (1024,)]),
+}
+SIMKD_PARAMS = {
+    'resnet38': 569972, 'resnet116': 1833780, 'resnet14x2': 703732, 'resnet38x2': 2255604,
+    'resnet110x2': 6911220, 'resnet14x4': 2783620, 'resnet38x4': 8983940,
+    'MobileNetV2_1_0': 2353060, 'ShuffleV2_1_5': 2580548,
+}
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('name', sorted(CIFAR_REFERENCE))
+def test_repdistiller_models_match_reference(name):
+    params, shapes = CIFAR_REFERENCE[name]
+    model = get_model(name, 100).eval()
+    assert n_params(model) == params
+    x = torch.randn(2, 3, 32, 32)
+    feats, logits = model(x, is_feat=True)
+    assert [tuple(f.shape[1:]) for f in feats] == shapes
+    assert logits.shape == (2, 100)
+    assert torch.allclose(model(x), logits, atol=1e-5)  # is_feat=False: logits only
+    pre_feats, _ = model(x, is_feat=True, preact=True)
+    assert [f.shape for f in pre_feats] == [f.shape for f in feats]
+    assert torch.equal(pre_feats[0], feats[0]) and torch.equal(pre_feats[-1], feats[-1])
+    classifier = model.get_classifier()
+    assert isinstance(classifier, nn.Linear) and classifier.out_features == 100
+    assert torch.allclose(classifier(feats[-1]), logits, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['resnet8', 'ResNet50', 'vgg8', 'ShuffleV1', 'ShuffleV2'])
+def test_preact_features_hold_negative_values(name):
+    feats, _ = get_model(name, 100).eval()(torch.randn(2, 3, 32, 32), is_feat=True, preact=True)
+    for f in feats[1:-1]:
+        assert f.min() < 0  # before the final ReLU
+    post, _ = get_model(name, 100).eval()(torch.randn(2, 3, 32, 32), is_feat=True)
+    for f in post[1:-1]:
+        assert f.min() >= 0
+
+
+@pytest.mark.parametrize('name', sorted(SIMKD_PARAMS))
+def test_simkd_models_parameter_counts(name):
+    assert n_params(get_model(name, 100)) == SIMKD_PARAMS[name]
+
+
+def test_extra_cifar_models_match_seed_tables():
+    # seed table: WRN-16-4 2.77M, WRN-40-4 8.97M, CIFAR ResNet18 11.22M
+    assert round(n_params(get_model('wrn_16_4', 100)) / 1e6, 2) == 2.77
+    assert round(n_params(get_model('wrn_40_4', 100)) / 1e6, 2) == 8.97
+    assert round(n_params(get_model('ResNet18', 100)) / 1e6, 2) == 11.22
+
+
+def test_every_registered_model_follows_the_contract():
+    for name in cifar_model_dict:
+        model = get_model(name, 10).eval()
+        feats, logits = model(torch.randn(1, 3, 32, 32), is_feat=True)
+        assert feats[-1].dim() == 2 and logits.shape == (1, 10), name
+        assert len(model.get_feat_modules()) > 0, name
+
+
+@pytest.mark.parametrize('name, builder', [('ResNet18', tv.resnet18), ('ResNet50', tv.resnet50),
+                                           ('MobileNetV2_Imagenet', tv.mobilenet_v2),
+                                           ('ShuffleV2_Imagenet', tv.shufflenet_v2_x1_0)])
+def test_imagenet_models_load_torchvision_weights(name, builder):
+    reference = builder().eval()
+    model = get_model(name, 1000, dataset='imagenet').eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    feats, logits = model(x, is_feat=True)
+    assert torch.allclose(logits, reference(x), atol=1e-4)
+    assert feats[-1].shape[1] == model.get_classifier().in_features
+
+
+def test_resnet50_name_is_decided_by_dataset():
+    assert n_params(get_model('ResNet50', 100, 'cifar100')) == 23705252
+    assert n_params(get_model('ResNet50', 1000, 'imagenet')) == 25557032
+    assert 'MobileNetV1' in imagenet_model_dict and 'MobileNetV1' in model_dict
+
+
+def test_mobilenetv1_imagenet_features():
+    model = get_model('MobileNetV1', 1000, 'imagenet').eval()
+    assert n_params(model) == 4231976
+    feats, _ = model(torch.randn(1, 3, 224, 224), is_feat=True)
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14), (1024, 7, 7), (1024,)]
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(KeyError, match='resnet8x4'):
+        get_model('resnet9000', 100)
+
+
+def test_repdistiller_checkpoint_round_trip(tmp_path):
+    """A checkpoint in RepDistiller's layout (no 'arch'; name from the folder) loads strictly."""
+    teacher = get_model('wrn_40_2', 100).eval()
+    for m in teacher.modules():  # non-trivial BN statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    path = tmp_path / 'wrn_40_2_vanilla' / 'ckpt_epoch_240.pth'
+    path.parent.mkdir()
+    save_checkpoint({'model': teacher.state_dict(), 'epoch': 240,
+                     'accuracy': torch.tensor(75.6)}, str(path))
+    loaded, name = load_teacher(str(path), 100, 'cifar100')
+    assert name == 'wrn_40_2'
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), teacher(x))
+
+
+@pytest.mark.parametrize('path, name', [
+    ('save/models/wrn_40_2_vanilla/ckpt_epoch_240.pth', 'wrn_40_2'),
+    ('save/models/resnet32x4_vanilla/ckpt_epoch_240.pth', 'resnet32x4'),
+    ('save/models/resnet8x4_cifar100_lr_0.05_decay_0.0005_trial_0/resnet8x4_best.pth', 'resnet8x4'),
+    ('save/models/MobileNetV2_1_0_vanilla/ckpt.pth', 'MobileNetV2_1_0'),
+    ('save/models/ShuffleV2_1_5_cifar100/ckpt.pth', 'ShuffleV2_1_5'),
+    ('save/student_model/S:vgg8_T:resnet32x4_cifar100_kd_r:0.1_a:0.9_b:0.0_1/vgg8_best.pth', 'vgg8'),
+])
+def test_teacher_name_from_folder(path, name):
+    assert get_teacher_name(path) == name
+
+
+def test_teacher_name_prefers_checkpoint_arch():
+    assert get_teacher_name('x/resnet8_vanilla/a.pth', {'arch': 'resnet20'}) == 'resnet20'
+    with pytest.raises(UserError, match='folder should start with a model name'):
+        get_teacher_name('x/mystery/a.pth')
