@@ -1,1 +1,3 @@
-"""Contrastive representation distillation (CRD): memory bank and NCE loss live here."""
+"""Contrastive representation distillation (CRD): memory bank and NCE loss."""
+from .criterion import ContrastLoss, CRDLoss
+from .memory import ContrastMemory

@@ -1,3 +1,19 @@
-"""Distillation losses under RepDistiller's class names, and the method registry."""
+"""Distillation losses under RepDistiller's class names, and the method registry.
+
+Importing a method's module registers its ``--distill`` name(s).
+"""
 from .base import METHODS, Distiller, DistillKL, get_method, register_method
-from . import KD  # noqa: F401  (registers the method)
+from .AB import ABLoss
+from .AT import Attention
+from .CC import Correlation
+from .CRD import CRD
+from .FitNet import HintLoss
+from .FSP import FSP
+from .FT import FactorTransfer
+from .KD import KD
+from .KDSVD import KDSVD
+from .NST import NSTLoss
+from .PKT import PKT
+from .RKD import RKDLoss
+from .SP import Similarity
+from .VID import VIDLoss

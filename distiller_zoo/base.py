@@ -53,7 +53,9 @@ class Distiller(nn.Module):
       (index and CRD's contrast indices);
       ``preact``: read pre-activation features.
     A method overrides ``kd_loss`` (the ``-b`` term). Its modules, created in ``__init__``, are
-    trained with the student unless their parameters have ``requires_grad`` off.
+    trained with the student, except those listed in ``self.frozen`` (kept in eval mode, out of
+    the optimizer). A two-stage method also overrides ``init_modules`` and ``init_loss``: its
+    init stage trains those modules on that loss before distillation starts.
     """
     default_weights = (1.0, 0.0, 0.0)
     data_variant = 'instance'
@@ -66,10 +68,12 @@ class Distiller(nn.Module):
         self.gamma, self.alpha, self.beta = opt.gamma, opt.alpha, opt.beta
         self.criterion_cls = nn.CrossEntropyLoss()
         self.criterion_div = DistillKL(opt.kd_T)
+        self.frozen = []  # method modules that are fixed during distillation
 
     def train(self, mode=True):
         super().train(mode)
-        self.teacher.eval()  # the teacher's BN statistics never move
+        for module in [self.teacher] + self.frozen:
+            module.eval()  # the teacher's BN statistics never move
         return self
 
     @torch.no_grad()
@@ -84,7 +88,25 @@ class Distiller(nn.Module):
         return feat_s, feat_t
 
     def trainable_parameters(self):
-        return [p for p in self.parameters() if p.requires_grad]
+        frozen = {id(p) for m in [self.teacher] + self.frozen for p in m.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
+
+    def init_modules(self):
+        """The modules a two-stage method trains in its init stage, or ``None``."""
+        return None
+
+    def init_learning_rate(self, opt):
+        return opt.learning_rate
+
+    def init_loss(self, feat_s, feat_t):
+        raise NotImplementedError
+
+    def forward_init(self, image):
+        """Loss of one init-stage batch: student and teacher features, no CE or KL."""
+        feat_s, _ = self.student(image, is_feat=True, preact=self.preact)
+        with torch.no_grad():
+            feat_t, _ = self.teacher(image, is_feat=True, preact=self.preact)
+        return self.init_loss(feat_s, feat_t)
 
     def forward_train(self, image, target, index=None, contrast_idx=None):
         """Return the student's logits and the weighted loss terms of one batch."""
@@ -115,3 +137,13 @@ class Distiller(nn.Module):
         if method_state:
             state['method_state'] = method_state
         return state
+
+
+def pool_to_smaller(a, b):
+    """Average-pool the larger of two square feature maps to the other's height."""
+    h_a, h_b = a.shape[2], b.shape[2]
+    if h_a > h_b:
+        a = F.adaptive_avg_pool2d(a, (h_b, h_b))
+    elif h_a < h_b:
+        b = F.adaptive_avg_pool2d(b, (h_a, h_a))
+    return a, b

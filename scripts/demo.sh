@@ -6,7 +6,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$repo/scripts/setup_env.sh")"
 cd "$repo"
 common=(--dataset synthetic --epochs 4 --lr_decay_epochs 3 --num_workers 2 --save_dir save/demo)
-"$venv/bin/python" train_teacher.py --model resnet20 "${common[@]}" --trial demo
-teacher=save/demo/models/resnet20_synthetic_lr_0.05_decay_0.0005_trial_demo/resnet20_last.pth
+"$venv/bin/python" train_teacher.py --model resnet20 "${common[@]}"
+teacher=save/demo/models/resnet20_synthetic_lr_0.05_decay_0.0005_trial_0/resnet20_last.pth
 "$venv/bin/python" train_student.py --path_t "$teacher" --model_s resnet8 --distill kd \
     -r 0.1 -a 0.9 -b 0 "${common[@]}" --trial demo

@@ -1,0 +1,51 @@
+"""Flow of Solution Procedure (Yim et al., CVPR 2017): in an init stage, train the student's
+feature layers to match the teacher's Gram matrices between consecutive stages. Distillation
+proper is then plain training (loss_kd = 0). Needs equal channel counts stage by stage."""
+import torch
+import torch.nn as nn
+
+from .base import Distiller, pool_to_smaller, register_method
+
+
+class FSP(nn.Module):
+    def __init__(self, s_shapes, t_shapes):
+        super().__init__()
+        assert len(s_shapes) == len(t_shapes), 'unequal length of feat list'
+        s_c = [s[1] for s in s_shapes]
+        t_c = [t[1] for t in t_shapes]
+        if s_c != t_c:
+            raise ValueError(f'FSP needs equal channel counts at every stage; student {s_c}, '
+                             f'teacher {t_c}')
+
+    def forward(self, g_s, g_t):
+        return [(s - t).pow(2).mean() for s, t in zip(self.compute_fsp(g_s),
+                                                      self.compute_fsp(g_t))]
+
+    @staticmethod
+    def compute_fsp(g):
+        matrices = []
+        for bot, top in zip(g[:-1], g[1:]):
+            bot, top = pool_to_smaller(bot, top)
+            # (B, C_top, P) x (B, P, C_bot) / P
+            matrices.append(torch.bmm(top.flatten(2), bot.flatten(2).transpose(1, 2))
+                            / bot[0, 0].numel())
+        return matrices
+
+
+@register_method('fsp')
+class FSPMethod(Distiller):
+    default_weights = (1.0, 0.0, 50.0)
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        feat_s, feat_t = self.probe_features(image_size)
+        self.criterion_kd = FSP([f.shape for f in feat_s[:-1]], [f.shape for f in feat_t[:-1]])
+
+    def init_modules(self):
+        return nn.ModuleList([self.student.get_feat_modules()])
+
+    def init_loss(self, feat_s, feat_t):
+        return sum(self.criterion_kd(feat_s[:-1], feat_t[:-1]))
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
+        return torch.zeros((), device=logit_s.device)

@@ -1,0 +1,30 @@
+"""FitNets: Hints for Thin Deep Nets (Romero et al., ICLR 2015). A regressor maps the student's
+hint-layer feature onto the teacher's; the loss is their mean squared error."""
+import torch.nn as nn
+
+from models.util import ConvReg
+from .base import Distiller, register_method
+
+
+class HintLoss(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.crit = nn.MSELoss()
+
+    def forward(self, f_s, f_t):
+        return self.crit(f_s, f_t)
+
+
+@register_method('hint', 'fitnet')
+class FitNet(Distiller):
+    default_weights = (1.0, 0.0, 100.0)
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        self.hint_layer = opt.hint_layer
+        feat_s, feat_t = self.probe_features(image_size)
+        self.regress_s = ConvReg(feat_s[self.hint_layer].shape, feat_t[self.hint_layer].shape)
+        self.criterion_kd = HintLoss()
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
+        return self.criterion_kd(self.regress_s(feat_s[self.hint_layer]), feat_t[self.hint_layer])

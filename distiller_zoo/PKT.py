@@ -1,0 +1,35 @@
+"""Probabilistic Knowledge Transfer (Passalis & Tefas, ECCV 2018): match the conditional
+probability distributions that cosine similarities induce over the batch."""
+import torch
+import torch.nn as nn
+
+from .base import Distiller, register_method
+
+
+class PKT(nn.Module):
+    def forward(self, f_s, f_t):
+        return self.cosine_similarity_loss(f_s, f_t)
+
+    @staticmethod
+    def cosine_similarity_loss(output_net, target_net, eps=1e-7):
+        def conditional_probabilities(x):
+            x = x / (x.norm(dim=1, keepdim=True) + eps)
+            x = torch.nan_to_num(x, nan=0.0)
+            similarity = (x @ x.t() + 1.0) / 2.0
+            return similarity / similarity.sum(dim=1, keepdim=True)
+
+        p_s = conditional_probabilities(output_net.flatten(1))
+        p_t = conditional_probabilities(target_net.flatten(1))
+        return (p_t * torch.log((p_t + eps) / (p_s + eps))).mean()
+
+
+@register_method('pkt')
+class PKTMethod(Distiller):
+    default_weights = (1.0, 0.0, 30000.0)
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        self.criterion_kd = PKT()
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
+        return self.criterion_kd(feat_s[-1], feat_t[-1])
