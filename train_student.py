@@ -7,10 +7,10 @@ from dataset import DATASETS, get_dataloaders
 from distiller_zoo import METHODS, get_method
 from helper.checkpoint import load_teacher
 from helper.logger import RunLogger
-from helper.loops import fit, validate
+from helper.loops import fit, run_init_stage, validate
 from helper.options import (add_model_argument, base_parser, finish_options, make_run_dirs,
                             select_device)
-from helper.util import run_cli, set_seed
+from helper.util import UserError, run_cli, set_seed
 from models import get_model
 
 
@@ -58,9 +58,11 @@ def run(opt):
     opt.n_data = len(train_loader.dataset)
     teacher, opt.model_t = load_teacher(opt.path_t, num_classes, opt.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
-    distiller = method(student, teacher, opt, DATASETS[opt.dataset].image_size).to(device)
-    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=opt.learning_rate,
-                                momentum=opt.momentum, weight_decay=opt.weight_decay)
+    try:
+        distiller = method(student, teacher, opt, DATASETS[opt.dataset].image_size).to(device)
+    except ValueError as e:
+        raise UserError(f'--distill {opt.distill} cannot distil {opt.model_t} into '
+                        f'{opt.model_s}: {e}') from None
 
     run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
                 f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
@@ -71,6 +73,10 @@ def run(opt):
     teacher_acc = validate(test_loader, teacher, device, desc='teacher')
     print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
           f'{teacher_acc["top5"]:.2f}', flush=True)
+
+    run_init_stage(distiller, train_loader, opt, device)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=opt.learning_rate,
+                                momentum=opt.momentum, weight_decay=opt.weight_decay)
 
     logger = RunLogger(tb_dir)
     best, last = fit(distiller, optimizer, train_loader, test_loader, opt, opt.model_s, run_dir,

@@ -88,7 +88,7 @@ class Distiller(nn.Module):
         return feat_s, feat_t
 
     def trainable_parameters(self):
-        frozen = {id(p) for m in [self.teacher] + self.frozen for p in m.parameters()}
+        frozen = {id(p) for m in self.frozen for p in m.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
 
     def init_modules(self):

@@ -54,17 +54,21 @@ def _progress(loader, desc):
                 disable=not sys.stderr.isatty())
 
 
+def _check_finite(losses, where):
+    if not all(torch.isfinite(v).all() for v in losses.values()):
+        bad = [name for name, v in losses.items() if not torch.isfinite(v).all()]
+        raise UserError(f'loss became non-finite at {where} (term: {", ".join(bad)}); lower the '
+                        f'learning rate or the loss weights')
+
+
 def train_epoch(epoch, loader, learner, optimizer, device):
     learner.train()
     stats = EpochStats()
     for step, batch in enumerate(_progress(loader, f'epoch {epoch}')):
         image, target, *extra = [t.to(device, non_blocking=True) for t in batch]
         logits, losses = learner.forward_train(image, target, *extra)
+        _check_finite(losses, f'epoch {epoch}, step {step}')
         loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            bad = [name for name, v in losses.items() if not torch.isfinite(v)]
-            raise UserError(f'loss became non-finite at epoch {epoch}, step {step} (term: '
-                            f'{", ".join(bad)}); lower the learning rate or the loss weights')
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -72,6 +76,34 @@ def train_epoch(epoch, loader, learner, optimizer, device):
         stats.update(target.shape[0], loss=loss, top1=top1, top5=top5,
                      **{f'loss_{name}': v for name, v in losses.items()})
     return stats.averages()
+
+
+def run_init_stage(distiller, loader, opt, device):
+    """The init stage of a two-stage method (AB, FT, FSP): train ``distiller.init_modules()``
+    on the method's init loss alone, for ``opt.init_epochs`` epochs at a constant learning rate,
+    with an optimizer that is discarded afterwards. The student's parts outside those modules
+    stay in eval mode. Then the method's init-only modules are frozen."""
+    modules = distiller.init_modules()
+    if modules is not None and opt.init_epochs > 0:
+        lr = distiller.init_learning_rate(opt)
+        optimizer = torch.optim.SGD(modules.parameters(), lr=lr, momentum=opt.momentum,
+                                    weight_decay=opt.weight_decay)
+        for epoch in range(1, opt.init_epochs + 1):
+            distiller.eval()
+            modules.train()
+            stats, start = EpochStats(), time.time()
+            for step, batch in enumerate(_progress(loader, f'init {epoch}')):
+                image = batch[0].to(device, non_blocking=True)
+                loss = distiller.forward_init(image)
+                _check_finite({'init': loss}, f'init epoch {epoch}, step {step}')
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                stats.update(image.shape[0], loss=loss)
+            print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
+                  f'{stats.averages()["loss"]:.4f} | {time.time() - start:.1f}s', flush=True)
+    for module in distiller.frozen:
+        module.requires_grad_(False)
 
 
 @torch.no_grad()

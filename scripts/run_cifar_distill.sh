@@ -9,3 +9,29 @@ T=./save/models/resnet32x4_vanilla/ckpt_epoch_240.pth
 
 # KD
 $PY train_student.py --path_t $T --distill kd --model_s resnet8x4 -r 0.1 -a 0.9 -b 0 --trial 1 "$@"
+# FitNet
+$PY train_student.py --path_t $T --distill hint --model_s resnet8x4 -a 0 -b 100 --trial 1 "$@"
+# AT
+$PY train_student.py --path_t $T --distill attention --model_s resnet8x4 -a 0 -b 1000 --trial 1 "$@"
+# SP
+$PY train_student.py --path_t $T --distill similarity --model_s resnet8x4 -a 0 -b 3000 --trial 1 "$@"
+# CC
+$PY train_student.py --path_t $T --distill correlation --model_s resnet8x4 -a 0 -b 0.02 --trial 1 "$@"
+# VID
+$PY train_student.py --path_t $T --distill vid --model_s resnet8x4 -a 0 -b 1 --trial 1 "$@"
+# RKD
+$PY train_student.py --path_t $T --distill rkd --model_s resnet8x4 -a 0 -b 1 --trial 1 "$@"
+# PKT
+$PY train_student.py --path_t $T --distill pkt --model_s resnet8x4 -a 0 -b 30000 --trial 1 "$@"
+# AB (30 init epochs, then CE training)
+$PY train_student.py --path_t $T --distill abound --model_s resnet8x4 -a 0 -b 1 --trial 1 "$@"
+# FT (30 init epochs for the paraphraser)
+$PY train_student.py --path_t $T --distill factor --model_s resnet8x4 -a 0 -b 200 --trial 1 "$@"
+# FSP (30 init epochs, then CE training)
+$PY train_student.py --path_t $T --distill fsp --model_s resnet8x4 -a 0 -b 50 --trial 1 "$@"
+# NST
+$PY train_student.py --path_t $T --distill nst --model_s resnet8x4 -a 0 -b 50 --trial 1 "$@"
+# CRD
+$PY train_student.py --path_t $T --distill crd --model_s resnet8x4 -a 0 -b 0.8 --trial 1 "$@"
+# CRD+KD
+$PY train_student.py --path_t $T --distill crd --model_s resnet8x4 -a 1 -b 0.8 --trial 1 "$@"

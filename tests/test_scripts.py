@@ -45,3 +45,12 @@ def test_demo_commands_parse():
         if len(words) > 1 and words[1] in PARSERS:
             argv = [w for w in words[2:] if w != '${common[@]}'] + common
             PARSERS[words[1]](argv)
+
+
+def test_distill_script_covers_every_repdistiller_method():
+    from distiller_zoo import METHODS
+    methods = [argv[argv.index('--distill') + 1] for _, argv in
+               script_commands('run_cifar_distill.sh')]
+    assert set(methods) == {'kd', 'hint', 'attention', 'similarity', 'correlation', 'vid',
+                            'rkd', 'pkt', 'abound', 'factor', 'fsp', 'nst', 'crd'}
+    assert set(methods) <= set(METHODS)

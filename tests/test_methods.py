@@ -1,0 +1,318 @@
+"""The classic methods: loss values, gradients, what each trains, and their command lines."""
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import train_student
+import train_teacher
+from crd import ContrastLoss, ContrastMemory, CRDLoss
+from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, FactorTransfer,
+                           FSP, HintLoss, KDSVD, NSTLoss, PKT, RKDLoss, Similarity, VIDLoss,
+                           get_method)
+from helper.checkpoint import load_checkpoint
+from helper.loops import run_init_stage
+from models import get_model
+
+
+def det(*shape, phase=0.0):
+    """Deterministic test input."""
+    n = math.prod(shape)
+    return torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + phase).float().reshape(shape)
+
+
+# Values from running RepDistiller's own distiller_zoo (commit b84f547) on the inputs below.
+REPDISTILLER_VALUES = {
+    'KD': 0.3121137, 'Hint': 0.45973623, 'AT': 0.00086344412, 'SP': 0.37467104,
+    'CC': 3.6254756, 'RKD': 5.5225735, 'PKT': 0.081993848, 'AB': 1.2445614,
+    'FT': 0.020904785, 'FSP': 5.5594082e-05, 'NST': 0.79619932, 'KDSVD': 0.018145714,
+}
+
+
+def test_losses_match_repdistiller_values():
+    B = 4
+    g_s = [det(B, 8, 8, 8, phase=0.1), det(B, 16, 4, 4, phase=0.2)]
+    g_t = [det(B, 8, 8, 8, phase=1.1), det(B, 16, 2, 2, phase=1.2)]
+    e_s, e_t = det(B, 12, phase=0.3), det(B, 20, phase=1.3)
+    pair_s = [g_s[0], det(B, 8, 4, 4, phase=0.7)]
+    pair_t = [g_t[0], det(B, 8, 4, 4, phase=1.7)]
+    ours = {
+        'KD': DistillKL(4)(det(B, 10, phase=0.5), det(B, 10, phase=2.0)),
+        'Hint': HintLoss()(g_s[0], g_t[0]),
+        'AT': sum(Attention()(g_s, g_t)),
+        'SP': sum(Similarity()([g_s[1]], [g_t[1]])),
+        'CC': Correlation()(e_s, det(B, 12, phase=1.3)),
+        'RKD': RKDLoss()(e_s, e_t),
+        'PKT': PKT()(e_s, e_t),
+        'AB': sum(ABLoss(2)(g_s, [g_t[0], det(B, 16, 4, 4, phase=1.2)])),
+        'FT': FactorTransfer()(g_s[1], g_t[1]),
+        'FSP': sum(FSP([(B, 8, 8, 8), (B, 8, 4, 4)], [(B, 8, 8, 8), (B, 8, 4, 4)])(pair_s, pair_t)),
+        'NST': sum(NSTLoss()(g_s, g_t)),
+        'KDSVD': sum(KDSVD()(pair_s, pair_t)),
+    }
+    for name, value in ours.items():
+        assert value.item() == pytest.approx(REPDISTILLER_VALUES[name], rel=1e-5), name
+
+
+def test_identical_features_give_zero():
+    f = torch.randn(4, 8, 6, 6)
+    e = torch.randn(4, 16)
+    assert HintLoss()(f, f) == 0
+    assert sum(Attention()([f], [f])) == 0
+    assert FactorTransfer()(f, f) == 0
+    assert sum(NSTLoss()([f], [f])).abs() < 1e-6
+    assert sum(FSP([f.shape] * 2, [f.shape] * 2)([f, f], [f, f])) == 0
+    assert sum(Similarity()([f], [f])) == 0
+    assert RKDLoss()(e, e) < 1e-6
+
+
+def test_relational_losses_ignore_student_scale():
+    f, e = torch.randn(4, 8, 6, 6), torch.randn(6, 16)
+    assert sum(Similarity()([3 * f], [f])) < 1e-10
+    assert RKDLoss()(3 * e, e) < 1e-5
+    assert PKT()(3 * e, e) < 1e-6
+
+
+def test_vid_at_init_with_perfect_mean():
+    vid = VIDLoss(4, 6, 4)
+    for conv in vid.regressor[::2]:
+        torch.nn.init.zeros_(conv.weight)
+    target = torch.zeros(2, 4, 3, 3)  # regressor(anything) == 0 == target
+    assert vid(torch.randn(2, 4, 3, 3), target).item() == pytest.approx(0.5 * math.log(5), abs=1e-5)
+
+
+def test_ab_zero_student_costs_one_per_element():
+    s, t = torch.zeros(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    terms = ABLoss(3)([s, s, s], [t, t, t])
+    for w, term in zip([0.25, 0.5, 1.0], terms):
+        assert term.item() == pytest.approx(w * s.numel() / 2 * 0.003)
+
+
+def test_cc_two_samples():
+    z_s, z_t = torch.randn(2, 5), torch.randn(2, 5)
+    delta = (z_s - z_t).abs()
+    assert Correlation()(z_s, z_t).item() == pytest.approx((delta[0] * delta[1]).sum().item(),
+                                                           rel=1e-6)
+
+
+def test_contrast_loss_constant_scores():
+    v, n_data, m = 0.3, 1000, 9
+    c = m / n_data
+    expected = -(math.log(v / (v + c)) + m * math.log(c / (v + c)))
+    assert ContrastLoss(n_data)(torch.full((3, m + 1, 1), v)).item() == pytest.approx(
+        expected, rel=1e-4)
+
+
+def test_crd_memory_momentum_update_and_fixed_normalisers():
+    torch.manual_seed(0)
+    memory = ContrastMemory(8, 20, K=5, T=0.07, momentum=0.5)
+    v_s = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    v_t = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    idx = torch.tensor([2, 7, 11])
+    old_v1, old_v2 = memory.memory_v1[idx].clone(), memory.memory_v2[idx].clone()
+    contrast_idx = torch.randint(0, 20, (3, 6))
+    contrast_idx[:, 0] = idx
+    out_s, out_t = memory(v_s, v_t, idx, contrast_idx)
+    assert out_s.shape == (3, 6, 1) and out_t.shape == (3, 6, 1)
+    expected_v1 = torch.nn.functional.normalize(0.5 * old_v1 + 0.5 * v_s, dim=1)
+    assert torch.allclose(memory.memory_v1[idx], expected_v1, atol=1e-6)
+    expected_v2 = torch.nn.functional.normalize(0.5 * old_v2 + 0.5 * v_t, dim=1)
+    assert torch.allclose(memory.memory_v2[idx], expected_v2, atol=1e-6)
+    z = memory.params[2:4].clone()
+    assert (z > 0).all()
+    memory(v_s, v_t, idx, contrast_idx)
+    assert torch.equal(memory.params[2:4], z)
+    # without contrast indices, negatives are drawn on the fly (any device)
+    out_s, _ = memory(v_s, v_t, idx)
+    assert out_s.shape == (3, 6, 1)
+
+
+# The REFERENCE.md table of default weights: --distill -> (-r, -a, -b)
+DEFAULT_WEIGHTS = {
+    'kd': (0.1, 0.9, 0), 'hint': (1, 0, 100), 'attention': (1, 0, 1000),
+    'similarity': (1, 0, 3000), 'correlation': (1, 0, 0.02), 'vid': (1, 0, 1), 'rkd': (1, 0, 1),
+    'pkt': (1, 0, 30000), 'abound': (1, 0, 1), 'factor': (1, 0, 200), 'fsp': (1, 0, 50),
+    'nst': (1, 0, 50), 'crd': (1, 0, 0.8),
+}
+ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
+           'ab': 'abound', 'ft': 'factor'}
+CANONICAL = sorted(DEFAULT_WEIGHTS) + ['kdsvd']
+
+
+def test_registry_names_aliases_and_default_weights():
+    for name, weights in DEFAULT_WEIGHTS.items():
+        assert get_method(name).default_weights == weights, name
+    for alias, name in ALIASES.items():
+        assert METHODS[alias] is METHODS[name]
+    assert set(METHODS) == set(CANONICAL) | set(ALIASES)
+
+
+def method_opt(name, **over):
+    gamma, alpha, beta = get_method(name).default_weights
+    opt = dict(gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=16,
+               nce_k=20, nce_t=0.07, nce_m=0.5, n_data=64, model_s='resnet8', learning_rate=0.05,
+               momentum=0.9, weight_decay=5e-4, init_epochs=1)
+    opt.update(over)
+    return SimpleNamespace(**opt)
+
+
+def build(name, teacher='resnet14', student='resnet8', num_classes=10):
+    torch.manual_seed(0)
+    t, s = get_model(teacher, num_classes), get_model(student, num_classes)
+    return get_method(name)(s, t, method_opt(name, model_s=student)), t, s
+
+
+def fixed_batch(n=8, num_classes=10):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    index = torch.arange(n)
+    contrast_idx = torch.randint(0, 64, (n, 21), generator=g)
+    contrast_idx[:, 0] = index
+    return x, y, index, contrast_idx
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+@pytest.mark.parametrize('name', CANONICAL)
+def test_training_steps_update_student_and_method_modules_only(name):
+    distiller, teacher, student = build(name)
+    teacher_before = snapshot(teacher)
+    frozen_before = [snapshot(m) for m in distiller.frozen]
+    own = {n: p for n, p in distiller.named_parameters()
+           if not n.startswith(('student.', 'teacher.'))}
+    own_before = {n: p.detach().clone() for n, p in own.items()}
+    student_before = snapshot(student)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
+    x, y, index, contrast_idx = fixed_batch()
+    totals = []
+    distiller.train()
+    for _ in range(6):
+        _, losses = distiller.forward_train(x, y, index, contrast_idx)
+        assert all(torch.isfinite(v).all() for v in losses.values())
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        totals.append(loss.item())
+    assert totals[-1] < totals[0], totals
+    assert not changed(teacher_before, teacher)  # weights and BN statistics
+    assert all(p.grad is None for p in teacher.parameters())
+    for module, before in zip(distiller.frozen, frozen_before):
+        assert not changed(before, module)
+    assert changed(student_before, student)
+    trainable_own = {n for n, p in own.items() if not any(p is q for m in distiller.frozen
+                                                          for q in m.parameters())}
+    for n in trainable_own:  # every connector / embedding the method adds is trained
+        assert not torch.equal(own[n].detach(), own_before[n]), n
+
+
+@pytest.mark.parametrize('name, teacher, trains', [
+    ('abound', 'resnet8x4', {'connector', 'student_features'}),  # widths differ: real connectors
+    ('factor', 'resnet14', {'paraphraser'}),
+    ('fsp', 'resnet14', {'student_features'})])
+def test_init_stage_trains_exactly_its_modules(name, teacher, trains):
+    distiller, teacher, student = build(name, teacher=teacher)
+    batches = [fixed_batch()[:2] for _ in range(3)]
+    feature_keys = {f'{i}.{k}' for i, m in enumerate(student.get_feat_modules())
+                    for k in m.state_dict()}
+    before = snapshot(distiller)
+    run_init_stage(distiller, batches, method_opt(name), torch.device('cpu'))
+    after = distiller.state_dict()
+    moved = {k for k, v in after.items() if not torch.equal(v, before[k])}
+    groups = {
+        'connector': {k for k in moved if k.startswith('connector.')},
+        'paraphraser': {k for k in moved if k.startswith('paraphraser.')},
+        'translator': {k for k in moved if k.startswith('translator.')},
+        'teacher': {k for k in moved if k.startswith('teacher.')},
+        'student_features': {k for k in moved if k.startswith('student.')},
+    }
+    assert {g for g, keys in groups.items() if keys} == trains
+    student_moved = {k[len('student.'):] for k in groups['student_features']}
+    assert all(not k.startswith(('fc.', 'linear.', 'classifier.')) for k in student_moved)
+    for module in distiller.frozen:  # init-only modules are fixed for distillation
+        assert all(not p.requires_grad for p in module.parameters())
+    frozen_ids = {id(p) for m in distiller.frozen for p in m.parameters()}
+    assert not frozen_ids & {id(p) for p in distiller.trainable_parameters()}
+    assert feature_keys  # the student exposes its feature modules
+
+
+def test_ab_reads_preactivations_and_others_do_not():
+    assert get_method('abound').preact and not get_method('kd').preact
+
+
+def test_fitnet_regressor_follows_hint_layer():
+    distiller, _, _ = build('hint', teacher='resnet32x4', student='resnet8x4')
+    assert isinstance(distiller.regress_s.conv, torch.nn.Conv2d)
+    assert distiller.regress_s.conv.kernel_size == (1, 1)
+    distiller, _, _ = build('hint', teacher='resnet32x4', student='ShuffleV2')
+    assert isinstance(distiller.regress_s.conv, torch.nn.ConvTranspose2d)
+
+
+@pytest.mark.parametrize('name, teacher, student', [('fsp', 'wrn_40_2', 'wrn_40_1'),
+                                                     ('kdsvd', 'resnet32x4', 'resnet8')])
+def test_impossible_pairs_raise(name, teacher, student):
+    with pytest.raises(ValueError, match='channel counts'):
+        build(name, teacher=teacher, student=student)
+
+
+def test_crd_loss_repdistiller_signature():
+    opt = SimpleNamespace(s_dim=8, t_dim=12, feat_dim=4, nce_k=5, nce_t=0.07, nce_m=0.5,
+                          n_data=30)
+    loss = CRDLoss(opt)(torch.randn(3, 8), torch.randn(3, 12), torch.tensor([0, 1, 2]))
+    assert loss.shape == (1,) and torch.isfinite(loss).all()
+
+
+FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epochs', '1',
+        '--nce_k', '40', '--feat_dim', '16']
+
+
+@pytest.fixture(scope='module')
+def tiny_teacher(tmp_path_factory):
+    from conftest import write_cifar100
+    root = tmp_path_factory.mktemp('methods')
+    data = str(root / 'data')
+    write_cifar100(data, n_train=64, n_test=32)
+    save = str(root / 'save')
+    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save,
+                               '--epochs', '1', '--num_workers', '0', '--batch_size', '32']) == 0
+    path = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
+                        'resnet14_last.pth')
+    return data, save, path
+
+
+@pytest.mark.parametrize('name', CANONICAL + sorted(ALIASES))
+def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, monkeypatch):
+    data, save, teacher = tiny_teacher
+    monkeypatch.setattr('dataset.cifar.download', lambda *a: None)
+    argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', name, '--data_folder',
+            data, '--save_dir', save, '--trial', f'cli_{name}'] + FAST
+    assert train_student.main(argv) == 0
+    out = capsys.readouterr().out
+    canonical = ALIASES.get(name, name)
+    r, a, b = [float(w) for w in get_method(canonical).default_weights]
+    assert f'weights -r {r} -a {a} -b {b}' in out
+    assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
+    run = os.path.join(save, 'student_model',
+                       f'S:resnet8_T:resnet14_cifar100_{name}_r:{r}_a:{a}_b:{b}_cli_{name}')
+    ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
+    get_model('resnet8', 100).load_state_dict(ckpt['model'])
+    if canonical == 'crd':
+        assert ckpt['method_state']['criterion_kd.contrast.memory_v1'].shape == (64, 16)
+
+
+def test_impossible_pair_stops_before_training(tiny_teacher, capsys):
+    data, save, teacher = tiny_teacher
+    argv = ['--path_t', teacher, '--model_s', 'resnet8x4', '--distill', 'fsp', '--data_folder',
+            data, '--save_dir', save] + FAST
+    assert train_student.main(argv) == 2
+    err = capsys.readouterr().err
+    assert 'cannot distil resnet14 into resnet8x4' in err and 'channel counts' in err
