@@ -40,6 +40,21 @@ def run_stages(x, stages, preact):
     return x, feats
 
 
+def init_kaiming_bn(model):
+    """ResNet initialisation: He-normal (fan-out) convs, BN weight 1 and bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def last_bn(block):
+    """The BN whose output feeds a residual block's final ReLU."""
+    return block.bn3 if hasattr(block, 'bn3') else block.bn2
+
+
 def init_he_conv_small_linear(model):
     """RepDistiller's VGG/MobileNetV2 initialisation: He-normal convs, N(0, 0.01) linears."""
     for m in model.modules():

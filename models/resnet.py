@@ -2,11 +2,12 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, run_stages
+from .base import KDModel, init_kaiming_bn, last_bn, run_stages
 
 
-def conv3x3(in_planes, out_planes, stride=1):
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+def conv3x3(in_planes, out_planes, stride=1, groups=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1,
+                     groups=groups, bias=False)
 
 
 class BasicBlock(nn.Module):
@@ -32,16 +33,20 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """Also torchvision's bottleneck (stride on the 3x3 conv; ``groups``/``base_width`` widen
+    it for ResNeXt and wide ResNets)."""
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, is_last=False):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, is_last=False, groups=1,
+                 base_width=64):
         super().__init__()
         self.is_last = is_last
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -77,13 +82,7 @@ class ResNet(KDModel):
         self.layer3 = self._make_layer(block, num_filters[3], n, stride=2)
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(num_filters[3] * block.expansion, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_bn(self)
 
     def _make_layer(self, block, planes, blocks, stride=1):
         downsample = None
@@ -104,8 +103,7 @@ class ResNet(KDModel):
                               self.layer3])
 
     def get_bn_before_relu(self):
-        last = [self.layer1[-1], self.layer2[-1], self.layer3[-1]]
-        return [b.bn3 if isinstance(b, Bottleneck) else b.bn2 for b in last]
+        return [last_bn(layer[-1]) for layer in (self.layer1, self.layer2, self.layer3)]
 
     def forward_features(self, x, preact):
         x = self.relu(self.bn1(self.conv1(x)))

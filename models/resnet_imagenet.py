@@ -5,68 +5,13 @@ toolbox, a BasicBlock network with ``width_per_group`` 128 widens every stage by
 itself only widens Bottleneck networks).
 """
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .base import KDModel, run_stages
-
-
-def conv3x3(in_planes, out_planes, stride=1, groups=1):
-    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups,
-                     bias=False)
+from .base import KDModel, init_kaiming_bn, last_bn, run_stages
+from .resnet import BasicBlock, Bottleneck
 
 
 def conv1x1(in_planes, out_planes, stride=1):
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
-                 is_last=False):
-        super().__init__()
-        self.is_last = is_last
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        pre = self.bn2(self.conv2(out)) + identity
-        out = F.relu(pre)
-        return (out, pre) if self.is_last else out
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
-                 is_last=False):
-        super().__init__()
-        self.is_last = is_last
-        width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(inplanes, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride, groups)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        pre = self.bn3(self.conv3(out)) + identity
-        out = F.relu(pre)
-        return (out, pre) if self.is_last else out
 
 
 class ResNet(KDModel):
@@ -87,33 +32,22 @@ class ResNet(KDModel):
         self.layer4 = self._make_layer(block, 512 * widen, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * widen * block.expansion, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_bn(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
-                    nn.init.constant_(self._last_bn(m).weight, 0)
-
-    @staticmethod
-    def _last_bn(block):
-        return block.bn3 if isinstance(block, Bottleneck) else block.bn2
+                    nn.init.constant_(last_bn(m).weight, 0)
 
     def _make_layer(self, block, planes, blocks, stride=1):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
-                        is_last=(blocks == 1))]
+        width = dict(groups=self.groups, base_width=self.base_width) if block is Bottleneck else {}
+        layers = [block(self.inplanes, planes, stride, downsample, is_last=(blocks == 1), **width)]
         self.inplanes = planes * block.expansion
         for i in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups,
-                                base_width=self.base_width, is_last=(i == blocks - 1)))
+            layers.append(block(self.inplanes, planes, is_last=(i == blocks - 1), **width))
         return nn.Sequential(*layers)
 
     def get_feat_modules(self):
@@ -121,7 +55,7 @@ class ResNet(KDModel):
                               self.layer2, self.layer3, self.layer4])
 
     def get_bn_before_relu(self):
-        return [self._last_bn(layer[-1])
+        return [last_bn(layer[-1])
                 for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
     def forward_features(self, x, preact):

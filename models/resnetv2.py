@@ -2,7 +2,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, run_stages
+from .base import KDModel, init_kaiming_bn, last_bn, run_stages
 
 
 def _shortcut(in_planes, out_planes, stride):
@@ -69,21 +69,11 @@ class ResNet(KDModel):
         self.layer4 = self._make_layer(block, 512, num_blocks[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.linear = nn.Linear(512 * block.expansion, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_bn(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
-                    nn.init.constant_(self._last_bn(m).weight, 0)
-
-    @staticmethod
-    def _last_bn(block):
-        return block.bn3 if isinstance(block, Bottleneck) else block.bn2
+                    nn.init.constant_(last_bn(m).weight, 0)
 
     def _make_layer(self, block, planes, num_blocks, stride):
         layers = []
@@ -97,7 +87,7 @@ class ResNet(KDModel):
                               self.layer4])
 
     def get_bn_before_relu(self):
-        return [self._last_bn(layer[-1])
+        return [last_bn(layer[-1])
                 for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
     def forward_features(self, x, preact):
