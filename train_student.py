@@ -7,8 +7,8 @@ from dataset import DATASETS, get_dataloaders
 from distiller_zoo import METHODS, get_method
 from helper.checkpoint import load_teacher
 from helper.logger import RunLogger
-from helper.loops import fit, run_init_stage, validate
-from helper.options import (add_model_argument, base_parser, finish_options, make_run_dirs,
+from helper.loops import Trainer, validate
+from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
                             select_device)
 from helper.util import UserError, run_cli, set_seed
 from models import get_model
@@ -48,25 +48,24 @@ def parse_option(argv=None):
 
 def run(opt):
     device = select_device(opt)
-    if opt.seed is not None:
-        set_seed(opt.seed)
     method = get_method(opt.distill)
+    teacher, opt.model_t = load_teacher(opt.path_t, DATASETS[opt.dataset].num_classes,
+                                        opt.dataset)
+    run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
+                f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
+    run_dir, tb_dir, resume = prepare_run(opt, 'student_model', 'student_tensorboards', run_name)
+    set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
         variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
         pin_memory=device.type == 'cuda')
     opt.n_data = len(train_loader.dataset)
-    teacher, opt.model_t = load_teacher(opt.path_t, num_classes, opt.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
     try:
         distiller = method(student, teacher, opt, DATASETS[opt.dataset].image_size).to(device)
     except ValueError as e:
         raise UserError(f'--distill {opt.distill} cannot distil {opt.model_t} into '
                         f'{opt.model_s}: {e}') from None
-
-    run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
-                f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
-    run_dir, tb_dir = make_run_dirs(opt, 'student_model', 'student_tensorboards', run_name)
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
           f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',
           flush=True)
@@ -74,21 +73,19 @@ def run(opt):
     print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
           f'{teacher_acc["top5"]:.2f}', flush=True)
 
-    run_init_stage(distiller, train_loader, opt, device)
-    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=opt.learning_rate,
-                                momentum=opt.momentum, weight_decay=opt.weight_decay)
-
     logger = RunLogger(tb_dir)
-    best, last = fit(distiller, optimizer, train_loader, test_loader, opt, opt.model_s, run_dir,
-                     logger, device)
+    trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, run_dir, logger,
+                      device)
+    best, last = trainer.run(lambda: torch.optim.SGD(
+        distiller.trainable_parameters(), lr=opt.learning_rate, momentum=opt.momentum,
+        weight_decay=opt.weight_decay), resume)
     logger.close()
     print(f'done: {opt.model_t} ({teacher_acc["top1"]:.2f}) -> {opt.model_s} with '
           f'{opt.distill}: best acc@1 {best:.2f}, last acc@1 {last:.2f}; checkpoints in {run_dir}')
-    return run_dir
 
 
 def main(argv=None):
-    return run_cli(parse_option, run, argv)
+    return run_cli('train_student.py', parse_option, run, argv)
 
 
 if __name__ == '__main__':

@@ -3,10 +3,10 @@ import sys
 
 import torch
 
-from dataset import get_dataloaders
+from dataset import DATASETS, get_dataloaders
 from helper.logger import RunLogger
-from helper.loops import Supervised, fit
-from helper.options import (add_model_argument, base_parser, finish_options, make_run_dirs,
+from helper.loops import Supervised, Trainer
+from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
                             select_device)
 from helper.util import run_cli, set_seed
 from models import get_model
@@ -22,30 +22,29 @@ def parse_option(argv=None):
 
 def run(opt):
     device = select_device(opt)
-    if opt.seed is not None:
-        set_seed(opt.seed)
+    run_name = (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
+                f'_trial_{opt.trial}')
+    run_dir, tb_dir, resume = prepare_run(opt, 'models', 'tensorboard', run_name)
+    set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
         seed=opt.seed, pin_memory=device.type == 'cuda')
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt.learning_rate, momentum=opt.momentum,
-                                weight_decay=opt.weight_decay)
-
-    run_name = (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
-                f'_trial_{opt.trial}')
-    run_dir, tb_dir = make_run_dirs(opt, 'models', 'tensorboard', run_name)
     print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)
+
     logger = RunLogger(tb_dir)
-    best, last = fit(Supervised(model), optimizer, train_loader, test_loader, opt, opt.model,
-                     run_dir, logger, device)
+    trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model, run_dir,
+                      logger, device)
+    best, last = trainer.run(lambda: torch.optim.SGD(
+        model.parameters(), lr=opt.learning_rate, momentum=opt.momentum,
+        weight_decay=opt.weight_decay), resume)
     logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
           f'checkpoints in {run_dir}')
-    return run_dir
 
 
 def main(argv=None):
-    return run_cli(parse_option, run, argv)
+    return run_cli('train_teacher.py', parse_option, run, argv)
 
 
 if __name__ == '__main__':

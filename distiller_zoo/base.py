@@ -128,6 +128,14 @@ class Distiller(nn.Module):
     def forward_test(self, image):
         return self.student(image)
 
+    def load_checkpoint_state(self, state):
+        self.student.load_state_dict(state['model'])
+        missing, unexpected = self.load_state_dict(state.get('method_state', {}), strict=False)
+        missing = [k for k in missing if not k.startswith(('student.', 'teacher.'))]
+        if missing or unexpected:
+            raise RuntimeError(f'method state differs (missing {missing[:3]}, unexpected '
+                               f'{unexpected[:3]}); was it written by another --distill?')
+
     def checkpoint_state(self):
         """The student under RepDistiller's ``'model'`` key; the method's own modules (connectors,
         memory banks) under ``'method_state'``."""

@@ -1,8 +1,15 @@
 """The generic training loop. It knows a "learner" only through ``forward_train(image, target,
-*extra) -> (logits, {name: weighted loss})``, ``forward_test(image)``, ``train()`` and
-``checkpoint_state()``; it never names a method."""
+*extra) -> (logits, {name: weighted loss})``, ``forward_test(image)``, ``checkpoint_state()``
+and ``load_checkpoint_state(state)``, plus ``init_modules()``/``forward_init(image)`` for
+two-stage methods; it never names a method.
+
+Every epoch draws its randomness (data order, augmentation, CRD negatives) from generators
+seeded by ``(seed, stage, epoch)``, and ``ckpt_last.pth`` holds everything else, so a resumed
+run continues exactly as the uninterrupted run would have.
+"""
 import math
 import os
+import signal
 import sys
 import time
 
@@ -11,7 +18,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
-from .util import UserError, accuracy, adjust_learning_rate
+from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+
+LAST = 'ckpt_last.pth'
 
 
 class Supervised(nn.Module):
@@ -29,8 +38,14 @@ class Supervised(nn.Module):
     def forward_test(self, image):
         return self.model(image)
 
+    def init_modules(self):
+        return None
+
     def checkpoint_state(self):
         return {'model': self.model.state_dict()}
+
+    def load_checkpoint_state(self, state):
+        self.model.load_state_dict(state['model'])
 
 
 class EpochStats:
@@ -46,7 +61,32 @@ class EpochStats:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
 
     def averages(self):
-        return {name: total.item() / self.count for name, total in self.sums.items()}
+        return {name: total.item() / max(self.count, 1) for name, total in self.sums.items()}
+
+
+class GracefulStop:
+    """While active, SIGINT/SIGTERM ask the run to stop after the current step; a second
+    signal stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f'\n{signal.Signals(signum).name}: stopping after this step '
+              f'(send it again to stop at once)', file=sys.stderr, flush=True)
 
 
 def _progress(loader, desc):
@@ -57,53 +97,9 @@ def _progress(loader, desc):
 def _check_finite(losses, where):
     if not all(torch.isfinite(v).all() for v in losses.values()):
         bad = [name for name, v in losses.items() if not torch.isfinite(v).all()]
-        raise UserError(f'loss became non-finite at {where} (term: {", ".join(bad)}); lower the '
-                        f'learning rate or the loss weights')
-
-
-def train_epoch(epoch, loader, learner, optimizer, device):
-    learner.train()
-    stats = EpochStats()
-    for step, batch in enumerate(_progress(loader, f'epoch {epoch}')):
-        image, target, *extra = [t.to(device, non_blocking=True) for t in batch]
-        logits, losses = learner.forward_train(image, target, *extra)
-        _check_finite(losses, f'epoch {epoch}, step {step}')
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        top1, top5 = accuracy(logits, target, topk=(1, 5))
-        stats.update(target.shape[0], loss=loss, top1=top1, top5=top5,
-                     **{f'loss_{name}': v for name, v in losses.items()})
-    return stats.averages()
-
-
-def run_init_stage(distiller, loader, opt, device):
-    """The init stage of a two-stage method (AB, FT, FSP): train ``distiller.init_modules()``
-    on the method's init loss alone, for ``opt.init_epochs`` epochs at a constant learning rate,
-    with an optimizer that is discarded afterwards. The student's parts outside those modules
-    stay in eval mode. Then the method's init-only modules are frozen."""
-    modules = distiller.init_modules()
-    if modules is not None and opt.init_epochs > 0:
-        lr = distiller.init_learning_rate(opt)
-        optimizer = torch.optim.SGD(modules.parameters(), lr=lr, momentum=opt.momentum,
-                                    weight_decay=opt.weight_decay)
-        for epoch in range(1, opt.init_epochs + 1):
-            distiller.eval()
-            modules.train()
-            stats, start = EpochStats(), time.time()
-            for step, batch in enumerate(_progress(loader, f'init {epoch}')):
-                image = batch[0].to(device, non_blocking=True)
-                loss = distiller.forward_init(image)
-                _check_finite({'init': loss}, f'init epoch {epoch}, step {step}')
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                stats.update(image.shape[0], loss=loss)
-            print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
-                  f'{stats.averages()["loss"]:.4f} | {time.time() - start:.1f}s', flush=True)
-    for module in distiller.frozen:
-        module.requires_grad_(False)
+        raise UserError(f'loss became non-finite at {where} (term: {", ".join(bad)}); the last '
+                        f'good checkpoint is kept. Lower the learning rate or the loss weights, '
+                        f'or set --max_grad_norm')
 
 
 @torch.no_grad()
@@ -121,28 +117,159 @@ def validate(loader, predict, device, desc='test'):
     return stats.averages()
 
 
-def fit(learner, optimizer, train_loader, test_loader, opt, arch, run_dir, logger, device):
-    """Train for ``opt.epochs`` epochs, validating after each; write RepDistiller's checkpoints:
-    ``<arch>_best.pth``, ``ckpt_epoch_<N>.pth`` every ``opt.save_freq`` epochs, ``<arch>_last.pth``.
-    Returns ``(best top-1, last top-1)``."""
-    best_acc, test = -math.inf, {'top1': 0.0}
-    for epoch in range(1, opt.epochs + 1):
-        lr = adjust_learning_rate(epoch, opt, optimizer)
-        start = time.time()
-        train = train_epoch(epoch, train_loader, learner, optimizer, device)
-        test = validate(test_loader, learner.forward_test, device)
-        logger.log_epoch(epoch, opt.epochs, lr, train, test, time.time() - start)
+class Trainer:
+    """Runs the init stage (two-stage methods) and the training epochs of one run, writing
+    RepDistiller's checkpoints (``<arch>_best.pth``, ``ckpt_epoch_<N>.pth`` every
+    ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch."""
 
-        state = {'epoch': epoch, 'arch': arch, **learner.checkpoint_state(),
-                 'optimizer': optimizer.state_dict()}
-        if test['top1'] > best_acc:
-            best_acc = test['top1']
-            save_checkpoint({**state, 'best_acc': best_acc},
-                            os.path.join(run_dir, f'{arch}_best.pth'))
-        if epoch % opt.save_freq == 0:
-            save_checkpoint({**state, 'accuracy': test['top1']},
-                            os.path.join(run_dir, f'ckpt_epoch_{epoch}.pth'))
-    save_checkpoint({'opt': vars(opt), 'epoch': opt.epochs, 'arch': arch,
-                     **learner.checkpoint_state(), 'accuracy': test['top1']},
-                    os.path.join(run_dir, f'{arch}_last.pth'))
-    return best_acc, test['top1']
+    def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device):
+        self.learner, self.opt, self.arch = learner, opt, arch
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.run_dir, self.logger, self.device = run_dir, logger, device
+        self.best_acc, self.last_acc = -math.inf, 0.0
+        self.stop = GracefulStop()
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def _seed_epoch(self, stage, epoch):
+        seed = (self.opt.seed * 1_000_003 + epoch * 2 + (stage == 'init')) % 2 ** 32
+        set_seed(seed)
+        generator = getattr(self.train_loader, 'generator', None)
+        if generator is not None:
+            generator.manual_seed(seed)
+
+    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step):
+        """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
+        and skipped, which keeps the random streams aligned). Returns ``(stats, stopped_at)``
+        with ``stopped_at`` the number of steps done when a stop was requested, else None."""
+        self._seed_epoch(stage, epoch)
+        stats = EpochStats()
+        for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
+            if step < start_step:
+                continue
+            batch = [t.to(self.device, non_blocking=True) for t in batch]
+            losses, metrics = step_fn(batch)
+            _check_finite(losses, f'{stage} epoch {epoch}, step {step}')
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.opt.max_grad_norm:
+                nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group['params']],
+                    self.opt.max_grad_norm)
+            optimizer.step()
+            stats.update(batch[0].shape[0], loss=loss, **metrics,
+                         **{f'loss_{name}': v for name, v in losses.items()})
+            if self.stop.requested:
+                return stats, step + 1
+        return stats, None
+
+    def _train_step(self, batch):
+        image, target, *extra = batch
+        logits, losses = self.learner.forward_train(image, target, *extra)
+        top1, top5 = accuracy(logits, target, topk=(1, 5))
+        return losses, {'top1': top1, 'top5': top5}
+
+    def _init_step(self, batch):
+        return {'init': self.learner.forward_init(batch[0])}, {}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _save_last(self, stage, epoch, step, optimizer):
+        """The full state: continue at ``step`` of ``epoch`` of ``stage``."""
+        save_checkpoint({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
+                         **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
+                         'best_acc': self.best_acc, 'last_acc': self.last_acc,
+                         'opt': vars(self.opt)},
+                        os.path.join(self.run_dir, LAST))
+
+    def _interrupted(self, stage, epoch, step, optimizer):
+        self._save_last(stage, epoch, step, optimizer)
+        where = f'{stage} epoch {epoch}' + (f', step {step}' if step else '')
+        raise RunInterrupted(f'stopped before {where}; state saved in '
+                             f'{os.path.join(self.run_dir, LAST)}')
+
+    # -- stages ------------------------------------------------------------------------------
+    def run(self, optimizer_fn, resume=None):
+        """Init stage (if any), then training. ``optimizer_fn()`` builds the main optimizer
+        once the init stage is over. Returns ``(best top-1, last top-1)``."""
+        with self.stop:
+            stage = resume['stage'] if resume else 'init'
+            if resume:
+                try:
+                    self.learner.load_checkpoint_state(resume)
+                except RuntimeError as e:
+                    raise UserError(f'the checkpoint to resume does not fit this run: '
+                                    f'{str(e).splitlines()[0]}') from None
+                self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
+            if stage == 'init':
+                self._init_stage(resume)
+                resume = None
+            optimizer = optimizer_fn()
+            if resume:
+                optimizer.load_state_dict(resume['optimizer'])
+            return self._train(optimizer, resume)
+
+    def _init_stage(self, resume):
+        """Two-stage methods (AB, FT, FSP): train ``init_modules()`` on the method's init loss
+        alone for ``opt.init_epochs`` epochs, constant lr, with an optimizer discarded
+        afterwards; the student's parts outside those modules stay in eval mode. Then the
+        method's init-only modules are frozen."""
+        learner, opt = self.learner, self.opt
+        modules = learner.init_modules()
+        if modules is not None and opt.init_epochs > 0:
+            lr = learner.init_learning_rate(opt)
+            optimizer = torch.optim.SGD(modules.parameters(), lr=lr, momentum=opt.momentum,
+                                        weight_decay=opt.weight_decay)
+            start_epoch, start_step = 1, 0
+            if resume:
+                optimizer.load_state_dict(resume['optimizer'])
+                start_epoch, start_step = resume['epoch'], resume['step']
+            for epoch in range(start_epoch, opt.init_epochs + 1):
+                learner.eval()
+                modules.train()
+                start = time.time()
+                stats, stopped_at = self._run_epoch(
+                    'init', epoch, optimizer, self._init_step,
+                    start_step if epoch == start_epoch else 0)
+                if stopped_at is not None:
+                    self._interrupted('init', epoch, stopped_at, optimizer)
+                print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
+                      f'{stats.averages().get("loss", math.nan):.4f} | '
+                      f'{time.time() - start:.1f}s', flush=True)
+                self._save_last('init', epoch + 1, 0, optimizer)
+                if self.stop.requested:
+                    self._interrupted('init', epoch + 1, 0, optimizer)
+        for module in getattr(learner, 'frozen', []):
+            module.requires_grad_(False)
+
+    def _train(self, optimizer, resume):
+        opt = self.opt
+        start_epoch, start_step = (resume['epoch'], resume['step']) if resume else (1, 0)
+        for epoch in range(start_epoch, opt.epochs + 1):
+            lr = adjust_learning_rate(epoch, opt, optimizer)
+            self.learner.train()
+            start = time.time()
+            train, stopped_at = self._run_epoch('train', epoch, optimizer, self._train_step,
+                                                start_step if epoch == start_epoch else 0)
+            if stopped_at is not None:
+                self._interrupted('train', epoch, stopped_at, optimizer)
+            test = validate(self.test_loader, self.learner.forward_test, self.device)
+            self.last_acc = test['top1']
+            self.logger.log_epoch(epoch, opt.epochs, lr, train.averages(), test,
+                                  time.time() - start)
+
+            state = {'epoch': epoch, 'arch': self.arch, **self.learner.checkpoint_state(),
+                     'optimizer': optimizer.state_dict()}
+            if test['top1'] > self.best_acc:
+                self.best_acc = test['top1']
+                save_checkpoint({**state, 'best_acc': self.best_acc},
+                                os.path.join(self.run_dir, f'{self.arch}_best.pth'))
+            if epoch % opt.save_freq == 0:
+                save_checkpoint({**state, 'accuracy': test['top1']},
+                                os.path.join(self.run_dir, f'ckpt_epoch_{epoch}.pth'))
+            self._save_last('train', epoch + 1, 0, optimizer)
+            if self.stop.requested and epoch < opt.epochs:
+                self._interrupted('train', epoch + 1, 0, optimizer)
+        save_checkpoint({'opt': vars(opt), 'epoch': opt.epochs, 'arch': self.arch,
+                         **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
+                        os.path.join(self.run_dir, f'{self.arch}_last.pth'))
+        return self.best_acc, self.last_acc

@@ -1,12 +1,16 @@
 """Command-line options shared by train_teacher.py and train_student.py (RepDistiller's names
 and defaults), and the checks and derived values both scripts need."""
 import argparse
+import glob
 import os
+import random
 
 import torch
 
 from dataset import DATASETS
 from models import SMALL_LR_MODELS, model_dict
+from .checkpoint import load_checkpoint
+from .loops import LAST
 from .util import UserError, parse_decay_epochs
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
@@ -41,6 +45,11 @@ def base_parser(description):
     parser.add_argument('--seed', type=int, default=None, help='random seed (default: random)')
     parser.add_argument('--gpu_id', type=str, default=None,
                         help='GPU(s) to use, as CUDA_VISIBLE_DEVICES (SimKD compatibility)')
+    parser.add_argument('--resume', type=str, default=None, metavar='auto|PATH',
+                        help=f"continue a run: 'auto' from its folder's {LAST} if there is "
+                             f"one, or from the given checkpoint")
+    parser.add_argument('--max_grad_norm', type=float, default=None,
+                        help='clip the gradient norm to this value (default: no clipping)')
     return parser
 
 
@@ -67,13 +76,37 @@ def select_device(opt):
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
-def make_run_dirs(opt, model_folder, tb_folder, run_name):
+def prepare_run(opt, model_folder, tb_folder, run_name):
+    """Create the run's folders and find the state to resume from (``None`` for a new run).
+    A new run never writes into a folder that holds another run's checkpoints. The seed of a
+    resumed run is the one it started with; a new run without ``--seed`` draws one."""
     run_dir = os.path.join(opt.save_dir, model_folder, run_name)
     tb_dir = os.path.join(opt.save_dir, tb_folder, run_name)
+    resume = None
+    if opt.resume == 'auto':
+        if os.path.isfile(os.path.join(run_dir, LAST)):
+            resume = load_checkpoint(os.path.join(run_dir, LAST))
+    elif opt.resume:
+        resume = load_checkpoint(opt.resume)
+    if resume is None and glob.glob(os.path.join(run_dir, '*.pth')):
+        raise UserError(f"'{run_dir}' already holds checkpoints of an earlier run; add "
+                        f"--resume auto to continue it, or choose another --trial")
+    if resume is not None:
+        if 'stage' not in resume:
+            raise UserError('the checkpoint to resume has no training state; resume from '
+                            f'{LAST}, which every run writes each epoch')
+        opt.seed = resume['opt']['seed']
+        print(f"resuming {resume['stage']} epoch {resume['epoch']}"
+              + (f", step {resume['step']}" if resume['step'] else ''), flush=True)
+    elif opt.seed is None:
+        opt.seed = random.randrange(2 ** 31)
     try:
         for folder in (run_dir, tb_dir):
             os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(run_dir, '.write_test')
+        open(probe, 'w').close()
+        os.remove(probe)
     except OSError as e:
-        raise UserError(f"cannot create output folder under '{opt.save_dir}' ({e}); "
-                        f"choose a writable --save_dir") from None
-    return run_dir, tb_dir
+        raise UserError(f"cannot write to '{run_dir}' ({e.strerror or e}); choose a writable "
+                        f"--save_dir") from None
+    return run_dir, tb_dir, resume

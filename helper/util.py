@@ -1,5 +1,6 @@
 """Small training utilities (RepDistiller names where they exist)."""
 import random
+import shlex
 import sys
 
 import numpy as np
@@ -8,6 +9,10 @@ import torch
 
 class UserError(Exception):
     """A problem with the user's input; scripts print its message and exit with status 2."""
+
+
+class RunInterrupted(Exception):
+    """The run stopped on request after writing its checkpoint."""
 
 
 def set_seed(seed):
@@ -49,14 +54,21 @@ def accuracy(output, target, topk=(1,)):
             for k in topk]
 
 
-def run_cli(parse_option, run, argv=None):
-    """Parse, run, and turn input problems into one clear line and exit status 2."""
+def run_cli(script, parse_option, run, argv=None):
+    """Parse and run; input problems become one clear line and exit status 2, a requested stop
+    says how to resume and exits with 130."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
         run(parse_option(argv))
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except RunInterrupted as e:
+        again = argv if '--resume' in argv else argv + ['--resume', 'auto']
+        print(f'{e}\nresume with: python {script} {shlex.join(again)}', file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print('interrupted; checkpoints written so far are kept', file=sys.stderr)
+        print('interrupted; the last epoch\'s checkpoints are kept (--resume auto continues '
+              'from them)', file=sys.stderr)
         return 130
     return 0

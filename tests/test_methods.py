@@ -13,7 +13,7 @@ from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, F
                            FSP, HintLoss, KDSVD, NSTLoss, PKT, RKDLoss, Similarity, VIDLoss,
                            get_method)
 from helper.checkpoint import load_checkpoint
-from helper.loops import run_init_stage
+from helper.loops import Trainer
 from models import get_model
 
 
@@ -153,7 +153,7 @@ def method_opt(name, **over):
     gamma, alpha, beta = get_method(name).default_weights
     opt = dict(gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=16,
                nce_k=20, nce_t=0.07, nce_m=0.5, n_data=64, model_s='resnet8', learning_rate=0.05,
-               momentum=0.9, weight_decay=5e-4, init_epochs=1)
+               momentum=0.9, weight_decay=5e-4, init_epochs=1, seed=0, max_grad_norm=None)
     opt.update(over)
     return SimpleNamespace(**opt)
 
@@ -219,13 +219,15 @@ def test_training_steps_update_student_and_method_modules_only(name):
     ('abound', 'resnet8x4', {'connector', 'student_features'}),  # widths differ: real connectors
     ('factor', 'resnet14', {'paraphraser'}),
     ('fsp', 'resnet14', {'student_features'})])
-def test_init_stage_trains_exactly_its_modules(name, teacher, trains):
+def test_init_stage_trains_exactly_its_modules(name, teacher, trains, tmp_path):
     distiller, teacher, student = build(name, teacher=teacher)
     batches = [fixed_batch()[:2] for _ in range(3)]
     feature_keys = {f'{i}.{k}' for i, m in enumerate(student.get_feat_modules())
                     for k in m.state_dict()}
     before = snapshot(distiller)
-    run_init_stage(distiller, batches, method_opt(name), torch.device('cpu'))
+    trainer = Trainer(distiller, batches, None, method_opt(name), 'resnet8', str(tmp_path), None,
+                      torch.device('cpu'))
+    trainer._init_stage(resume=None)
     after = distiller.state_dict()
     moved = {k for k, v in after.items() if not torch.equal(v, before[k])}
     groups = {

@@ -22,7 +22,8 @@ def teacher_run(cifar_root, save_dir, model='resnet14'):
 def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
     save = str(tmp_path / 'save')
     run, teacher_path = teacher_run(cifar_root, save)
-    assert sorted(os.listdir(run)) == ['ckpt_epoch_1.pth', 'resnet14_best.pth', 'resnet14_last.pth']
+    assert sorted(os.listdir(run)) == ['ckpt_epoch_1.pth', 'ckpt_last.pth', 'resnet14_best.pth',
+                                       'resnet14_last.pth']
     assert os.listdir(os.path.join(save, 'tensorboard'))
 
     epoch_ckpt = load_checkpoint(os.path.join(run, 'ckpt_epoch_1.pth'))
@@ -42,7 +43,7 @@ def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
     assert 'epoch   1/1' in out and 'done:' in out
     student_run = os.path.join(save, 'student_model',
                                'S:resnet8_T:resnet14_cifar100_kd_r:0.1_a:0.9_b:0.0_1')
-    assert sorted(os.listdir(student_run)) == ['ckpt_epoch_1.pth', 'resnet8_best.pth',
+    assert sorted(os.listdir(student_run)) == ['ckpt_epoch_1.pth', 'ckpt_last.pth', 'resnet8_best.pth',
                                                'resnet8_last.pth']
     student = get_model('resnet8', 100)
     student.load_state_dict(load_checkpoint(os.path.join(student_run, 'resnet8_best.pth'))['model'])

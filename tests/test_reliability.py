@@ -1,0 +1,195 @@
+"""Exact resume, graceful stops, safe checkpoint writes and clear errors."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import helper.loops
+import train_student
+import train_teacher
+from conftest import write_cifar100
+from helper.checkpoint import load_checkpoint, save_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1']
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('reliability')
+    data = str(root / 'data')
+    write_cifar100(data, n_train=64, n_test=16)
+    save = str(root / 'teacher')
+    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save,
+                               '--epochs', '1'] + FAST) == 0
+    teacher = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
+                           'resnet14_last.pth')
+    return data, teacher, root
+
+
+def signal_after(monkeypatch, n_updates, sig=signal.SIGTERM):
+    """Deliver a real signal to this process during the n-th step-statistics update."""
+    calls = {'n': 0}
+    original = helper.loops.EpochStats.update
+
+    def update(self, *args, **kwargs):
+        calls['n'] += 1
+        if calls['n'] == n_updates:
+            os.kill(os.getpid(), sig)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(helper.loops.EpochStats, 'update', update)
+
+
+def student_argv(setup, save, distill, extra=()):
+    data, teacher, _ = setup
+    return (['--path_t', teacher, '--model_s', 'resnet8', '--distill', distill, '--data_folder',
+             data, '--save_dir', save, '--epochs', '3', '--init_epochs', '2', '--nce_k', '30']
+            + FAST + list(extra))
+
+
+def final_state(save):
+    folder = os.path.join(save, 'student_model')
+    run = os.path.join(folder, os.listdir(folder)[0])
+    ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
+    last = load_checkpoint(os.path.join(run, 'ckpt_last.pth'))
+    return ckpt['model'], last.get('method_state', {}), last['optimizer']
+
+
+# Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
+# 5th falls in epoch 1's validation), and inside the init stage of a two-stage method (FSP).
+@pytest.mark.parametrize('distill, stop_at', [('kd', 7), ('crd', 5), ('fsp', 3)])
+def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
+                                                      stop_at):
+    root = setup[2]
+    straight = str(root / f'straight_{distill}')
+    assert train_student.main(student_argv(setup, straight, distill)) == 0
+
+    resumed = str(root / f'resumed_{distill}')
+    signal_after(monkeypatch, stop_at)
+    assert train_student.main(student_argv(setup, resumed, distill)) == 130
+    err = capsys.readouterr().err
+    assert 'SIGTERM: stopping after this step' in err and '--resume auto' in err
+    monkeypatch.undo()
+    assert train_student.main(student_argv(setup, resumed, distill, ['--resume', 'auto'])) == 0
+    assert 'resuming' in capsys.readouterr().out
+
+    for a, b in zip(final_state(straight), final_state(resumed)):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+    if distill == 'crd':
+        assert 'criterion_kd.contrast.memory_v1' in final_state(resumed)[1]
+
+
+def test_teacher_run_resumes_from_a_given_checkpoint(setup, monkeypatch, tmp_path, capsys):
+    data = setup[0]
+    argv = ['--model', 'resnet8', '--data_folder', data, '--epochs', '2'] + FAST
+    assert train_teacher.main(argv + ['--save_dir', str(tmp_path / 'a')]) == 0
+    signal_after(monkeypatch, 2, signal.SIGINT)
+    assert train_teacher.main(argv + ['--save_dir', str(tmp_path / 'b')]) == 130
+    monkeypatch.undo()
+    run = 'models/resnet8_cifar100_lr_0.05_decay_0.0005_trial_0'
+    last = str(tmp_path / 'b' / run / 'ckpt_last.pth')
+    assert load_checkpoint(last)['step'] == 2
+    assert train_teacher.main(argv + ['--save_dir', str(tmp_path / 'b'), '--resume', last]) == 0
+    a = load_checkpoint(str(tmp_path / 'a' / run / 'resnet8_last.pth'))['model']
+    b = load_checkpoint(str(tmp_path / 'b' / run / 'resnet8_last.pth'))['model']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_new_run_never_overwrites_an_existing_one(setup, tmp_path, capsys):
+    argv = student_argv(setup, str(tmp_path), 'kd', ['--epochs', '1'])
+    assert train_student.main(argv) == 0
+    run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
+    before = open(os.path.join(run, 'resnet8_best.pth'), 'rb').read()
+    assert train_student.main(argv) == 2
+    assert 'already holds checkpoints' in capsys.readouterr().err
+    assert open(os.path.join(run, 'resnet8_best.pth'), 'rb').read() == before
+
+
+def test_non_finite_loss_names_term_epoch_and_step(setup, tmp_path, monkeypatch, capsys):
+    import distiller_zoo.base as base
+    calls = {'n': 0}
+    original = base.DistillKL.forward
+
+    def forward(self, y_s, y_t):
+        calls['n'] += 1
+        value = original(self, y_s, y_t)
+        return value * float('nan') if calls['n'] == 6 else value  # 2nd epoch, 2nd step
+    monkeypatch.setattr(base.DistillKL, 'forward', forward)
+    assert train_student.main(student_argv(setup, str(tmp_path), 'kd')) == 2
+    err = capsys.readouterr().err
+    assert 'non-finite at train epoch 2, step 1 (term: div)' in err
+    run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
+    assert load_checkpoint(os.path.join(run, 'ckpt_last.pth'))['epoch'] == 2  # epoch 1 kept
+
+
+def test_max_grad_norm_clips(setup, tmp_path, monkeypatch):
+    norms = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return original(params, max_norm, *args, **kwargs)
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', clip)
+    argv = student_argv(setup, str(tmp_path), 'kd', ['--epochs', '1', '--max_grad_norm', '0.5'])
+    assert train_student.main(argv) == 0
+    assert norms == [0.5] * 4
+
+
+def test_kill_during_checkpoint_write_keeps_previous_file(tmp_path):
+    path = tmp_path / 'ckpt_last.pth'
+    save_checkpoint({'model': {'w': torch.ones(3)}, 'epoch': 1}, str(path))
+    child = f'''
+import os, signal, sys, torch
+sys.path.insert(0, {REPO!r})
+from helper.checkpoint import save_checkpoint
+def dying_save(obj, f):
+    f.write(b'PK partial zip header, then the process dies')
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = dying_save
+save_checkpoint({{'model': {{'w': torch.zeros(3)}}, 'epoch': 2}}, {str(path)!r})
+'''
+    result = subprocess.run([sys.executable, '-c', child], capture_output=True)
+    assert result.returncode == -signal.SIGKILL
+    ckpt = load_checkpoint(str(path))
+    assert ckpt['epoch'] == 1 and torch.equal(ckpt['model']['w'], torch.ones(3))
+
+
+def test_not_a_checkpoint_and_truncated_files(tmp_path):
+    from helper.util import UserError
+    plain = tmp_path / 'tensor.pth'
+    torch.save(torch.ones(2), plain)
+    with pytest.raises(UserError, match="not a model checkpoint"):
+        load_checkpoint(str(plain))
+    good = tmp_path / 'good.pth'
+    save_checkpoint({'model': {'w': torch.ones(1000)}}, str(good))
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(good.read_bytes()[:500])
+    with pytest.raises(UserError, match='truncated, corrupt'):
+        load_checkpoint(str(truncated))
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+    from helper.util import UserError
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ('echo pwned',))
+    path = tmp_path / 'evil.pth'
+    torch.save({'model': {}, 'x': Evil()}, path)
+    with pytest.raises(UserError, match='cannot read checkpoint'):
+        load_checkpoint(str(path))
+
+
+def test_unwritable_save_dir(setup, tmp_path, capsys):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    argv = ['--model', 'resnet8', '--data_folder', setup[0], '--save_dir', str(blocker)] + FAST
+    assert train_teacher.main(argv) == 2
+    assert 'choose a writable --save_dir' in capsys.readouterr().err
