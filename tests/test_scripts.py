@@ -41,7 +41,7 @@ def test_demo_commands_parse():
     text = open(os.path.join(SCRIPTS, 'demo.sh')).read().replace('\\\n', ' ')
     common = shlex.split(re.search(r'common=\((.*)\)', text).group(1))
     for line in text.splitlines():
-        words = shlex.split(line)
+        words = shlex.split(line, comments=True)
         if len(words) > 1 and words[1] in PARSERS:
             argv = [w for w in words[2:] if w != '${common[@]}'] + common
             PARSERS[words[1]](argv)
