@@ -73,12 +73,14 @@ def run(opt):
     print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
           f'{teacher_acc["top5"]:.2f}', flush=True)
 
-    logger = RunLogger(tb_dir)
+    logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, run_dir, logger,
                       device)
     best, last = trainer.run(lambda: torch.optim.SGD(
         distiller.trainable_parameters(), lr=opt.learning_rate, momentum=opt.momentum,
         weight_decay=opt.weight_decay), resume)
+    logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'student': (opt.model_s, student), 'teacher': (opt.model_t, teacher)},
+                         teacher_acc=teacher_acc['top1'], method=opt.distill)
     logger.close()
     print(f'done: {opt.model_t} ({teacher_acc["top1"]:.2f}) -> {opt.model_s} with '
           f'{opt.distill}: best acc@1 {best:.2f}, last acc@1 {last:.2f}; checkpoints in {run_dir}')

@@ -32,12 +32,13 @@ def run(opt):
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
     print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)
 
-    logger = RunLogger(tb_dir)
+    logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model, run_dir,
                       logger, device)
     best, last = trainer.run(lambda: torch.optim.SGD(
         model.parameters(), lr=opt.learning_rate, momentum=opt.momentum,
         weight_decay=opt.weight_decay), resume)
+    logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'model': (opt.model, model)})
     logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
           f'checkpoints in {run_dir}')

@@ -1,22 +1,64 @@
-"""Console and TensorBoard logging of a run."""
+"""What a run records: a console line, TensorBoard scalars and ``metrics.jsonl`` per epoch, and
+``summary.json`` at the end."""
+import json
+import os
+import subprocess
+
+import torch
 from torch.utils.tensorboard import SummaryWriter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit():
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
 
 
 class RunLogger:
-    def __init__(self, tb_dir):
+    def __init__(self, run_dir, tb_dir):
+        self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=tb_dir)
 
-    def log_epoch(self, epoch, epochs, lr, train, test, seconds):
+    def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second):
         for name, value in train.items():
             self.writer.add_scalar(f'train/{name}', value, epoch)
         for name, value in test.items():
             self.writer.add_scalar(f'test/{name}', value, epoch)
         self.writer.add_scalar('lr', lr, epoch)
         self.writer.flush()
+        record = {'epoch': epoch, 'lr': lr,
+                  **{f'train_{k}': v for k, v in train.items()},
+                  **{f'test_{k}': v for k, v in test.items()},
+                  'epoch_seconds': seconds, 'images_per_second': images_per_second}
+        with open(os.path.join(self.run_dir, 'metrics.jsonl'), 'a') as f:
+            f.write(json.dumps(record) + '\n')
         terms = ' '.join(f'{k[5:]} {v:.4f}' for k, v in train.items() if k.startswith('loss_'))
         print(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g} | train loss {train["loss"]:.4f} '
               f'({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
-              f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f} | {seconds:.1f}s', flush=True)
+              f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f} | {seconds:.1f}s '
+              f'{images_per_second:.0f} img/s', flush=True)
+
+    def write_summary(self, opt, best_acc, last_acc, wall_seconds, device, models, **extra):
+        """``models``: role -> (name, model), e.g. {'student': ..., 'teacher': ...}."""
+        summary = {'args': vars(opt), **extra,
+                   **{role: name for role, (name, _) in models.items()},
+                   **{f'{role}_params': count_parameters(m) for role, (_, m) in models.items()},
+                   'best_acc': best_acc, 'last_acc': last_acc, 'wall_seconds': wall_seconds,
+                   'device': device_name(device), 'git_commit': git_commit()}
+        with open(os.path.join(self.run_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2, default=str)
 
     def close(self):
         self.writer.close()

@@ -127,7 +127,11 @@ class Trainer:
         self.train_loader, self.test_loader = train_loader, test_loader
         self.run_dir, self.logger, self.device = run_dir, logger, device
         self.best_acc, self.last_acc = -math.inf, 0.0
+        self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
         self.stop = GracefulStop()
+
+    def wall_seconds(self):
+        return self.elapsed + time.time() - self._started
 
     # -- one epoch ---------------------------------------------------------------------------
     def _seed_epoch(self, stage, epoch):
@@ -178,7 +182,7 @@ class Trainer:
         save_checkpoint({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
                          **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
                          'best_acc': self.best_acc, 'last_acc': self.last_acc,
-                         'opt': vars(self.opt)},
+                         'elapsed': self.wall_seconds(), 'opt': vars(self.opt)},
                         os.path.join(self.run_dir, LAST))
 
     def _interrupted(self, stage, epoch, step, optimizer):
@@ -200,6 +204,7 @@ class Trainer:
                     raise UserError(f'the checkpoint to resume does not fit this run: '
                                     f'{str(e).splitlines()[0]}') from None
                 self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
+                self.elapsed = resume['elapsed']
             if stage == 'init':
                 self._init_stage(resume)
                 resume = None
@@ -252,10 +257,11 @@ class Trainer:
                                                 start_step if epoch == start_epoch else 0)
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer)
+            train_seconds = time.time() - start
             test = validate(self.test_loader, self.learner.forward_test, self.device)
             self.last_acc = test['top1']
             self.logger.log_epoch(epoch, opt.epochs, lr, train.averages(), test,
-                                  time.time() - start)
+                                  time.time() - start, train.count / train_seconds)
 
             state = {'epoch': epoch, 'arch': self.arch, **self.learner.checkpoint_state(),
                      'optimizer': optimizer.state_dict()}

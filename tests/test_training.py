@@ -1,4 +1,5 @@
 """The scripts end to end on a tiny CIFAR-100 tree: one short epoch each, in-process."""
+import json
 import os
 
 import pytest
@@ -22,8 +23,8 @@ def teacher_run(cifar_root, save_dir, model='resnet14'):
 def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
     save = str(tmp_path / 'save')
     run, teacher_path = teacher_run(cifar_root, save)
-    assert sorted(os.listdir(run)) == ['ckpt_epoch_1.pth', 'ckpt_last.pth', 'resnet14_best.pth',
-                                       'resnet14_last.pth']
+    assert sorted(os.listdir(run)) == ['ckpt_epoch_1.pth', 'ckpt_last.pth', 'metrics.jsonl',
+                                       'resnet14_best.pth', 'resnet14_last.pth', 'summary.json']
     assert os.listdir(os.path.join(save, 'tensorboard'))
 
     epoch_ckpt = load_checkpoint(os.path.join(run, 'ckpt_epoch_1.pth'))
@@ -43,8 +44,18 @@ def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
     assert 'epoch   1/1' in out and 'done:' in out
     student_run = os.path.join(save, 'student_model',
                                'S:resnet8_T:resnet14_cifar100_kd_r:0.1_a:0.9_b:0.0_1')
-    assert sorted(os.listdir(student_run)) == ['ckpt_epoch_1.pth', 'ckpt_last.pth', 'resnet8_best.pth',
-                                               'resnet8_last.pth']
+    assert sorted(os.listdir(student_run)) == [
+        'ckpt_epoch_1.pth', 'ckpt_last.pth', 'metrics.jsonl', 'resnet8_best.pth', 'resnet8_last.pth',
+        'summary.json']
+    metrics = [json.loads(line) for line in open(os.path.join(student_run, 'metrics.jsonl'))]
+    assert len(metrics) == 1 and metrics[0]['epoch'] == 1 and metrics[0]['lr'] == 0.05
+    assert {'train_loss_cls', 'train_loss_div', 'train_top1', 'train_top5', 'test_top1',
+            'test_top5', 'epoch_seconds', 'images_per_second'} <= set(metrics[0])
+    summary = json.load(open(os.path.join(student_run, 'summary.json')))
+    assert summary['student'] == 'resnet8' and summary['teacher'] == 'resnet14'
+    assert summary['student_params'] == sum(p.numel() for p in get_model('resnet8', 100).parameters())
+    assert summary['last_acc'] == metrics[0]['test_top1'] and summary['args']['distill'] == 'kd'
+    assert summary['device'] == 'cpu' and 'git_commit' in summary and summary['wall_seconds'] > 0
     student = get_model('resnet8', 100)
     student.load_state_dict(load_checkpoint(os.path.join(student_run, 'resnet8_best.pth'))['model'])
     assert os.listdir(os.path.join(save, 'student_tensorboards'))
