@@ -51,7 +51,10 @@ class Distiller(nn.Module):
       ``default_weights``: ``(gamma, alpha, beta)``, the ``-r/-a/-b`` used when not given;
       ``data_variant``: ``'instance'`` (batches carry the sample index) or ``'sample'``
       (index and CRD's contrast indices);
-      ``preact``: read pre-activation features.
+      ``preact``: read pre-activation features;
+      ``student_predicts``: False for methods whose ``forward_test`` goes through their own
+      modules or the teacher (e.g. a reused teacher classifier); their checkpoints then carry
+      the options needed to rebuild them for evaluation.
     A method overrides ``kd_loss`` (the ``-b`` term). Its modules, created in ``__init__``, are
     trained with the student, except those listed in ``self.frozen`` (kept in eval mode, out of
     the optimizer). A two-stage method also overrides ``init_modules`` and ``init_loss``: its
@@ -60,9 +63,11 @@ class Distiller(nn.Module):
     default_weights = (1.0, 0.0, 0.0)
     data_variant = 'instance'
     preact = False
+    student_predicts = True
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__()
+        self.options = dict(vars(opt), image_size=image_size)
         self.student = student
         self.teacher = teacher.eval().requires_grad_(False)
         self.gamma, self.alpha, self.beta = opt.gamma, opt.alpha, opt.beta
@@ -140,6 +145,8 @@ class Distiller(nn.Module):
         """The student under RepDistiller's ``'model'`` key; the method's own modules (connectors,
         memory banks) under ``'method_state'``."""
         state = {'model': self.student.state_dict()}
+        if not self.student_predicts:
+            state['method_opt'] = self.options
         method_state = {k: v for k, v in self.state_dict().items()
                         if not k.startswith(('student.', 'teacher.'))}
         if method_state:

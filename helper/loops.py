@@ -104,7 +104,8 @@ def _check_finite(losses, where):
 
 @torch.no_grad()
 def validate(loader, predict, device, desc='test'):
-    """Top-1, top-5 (percent) and cross-entropy of ``predict`` (a model or function) on a loader."""
+    """Top-1, top-5 (percent) and cross-entropy of ``predict`` on a loader. ``predict`` is a
+    model (put in eval mode here) or a function whose modules the caller put in eval mode."""
     if isinstance(predict, nn.Module):
         predict.eval()
     stats = EpochStats()
@@ -258,6 +259,7 @@ class Trainer:
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer)
             train_seconds = time.time() - start
+            self.learner.eval()
             test = validate(self.test_loader, self.learner.forward_test, self.device)
             self.last_acc = test['top1']
             self.logger.log_epoch(epoch, opt.epochs, lr, train.averages(), test,

@@ -1,0 +1,76 @@
+"""Evaluate a checkpoint (student or teacher) on a data set's test split: top-1 and top-5.
+
+    python eval_student.py --path save/student_model/<run>/resnet8x4_best.pth
+
+The architecture comes from the checkpoint or its folder name (or ``--model``). Students of
+methods that predict through their own modules or the teacher's classifier are rebuilt with
+the options stored in their checkpoint.
+"""
+import argparse
+import sys
+from types import SimpleNamespace
+
+from dataset import DATASETS, get_dataloaders
+from distiller_zoo import get_method
+from helper.checkpoint import get_teacher_name, load_checkpoint, load_teacher
+from helper.loops import validate
+from helper.options import select_device
+from helper.util import UserError, run_cli
+from models import get_model, model_dict
+
+
+def parse_option(argv=None):
+    parser = argparse.ArgumentParser(description='Evaluate a checkpoint on the test set.',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--path', required=True, help='checkpoint file')
+    parser.add_argument('--model', default=None, choices=sorted(model_dict), metavar='NAME',
+                        help='architecture (default: from the checkpoint or its folder)')
+    parser.add_argument('--dataset', default='cifar100', choices=list(DATASETS))
+    parser.add_argument('--data_folder', default='./data')
+    parser.add_argument('--batch_size', type=int, default=64, help='evaluation batch size')
+    parser.add_argument('--num_workers', type=int, default=8)
+    parser.add_argument('--gpu_id', default=None, help='GPU(s) to use (CUDA_VISIBLE_DEVICES)')
+    return parser.parse_args(argv)
+
+
+def build_predictor(ckpt, opt, num_classes):
+    """Return ``(module, predict, name)``: the module holding the weights, the function that
+    maps images to logits, and a name for the report."""
+    arch = opt.model or get_teacher_name(opt.path, ckpt)
+    model = get_model(arch, num_classes, opt.dataset)
+    if 'method_opt' not in ckpt:
+        try:
+            model.load_state_dict(ckpt['model'])
+        except RuntimeError as e:
+            raise UserError(f"'{opt.path}' does not match {arch} with {num_classes} classes "
+                            f"({str(e).splitlines()[0]}); pass --model or --dataset") from None
+        return model, model, arch
+    method_opt = SimpleNamespace(**ckpt['method_opt'])
+    teacher, _ = load_teacher(method_opt.path_t, num_classes, opt.dataset)
+    distiller = get_method(method_opt.distill)(model, teacher, method_opt,
+                                               method_opt.image_size)
+    distiller.load_checkpoint_state(ckpt)
+    return distiller, distiller.forward_test, f'{arch} ({method_opt.distill})'
+
+
+def run(opt):
+    device = select_device(opt)
+    ckpt = load_checkpoint(opt.path)
+    # The test loader uses half the given batch size (RepDistiller's convention).
+    _, test_loader, num_classes = get_dataloaders(opt.dataset, opt.data_folder,
+                                                  2 * opt.batch_size, opt.num_workers,
+                                                  variant='plain')
+    module, predict, name = build_predictor(ckpt, opt, num_classes)
+    module.to(device).eval()
+    result = validate(test_loader, predict, device)
+    print(f'{name} on {opt.dataset} test ({len(test_loader.dataset)} images): '
+          f'acc@1 {result["top1"]:.2f} acc@5 {result["top5"]:.2f} loss {result["loss"]:.4f}')
+    return result
+
+
+def main(argv=None):
+    return run_cli('eval_student.py', parse_option, run, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Summarise distillation runs as a RepDistiller-style table (markdown).
+
+    python scripts/summarize.py save/student_model [--metric last|best] [--plot curves.png]
+
+Runs (folders with a ``summary.json``) are grouped by data set, teacher, student and method;
+trials are averaged (mean +- std). Methods are rows, teacher -> student pairs are columns, with
+the teacher's accuracy and the student trained alone on top (from the sibling ``models``
+folder of teacher/baseline runs, or ``--baselines``).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from distiller_zoo import METHODS  # noqa: E402
+
+# RepDistiller's row order; other methods follow alphabetically.
+ROW_ORDER = ['kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt',
+             'abound', 'factor', 'fsp', 'nst', 'crd', 'crd+kd']
+LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
+          'correlation': 'CC', 'vid': 'VID', 'rkd': 'RKD', 'pkt': 'PKT', 'abound': 'AB',
+          'factor': 'FT', 'fsp': 'FSP', 'nst': 'NST', 'kdsvd': 'KD-SVD', 'crd': 'CRD',
+          'crd+kd': 'CRD+KD'}
+
+
+def read_runs(folder):
+    runs = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name, 'summary.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                summary = json.load(f)
+            summary['folder'] = os.path.join(folder, name)
+            runs.append(summary)
+    return runs
+
+
+def method_key(args):
+    """Canonical method name; a method other than KD that also weights the KL term is '+kd'."""
+    name = METHODS[args['distill']].names[0] if args['distill'] in METHODS else args['distill']
+    return f'{name}+kd' if name != 'kd' and args.get('alpha', 0) > 0 else name
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return ''
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def build_table(runs, baselines, metric):
+    """Return (header, rows) with rows as lists of cell strings."""
+    acc = f'{metric}_acc'
+    datasets = {r['args']['dataset'] for r in runs}
+    cells = defaultdict(list)
+    teacher_acc = defaultdict(list)
+    columns = set()
+    for r in runs:
+        col = (r['args']['dataset'], r['teacher'], r['student'])
+        columns.add(col)
+        cells[(method_key(r['args']), col)].append(r[acc])
+        teacher_acc[col].append(r.get('teacher_acc'))
+    alone = defaultdict(list)
+    for b in baselines:
+        alone[(b['args']['dataset'], b['model'])].append(b[acc])
+
+    columns = sorted(columns)
+    header = ['method'] + [f'{t} -> {s}' + (f' ({d})' if len(datasets) > 1 else '')
+                           for d, t, s in columns]
+    # Every run of a column measured the same teacher file, so distinct values are distinct files.
+    rows = [['teacher'] + [mean_std(sorted(set(teacher_acc[c]) - {None})) for c in columns],
+            ['student'] + [mean_std(alone[(d, s)]) for d, t, s in columns]]
+    methods = {m for m, _ in cells}
+    ordered = [m for m in ROW_ORDER if m in methods] + sorted(methods - set(ROW_ORDER))
+    for m in ordered:
+        rows.append([LABELS.get(m, m)] + [mean_std(cells[(m, c)]) for c in columns])
+    return header, rows
+
+
+def markdown(header, rows):
+    lines = ['| ' + ' | '.join(header) + ' |', '| ' + ' | '.join(['---'] * len(header)) + ' |']
+    lines += ['| ' + ' | '.join(cell or '-' for cell in row) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def plot_curves(runs, out):
+    """One panel per teacher -> student pair, one line per method: test top-1 by epoch
+    (mean over trials)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    curves = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        path = os.path.join(r['folder'], 'metrics.jsonl')
+        if not os.path.isfile(path):
+            continue
+        by_epoch = {}
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                by_epoch[record['epoch']] = record['test_top1']  # a replayed epoch: keep the last
+        curves[(r['teacher'], r['student'])][method_key(r['args'])].append(by_epoch)
+    pairs = sorted(curves)
+    fig, axes = plt.subplots(1, max(len(pairs), 1), figsize=(6 * max(len(pairs), 1), 4),
+                             squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        for method, trials in sorted(curves[pair].items()):
+            epochs = sorted(set.intersection(*(set(t) for t in trials)))
+            ax.plot(epochs, [statistics.mean(t[e] for t in trials) for e in epochs],
+                    label=LABELS.get(method, method))
+        ax.set_title(f'{pair[0]} -> {pair[1]}')
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('test top-1 (%)')
+        ax.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('folder', help='folder of student runs, e.g. save/student_model')
+    parser.add_argument('--baselines', default=None,
+                        help='folder of runs of train_teacher.py (default: <folder>/../models)')
+    parser.add_argument('--metric', choices=['last', 'best', 'both'], default='both',
+                        help='which epoch\'s accuracy; RepDistiller reports the last')
+    parser.add_argument('--plot', default=None, metavar='PNG', help='write test-accuracy curves')
+    args = parser.parse_args(argv)
+
+    runs = read_runs(args.folder)
+    if not runs:
+        print(f"error: no finished runs (folders with summary.json) in '{args.folder}'",
+              file=sys.stderr)
+        return 2
+    baselines = read_runs(args.baselines or os.path.join(os.path.dirname(
+        os.path.abspath(args.folder)), 'models'))
+    metrics = ['last', 'best'] if args.metric == 'both' else [args.metric]
+    for metric in metrics:
+        print(f'\nTop-1 accuracy (%), {metric} epoch, mean ± std over trials\n')
+        print(markdown(*build_table(runs, baselines, metric)))
+    trials = defaultdict(int)
+    for r in runs:
+        trials[(r['teacher'], r['student'], method_key(r['args']))] += 1
+    print(f'\n{len(runs)} runs, {len(trials)} groups, {min(trials.values())}-'
+          f'{max(trials.values())} trials per group')
+    if args.plot:
+        plot_curves(runs, args.plot)
+        print(f'curves written to {args.plot}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Results: the summary table, the plot, and evaluating a checkpoint."""
+import json
+import os
+
+import pytest
+
+from scripts import summarize
+
+
+def fake_run(folder, name, distill, teacher, student, last, best, alpha=0.0, teacher_acc=79.42,
+             curve=(10.0, 20.0)):
+    run = folder / name
+    run.mkdir(parents=True)
+    summary = {'args': {'distill': distill, 'alpha': alpha, 'dataset': 'cifar100'},
+               'teacher': teacher, 'student': student, 'last_acc': last, 'best_acc': best,
+               'teacher_acc': teacher_acc}
+    (run / 'summary.json').write_text(json.dumps(summary))
+    (run / 'metrics.jsonl').write_text(''.join(
+        json.dumps({'epoch': e + 1, 'test_top1': acc}) + '\n' for e, acc in enumerate(curve)))
+
+
+def fake_baseline(folder, model, last, best):
+    run = folder / f'{model}_cifar100_trial_0'
+    run.mkdir(parents=True)
+    (run / 'summary.json').write_text(json.dumps(
+        {'args': {'dataset': 'cifar100'}, 'model': model, 'last_acc': last, 'best_acc': best}))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    students = tmp_path / 'save' / 'student_model'
+    fake_run(students, 'a1', 'kd', 'resnet32x4', 'resnet8x4', 73.0, 73.5, alpha=0.9)
+    fake_run(students, 'a2', 'kd', 'resnet32x4', 'resnet8x4', 74.0, 74.5, alpha=0.9)
+    fake_run(students, 'b1', 'crd', 'resnet32x4', 'resnet8x4', 75.5, 75.9)
+    fake_run(students, 'c1', 'crd', 'resnet32x4', 'resnet8x4', 76.0, 76.1, alpha=1.0)
+    fake_run(students, 'd1', 'at', 'vgg13', 'vgg8', 71.43, 71.6, teacher_acc=74.64)
+    fake_run(students, 'e1', 'kd', 'vgg13', 'vgg8', 72.98, 73.1, alpha=0.9, teacher_acc=74.64)
+    fake_baseline(tmp_path / 'save' / 'models', 'resnet8x4', 72.5, 72.9)
+    fake_baseline(tmp_path / 'save' / 'models', 'vgg8', 70.36, 70.5)
+    return str(students)
+
+
+def test_table_layout_and_means(runs, capsys):
+    assert summarize.main([runs, '--metric', 'last']) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith('|')]
+    assert table[0] == '| method | resnet32x4 -> resnet8x4 | vgg13 -> vgg8 |'
+    assert table[2] == '| teacher | 79.42 | 74.64 |'
+    assert table[3] == '| student | 72.50 | 70.36 |'
+    assert table[4] == '| KD | 73.50 ± 0.71 | 72.98 |'  # two trials: mean and sample std
+    assert table[5] == '| AT | - | 71.43 |'  # alias 'at' counts as attention
+    assert table[6] == '| CRD | 75.50 | - |'
+    assert table[7] == '| CRD+KD | 76.00 | - |'
+    assert '6 runs, 5 groups, 1-2 trials per group' in out
+
+
+def test_best_epoch_table(runs, capsys):
+    assert summarize.main([runs, '--metric', 'best']) == 0
+    assert '| KD | 74.00 ± 0.71 | 73.10 |' in capsys.readouterr().out
+
+
+def test_both_tables_by_default_last_first(runs, capsys):
+    assert summarize.main([runs]) == 0
+    out = capsys.readouterr().out
+    assert out.index('last epoch') < out.index('best epoch')
+
+
+def test_plot_is_a_png(runs, tmp_path):
+    out = tmp_path / 'curves.png'
+    assert summarize.main([runs, '--plot', str(out)]) == 0
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and out.stat().st_size > 5000
+
+
+def test_no_runs(tmp_path, capsys):
+    assert summarize.main([str(tmp_path)]) == 2
+    assert 'no finished runs' in capsys.readouterr().err
+
+
+# -- eval_student.py ---------------------------------------------------------------------------
+import torch  # noqa: E402
+
+import eval_student  # noqa: E402
+import train_student  # noqa: E402
+import train_teacher  # noqa: E402
+from conftest import write_cifar100  # noqa: E402
+from distiller_zoo import METHODS, Distiller  # noqa: E402
+
+FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0']
+
+
+class TeacherHead(Distiller):
+    """A test-only method that predicts with the teacher's classifier on student features."""
+    names = ('teacherhead',)
+    student_predicts = False
+
+    def forward_test(self, image):
+        feats, _ = self.student(image, is_feat=True)
+        return self.teacher.get_classifier()(feats[-1])
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    data = str(tmp_path / 'data')
+    write_cifar100(data, n_train=48, n_test=40)
+    save = str(tmp_path / 'save')
+    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save]
+                              + FAST) == 0
+    teacher = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
+                           'resnet14_last.pth')
+    return data, save, teacher
+
+
+def eval_accuracy(path, data, capsys, extra=()):
+    result = eval_student.run(eval_student.parse_option(
+        ['--path', path, '--data_folder', data, '--num_workers', '0', *extra]))
+    return result, capsys.readouterr().out
+
+
+@pytest.mark.parametrize('method', ['kd', 'teacherhead'])
+def test_eval_reproduces_the_runs_last_accuracy(tiny, capsys, monkeypatch, method):
+    data, save, teacher = tiny
+    monkeypatch.setitem(METHODS, 'teacherhead', TeacherHead)
+    assert train_student.main(['--path_t', teacher, '--model_s', 'resnet8', '--distill', method,
+                               '-r', '1', '-a', '0', '-b', '0', '--data_folder', data,
+                               '--save_dir', save] + FAST) == 0
+    run = os.path.join(save, 'student_model', os.listdir(os.path.join(save, 'student_model'))[0])
+    summary = json.load(open(os.path.join(run, 'summary.json')))
+    result, out = eval_accuracy(os.path.join(run, 'resnet8_last.pth'), data, capsys)
+    assert result['top1'] == pytest.approx(summary['last_acc'])
+    assert f'acc@1 {summary["last_acc"]:.2f}' in out and '(40 images)' in out
+    assert ('(teacherhead)' in out) == (method == 'teacherhead')
+
+
+def test_eval_teacher_checkpoint_and_errors(tiny, capsys):
+    data, save, teacher = tiny
+    result, out = eval_accuracy(teacher, data, capsys)
+    assert out.startswith('resnet14 on cifar100 test') and 0 <= result['top1'] <= 100
+    assert eval_student.main(['--path', teacher, '--model', 'resnet8', '--data_folder', data,
+                              '--num_workers', '0']) == 2
+    assert 'does not match resnet8' in capsys.readouterr().err
