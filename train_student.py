@@ -1,10 +1,9 @@
 """Distil a frozen teacher into a student, RepDistiller-style (``--distill <method>``)."""
 import sys
 
-import torch
-
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import METHODS, get_method
+from helper.accel import make_sgd, prepare_modules
 from helper.checkpoint import load_teacher
 from helper.logger import RunLogger
 from helper.loops import Trainer, validate
@@ -58,7 +57,7 @@ def run(opt):
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
         variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
-        pin_memory=device.type == 'cuda')
+        pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
     opt.n_data = len(train_loader.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
     try:
@@ -66,19 +65,19 @@ def run(opt):
     except ValueError as e:
         raise UserError(f'--distill {opt.distill} cannot distil {opt.model_t} into '
                         f'{opt.model_s}: {e}') from None
+    prepare_modules(opt, [distiller], [student, teacher])
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
           f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',
           flush=True)
-    teacher_acc = validate(test_loader, teacher, device, desc='teacher')
+    teacher_acc = validate(test_loader, teacher, device, desc='teacher', opt=opt)
     print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
           f'{teacher_acc["top5"]:.2f}', flush=True)
 
     logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, run_dir, logger,
                       device)
-    best, last = trainer.run(lambda: torch.optim.SGD(
-        distiller.trainable_parameters(), lr=opt.learning_rate, momentum=opt.momentum,
-        weight_decay=opt.weight_decay), resume)
+    best, last = trainer.run(lambda: make_sgd(distiller.trainable_parameters(), opt, device),
+                             resume)
     logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'student': (opt.model_s, student), 'teacher': (opt.model_t, teacher)},
                          teacher_acc=teacher_acc['top1'], method=opt.distill)
     logger.close()

@@ -1,9 +1,8 @@
 """Train a teacher (or a baseline student) with cross-entropy, RepDistiller-style."""
 import sys
 
-import torch
-
-from dataset import DATASETS, get_dataloaders
+from dataset import get_dataloaders
+from helper.accel import make_sgd, prepare_modules
 from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
 from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
@@ -28,16 +27,15 @@ def run(opt):
     set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
-        seed=opt.seed, pin_memory=device.type == 'cuda')
+        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
+    prepare_modules(opt, [model], [model])
     print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)
 
     logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model, run_dir,
                       logger, device)
-    best, last = trainer.run(lambda: torch.optim.SGD(
-        model.parameters(), lr=opt.learning_rate, momentum=opt.momentum,
-        weight_decay=opt.weight_decay), resume)
+    best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device), resume)
     logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'model': (opt.model, model)})
     logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '

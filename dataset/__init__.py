@@ -2,7 +2,9 @@
 
 ``get_dataloaders`` builds the train and test loaders of a data set; ``variant`` selects what a
 training batch holds: ``plain`` ``(img, target)``, ``instance`` ``(img, target, index)`` or
-``sample`` ``(img, target, index, sample_idx)`` (CRD).
+``sample`` ``(img, target, index, sample_idx)`` (CRD). ``loader='device'`` keeps an in-memory
+data set on the training device (``DeviceLoader``); ``'classic'`` is a torch DataLoader with
+PIL transforms, as RepDistiller.
 """
 from dataclasses import dataclass
 from functools import partial
@@ -14,8 +16,9 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from . import synthetic
-from .base import ContrastSampleDataset, DatasetError, IndexedDataset
+from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset
 from .cifar import CIFAR, cifar_splits
+from .device_loader import DeviceLoader
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD, imagenet_splits
 
 
@@ -38,6 +41,7 @@ DATASETS = {
     'imagenet': DataSource(imagenet_splits, 1000, IMAGENET_MEAN, IMAGENET_STD, 224),
 }
 VARIANTS = ('plain', 'instance', 'sample')
+LOADERS = ('device', 'classic')
 
 
 def get_transforms(source):
@@ -63,13 +67,22 @@ def _seed_numpy_in_worker(worker_id):
 
 def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                     variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
-                    pin_memory=False):
+                    pin_memory=False, loader='classic', device='cpu'):
     """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
-    size, as RepDistiller."""
+    size, as RepDistiller. Both loaders expose ``dataset`` (its ``len``) and the training
+    loader ``generator`` (its randomness)."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
     source = DATASETS[dataset]
     train_set, test_set = source.splits(data_folder)
+    if loader == 'device' and isinstance(train_set, ArrayDataset):
+        train = DeviceLoader(train_set, batch_size, device, source.mean, source.std, train=True,
+                             variant=variant, k=k, mode=mode)
+        test = DeviceLoader(test_set, max(1, batch_size // 2), device, source.mean, source.std,
+                            train=False)
+        if seed is not None:
+            train.generator.manual_seed(seed)
+        return train, test, source.num_classes
     train_set.transform, test_set.transform = get_transforms(source)
     if variant == 'instance':
         train_set = IndexedDataset(train_set)

@@ -7,6 +7,7 @@ Every epoch draws its randomness (data order, augmentation, CRD negatives) from 
 seeded by ``(seed, stage, epoch)``, and ``ckpt_last.pth`` holds everything else, so a resumed
 run continues exactly as the uninterrupted run would have.
 """
+import contextlib
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from .accel import autocast, grad_scaler
 from .checkpoint import save_checkpoint
 from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 
@@ -103,15 +105,19 @@ def _check_finite(losses, where):
 
 
 @torch.no_grad()
-def validate(loader, predict, device, desc='test'):
+def validate(loader, predict, device, desc='test', opt=None):
     """Top-1, top-5 (percent) and cross-entropy of ``predict`` on a loader. ``predict`` is a
-    model (put in eval mode here) or a function whose modules the caller put in eval mode."""
+    model (put in eval mode here) or a function whose modules the caller put in eval mode.
+    ``opt`` brings the ``--amp`` and ``--channels_last`` settings."""
     if isinstance(predict, nn.Module):
         predict.eval()
     stats = EpochStats()
     for image, target, *_ in _progress(loader, desc):
         image, target = image.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        logits = predict(image)
+        if opt is not None and opt.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with autocast(opt, device) if opt is not None else contextlib.nullcontext():
+            logits = predict(image).float()
         top1, top5 = accuracy(logits, target, topk=(1, 5))
         stats.update(target.shape[0], loss=nn.functional.cross_entropy(logits, target),
                      top1=top1, top5=top5)
@@ -129,6 +135,7 @@ class Trainer:
         self.run_dir, self.logger, self.device = run_dir, logger, device
         self.best_acc, self.last_acc = -math.inf, 0.0
         self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
+        self.scaler = grad_scaler(opt, device)
         self.stop = GracefulStop()
 
     def wall_seconds(self):
@@ -152,16 +159,21 @@ class Trainer:
             if step < start_step:
                 continue
             batch = [t.to(self.device, non_blocking=True) for t in batch]
-            losses, metrics = step_fn(batch)
+            if self.opt.channels_last:
+                batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+            with autocast(self.opt, self.device):
+                losses, metrics = step_fn(batch)
             _check_finite(losses, f'{stage} epoch {epoch}, step {step}')
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
             if self.opt.max_grad_norm:
+                self.scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(
                     [p for group in optimizer.param_groups for p in group['params']],
                     self.opt.max_grad_norm)
-            optimizer.step()
+            self.scaler.step(optimizer)
+            self.scaler.update()
             stats.update(batch[0].shape[0], loss=loss, **metrics,
                          **{f'loss_{name}': v for name, v in losses.items()})
             if self.stop.requested:
@@ -171,7 +183,7 @@ class Trainer:
     def _train_step(self, batch):
         image, target, *extra = batch
         logits, losses = self.learner.forward_train(image, target, *extra)
-        top1, top5 = accuracy(logits, target, topk=(1, 5))
+        top1, top5 = accuracy(logits.float(), target, topk=(1, 5))
         return losses, {'top1': top1, 'top5': top5}
 
     def _init_step(self, batch):
@@ -183,7 +195,8 @@ class Trainer:
         save_checkpoint({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
                          **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
                          'best_acc': self.best_acc, 'last_acc': self.last_acc,
-                         'elapsed': self.wall_seconds(), 'opt': vars(self.opt)},
+                         'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
+                         'opt': vars(self.opt)},
                         os.path.join(self.run_dir, LAST))
 
     def _interrupted(self, stage, epoch, step, optimizer):
@@ -206,6 +219,7 @@ class Trainer:
                                     f'{str(e).splitlines()[0]}') from None
                 self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
                 self.elapsed = resume['elapsed']
+                self.scaler.load_state_dict(resume['scaler'])
             if stage == 'init':
                 self._init_stage(resume)
                 resume = None
@@ -260,7 +274,8 @@ class Trainer:
                 self._interrupted('train', epoch, stopped_at, optimizer)
             train_seconds = time.time() - start
             self.learner.eval()
-            test = validate(self.test_loader, self.learner.forward_test, self.device)
+            test = validate(self.test_loader, self.learner.forward_test, self.device,
+                            opt=self.opt)
             self.last_acc = test['top1']
             self.logger.log_epoch(epoch, opt.epochs, lr, train.averages(), test,
                                   time.time() - start, train.count / train_seconds)

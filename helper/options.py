@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from dataset import DATASETS
+from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
 from .checkpoint import load_checkpoint
 from .loops import LAST
@@ -50,6 +50,19 @@ def base_parser(description):
                              f"one, or from the given checkpoint")
     parser.add_argument('--max_grad_norm', type=float, default=None,
                         help='clip the gradient norm to this value (default: no clipping)')
+    speed = parser.add_argument_group('speed (see docs/PERFORMANCE.md)')
+    speed.add_argument('--loader', choices=LOADERS, default='device',
+                       help='device: keep CIFAR/synthetic on the training device and augment '
+                            'whole batches there; classic: DataLoader workers with PIL '
+                            'transforms (ImageNet always uses classic)')
+    speed.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
+                       help='mixed precision: bf16 autocast, or fp16 autocast with a grad scaler')
+    speed.add_argument('--channels_last', action='store_true',
+                       help='channels-last memory format for models and batches')
+    speed.add_argument('--compile', action='store_true',
+                       help='torch.compile the student and the teacher (slow start)')
+    speed.add_argument('--sgd_impl', choices=['auto', 'fused', 'foreach', 'for-loop'],
+                       default='auto', help='SGD kernel; auto: fused on CUDA, foreach elsewhere')
     return parser
 
 

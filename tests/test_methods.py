@@ -153,7 +153,8 @@ def method_opt(name, **over):
     gamma, alpha, beta = get_method(name).default_weights
     opt = dict(gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=16,
                nce_k=20, nce_t=0.07, nce_m=0.5, n_data=64, model_s='resnet8', learning_rate=0.05,
-               momentum=0.9, weight_decay=5e-4, init_epochs=1, seed=0, max_grad_norm=None)
+               momentum=0.9, weight_decay=5e-4, init_epochs=1, seed=0, max_grad_norm=None,
+               amp='off', channels_last=False)
     opt.update(over)
     return SimpleNamespace(**opt)
 

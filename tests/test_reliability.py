@@ -60,20 +60,24 @@ def final_state(save):
 
 # Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
 # 5th falls in epoch 1's validation), and inside the init stage of a two-stage method (FSP).
-@pytest.mark.parametrize('distill, stop_at', [('kd', 7), ('crd', 5), ('fsp', 3)])
+@pytest.mark.parametrize('distill, stop_at, loader', [('kd', 7, 'device'), ('crd', 5, 'device'),
+                                                     ('fsp', 3, 'device'), ('kd', 3, 'classic'),
+                                                     ('crd', 7, 'classic')])
 def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
-                                                      stop_at):
+                                                      stop_at, loader):
     root = setup[2]
-    straight = str(root / f'straight_{distill}')
-    assert train_student.main(student_argv(setup, straight, distill)) == 0
+    flags = ['--loader', loader]
+    straight = str(root / f'straight_{distill}_{loader}')
+    assert train_student.main(student_argv(setup, straight, distill, flags)) == 0
 
-    resumed = str(root / f'resumed_{distill}')
+    resumed = str(root / f'resumed_{distill}_{loader}')
     signal_after(monkeypatch, stop_at)
-    assert train_student.main(student_argv(setup, resumed, distill)) == 130
+    assert train_student.main(student_argv(setup, resumed, distill, flags)) == 130
     err = capsys.readouterr().err
     assert 'SIGTERM: stopping after this step' in err and '--resume auto' in err
     monkeypatch.undo()
-    assert train_student.main(student_argv(setup, resumed, distill, ['--resume', 'auto'])) == 0
+    assert train_student.main(student_argv(setup, resumed, distill,
+                                           flags + ['--resume', 'auto'])) == 0
     assert 'resuming' in capsys.readouterr().out
 
     for a, b in zip(final_state(straight), final_state(resumed)):

@@ -1,0 +1,101 @@
+"""A data loader for in-memory data sets that keeps the whole set on the training device.
+
+The images live there as one uint8 tensor. Each epoch is a fresh permutation; random crop (zero
+padding 4) and horizontal flip are applied to whole batches with the same distribution as
+torchvision's ``RandomCrop(32, padding=4)`` and ``RandomHorizontalFlip()``, and normalisation is
+fused into the conversion to float. All randomness comes from ``self.generator`` (a CPU
+generator, so that runs are reproducible on any device); only small index tensors cross to the
+device. Batches are the same tuples the classic loaders yield.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+PAD = 4
+
+
+class DeviceLoader:
+    def __init__(self, dataset, batch_size, device, mean, std, train=True, variant='plain', k=4096,
+                 mode='exact'):
+        self.dataset = dataset  # the untransformed ArrayDataset (len, targets)
+        self.batch_size, self.device, self.train = batch_size, device, train
+        self.variant, self.k, self.mode = variant, k, mode
+        self.images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.targets = torch.tensor(dataset.targets, dtype=torch.int64, device=device)
+        self.scale = (1 / (255 * torch.tensor(std))).view(1, 3, 1, 1).to(device)
+        self.shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(device)
+        self.generator = torch.Generator().manual_seed(0)
+        if variant == 'sample':
+            self._build_class_index()
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        return self.batches(order, augment=self.train)
+
+    def batches(self, order, augment):
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size].to(self.device, non_blocking=True)
+            images = self.images[index]
+            if augment:
+                images = self.augment(images)
+            images = images.float().mul_(self.scale).add_(self.shift)
+            batch = [images, self.targets[index]]
+            if self.variant in ('instance', 'sample'):
+                batch.append(index)
+            if self.variant == 'sample':
+                batch.append(self.contrast_indices(index))
+            yield tuple(batch)
+
+    def augment(self, images):
+        """Random crop with zero padding and random horizontal flip, per image."""
+        b, _, h, w = images.shape
+        offsets = torch.randint(0, 2 * PAD + 1, (b, 2), generator=self.generator)
+        flips = torch.rand(b, generator=self.generator) < 0.5
+        offsets, flips = offsets.to(self.device), flips.to(self.device)
+        padded = F.pad(images, (PAD, PAD, PAD, PAD))
+        rows = (offsets[:, 0:1] + torch.arange(h, device=self.device))[:, :, None]  # (b, h, 1)
+        cols = (offsets[:, 1:2] + torch.arange(w, device=self.device))[:, None, :]  # (b, 1, w)
+        cols = torch.where(flips[:, None, None], cols.flip(2), cols)  # a flip reverses columns
+        batch = torch.arange(b, device=self.device)[:, None, None]
+        return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+    # -- CRD ---------------------------------------------------------------------------------
+    def _build_class_index(self):
+        targets = self.targets.cpu()
+        classes = int(targets.max()) + 1
+        negatives = [torch.nonzero(targets != c).flatten() for c in range(classes)]
+        self.neg_count = torch.tensor([len(n) for n in negatives], device=self.device)
+        longest = int(self.neg_count.max())
+        self.neg_table = torch.stack([F.pad(n, (0, longest - len(n))) for n in negatives]).to(
+            self.device)
+        self.positives = [torch.nonzero(targets == c).flatten().to(self.device)
+                          for c in range(classes)]
+
+    def contrast_indices(self, index):
+        """``(B, k+1)``: the positive, then ``k`` negatives drawn from the other classes,
+        without replacement when there are enough (as RepDistiller's sample data set)."""
+        target = self.targets[index]
+        count = self.neg_count[target]
+        if self.k <= int(count.min()):
+            keys = torch.rand(len(index), self.neg_table.shape[1], generator=self.generator)
+            keys = keys.to(self.device)
+            slots = torch.arange(self.neg_table.shape[1], device=self.device)
+            keys[slots[None, :] >= count[:, None]] = -1.0  # padding is never drawn
+            picks = keys.topk(self.k, dim=1).indices
+        else:
+            draws = torch.rand(len(index), self.k, generator=self.generator).to(self.device)
+            picks = (draws * count[:, None]).long()
+        negatives = self.neg_table[target[:, None], picks]
+        if self.mode == 'exact':
+            positive = index
+        else:
+            positive = torch.stack([
+                self.positives[t][torch.randint(len(self.positives[t]), (1,),
+                                                generator=self.generator).item()]
+                for t in target.tolist()])
+        return torch.cat([positive[:, None], negatives], dim=1)

@@ -1,0 +1,38 @@
+"""Speed options shared by the scripts: mixed precision, channels-last, torch.compile and the
+SGD implementation. With their defaults (off / auto) results equal the plain fp32 path."""
+import contextlib
+
+import torch
+
+
+def autocast(opt, device):
+    """The autocast context of ``--amp`` (bf16, or fp16 with a grad scaler), or a no-op."""
+    if opt.amp == 'off':
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if opt.amp == 'bf16' else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(opt, device):
+    return torch.amp.GradScaler(device.type, enabled=opt.amp == 'fp16')
+
+
+def prepare_modules(opt, modules, networks):
+    """Channels-last weights for ``modules`` (and everything in them); in-place
+    ``torch.compile`` of the ``networks`` (their state-dict keys stay the same)."""
+    if opt.channels_last:
+        for module in modules:
+            module.to(memory_format=torch.channels_last)
+    if opt.compile:
+        for network in networks:
+            network.compile()
+
+
+def make_sgd(params, opt, device):
+    """RepDistiller's SGD; ``--sgd_impl auto`` uses the fused kernel on CUDA, foreach elsewhere."""
+    impl = opt.sgd_impl
+    if impl == 'auto':
+        impl = 'fused' if device.type == 'cuda' else 'foreach'
+    kwargs = {'fused': True} if impl == 'fused' else {'foreach': impl == 'foreach'}
+    return torch.optim.SGD(params, lr=opt.learning_rate, momentum=opt.momentum,
+                           weight_decay=opt.weight_decay, **kwargs)

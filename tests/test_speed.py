@@ -1,0 +1,161 @@
+"""The fast path: device-resident data, batched augmentation, AMP, channels-last, SGD kernels."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dataset import DATASETS, get_transforms
+from dataset.base import ArrayDataset, IndexedDataset
+from dataset.device_loader import DeviceLoader
+from distiller_zoo import get_method
+from helper.accel import autocast, make_sgd
+from models import get_model
+
+MEAN, STD = DATASETS['cifar100'].mean, DATASETS['cifar100'].std
+
+
+def position_images(n):
+    """Red = row + 1, green = column + 1, so a crop's offset and flip can be read back."""
+    rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing='ij')
+    image = np.stack([rows + 1, cols + 1, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    return ArrayDataset(np.repeat(image[None], n, axis=0), np.zeros(n, dtype=np.int64))
+
+
+def raw(images):
+    """Undo the fused normalisation."""
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    return ((images * std + mean) * 255).round()
+
+
+def test_batched_crop_offsets_and_flips_have_the_right_distribution():
+    n = 9000
+    loader = DeviceLoader(position_images(n), 1000, 'cpu', MEAN, STD, train=True)
+    loader.generator.manual_seed(0)
+    images = raw(torch.cat([b[0] for b in loader]))
+    red, green = images[:, 0], images[:, 1]
+    # Pixel (16, 16) is always inside the image: source row = oy + 12, column = ox + 12 (or
+    # ox + 11 counted from the other side when flipped).
+    flipped = green[:, 16, 15] > green[:, 16, 16]
+    oy = red[:, 16, 16] - 1 - 12
+    ox = torch.where(flipped, green[:, 16, 16] - 1 - 11, green[:, 16, 16] - 1 - 12)
+    for offsets in (oy, ox):
+        counts = torch.bincount(offsets.long(), minlength=9)
+        assert len(counts) == 9 and (counts > 850).all() and (counts < 1150).all(), counts
+    assert 0.47 < flipped.float().mean() < 0.53
+    # Padding is zero: wherever a crop reaches outside the image, all channels are 0.
+    outside = (red == 0)
+    assert (images[:, 1][outside] == 0).all()
+    top_left_padding = (oy < 4) & (ox < 4) & ~flipped
+    assert (red[top_left_padding, 0, 0] == 0).all()
+
+
+def test_without_augmentation_images_pass_through_unchanged():
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), np.arange(10))
+    loader = DeviceLoader(data, 4, 'cpu', MEAN, STD, train=False)
+    images = torch.cat([b[0] for b in loader])
+    assert torch.equal(raw(images), torch.from_numpy(data.images).permute(0, 3, 1, 2).float())
+
+
+def test_fast_and_classic_paths_give_the_same_batches_for_the_same_order():
+    rng = np.random.default_rng(1)
+    data = ArrayDataset(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+                        rng.integers(0, 100, 40))
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(5))
+    _, test_tf = get_transforms(DATASETS['cifar100'])
+    classic_set = IndexedDataset(ArrayDataset(data.images, data.targets, transform=test_tf))
+    classic = DataLoader(classic_set, batch_size=16, sampler=order.tolist())
+    fast = DeviceLoader(data, 16, 'cpu', MEAN, STD, variant='instance').batches(order,
+                                                                                augment=False)
+    for (x1, y1, i1), (x2, y2, i2) in zip(classic, fast, strict=True):
+        assert torch.allclose(x1, x2, atol=1e-5)
+        assert torch.equal(y1, y2) and torch.equal(i1, i2)
+
+
+def test_device_contrast_indices():
+    targets = np.repeat(np.arange(4), 10)
+    data = ArrayDataset(np.zeros((40, 32, 32, 3), np.uint8), targets)
+    loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='sample', k=25)
+    for x, y, index, sample_idx in loader:
+        assert sample_idx.shape == (len(index), 26) and torch.equal(sample_idx[:, 0], index)
+        negatives = sample_idx[:, 1:]
+        assert (torch.from_numpy(targets)[negatives] != y[:, None]).all()
+        assert all(len(set(row.tolist())) == 25 for row in negatives)  # without replacement
+    relax = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='sample', k=50, mode='relax')
+    _, y, index, sample_idx = next(iter(relax))  # k > 30 negatives: drawn with replacement
+    assert (torch.from_numpy(targets)[sample_idx[:, 0]] == y).all()
+    assert (torch.from_numpy(targets)[sample_idx[:, 1:]] != y[:, None]).all()
+
+
+def kd_distiller():
+    torch.manual_seed(0)
+    opt = SimpleNamespace(gamma=0.1, alpha=0.9, beta=0.0, kd_T=4)
+    return get_method('kd')(get_model('resnet8', 10), get_model('resnet14', 10), opt)
+
+
+def test_bf16_autocast_trains_on_cpu_without_nans():
+    distiller = kd_distiller()
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    opt = SimpleNamespace(amp='bf16')
+    distiller.train()
+    for _ in range(3):
+        with autocast(opt, torch.device('cpu')):
+            logits, losses = distiller.forward_train(x, y)
+        assert logits.dtype == torch.bfloat16
+        loss = sum(losses.values())
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(torch.isfinite(p).all() for p in distiller.student.parameters())
+
+
+def test_channels_last_keeps_fp32_losses():
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    plain = kd_distiller().train()
+    fast = kd_distiller().train()
+    fast.to(memory_format=torch.channels_last)
+    _, a = plain.forward_train(x, y)
+    _, b = fast.forward_train(x.contiguous(memory_format=torch.channels_last), y)
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize('impl', ['foreach', 'for-loop'])
+def test_sgd_kernels_agree(impl):
+    def step(impl):
+        torch.manual_seed(0)
+        model = get_model('resnet8', 10)
+        opt = SimpleNamespace(sgd_impl=impl, learning_rate=0.05, momentum=0.9,
+                              weight_decay=5e-4)
+        optimizer = make_sgd(model.parameters(), opt, torch.device('cpu'))
+        for _ in range(2):
+            loss = model(torch.ones(4, 3, 32, 32)).logsumexp(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.state_dict()
+    reference, other = step('for-loop'), step(impl)
+    assert all(torch.allclose(reference[k], other[k], atol=1e-6) for k in reference)
+
+
+@pytest.mark.parametrize('flags', [['--amp', 'bf16'],
+                                   ['--amp', 'fp16', '--channels_last', '--loader', 'classic'],
+                                   ['--sgd_impl', 'for-loop', '--loader', 'classic']])
+def test_speed_flags_from_the_command_line(cifar_root, tmp_path, capsys, flags):
+    import json
+    import os
+
+    import train_teacher
+    argv = ['--model', 'resnet8', '--data_folder', cifar_root, '--save_dir', str(tmp_path),
+            '--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--seed', '0']
+    assert train_teacher.main(argv + flags) == 0
+    run = tmp_path / 'models' / 'resnet8_cifar100_lr_0.05_decay_0.0005_trial_0'
+    metrics = json.loads((run / 'metrics.jsonl').read_text())
+    assert np.isfinite(metrics['train_loss']) and metrics['images_per_second'] > 0
+    assert json.loads((run / 'summary.json').read_text())['args']['amp'] == (
+        flags[1] if flags[0] == '--amp' else 'off')
+    assert os.path.isfile(run / 'ckpt_last.pth')
