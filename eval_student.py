@@ -15,7 +15,8 @@ from distiller_zoo import get_method
 from helper.checkpoint import get_teacher_name, load_checkpoint, load_teacher
 from helper.loops import validate
 from helper.options import select_device
-from helper.util import UserError, run_cli
+from helper.cli import run_cli
+from helper.util import UserError
 from models import get_model, model_dict
 
 

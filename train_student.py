@@ -9,7 +9,8 @@ from helper.logger import RunLogger
 from helper.loops import Trainer, validate
 from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
                             select_device)
-from helper.util import UserError, run_cli, set_seed
+from helper.cli import run_cli
+from helper.util import UserError, set_seed
 from models import get_model
 
 

@@ -7,7 +7,8 @@ from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
 from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
                             select_device)
-from helper.util import run_cli, set_seed
+from helper.cli import run_cli
+from helper.util import set_seed
 from models import get_model
 
 

@@ -126,6 +126,8 @@ class Distiller(nn.Module):
             losses['kd'] = self.beta * loss_kd
         return logit_s, losses
 
+    forward = forward_train  # what DistributedDataParallel calls
+
     def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
         """The method's own term (weighted by ``-b``); ``None`` when it has none."""
         return None

@@ -7,6 +7,8 @@ import subprocess
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from .distributed import is_main, rank_and_world
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,11 +29,16 @@ def count_parameters(model):
 
 
 class RunLogger:
+    """Writes only in the main process of a multi-process run."""
+
     def __init__(self, run_dir, tb_dir):
         self.run_dir = run_dir
-        self.writer = SummaryWriter(log_dir=tb_dir)
+        self.enabled = is_main()
+        self.writer = SummaryWriter(log_dir=tb_dir) if self.enabled else None
 
     def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second):
+        if not self.enabled:
+            return
         for name, value in train.items():
             self.writer.add_scalar(f'train/{name}', value, epoch)
         for name, value in test.items():
@@ -52,13 +59,17 @@ class RunLogger:
 
     def write_summary(self, opt, best_acc, last_acc, wall_seconds, device, models, **extra):
         """``models``: role -> (name, model), e.g. {'student': ..., 'teacher': ...}."""
+        if not self.enabled:
+            return
         summary = {'args': vars(opt), **extra,
                    **{role: name for role, (name, _) in models.items()},
                    **{f'{role}_params': count_parameters(m) for role, (_, m) in models.items()},
-                   'best_acc': best_acc, 'last_acc': last_acc, 'wall_seconds': wall_seconds,
-                   'device': device_name(device), 'git_commit': git_commit()}
+                    'best_acc': best_acc, 'last_acc': last_acc, 'wall_seconds': wall_seconds,
+                   'device': device_name(device), 'processes': rank_and_world()[1],
+                   'git_commit': git_commit()}
         with open(os.path.join(self.run_dir, 'summary.json'), 'w') as f:
             json.dump(summary, f, indent=2, default=str)
 
     def close(self):
-        self.writer.close()
+        if self.enabled:
+            self.writer.close()

@@ -18,6 +18,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from torch.nn.parallel import DistributedDataParallel
+
+from . import distributed
 from .accel import autocast, grad_scaler
 from .checkpoint import save_checkpoint
 from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
@@ -36,6 +39,8 @@ class Supervised(nn.Module):
     def forward_train(self, image, target, *extra):
         logits = self.model(image)
         return logits, {'cls': self.criterion(logits, target)}
+
+    forward = forward_train  # what DistributedDataParallel calls
 
     def forward_test(self, image):
         return self.model(image)
@@ -63,7 +68,15 @@ class EpochStats:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
 
     def averages(self):
-        return {name: total.item() / max(self.count, 1) for name, total in self.sums.items()}
+        """Averages over every process of a multi-process run."""
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        totals = torch.stack([self.sums[n] for n in names]
+                             + [torch.tensor(float(self.count), device=self.sums[names[0]].device)])
+        totals = distributed.all_reduce_sum(totals).tolist()
+        self.count = int(totals[-1])
+        return {name: total / max(self.count, 1) for name, total in zip(names, totals)}
 
 
 class GracefulStop:
@@ -93,15 +106,14 @@ class GracefulStop:
 
 def _progress(loader, desc):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
-                disable=not sys.stderr.isatty())
+                disable=not (sys.stderr.isatty() and distributed.is_main()))
 
 
-def _check_finite(losses, where):
-    if not all(torch.isfinite(v).all() for v in losses.values()):
-        bad = [name for name, v in losses.items() if not torch.isfinite(v).all()]
-        raise UserError(f'loss became non-finite at {where} (term: {", ".join(bad)}); the last '
-                        f'good checkpoint is kept. Lower the learning rate or the loss weights, '
-                        f'or set --max_grad_norm')
+def _non_finite_error(losses, where):
+    bad = ', '.join(name for name, v in losses.items() if not torch.isfinite(v).all())
+    return UserError(f'loss became non-finite at {where} (term: {bad or "on another process"}); '
+                     f'the last good checkpoint is kept. Lower the learning rate or the loss '
+                     f'weights, or set --max_grad_norm')
 
 
 @torch.no_grad()
@@ -137,6 +149,8 @@ class Trainer:
         self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
         self.scaler = grad_scaler(opt, device)
         self.stop = GracefulStop()
+        self.rank, self.world = distributed.rank_and_world()
+        self.forward_train = learner.forward_train  # wrapped for DDP once the init stage is over
 
     def wall_seconds(self):
         return self.elapsed + time.time() - self._started
@@ -148,11 +162,25 @@ class Trainer:
         generator = getattr(self.train_loader, 'generator', None)
         if generator is not None:
             generator.manual_seed(seed)
+        sampler = getattr(self.train_loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
+            sampler.set_epoch(epoch * 2 + (stage == 'init'))
 
-    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step):
+    def _agree(self, finite):
+        """All processes learn whether any of them saw a non-finite loss or a stop request, so
+        they stop at the same step."""
+        if self.world == 1:
+            return finite
+        flags = torch.tensor([float(not finite), float(self.stop.requested)], device=self.device)
+        flags = distributed.all_reduce_sum(flags).tolist()
+        self.stop.requested = flags[1] > 0
+        return flags[0] == 0
+
+    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False):
         """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
         and skipped, which keeps the random streams aligned). Returns ``(stats, stopped_at)``
-        with ``stopped_at`` the number of steps done when a stop was requested, else None."""
+        with ``stopped_at`` the number of steps done when a stop was requested, else None.
+        ``average_grads`` averages gradients over processes (DDP does it for the main stage)."""
         self._seed_epoch(stage, epoch)
         stats = EpochStats()
         for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
@@ -163,10 +191,16 @@ class Trainer:
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
             with autocast(self.opt, self.device):
                 losses, metrics = step_fn(batch)
-            _check_finite(losses, f'{stage} epoch {epoch}, step {step}')
+            if not self._agree(all(torch.isfinite(v).all() for v in losses.values())):
+                raise _non_finite_error(losses, f'{stage} epoch {epoch}, step {step}')
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if average_grads and self.world > 1:
+                for group in optimizer.param_groups:
+                    for p in group['params']:
+                        if p.grad is not None:
+                            distributed.all_reduce_sum(p.grad).div_(self.world)
             if self.opt.max_grad_norm:
                 self.scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(
@@ -182,7 +216,7 @@ class Trainer:
 
     def _train_step(self, batch):
         image, target, *extra = batch
-        logits, losses = self.learner.forward_train(image, target, *extra)
+        logits, losses = self.forward_train(image, target, *extra)
         top1, top5 = accuracy(logits.float(), target, topk=(1, 5))
         return losses, {'top1': top1, 'top5': top5}
 
@@ -190,14 +224,17 @@ class Trainer:
         return {'init': self.learner.forward_init(batch[0])}, {}
 
     # -- checkpoints -------------------------------------------------------------------------
+    def _save(self, state, name):
+        if distributed.is_main():
+            save_checkpoint(state, os.path.join(self.run_dir, name))
+
     def _save_last(self, stage, epoch, step, optimizer):
         """The full state: continue at ``step`` of ``epoch`` of ``stage``."""
-        save_checkpoint({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
+        self._save({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
                          **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
                          'best_acc': self.best_acc, 'last_acc': self.last_acc,
                          'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
-                         'opt': vars(self.opt)},
-                        os.path.join(self.run_dir, LAST))
+                         'opt': vars(self.opt)}, LAST)
 
     def _interrupted(self, stage, epoch, step, optimizer):
         self._save_last(stage, epoch, step, optimizer)
@@ -223,6 +260,12 @@ class Trainer:
             if stage == 'init':
                 self._init_stage(resume)
                 resume = None
+            if self.world > 1:
+                ids = [self.device.index] if self.device.type == 'cuda' else None
+                # Buffers (BN statistics, CRD's memory) are kept in step by each method, not
+                # broadcast from rank 0 every step.
+                self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
+                                                             broadcast_buffers=False)
             optimizer = optimizer_fn()
             if resume:
                 optimizer.load_state_dict(resume['optimizer'])
@@ -249,7 +292,7 @@ class Trainer:
                 start = time.time()
                 stats, stopped_at = self._run_epoch(
                     'init', epoch, optimizer, self._init_step,
-                    start_step if epoch == start_epoch else 0)
+                    start_step if epoch == start_epoch else 0, average_grads=True)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer)
                 print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
@@ -284,15 +327,13 @@ class Trainer:
                      'optimizer': optimizer.state_dict()}
             if test['top1'] > self.best_acc:
                 self.best_acc = test['top1']
-                save_checkpoint({**state, 'best_acc': self.best_acc},
-                                os.path.join(self.run_dir, f'{self.arch}_best.pth'))
+                self._save({**state, 'best_acc': self.best_acc}, f'{self.arch}_best.pth')
             if epoch % opt.save_freq == 0:
-                save_checkpoint({**state, 'accuracy': test['top1']},
-                                os.path.join(self.run_dir, f'ckpt_epoch_{epoch}.pth'))
+                self._save({**state, 'accuracy': test['top1']}, f'ckpt_epoch_{epoch}.pth')
             self._save_last('train', epoch + 1, 0, optimizer)
             if self.stop.requested and epoch < opt.epochs:
                 self._interrupted('train', epoch + 1, 0, optimizer)
-        save_checkpoint({'opt': vars(opt), 'epoch': opt.epochs, 'arch': self.arch,
-                         **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
-                        os.path.join(self.run_dir, f'{self.arch}_last.pth'))
+        self._save({'opt': vars(opt), 'epoch': opt.epochs, 'arch': self.arch,
+                    **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
+                   f'{self.arch}_last.pth')
         return self.best_acc, self.last_acc

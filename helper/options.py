@@ -9,6 +9,7 @@ import torch
 
 from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
+from . import distributed
 from .checkpoint import load_checkpoint
 from .loops import LAST
 from .util import UserError, parse_decay_epochs
@@ -50,6 +51,17 @@ def base_parser(description):
                              f"one, or from the given checkpoint")
     parser.add_argument('--max_grad_norm', type=float, default=None,
                         help='clip the gradient norm to this value (default: no clipping)')
+    multi = parser.add_argument_group('several GPUs/processes (see README, Multi-GPU)')
+    multi.add_argument('--sync_bn', action='store_true',
+                       help='synchronise the student\'s BatchNorm statistics across GPUs')
+    multi.add_argument('--multiprocessing-distributed', dest='multiprocessing_distributed',
+                       action='store_true',
+                       help='SimKD style: start one process per GPU of --gpu_id')
+    multi.add_argument('--dist-url', dest='dist_url', default='tcp://127.0.0.1:23451',
+                       help='rendezvous address for --multiprocessing-distributed')
+    multi.add_argument('--dali', choices=['cpu', 'gpu'], default=None,
+                       help='SimKD\'s NVIDIA DALI ImageNet loader flag; accepted, the standard '
+                            'loader is used (see README)')
     speed = parser.add_argument_group('speed (see docs/PERFORMANCE.md)')
     speed.add_argument('--loader', choices=LOADERS, default='device',
                        help='device: keep CIFAR/synthetic on the training device and augment '
@@ -84,9 +96,15 @@ def finish_options(opt, model_name):
 
 
 def select_device(opt):
-    if opt.gpu_id is not None:
+    """This process's device; joins the process group of a multi-process run."""
+    if opt.gpu_id is not None and not torch.cuda.is_initialized():
         os.environ['CUDA_VISIBLE_DEVICES'] = opt.gpu_id
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = distributed.setup()
+    if getattr(opt, 'sync_bn', False) and device.type != 'cuda':
+        raise UserError('--sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)')
+    if getattr(opt, 'dali', None):
+        print('note: NVIDIA DALI loading is not built in; using the standard loader', flush=True)
+    return device
 
 
 def prepare_run(opt, model_folder, tb_folder, run_name):
@@ -112,14 +130,15 @@ def prepare_run(opt, model_folder, tb_folder, run_name):
         print(f"resuming {resume['stage']} epoch {resume['epoch']}"
               + (f", step {resume['step']}" if resume['step'] else ''), flush=True)
     elif opt.seed is None:
-        opt.seed = random.randrange(2 ** 31)
-    try:
-        for folder in (run_dir, tb_dir):
-            os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(run_dir, '.write_test')
-        open(probe, 'w').close()
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write to '{run_dir}' ({e.strerror or e}); choose a writable "
-                        f"--save_dir") from None
+        opt.seed = distributed.broadcast_object(random.randrange(2 ** 31))
+    if distributed.is_main():
+        try:
+            for folder in (run_dir, tb_dir):
+                os.makedirs(folder, exist_ok=True)
+            probe = os.path.join(run_dir, '.write_test')
+            open(probe, 'w').close()
+            os.remove(probe)
+        except OSError as e:
+            raise UserError(f"cannot write to '{run_dir}' ({e.strerror or e}); choose a "
+                            f"writable --save_dir") from None
     return run_dir, tb_dir, resume

@@ -1,7 +1,5 @@
 """Small training utilities (RepDistiller names where they exist)."""
 import random
-import shlex
-import sys
 
 import numpy as np
 import torch
@@ -53,22 +51,3 @@ def accuracy(output, target, topk=(1,)):
     return [correct[:, :k].any(dim=1).float().sum().mul_(100.0 / target.shape[0]).view(1)
             for k in topk]
 
-
-def run_cli(script, parse_option, run, argv=None):
-    """Parse and run; input problems become one clear line and exit status 2, a requested stop
-    says how to resume and exits with 130."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        run(parse_option(argv))
-    except UserError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    except RunInterrupted as e:
-        again = argv if '--resume' in argv else argv + ['--resume', 'auto']
-        print(f'{e}\nresume with: python {script} {shlex.join(again)}', file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print('interrupted; the last epoch\'s checkpoints are kept (--resume auto continues '
-              'from them)', file=sys.stderr)
-        return 130
-    return 0

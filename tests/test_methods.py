@@ -319,3 +319,17 @@ def test_impossible_pair_stops_before_training(tiny_teacher, capsys):
     assert train_student.main(argv) == 2
     err = capsys.readouterr().err
     assert 'cannot distil resnet14 into resnet8x4' in err and 'channel counts' in err
+
+
+def test_crd_scores_through_gather_or_full_product_agree():
+    torch.manual_seed(0)
+    memory = torch.randn(50, 8)
+    v = torch.randn(3, 8, requires_grad=True)
+    few = torch.randint(0, 50, (3, 5))      # 15 < 50 rows: gathered
+    many = torch.randint(0, 50, (3, 40))    # 120 > 50 rows: one product with the whole memory
+    for idx in (few, many):
+        expected = (memory[idx] * v.detach()[:, None, :]).sum(-1, keepdim=True)
+        got = ContrastMemory._scores(memory, v, idx)
+        assert torch.allclose(got, expected, atol=1e-5)
+        grad, = torch.autograd.grad(got.sum(), v)
+        assert torch.allclose(grad, memory[idx].sum(1), atol=1e-5)

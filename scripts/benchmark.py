@@ -1,0 +1,220 @@
+"""Training-speed benchmark: the classic path (RepDistiller's loop: DataLoader workers, PIL
+augmentation, fp32) against the fast path (device-resident data, batched augmentation, and the
+speed flags given), for a teacher/student pair and methods.
+
+    python scripts/benchmark.py --teacher resnet56 --student resnet20 --methods kd,crd
+    python scripts/benchmark.py --teacher resnet32x4 --student resnet8x4 --amp bf16 --channels_last
+
+Each configuration runs in its own process through the same training step as train_student.py
+(random weights and a zero learning rate, so values stay finite; the work per step is the same),
+on synthetic CIFAR-sized data: ``--warmup``
+steps, then ``--steps`` timed steps. Reported: images/s, ms per step, the projected time of a
+50,000-image CIFAR epoch, and peak memory (CUDA allocator peak, or the process's peak RSS on the
+CPU). Each method's step time is also given relative to KD's. ``--end_to_end`` also times one
+whole ``train_student.py`` epoch per path, process start-up and data loading included.
+"""
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+CIFAR_TRAIN = 50000
+
+
+class Limited:
+    """The first ``n`` batches of a loader, keeping the loader's generator."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, n
+        self.generator = getattr(loader, 'generator', None)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.n)
+
+
+def measure(config):
+    """Train ``warmup + steps`` steps of one configuration; return its figures."""
+    import numpy as np
+    import torch
+
+    from dataset import DATASETS, get_transforms
+    from dataset.base import ArrayDataset, ContrastSampleDataset, IndexedDataset
+    from dataset.device_loader import DeviceLoader
+    from dataset.synthetic import make_synthetic
+    from distiller_zoo import get_method
+    from helper.accel import make_sgd, prepare_modules
+    from helper.loops import Trainer
+    from models import get_model
+
+    c = SimpleNamespace(**config)
+    device = torch.device(c.device)
+    torch.manual_seed(0)
+    n_images = c.batch_size * (c.warmup + c.steps)
+    images, labels = make_synthetic(n_images, num_classes=100)
+    data = ArrayDataset(images, labels)
+    source = DATASETS['cifar100']
+    method = get_method(c.distill)
+    fast = c.path == 'fast'
+    gamma, alpha, beta = method.default_weights
+    opt = SimpleNamespace(
+        gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=128, nce_k=c.nce_k,
+        nce_t=0.07, nce_m=0.5, n_data=CIFAR_TRAIN, model_s=c.student, init_epochs=0,
+        learning_rate=0.0, momentum=0.9, weight_decay=5e-4, seed=0, max_grad_norm=None,
+        amp=c.amp if fast else 'off', channels_last=c.channels_last and fast,
+        compile=c.compile and fast, sgd_impl='auto' if fast else 'for-loop')
+    if fast:
+        loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std,
+                              variant=method.data_variant, k=c.nce_k)
+    else:
+        data.transform = get_transforms(source)[0]
+        wrapped = (ContrastSampleDataset(data, k=c.nce_k) if method.data_variant == 'sample'
+                   else IndexedDataset(data))
+        loader = torch.utils.data.DataLoader(
+            wrapped, batch_size=c.batch_size, shuffle=True, num_workers=c.num_workers,
+            pin_memory=device.type == 'cuda', generator=torch.Generator().manual_seed(0))
+    student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
+    distiller = method(student, teacher, opt).to(device)
+    prepare_modules(opt, [distiller], [student, teacher])
+    optimizer = make_sgd(distiller.trainable_parameters(), opt, device)
+    trainer = Trainer(distiller, None, None, opt, c.student, tempfile.mkdtemp(), None, device)
+
+    def run(n_steps):
+        trainer.train_loader = Limited(loader, n_steps)
+        distiller.train()
+        trainer._run_epoch('train', 1, optimizer, trainer._train_step, 0)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    run(c.warmup)  # includes worker start-up, compilation and cuDNN autotuning
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    run(c.steps)
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    ips = c.steps * c.batch_size / seconds
+    return {'path': c.path, 'distill': c.distill, 'images_per_second': ips,
+            'ms_per_step': 1000 * seconds / c.steps, 'cifar_epoch_seconds': CIFAR_TRAIN / ips,
+            'peak_memory_mb': peak / 2 ** 20}
+
+
+def run_isolated(config):
+    out = subprocess.run([sys.executable, __file__, '--_measure', json.dumps(config)],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f'benchmark of {config["path"]}/{config["distill"]} failed:\n'
+                         f'{out.stderr[-3000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def end_to_end(args):
+    """Wall time of one whole train_student.py epoch on the synthetic set, per loader."""
+    from helper.checkpoint import save_checkpoint
+    from models import get_model
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher = os.path.join(tmp, f'{args.teacher}_vanilla', 'ckpt.pth')
+        os.makedirs(os.path.dirname(teacher))
+        save_checkpoint({'model': get_model(args.teacher, 10).state_dict()}, teacher)
+        for loader in ('classic', 'device'):
+            cmd = [sys.executable, 'train_student.py', '--path_t', teacher, '--model_s',
+                   args.student, '--distill', 'kd', '--dataset', 'synthetic', '--epochs', '1',
+                   '--batch_size', str(args.batch_size), '--num_workers', str(args.num_workers),
+                   '--loader', loader, '--save_dir', os.path.join(tmp, loader), '--seed', '0']
+            start = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            times[loader] = time.perf_counter() - start
+    return times
+
+
+def device_label(device):
+    import torch
+    if device == 'cuda':
+        return torch.cuda.get_device_name(0)
+    return f'CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, ' \
+           f'{torch.get_num_threads()} threads'
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--teacher', default='resnet56')
+    parser.add_argument('--student', default='resnet20')
+    parser.add_argument('--methods', default='kd',
+                        help='comma-separated --distill names; the first is the main one, '
+                             'every one is timed on the fast path relative to kd')
+    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--steps', type=int, default=30, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1),
+                        help='DataLoader workers of the classic path')
+    parser.add_argument('--nce_k', type=int, default=16384)
+    parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off')
+    parser.add_argument('--channels_last', action='store_true')
+    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--device', default=None, help='cuda or cpu (default: cuda if present)')
+    parser.add_argument('--end_to_end', action='store_true',
+                        help='also time one whole train_student.py epoch per loader')
+    parser.add_argument('--json', default='benchmark.json', help='where to write the figures')
+    parser.add_argument('--_measure', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._measure:
+        print(json.dumps(measure(json.loads(args._measure))))
+        return 0
+
+    import torch
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    methods = args.methods.split(',')
+    base = dict(teacher=args.teacher, student=args.student, batch_size=args.batch_size,
+                steps=args.steps, warmup=args.warmup, num_workers=args.num_workers,
+                nce_k=args.nce_k, amp=args.amp, channels_last=args.channels_last,
+                compile=args.compile, device=device)
+    results = [run_isolated({**base, 'path': 'classic', 'distill': methods[0]}),
+               run_isolated({**base, 'path': 'fast', 'distill': methods[0]})]
+    for name in dict.fromkeys(['kd'] + methods):  # every method on the fast path, KD first
+        if not any(r['path'] == 'fast' and r['distill'] == name for r in results):
+            results.append(run_isolated({**base, 'path': 'fast', 'distill': name}))
+    kd_ms = next(r['ms_per_step'] for r in results if r['path'] == 'fast' and r['distill'] == 'kd')
+    for r in results:
+        r['step_time_vs_kd'] = r['ms_per_step'] / kd_ms if r['path'] == 'fast' else None
+
+    flags = ' '.join(f for f, on in (('--amp ' + args.amp, args.amp != 'off'),
+                                     ('--channels_last', args.channels_last),
+                                     ('--compile', args.compile)) if on) or 'fp32'
+    print(f'{args.teacher} -> {args.student}, batch {args.batch_size}, {device_label(device)}; '
+          f'fast path flags: {flags}\n')
+    print('| path | method | images/s | ms/step | CIFAR epoch (s) | peak memory (MB) | step vs KD |')
+    print('| --- | --- | ---: | ---: | ---: | ---: | ---: |')
+    for r in results:
+        vs = f'{r["step_time_vs_kd"]:.2f}x' if r['step_time_vs_kd'] else ''
+        print(f'| {r["path"]} | {r["distill"]} | {r["images_per_second"]:.0f} | '
+              f'{r["ms_per_step"]:.1f} | {r["cifar_epoch_seconds"]:.0f} | '
+              f'{r["peak_memory_mb"]:.0f} | {vs} |')
+    classic, fast = results[0], results[1]
+    print(f'\nfast / classic throughput ({methods[0]}): '
+          f'{fast["images_per_second"] / classic["images_per_second"]:.2f}x; projected 240-epoch '
+          f'CIFAR run on the fast path: {240 * fast["cifar_epoch_seconds"] / 60:.0f} min')
+    report = {'device': device_label(device), 'args': vars(args), 'results': results}
+    if args.end_to_end:
+        report['end_to_end_seconds'] = end_to_end(args)
+        e2e = report['end_to_end_seconds']
+        print(f'one whole train_student.py epoch on the synthetic set (5,000 images), process '
+              f'included: classic {e2e["classic"]:.1f}s, device {e2e["device"]:.1f}s')
+    with open(args.json, 'w') as f:
+        json.dump(report, f, indent=2)
+    print(f'figures written to {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
