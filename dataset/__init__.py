@@ -12,9 +12,10 @@ from typing import Callable, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import transforms
 
+from helper.distributed import rank_and_world
 from . import synthetic
 from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset
 from .cifar import CIFAR, cifar_splits
@@ -75,11 +76,12 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
         raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
     source = DATASETS[dataset]
     train_set, test_set = source.splits(data_folder)
+    rank, world = rank_and_world()  # each process of a multi-process run takes its share
     if loader == 'device' and isinstance(train_set, ArrayDataset):
         train = DeviceLoader(train_set, batch_size, device, source.mean, source.std, train=True,
-                             variant=variant, k=k, mode=mode)
+                             variant=variant, k=k, mode=mode, rank=rank, world=world)
         test = DeviceLoader(test_set, max(1, batch_size // 2), device, source.mean, source.std,
-                            train=False)
+                            train=False, rank=rank, world=world)
         if seed is not None:
             train.generator.manual_seed(seed)
         return train, test, source.num_classes
@@ -92,8 +94,14 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
         raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     common = dict(pin_memory=pin_memory, worker_init_fn=_seed_numpy_in_worker)
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
-                              num_workers=num_workers, generator=generator, **common)
+    sampler = None
+    if world > 1:
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                     seed=seed or 0)
+        test_set = Subset(test_set, range(rank, len(test_set), world))
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
+                              sampler=sampler, num_workers=num_workers, generator=generator,
+                              **common)
     test_loader = DataLoader(test_set, batch_size=max(1, batch_size // 2), shuffle=False,
                              num_workers=num_workers // 2, **common)
     return train_loader, test_loader, source.num_classes

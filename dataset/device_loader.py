@@ -6,6 +6,9 @@ torchvision's ``RandomCrop(32, padding=4)`` and ``RandomHorizontalFlip()``, and 
 fused into the conversion to float. All randomness comes from ``self.generator`` (a CPU
 generator, so that runs are reproducible on any device); only small index tensors cross to the
 device. Batches are the same tuples the classic loaders yield.
+
+In a run of ``world`` processes, all draw the same permutation and process ``rank`` takes every
+``world``-th sample of it; augmentation then draws from a per-rank stream.
 """
 import math
 
@@ -17,8 +20,9 @@ PAD = 4
 
 class DeviceLoader:
     def __init__(self, dataset, batch_size, device, mean, std, train=True, variant='plain', k=4096,
-                 mode='exact'):
+                 mode='exact', rank=0, world=1):
         self.dataset = dataset  # the untransformed ArrayDataset (len, targets)
+        self.rank, self.world = rank, world
         self.batch_size, self.device, self.train = batch_size, device, train
         self.variant, self.k, self.mode = variant, k, mode
         self.images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).contiguous().to(device)
@@ -26,16 +30,22 @@ class DeviceLoader:
         self.scale = (1 / (255 * torch.tensor(std))).view(1, 3, 1, 1).to(device)
         self.shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(device)
         self.generator = torch.Generator().manual_seed(0)
+        self._draws = self.generator  # augmentation and CRD sampling
         if variant == 'sample':
             self._build_class_index()
 
     def __len__(self):
-        return math.ceil(len(self.dataset) / self.batch_size)
+        shard = len(range(self.rank, len(self.dataset), self.world))
+        return math.ceil(shard / self.batch_size)
 
     def __iter__(self):
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
-        return self.batches(order, augment=self.train)
+        self._draws = self.generator
+        if self.world > 1:  # the permutation is shared; the augmentation is each rank's own
+            stream = int(torch.randint(2 ** 62, (1,), generator=self.generator))
+            self._draws = torch.Generator().manual_seed(stream + self.rank)
+        return self.batches(order[self.rank::self.world], augment=self.train)
 
     def batches(self, order, augment):
         for start in range(0, len(order), self.batch_size):
@@ -54,8 +64,8 @@ class DeviceLoader:
     def augment(self, images):
         """Random crop with zero padding and random horizontal flip, per image."""
         b, _, h, w = images.shape
-        offsets = torch.randint(0, 2 * PAD + 1, (b, 2), generator=self.generator)
-        flips = torch.rand(b, generator=self.generator) < 0.5
+        offsets = torch.randint(0, 2 * PAD + 1, (b, 2), generator=self._draws)
+        flips = torch.rand(b, generator=self._draws) < 0.5
         offsets, flips = offsets.to(self.device), flips.to(self.device)
         padded = F.pad(images, (PAD, PAD, PAD, PAD))
         rows = (offsets[:, 0:1] + torch.arange(h, device=self.device))[:, :, None]  # (b, h, 1)
@@ -82,13 +92,13 @@ class DeviceLoader:
         target = self.targets[index]
         count = self.neg_count[target]
         if self.k <= int(count.min()):
-            keys = torch.rand(len(index), self.neg_table.shape[1], generator=self.generator)
+            keys = torch.rand(len(index), self.neg_table.shape[1], generator=self._draws)
             keys = keys.to(self.device)
             slots = torch.arange(self.neg_table.shape[1], device=self.device)
             keys[slots[None, :] >= count[:, None]] = -1.0  # padding is never drawn
             picks = keys.topk(self.k, dim=1).indices
         else:
-            draws = torch.rand(len(index), self.k, generator=self.generator).to(self.device)
+            draws = torch.rand(len(index), self.k, generator=self._draws).to(self.device)
             picks = (draws * count[:, None]).long()
         negatives = self.neg_table[target[:, None], picks]
         if self.mode == 'exact':
@@ -96,6 +106,6 @@ class DeviceLoader:
         else:
             positive = torch.stack([
                 self.positives[t][torch.randint(len(self.positives[t]), (1,),
-                                                generator=self.generator).item()]
+                                                generator=self._draws).item()]
                 for t in target.tolist()])
         return torch.cat([positive[:, None], negatives], dim=1)

@@ -55,8 +55,41 @@ def get_teacher_name(path, ckpt=None):
     return max(matches, key=len)
 
 
+# torchvision model name -> this repository's name (same state-dict keys)
+TORCHVISION_TEACHERS = {
+    'resnet18': 'ResNet18', 'resnet34': 'ResNet34', 'resnet50': 'ResNet50',
+    'resnext50_32x4d': 'resnext50_32x4d', 'wide_resnet50_2': 'wrn_50_2',
+    'mobilenet_v2': 'MobileNetV2_Imagenet', 'shufflenet_v2_x1_0': 'ShuffleV2_Imagenet',
+}
+
+
+def load_torchvision_teacher(spec, num_classes):
+    """``torchvision:<name>``: torchvision's ImageNet weights (downloaded once into torch's
+    cache) in this repository's architecture."""
+    tv_name = spec.split(':', 1)[1]
+    if tv_name not in TORCHVISION_TEACHERS:
+        raise UserError(f"--path_t {spec}: torchvision teachers are "
+                        f"{', '.join('torchvision:' + n for n in TORCHVISION_TEACHERS)}")
+    if num_classes != 1000:
+        raise UserError(f'--path_t {spec} has 1000 ImageNet classes; use --dataset imagenet')
+    from torchvision.models import get_model_weights
+    url = get_model_weights(tv_name).DEFAULT.url
+    try:
+        state = torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
+    except OSError as e:  # URLError included
+        raise UserError(f"could not get torchvision's {tv_name} weights ({getattr(e, 'reason', e)}"
+                        f"); offline, put {os.path.basename(url)} into "
+                        f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}") from None
+    name = TORCHVISION_TEACHERS[tv_name]
+    model = get_model(name, num_classes, 'imagenet')
+    model.load_state_dict(state)
+    return model, name
+
+
 def load_teacher(path, num_classes, dataset):
     """Build the teacher named by ``path`` and load its weights strictly."""
+    if path.startswith('torchvision:'):
+        return load_torchvision_teacher(path, num_classes)
     ckpt = load_checkpoint(path)
     name = get_teacher_name(path, ckpt)
     model = get_model(name, num_classes, dataset)

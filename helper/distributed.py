@@ -90,17 +90,16 @@ def spawn(run, opt):
     url = urlparse(opt.dist_url)
     if url.scheme != 'tcp' or not url.hostname or not url.port:
         raise UserError(f"--dist-url must look like tcp://127.0.0.1:23456, got '{opt.dist_url}'")
-    os.environ.update(MASTER_ADDR=url.hostname, MASTER_PORT=str(url.port),
-                      WORLD_SIZE=str(count))
+    env = dict(MASTER_ADDR=url.hostname, MASTER_PORT=str(url.port), WORLD_SIZE=str(count))
     try:
-        mp.spawn(_worker, nprocs=count, args=(run, opt))
+        mp.spawn(_worker, nprocs=count, args=(run, opt, env))
     except mp.ProcessExitedException as e:
         raise UserError(f'a training process failed (exit code {e.exit_code}); see its message '
                         f'above') from None
 
 
-def _worker(local_rank, run, opt):
-    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank))
+def _worker(local_rank, run, opt, env):
+    os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     try:
         run(opt)
     except UserError as e:

@@ -158,10 +158,11 @@ class Trainer:
     # -- one epoch ---------------------------------------------------------------------------
     def _seed_epoch(self, stage, epoch):
         seed = (self.opt.seed * 1_000_003 + epoch * 2 + (stage == 'init')) % 2 ** 32
-        set_seed(seed)
+        set_seed((seed + self.rank) % 2 ** 32)  # per-process augmentation streams
         generator = getattr(self.train_loader, 'generator', None)
-        if generator is not None:
-            generator.manual_seed(seed)
+        if generator is not None:  # DeviceLoader: the shared order; DataLoader: worker seeds
+            own = isinstance(self.train_loader, torch.utils.data.DataLoader)
+            generator.manual_seed(seed + self.rank * own)
         sampler = getattr(self.train_loader, 'sampler', None)
         if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
             sampler.set_epoch(epoch * 2 + (stage == 'init'))
