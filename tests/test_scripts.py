@@ -1,7 +1,9 @@
-"""Every command in scripts/*.sh parses with the current options (the scripts run as written)."""
+"""The shell scripts run as written: every command they would run parses with the current
+options (the scripts are run with their launcher replaced by echo)."""
 import os
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -13,44 +15,54 @@ PARSERS = {'train_teacher.py': train_teacher.parse_option,
            'train_student.py': train_student.parse_option}
 
 
-def script_commands(name):
-    text = open(os.path.join(SCRIPTS, name)).read().replace('\\\n', ' ')
-    variables = dict(re.findall(r'^(\w+)=(\S+)$', text, flags=re.M))
-    for line in text.splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) > 1 and words[1] in PARSERS:
-            argv = [variables.get(w[1:], w) if w.startswith('$') else w for w in words[2:]]
-            yield words[1], [w for w in argv if w != '$@']
+def commands(script, launcher, *args):
+    """The (script, argv) pairs ``script`` would run, with ``launcher`` set to echo."""
+    out = subprocess.run(['bash', os.path.join(SCRIPTS, script), *args], check=True,
+                         capture_output=True, text=True, env=dict(os.environ, **{launcher: 'echo'}))
+    found = []
+    for line in out.stdout.splitlines():
+        words = shlex.split(line)
+        if words and words[0] in PARSERS:
+            found.append((words[0], words[1:]))
+    return found
 
 
-@pytest.mark.parametrize('name', ['run_cifar_vanilla.sh', 'run_cifar_distill.sh'])
-def test_script_commands_parse(name):
-    commands = list(script_commands(name))
-    assert commands
-    for script, argv in commands:
-        PARSERS[script](argv)
+@pytest.mark.parametrize('script, launcher, count', [('run_cifar_vanilla.sh', 'PYTHON', 15),
+                                                     ('run_cifar_distill.sh', 'PYTHON', 14),
+                                                     ('run_imagenet_distill.sh', 'RUN', 8)])
+def test_script_commands_parse(script, launcher, count):
+    found = commands(script, launcher, '--trial', '7')
+    assert len(found) == count
+    for name, argv in found:
+        opt = PARSERS[name](argv)
+        assert str(opt.trial) == '7'  # extra arguments reach every run
 
 
-def test_distill_script_uses_the_fetched_teacher():
-    for _, argv in script_commands('run_cifar_distill.sh'):
-        assert argv[argv.index('--path_t') + 1] == \
-            './save/models/resnet32x4_vanilla/ckpt_epoch_240.pth'
+def test_distill_script_covers_every_repdistiller_method():
+    found = commands('run_cifar_distill.sh', 'PYTHON')
+    assert {argv[argv.index('--path_t') + 1] for _, argv in found} == {
+        './save/models/resnet32x4_vanilla/ckpt_epoch_240.pth'}
+    assert {argv[argv.index('--distill') + 1] for _, argv in found} == {
+        'kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt', 'abound',
+        'factor', 'fsp', 'nst', 'crd'}
+
+
+def test_imagenet_script_pairs_and_recipe():
+    found = commands('run_imagenet_distill.sh', 'RUN')
+    pairs = {(opt.path_t, opt.model_s) for opt in (train_student.parse_option(a) for _, a in found)}
+    assert pairs == {('torchvision:resnet34', 'ResNet18'), ('torchvision:resnet50', 'MobileNetV1')}
+    opt = train_student.parse_option(found[0][1])
+    assert (opt.dataset, opt.epochs, opt.learning_rate, opt.lr_decay_epochs) == (
+        'imagenet', 100, 0.1, [30, 60, 90])
 
 
 def test_demo_commands_parse():
     text = open(os.path.join(SCRIPTS, 'demo.sh')).read().replace('\\\n', ' ')
     common = shlex.split(re.search(r'common=\((.*)\)', text).group(1))
+    found = 0
     for line in text.splitlines():
         words = shlex.split(line, comments=True)
         if len(words) > 1 and words[1] in PARSERS:
-            argv = [w for w in words[2:] if w != '${common[@]}'] + common
-            PARSERS[words[1]](argv)
-
-
-def test_distill_script_covers_every_repdistiller_method():
-    from distiller_zoo import METHODS
-    methods = [argv[argv.index('--distill') + 1] for _, argv in
-               script_commands('run_cifar_distill.sh')]
-    assert set(methods) == {'kd', 'hint', 'attention', 'similarity', 'correlation', 'vid',
-                            'rkd', 'pkt', 'abound', 'factor', 'fsp', 'nst', 'crd'}
-    assert set(methods) <= set(METHODS)
+            PARSERS[words[1]]([w for w in words[2:] if w != '${common[@]}'] + common)
+            found += 1
+    assert found == 2
