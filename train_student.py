@@ -79,7 +79,8 @@ def run(opt):
                       device)
     best, last = trainer.run(lambda: make_sgd(distiller.trainable_parameters(), opt, device),
                              resume)
-    logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'student': (opt.model_s, student), 'teacher': (opt.model_t, teacher)},
+    logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+                         {'student': (opt.model_s, student), 'teacher': (opt.model_t, teacher)},
                          teacher_acc=teacher_acc['top1'], method=opt.distill)
     logger.close()
     print(f'done: {opt.model_t} ({teacher_acc["top1"]:.2f}) -> {opt.model_s} with '

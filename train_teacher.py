@@ -37,7 +37,8 @@ def run(opt):
     trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model, run_dir,
                       logger, device)
     best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device), resume)
-    logger.write_summary(opt, best, last, trainer.wall_seconds(), device, {'model': (opt.model, model)})
+    logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+                         {'model': (opt.model, model)})
     logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
           f'checkpoints in {run_dir}')

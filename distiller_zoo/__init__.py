@@ -17,3 +17,7 @@ from .PKT import PKT
 from .RKD import RKDLoss
 from .SP import Similarity
 from .VID import VIDLoss
+
+__all__ = ['METHODS', 'Distiller', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
+           'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
+           'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD']

@@ -1,7 +1,6 @@
 """Connector modules that methods put between student and teacher features (RepDistiller names,
 constructor arguments and state-dict keys)."""
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 class ConvReg(nn.Module):

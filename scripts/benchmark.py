@@ -44,7 +44,6 @@ class Limited:
 
 def measure(config):
     """Train ``warmup + steps`` steps of one configuration; return its figures."""
-    import numpy as np
     import torch
 
     from dataset import DATASETS, get_transforms

@@ -77,7 +77,6 @@ def test_no_runs(tmp_path, capsys):
 
 
 # -- eval_student.py ---------------------------------------------------------------------------
-import torch  # noqa: E402
 
 import eval_student  # noqa: E402
 import train_student  # noqa: E402
