@@ -8,7 +8,9 @@ generator, so that runs are reproducible on any device); only small index tensor
 device. Batches are the same tuples the classic loaders yield.
 
 In a run of ``world`` processes, all draw the same permutation and process ``rank`` takes every
-``world``-th sample of it; augmentation then draws from a per-rank stream.
+``world``-th sample of it (the training order is padded by wrapping, as DistributedSampler
+does, so that every process makes the same number of steps); augmentation then draws from a
+per-rank stream.
 """
 import math
 
@@ -34,13 +36,18 @@ class DeviceLoader:
         if variant == 'sample':
             self._build_class_index()
 
+    def _padded_size(self):
+        n = len(self.dataset)
+        return math.ceil(n / self.world) * self.world if self.train else n
+
     def __len__(self):
-        shard = len(range(self.rank, len(self.dataset), self.world))
+        shard = len(range(self.rank, self._padded_size(), self.world))
         return math.ceil(shard / self.batch_size)
 
     def __iter__(self):
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        order = torch.cat([order, order[:self._padded_size() - n]])
         self._draws = self.generator
         if self.world > 1:  # the permutation is shared; the augmentation is each rank's own
             stream = int(torch.randint(2 ** 62, (1,), generator=self.generator))

@@ -26,6 +26,7 @@ from .checkpoint import save_checkpoint
 from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 
 LAST = 'ckpt_last.pth'
+CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
 
 
 class Supervised(nn.Module):
@@ -109,13 +110,6 @@ def _progress(loader, desc):
                 disable=not (sys.stderr.isatty() and distributed.is_main()))
 
 
-def _non_finite_error(losses, where):
-    bad = ', '.join(name for name, v in losses.items() if not torch.isfinite(v).all())
-    return UserError(f'loss became non-finite at {where} (term: {bad or "on another process"}); '
-                     f'the last good checkpoint is kept. Lower the learning rate or the loss '
-                     f'weights, or set --max_grad_norm')
-
-
 @torch.no_grad()
 def validate(loader, predict, device, desc='test', opt=None):
     """Top-1, top-5 (percent) and cross-entropy of ``predict`` on a loader. ``predict`` is a
@@ -167,23 +161,33 @@ class Trainer:
         if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
             sampler.set_epoch(epoch * 2 + (stage == 'init'))
 
-    def _agree(self, finite):
-        """All processes learn whether any of them saw a non-finite loss or a stop request, so
-        they stop at the same step."""
-        if self.world == 1:
-            return finite
-        flags = torch.tensor([float(not finite), float(self.stop.requested)], device=self.device)
+    def _healthy(self, bad_step, bad_terms, where):
+        """Read the device-side non-finite flags (a GPU sync) and, with several processes,
+        agree on them and on a stop request, so every process stops at the same step."""
+        flags = torch.stack([(bad_step >= 0).float(),
+                             torch.tensor(float(self.stop.requested), device=self.device)])
         flags = distributed.all_reduce_sum(flags).tolist()
         self.stop.requested = flags[1] > 0
-        return flags[0] == 0
+        if flags[0] > 0:
+            step = int(bad_step)
+            terms = ', '.join(name for name, bad in bad_terms.items() if bool(bad))
+            raise UserError(f'loss became non-finite at {where}, step '
+                            f'{step if step >= 0 else "?"} (term: {terms or "on another process"})'
+                            f'; the last good checkpoint is kept. Lower the learning rate or the '
+                            f'loss weights, or set --max_grad_norm')
 
     def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False):
         """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
         and skipped, which keeps the random streams aligned). Returns ``(stats, stopped_at)``
         with ``stopped_at`` the number of steps done when a stop was requested, else None.
-        ``average_grads`` averages gradients over processes (DDP does it for the main stage)."""
+        ``average_grads`` averages gradients over processes (DDP does it for the main stage).
+        Non-finite losses are flagged on the device and checked every ``CHECK_EVERY`` steps and
+        at the end, so steps never wait for the GPU; nothing is saved before that check."""
         self._seed_epoch(stage, epoch)
         stats = EpochStats()
+        where = f'{stage} epoch {epoch}'
+        bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        bad_terms = {}
         for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
             if step < start_step:
                 continue
@@ -192,8 +196,11 @@ class Trainer:
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
             with autocast(self.opt, self.device):
                 losses, metrics = step_fn(batch)
-            if not self._agree(all(torch.isfinite(v).all() for v in losses.values())):
-                raise _non_finite_error(losses, f'{stage} epoch {epoch}, step {step}')
+            first = bad_step < 0  # the terms are reported as they were at the first bad step
+            for name, value in losses.items():
+                bad = ~torch.isfinite(value).all() & first
+                bad_terms[name] = bad_terms[name] | bad if name in bad_terms else bad
+                bad_step = torch.where(bad, step, bad_step)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -211,8 +218,14 @@ class Trainer:
             self.scaler.update()
             stats.update(batch[0].shape[0], loss=loss, **metrics,
                          **{f'loss_{name}': v for name, v in losses.items()})
-            if self.stop.requested:
+            checkpoint_step = (step + 1) % CHECK_EVERY == 0
+            if checkpoint_step:
+                self._healthy(bad_step, bad_terms, where)
+            # One process honours a stop at once; several agree at the periodic checks.
+            if self.stop.requested and (self.world == 1 or checkpoint_step):
+                self._healthy(bad_step, bad_terms, where)
                 return stats, step + 1
+        self._healthy(bad_step, bad_terms, where)
         return stats, None
 
     def _train_step(self, batch):

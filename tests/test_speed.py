@@ -159,3 +159,20 @@ def test_speed_flags_from_the_command_line(cifar_root, tmp_path, capsys, flags):
     assert json.loads((run / 'summary.json').read_text())['args']['amp'] == (
         flags[1] if flags[0] == '--amp' else 'off')
     assert os.path.isfile(run / 'ckpt_last.pth')
+
+
+def test_device_loader_shards_cover_the_set_with_equal_step_counts():
+    data = ArrayDataset(np.zeros((37, 32, 32, 3), np.uint8), np.arange(37) % 5)
+    shards = []
+    for rank in range(2):
+        loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='instance', rank=rank, world=2)
+        loader.generator.manual_seed(3)
+        batches = [b[2] for b in loader]
+        assert len(batches) == len(loader) == 3  # 19 samples each (one repeated): 8, 8, 3
+        shards.append(torch.cat(batches))
+    assert len(shards[0]) == len(shards[1]) == 19
+    assert set(torch.cat(shards).tolist()) == set(range(37))
+    test = [DeviceLoader(data, 8, 'cpu', MEAN, STD, train=False, rank=r, world=2)
+            for r in range(2)]
+    assert sorted(torch.cat([b[1] for t in test for b in t]).tolist()) == sorted(
+        data.targets)  # the test set is split exactly, nothing repeated
