@@ -18,8 +18,11 @@ def grad_scaler(opt, device):
 
 
 def prepare_modules(opt, modules, networks):
-    """Channels-last weights for ``modules`` (and everything in them); in-place
-    ``torch.compile`` of the ``networks`` (their state-dict keys stay the same)."""
+    """Before the optimizer is built: ``--sync_bn`` for the trained network (``networks[0]``;
+    a frozen teacher keeps its BN), channels-last weights for ``modules`` (and everything in
+    them), in-place ``torch.compile`` of the ``networks``. State-dict keys stay the same."""
+    if getattr(opt, 'sync_bn', False):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(networks[0])
     if opt.channels_last:
         for module in modules:
             module.to(memory_format=torch.channels_last)

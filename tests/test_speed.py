@@ -176,3 +176,16 @@ def test_device_loader_shards_cover_the_set_with_equal_step_counts():
             for r in range(2)]
     assert sorted(torch.cat([b[1] for t in test for b in t]).tolist()) == sorted(
         data.targets)  # the test set is split exactly, nothing repeated
+
+
+def test_sync_bn_converts_the_trained_network_only():
+    from helper.accel import prepare_modules
+    distiller = kd_distiller()
+    keys = list(distiller.student.state_dict())
+    opt = SimpleNamespace(sync_bn=True, channels_last=False, compile=False)
+    prepare_modules(opt, [distiller], [distiller.student, distiller.teacher])
+    kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
+    assert torch.nn.SyncBatchNorm in kinds(distiller.student)
+    assert torch.nn.BatchNorm2d not in kinds(distiller.student)
+    assert torch.nn.SyncBatchNorm not in kinds(distiller.teacher)
+    assert list(distiller.student.state_dict()) == keys  # checkpoints keep their keys
