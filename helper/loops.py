@@ -161,18 +161,20 @@ class Trainer:
         if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
             sampler.set_epoch(epoch * 2 + (stage == 'init'))
 
-    def _healthy(self, bad_step, bad_terms, where):
+    def _healthy(self, bad_step, terms, bad_terms, where):
         """Read the device-side non-finite flags (a GPU sync) and, with several processes,
-        agree on them and on a stop request, so every process stops at the same step."""
+        agree on them and on a stop request, so every process stops at the same step.
+        ``bad_terms`` flags each of the loss ``terms``."""
         flags = torch.stack([(bad_step >= 0).float(),
                              torch.tensor(float(self.stop.requested), device=self.device)])
         flags = distributed.all_reduce_sum(flags).tolist()
         self.stop.requested = flags[1] > 0
         if flags[0] > 0:
             step = int(bad_step)
-            terms = ', '.join(name for name, bad in bad_terms.items() if bool(bad))
+            flagged = bad_terms.tolist() if bad_terms is not None else []
+            names = ', '.join(n for n, bad in zip(terms, flagged) if bad)
             raise UserError(f'loss became non-finite at {where}, step '
-                            f'{step if step >= 0 else "?"} (term: {terms or "on another process"})'
+                            f'{step if step >= 0 else "?"} (term: {names or "on another process"})'
                             f'; the last good checkpoint is kept. Lower the learning rate or the '
                             f'loss weights, or set --max_grad_norm')
 
@@ -187,7 +189,7 @@ class Trainer:
         stats = EpochStats()
         where = f'{stage} epoch {epoch}'
         bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        bad_terms = {}
+        bad_terms, terms = None, []
         for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
             if step < start_step:
                 continue
@@ -196,11 +198,12 @@ class Trainer:
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
             with autocast(self.opt, self.device):
                 losses, metrics = step_fn(batch)
-            first = bad_step < 0  # the terms are reported as they were at the first bad step
-            for name, value in losses.items():
-                bad = ~torch.isfinite(value).all() & first
-                bad_terms[name] = bad_terms[name] | bad if name in bad_terms else bad
-                bad_step = torch.where(bad, step, bad_step)
+            # One flag per term, as they were at the first bad step.
+            bad = ~torch.isfinite(torch.stack([v.detach().float().sum() for v in losses.values()]))
+            bad &= bad_step < 0
+            bad_terms = bad if bad_terms is None else bad_terms | bad
+            bad_step = torch.where(bad.any(), step, bad_step)
+            terms = list(losses)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -220,12 +223,12 @@ class Trainer:
                          **{f'loss_{name}': v for name, v in losses.items()})
             checkpoint_step = (step + 1) % CHECK_EVERY == 0
             if checkpoint_step:
-                self._healthy(bad_step, bad_terms, where)
+                self._healthy(bad_step, terms, bad_terms, where)
             # One process honours a stop at once; several agree at the periodic checks.
             if self.stop.requested and (self.world == 1 or checkpoint_step):
-                self._healthy(bad_step, bad_terms, where)
+                self._healthy(bad_step, terms, bad_terms, where)
                 return stats, step + 1
-        self._healthy(bad_step, bad_terms, where)
+        self._healthy(bad_step, terms, bad_terms, where)
         return stats, None
 
     def _train_step(self, batch):
