@@ -58,7 +58,8 @@ def run(opt):
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
         variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
-        pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
+        pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
+        dali=opt.dali)
     opt.n_data = len(train_loader.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
     try:

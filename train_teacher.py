@@ -28,7 +28,8 @@ def run(opt):
     set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
-        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
+        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
+        dali=opt.dali)
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
     prepare_modules(opt, [model], [model])
     print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)

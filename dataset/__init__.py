@@ -4,7 +4,9 @@
 training batch holds: ``plain`` ``(img, target)``, ``instance`` ``(img, target, index)`` or
 ``sample`` ``(img, target, index, sample_idx)`` (CRD). ``loader='device'`` keeps an in-memory
 data set on the training device (``DeviceLoader``); ``'classic'`` is a torch DataLoader with
-PIL transforms, as RepDistiller.
+PIL transforms, as RepDistiller. Folders of JPEGs (ImageNet) use the classic loader unless
+``dali`` asks for NVIDIA DALI (``DaliLoader``); without DALI installed, ``dali='gpu'`` on a GPU
+decodes with torchvision's nvJPEG instead (``JpegLoader``).
 """
 from dataclasses import dataclass
 from functools import partial
@@ -15,12 +17,14 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import transforms
 
-from helper.distributed import rank_and_world
+from helper.distributed import is_main, rank_and_world
 from . import synthetic
 from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset
 from .cifar import CIFAR, cifar_splits
+from .dali_loader import DaliLoader, dali_available
 from .device_loader import DeviceLoader
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD, imagenet_splits
+from .jpeg_loader import JpegLoader
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,44 @@ def get_transforms(source):
             transforms.Compose(test + [transforms.ToTensor(), normalize]))
 
 
+def _batch_loaders(source, train_set, loader, dali, device, num_workers):
+    """The training and test ``BatchLoader`` (classes with their loader-specific arguments
+    bound) for this data set and these flags, ``None`` for the classic DataLoader. Says once
+    (it is called once per run) when ``--dali`` cannot be honoured as asked. DALI trains only:
+    its resize rounds output sizes differently from torchvision's, so test images go through
+    ``JpegLoader``, which matches Resize+CenterCrop to a grey level."""
+    if isinstance(train_set, ArrayDataset):
+        if dali:
+            _note('--dali applies to folders of JPEGs (ImageNet); this data set is in memory '
+                  f'and uses --loader {loader}')
+        return (DeviceLoader, DeviceLoader) if loader == 'device' else None
+    if not dali:
+        return None
+    jpeg = partial(JpegLoader, image_size=source.image_size, num_threads=num_workers)
+    backend = dali
+    if dali == 'gpu' and torch.device(device).type != 'cuda':
+        if not dali_available():
+            _note('--dali gpu needs a GPU and NVIDIA DALI; using the standard loader')
+            return None
+        _note('--dali gpu needs a GPU; DALI decodes on the CPU instead')
+        backend = 'cpu'
+    if dali_available():
+        return partial(DaliLoader, backend=backend, image_size=source.image_size,
+                       num_threads=num_workers), jpeg
+    install = 'pip install -r requirements-dali.txt to use it'
+    if dali == 'gpu':
+        _note(f"NVIDIA DALI is not installed ({install}); decoding JPEGs on the GPU with "
+              f"torchvision's nvJPEG instead")
+        return jpeg, jpeg
+    _note(f'NVIDIA DALI is not installed ({install}); using the standard loader')
+    return None
+
+
+def _note(message):
+    if is_main():
+        print(f'note: {message}', flush=True)
+
+
 def _seed_numpy_in_worker(worker_id):
     # Workers inherit the parent's numpy state; reseed so CRD's negatives differ per worker.
     np.random.seed(torch.initial_seed() % 2 ** 32)
@@ -68,7 +110,7 @@ def _seed_numpy_in_worker(worker_id):
 
 def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                     variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
-                    pin_memory=False, loader='classic', device='cpu'):
+                    pin_memory=False, loader='classic', device='cpu', dali=None):
     """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
     size, as RepDistiller. Both loaders expose ``dataset`` (its ``len``) and the training
     loader ``generator`` (its randomness)."""
@@ -77,11 +119,13 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
     source = DATASETS[dataset]
     train_set, test_set = source.splits(data_folder)
     rank, world = rank_and_world()  # each process of a multi-process run takes its share
-    if loader == 'device' and isinstance(train_set, ArrayDataset):
-        train = DeviceLoader(train_set, batch_size, device, source.mean, source.std, train=True,
-                             variant=variant, k=k, mode=mode, rank=rank, world=world)
-        test = DeviceLoader(test_set, max(1, batch_size // 2), device, source.mean, source.std,
-                            train=False, rank=rank, world=world)
+    batch_loaders = _batch_loaders(source, train_set, loader, dali, device, num_workers)
+    if batch_loaders is not None:
+        shared = dict(rank=rank, world=world, device=device)
+        train = batch_loaders[0](train_set, batch_size, mean=source.mean, std=source.std,
+                             train=True, variant=variant, k=k, mode=mode, **shared)
+        test = batch_loaders[1](test_set, max(1, batch_size // 2), mean=source.mean, std=source.std,
+                            train=False, **shared)
         if seed is not None:
             train.generator.manual_seed(seed)
         return train, test, source.num_classes

@@ -60,13 +60,14 @@ def base_parser(description):
     multi.add_argument('--dist-url', dest='dist_url', default='tcp://127.0.0.1:23451',
                        help='rendezvous address for --multiprocessing-distributed')
     multi.add_argument('--dali', choices=['cpu', 'gpu'], default=None,
-                       help='SimKD\'s NVIDIA DALI ImageNet loader flag; accepted, the standard '
-                            'loader is used (see README)')
+                       help='decode and augment ImageNet JPEGs with NVIDIA DALI on the GPU '
+                            'or in CPU threads (pip install -r requirements-dali.txt); without '
+                            'DALI, gpu decodes with torchvision\'s nvJPEG')
     speed = parser.add_argument_group('speed (see docs/PERFORMANCE.md)')
     speed.add_argument('--loader', choices=LOADERS, default='device',
                        help='device: keep CIFAR/synthetic on the training device and augment '
                             'whole batches there; classic: DataLoader workers with PIL '
-                            'transforms (ImageNet always uses classic)')
+                            'transforms (ImageNet uses classic unless --dali)')
     speed.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
                        help='mixed precision: bf16 autocast, or fp16 autocast with a grad scaler')
     speed.add_argument('--channels_last', action='store_true',
@@ -102,8 +103,6 @@ def select_device(opt):
     device = distributed.setup()
     if getattr(opt, 'sync_bn', False) and device.type != 'cuda':
         raise UserError('--sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)')
-    if getattr(opt, 'dali', None):
-        print('note: NVIDIA DALI loading is not built in; using the standard loader', flush=True)
     return device
 
 

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,6 +29,21 @@ def write_cifar100(root, n_train=128, n_test=64, seed=0):
         pickle.dump({'fine_label_names': [f'class{i}' for i in range(100)],
                      'coarse_label_names': [f'super{i}' for i in range(20)]}, f)
     return splits
+
+
+def write_imagenet(root, classes=('n01', 'n02'), per_class=4, size=(64, 80), seed=0):
+    """Write ``<root>/imagenet/{train,val}/<class>/<i>.JPEG`` of random pixels; ``size`` is
+    one ``(h, w)`` or a list that successive images cycle through."""
+    rng = np.random.default_rng(seed)
+    sizes = [size] if isinstance(size, tuple) else size
+    for split in ('train', 'val'):
+        for c, cls in enumerate(classes):
+            folder = os.path.join(root, 'imagenet', split, cls)
+            os.makedirs(folder)
+            for i in range(per_class):
+                h, w = sizes[(c * per_class + i) % len(sizes)]
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    os.path.join(folder, f'{i}.JPEG'), quality=95)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_cifar100
+from conftest import write_cifar100, write_imagenet
 from dataset import DATASETS, get_dataloaders, get_transforms
 from dataset.base import ArrayDataset, ContrastSampleDataset, DatasetError
 from dataset.cifar import load_cifar_arrays
@@ -135,14 +135,7 @@ def test_synthetic_is_deterministic_and_class_conditional():
 
 
 def test_imagenet_class_folders(tmp_path):
-    rng = np.random.default_rng(0)
-    for split in ('train', 'val'):
-        for cls in ('n01', 'n02'):
-            folder = tmp_path / 'imagenet' / split / cls
-            folder.mkdir(parents=True)
-            for i in range(3):
-                pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f'{i}.JPEG')
+    write_imagenet(str(tmp_path), per_class=3, size=(40, 50))
     train, test, num_classes = get_dataloaders('imagenet', str(tmp_path), 4, 0)
     x, y, idx = next(iter(train))
     assert x.shape == (4, 3, 224, 224) and set(y.tolist()) <= {0, 1}

@@ -4,14 +4,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import train_student
 import train_teacher
-from conftest import write_cifar100
+from conftest import write_cifar100, write_imagenet
 from helper.checkpoint import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,17 +80,6 @@ def test_bad_dist_url(tmp_path, capsys):
             '--gpu_id', '0,1', '--save_dir', str(tmp_path)]
     assert train_teacher.main(argv) == 2
     assert '--dist-url must look like' in capsys.readouterr().err
-
-
-def write_imagenet(root, classes=('n01', 'n02'), per_class=4):
-    rng = np.random.default_rng(0)
-    for split in ('train', 'val'):
-        for cls in classes:
-            folder = os.path.join(root, 'imagenet', split, cls)
-            os.makedirs(folder)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(
-                    os.path.join(folder, f'{i}.JPEG'))
 
 
 def test_imagenet_layout_trains_and_validates(tmp_path, capsys):
