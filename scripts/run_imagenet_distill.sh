@@ -2,7 +2,8 @@
 # ImageNet distillation on 8 GPUs with torchrun: ResNet34 -> ResNet18 and ResNet50 ->
 # MobileNetV1, teachers from torchvision's pretrained weights (downloaded once).
 # Data: ./data/imagenet/{train,val}/<class>/*.JPEG. Extra arguments go to every run;
-# GPUS=4 uses four GPUs (--batch_size is per GPU, so also scale --learning_rate).
+# GPUS=4 uses four GPUs (--batch_size is per GPU, so also scale --learning_rate); add
+# `--dali gpu` to decode JPEGs on the GPUs (see README, Several GPUs and ImageNet).
 #
 # Recipe (the torchvision ImageNet recipe that CRD, AT and ReviewKD report with): 100 epochs,
 # batch 256 in total (32 per GPU), SGD lr 0.1 (scale linearly with the total batch), momentum
