@@ -279,10 +279,10 @@ class Trainer:
                 resume = None
             if self.world > 1:
                 ids = [self.device.index] if self.device.type == 'cuda' else None
-                # Buffers (BN statistics, CRD's memory) are kept in step by each method, not
-                # broadcast from rank 0 every step.
+                # Buffers (BN statistics, CRD's memory) are copied from rank 0 once, here;
+                # after that each method keeps them in step, without a broadcast every step.
                 self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
-                                                             broadcast_buffers=False)
+                                                             forward_sync_buffers=False)
             optimizer = optimizer_fn()
             if resume:
                 optimizer.load_state_dict(resume['optimizer'])
