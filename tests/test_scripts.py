@@ -1,5 +1,7 @@
-"""The shell scripts run as written: every command they would run parses with the current
-options (the scripts are run with their launcher replaced by echo)."""
+"""The scripts run as written: every command the shell scripts would run parses with the
+current options (they are run with their launcher replaced by echo), and the benchmarks run."""
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -66,3 +68,34 @@ def test_demo_commands_parse():
             PARSERS[words[1]]([w for w in words[2:] if w != '${common[@]}'] + common)
             found += 1
     assert found == 2
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_benchmark_reports_both_paths(tmp_path):
+    report = tmp_path / 'bench.json'
+    assert load_script('benchmark').main([
+        '--teacher', 'resnet8', '--student', 'resnet8', '--steps', '2', '--warmup', '1',
+        '--batch_size', '8', '--num_workers', '0', '--device', 'cpu', '--json',
+        str(report)]) == 0
+    results = json.loads(report.read_text())['results']
+    assert [(r['path'], r['distill']) for r in results] == [('classic', 'kd'), ('fast', 'kd')]
+    assert all(r['images_per_second'] > 0 for r in results)
+    assert results[1]['step_time_vs_kd'] == 1.0
+
+
+def test_loader_benchmark_times_each_loader(tmp_path, capsys):
+    from dataset.dali_loader import dali_available
+    report = tmp_path / 'loaders.json'
+    load_script('benchmark_loaders').main([
+        '--images', '6', '--batch_size', '2', '--warmup', '1', '--num_workers', '0',
+        '--device', 'cpu', '--json', str(report)])
+    figures = json.loads(report.read_text())['images_per_second']
+    expected = {'classic', 'nvjpeg'} | ({'dali-cpu'} if dali_available() else set())
+    assert set(figures) == expected and all(v > 0 for v in figures.values())
+    assert 'dali-gpu  skipped:' in capsys.readouterr().out
