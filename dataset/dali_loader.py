@@ -8,20 +8,20 @@ nvJPEG (DALI's ``mixed`` decoder) and augments on the GPU; ``cpu`` decodes and a
 CPU threads. The augmentation is the standard one: random-resized crop (fused into decoding)
 and horizontal flip. It is a training loader only (see ``dataset._batch_loaders``).
 """
+import importlib.util
+
 import torch
 
 from .jpeg_loader import ATTEMPTS, RATIO, SCALE, EncodedLoader
 
-try:
-    from nvidia import dali
-    from nvidia.dali import fn, types
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-except ImportError:
-    dali = None
-
 
 def dali_available():
-    return dali is not None
+    """Whether NVIDIA DALI is installed; it is imported only by a run that uses it (the import
+    takes seconds)."""
+    try:
+        return importlib.util.find_spec('nvidia.dali') is not None
+    except ModuleNotFoundError:  # no 'nvidia' package at all
+        return False
 
 
 class DaliLoader(EncodedLoader):
@@ -36,6 +36,8 @@ class DaliLoader(EncodedLoader):
         self.device_id = (self.device.index or 0) if on_gpu else None
 
     def batches(self, order, augment):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
         def encoded():
             for index, files in self.encoded_batches(order):
                 yield [data.numpy() for data in files], list(index.numpy())
@@ -49,6 +51,9 @@ class DaliLoader(EncodedLoader):
             yield self.assemble(out[0]['images'].to(self.device), out[0]['index'].view(-1))
 
     def _pipeline(self, source, **pipeline_args):
+        from nvidia import dali
+        from nvidia.dali import fn, types
+
         @dali.pipeline_def(**pipeline_args)
         def pipeline():
             jpegs, index = fn.external_source(source=source, num_outputs=2, batch=True,
