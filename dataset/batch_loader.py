@@ -4,7 +4,7 @@ A ``BatchLoader`` draws each epoch's order from ``self.generator`` (a CPU genera
 are reproducible on any device), splits it across the processes of a run, and turns each chunk
 of sample indices into the tuple the classic loaders yield: ``(img, target)``, plus ``index``
 (variant ``instance``) and CRD's ``sample_idx`` (variant ``sample``). Subclasses say how a
-chunk of indices becomes a batch of normalised images (``load``).
+chunk of indices becomes a batch of normalised images (``load``, or ``batches`` as a whole).
 
 In a run of ``world`` processes, all draw the same permutation and process ``rank`` takes every
 ``world``-th sample of it (the training order is padded by wrapping, as DistributedSampler
@@ -18,12 +18,15 @@ import torch.nn.functional as F
 
 
 class BatchLoader:
-    def __init__(self, dataset, batch_size, device, train=True, variant='plain', k=4096,
-                 mode='exact', rank=0, world=1):
+    def __init__(self, dataset, batch_size, device, mean, std, train=True, variant='plain',
+                 k=4096, mode='exact', rank=0, world=1):
         self.dataset = dataset  # the untransformed data set (len, targets)
         self.rank, self.world = rank, world
         self.batch_size, self.device, self.train = batch_size, torch.device(device), train
         self.variant, self.k, self.mode = variant, k, mode
+        self.mean, self.std = mean, std
+        self.scale = (1 / (255 * torch.tensor(std))).view(1, 3, 1, 1).to(device)
+        self.shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(device)
         self.targets = torch.tensor(dataset.targets, dtype=torch.int64, device=device)
         self.generator = torch.Generator().manual_seed(0)
         self._draws = self.generator  # augmentation and CRD sampling
@@ -54,11 +57,16 @@ class BatchLoader:
 
     def batches(self, order, augment):
         for index in self.chunks(order):
+            index = index.to(self.device, non_blocking=True)
             yield self.assemble(self.load(index, augment), index)
 
     def load(self, index, augment):
-        """Normalised float images ``(B, 3, H, W)`` on ``self.device`` for CPU ``index``."""
+        """Normalised float images ``(B, 3, H, W)`` on ``self.device`` for ``index`` (there)."""
         raise NotImplementedError
+
+    def normalize(self, images):
+        """Float images of 0-255 values (uint8 too), normalised; fused into one pass."""
+        return images.float().mul_(self.scale).add_(self.shift)
 
     def assemble(self, images, index):
         index = index.to(self.device, non_blocking=True)

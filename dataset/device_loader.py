@@ -16,16 +16,12 @@ PAD = 4
 
 class DeviceLoader(BatchLoader):
     def __init__(self, dataset, batch_size, device, mean, std, train=True, **kwargs):
-        super().__init__(dataset, batch_size, device, train=train, **kwargs)
+        super().__init__(dataset, batch_size, device, mean, std, train=train, **kwargs)
         self.images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).contiguous().to(device)
-        self.scale = (1 / (255 * torch.tensor(std))).view(1, 3, 1, 1).to(device)
-        self.shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(device)
 
     def load(self, index, augment):
-        images = self.images[index.to(self.device, non_blocking=True)]
-        if augment:
-            images = self.augment(images)
-        return images.float().mul_(self.scale).add_(self.shift)
+        images = self.images[index]
+        return self.normalize(self.augment(images) if augment else images)
 
     def augment(self, images):
         """Random crop with zero padding and random horizontal flip, per image."""

@@ -24,9 +24,8 @@ ATTEMPTS = 10
 class EncodedLoader(BatchLoader):
     def __init__(self, dataset, batch_size, device, mean, std, image_size=224, train=True,
                  num_threads=8, **kwargs):
-        super().__init__(dataset, batch_size, device, train=train, **kwargs)
+        super().__init__(dataset, batch_size, device, mean, std, train=train, **kwargs)
         self.paths = [path for path, _ in dataset.samples]
-        self.mean, self.std = mean, std
         self.image_size = image_size
         self.num_threads = max(1, num_threads)
         self.pool = ThreadPoolExecutor(self.num_threads)
@@ -73,8 +72,8 @@ def random_resized_boxes(sizes, generator):
 
 
 def center_boxes(sizes, short, crop):
-    """The box of each image that Resize(short) then CenterCrop(crop) keep, in the original
-    image's pixels, and the resized size it is taken from."""
+    """Per image, the size Resize(short) gives it and the top-left corner of CenterCrop(crop)
+    in that resized image: ``((height, width), (top, left))``."""
     boxes = []
     for h, w in sizes:
         rh, rw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
@@ -87,9 +86,6 @@ class JpegLoader(EncodedLoader):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.resize_to = int(self.image_size * 256 / 224)  # the short side before the crop
-        self.scale = (1 / (255 * torch.tensor(self.std))).view(1, 3, 1, 1).to(self.device)
-        self.shift = (-torch.tensor(self.mean) / torch.tensor(self.std)).view(1, 3, 1, 1).to(
-            self.device)
 
     def batches(self, order, augment):
         for index, encoded in self.encoded_batches(order):
@@ -122,7 +118,7 @@ class JpegLoader(EncodedLoader):
             for k, (image, (resized, (top, left))) in enumerate(
                     zip(images, center_boxes(sizes, self.resize_to, size))):
                 out[k] = _resize(image, resized)[:, top:top + size, left:left + size]
-        return out.mul_(self.scale).add_(self.shift)
+        return self.normalize(out)
 
 
 def _resize(image, size):
