@@ -46,6 +46,16 @@ def write_imagenet(root, classes=('n01', 'n02'), per_class=4, size=(64, 80), see
                     os.path.join(folder, f'{i}.JPEG'), quality=95)
 
 
+def train_teacher_run(data, save, *flags, model='resnet14'):
+    """Train a ``model`` teacher for one epoch on the CIFAR-100 tree at ``data`` (``flags`` go
+    to train_teacher.py); return its run folder and its ``<model>_last.pth``."""
+    import train_teacher
+    argv = ['--model', model, '--data_folder', data, '--save_dir', save, '--epochs', '1']
+    assert train_teacher.main(argv + list(flags)) == 0
+    run = os.path.join(save, 'models', f'{model}_cifar100_lr_0.05_decay_0.0005_trial_0')
+    return run, os.path.join(run, f'{model}_last.pth')
+
+
 @pytest.fixture
 def cifar_root(tmp_path):
     root = tmp_path / 'data'

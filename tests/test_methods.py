@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import train_student
-import train_teacher
 from crd import ContrastLoss, ContrastMemory, CRDLoss
 from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, FactorTransfer,
                            FSP, HintLoss, KDSVD, NSTLoss, PKT, RKDLoss, Similarity, VIDLoss,
@@ -280,15 +279,12 @@ FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epo
 
 @pytest.fixture(scope='module')
 def tiny_teacher(tmp_path_factory):
-    from conftest import write_cifar100
+    from conftest import train_teacher_run, write_cifar100
     root = tmp_path_factory.mktemp('methods')
     data = str(root / 'data')
     write_cifar100(data, n_train=64, n_test=32)
     save = str(root / 'save')
-    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save,
-                               '--epochs', '1', '--num_workers', '0', '--batch_size', '32']) == 0
-    path = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
-                        'resnet14_last.pth')
+    _, path = train_teacher_run(data, save, '--num_workers', '0', '--batch_size', '32')
     return data, save, path
 
 

@@ -10,7 +10,7 @@ import torch
 import helper.loops
 import train_student
 import train_teacher
-from conftest import write_cifar100
+from conftest import train_teacher_run, write_cifar100
 from helper.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,11 +22,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('reliability')
     data = str(root / 'data')
     write_cifar100(data, n_train=64, n_test=16)
-    save = str(root / 'teacher')
-    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save,
-                               '--epochs', '1'] + FAST) == 0
-    teacher = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
-                           'resnet14_last.pth')
+    _, teacher = train_teacher_run(data, str(root / 'teacher'), *FAST)
     return data, teacher, root
 
 

@@ -80,8 +80,7 @@ def test_no_runs(tmp_path, capsys):
 
 import eval_student  # noqa: E402
 import train_student  # noqa: E402
-import train_teacher  # noqa: E402
-from conftest import write_cifar100  # noqa: E402
+from conftest import train_teacher_run, write_cifar100  # noqa: E402
 from distiller_zoo import METHODS, Distiller  # noqa: E402
 
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0']
@@ -102,10 +101,7 @@ def tiny(tmp_path):
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=48, n_test=40)
     save = str(tmp_path / 'save')
-    assert train_teacher.main(['--model', 'resnet14', '--data_folder', data, '--save_dir', save]
-                              + FAST) == 0
-    teacher = os.path.join(save, 'models', 'resnet14_cifar100_lr_0.05_decay_0.0005_trial_0',
-                           'resnet14_last.pth')
+    _, teacher = train_teacher_run(data, save, *FAST)
     return data, save, teacher
 
 

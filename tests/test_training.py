@@ -7,6 +7,7 @@ import torch
 
 import train_student
 import train_teacher
+from conftest import train_teacher_run
 from helper.checkpoint import load_checkpoint, save_checkpoint
 from models import get_model
 
@@ -14,10 +15,7 @@ FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--save_fre
 
 
 def teacher_run(cifar_root, save_dir, model='resnet14'):
-    argv = ['--model', model, '--data_folder', cifar_root, '--save_dir', save_dir, '--seed', '0']
-    assert train_teacher.main(argv + FAST) == 0
-    run = os.path.join(save_dir, 'models', f'{model}_cifar100_lr_0.05_decay_0.0005_trial_0')
-    return run, os.path.join(run, f'{model}_last.pth')
+    return train_teacher_run(cifar_root, save_dir, '--seed', '0', *FAST, model=model)
 
 
 def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
