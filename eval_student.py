@@ -2,11 +2,13 @@
 
     python eval_student.py --path save/student_model/<run>/resnet8x4_best.pth
 
-The architecture comes from the checkpoint or its folder name (or ``--model``). Students of
-methods that predict through their own modules or the teacher's classifier are rebuilt with
-the options stored in their checkpoint.
+The architecture comes from the checkpoint or its folder name (or ``--model``), the data set
+from the options the run stored (or ``--dataset``). Students of methods that predict through
+their own modules or the teacher's classifier are rebuilt with the options stored in their
+checkpoint. Only the test split is read.
 """
-import argparse
+import json
+import os
 import sys
 from types import SimpleNamespace
 
@@ -14,24 +16,45 @@ from dataset import DATASETS, get_dataloaders
 from distiller_zoo import get_method
 from helper.checkpoint import get_teacher_name, load_checkpoint, load_teacher
 from helper.loops import validate
-from helper.options import select_device
+from helper.options import Parser, non_negative_int, positive_int, select_device
 from helper.cli import run_cli
 from helper.util import UserError
 from models import get_model, model_dict
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser(description='Evaluate a checkpoint on the test set.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser('Evaluate a checkpoint on the test set.')
     parser.add_argument('--path', required=True, help='checkpoint file')
     parser.add_argument('--model', default=None, choices=sorted(model_dict), metavar='NAME',
                         help='architecture (default: from the checkpoint or its folder)')
-    parser.add_argument('--dataset', default='cifar100', choices=list(DATASETS))
-    parser.add_argument('--data_folder', default='./data')
-    parser.add_argument('--batch_size', type=int, default=64, help='evaluation batch size')
-    parser.add_argument('--num_workers', type=int, default=8)
+    parser.add_argument('--dataset', default=None, choices=list(DATASETS),
+                        help='data set (default: the one the run trained on, else cifar100)')
+    parser.add_argument('--data_folder', default='./data', help='where data sets live')
+    parser.add_argument('--batch_size', type=positive_int, default=64,
+                        help='evaluation batch size')
+    parser.add_argument('--num_workers', type=non_negative_int, default=8,
+                        help='data loading processes (capped at the number of CPU cores)')
     parser.add_argument('--gpu_id', default=None, help='GPU(s) to use (CUDA_VISIBLE_DEVICES)')
-    return parser.parse_args(argv)
+    opt = parser.parse_args(argv)
+    opt.num_workers = min(opt.num_workers, os.cpu_count() or 1)
+    return opt
+
+
+def stored_dataset(ckpt, path):
+    """The data set the checkpoint's run trained on: from the options stored in it, else from
+    its run folder's summary.json; None when neither says."""
+    for key in ('opt', 'method_opt'):
+        options = ckpt.get(key)
+        options = vars(options) if hasattr(options, '__dict__') else options
+        if isinstance(options, dict) and options.get('dataset') in DATASETS:
+            return options['dataset']
+    summary = os.path.join(os.path.dirname(os.path.abspath(path)), 'summary.json')
+    try:
+        with open(summary) as f:
+            dataset = json.load(f)['args']['dataset']
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dataset if dataset in DATASETS else None
 
 
 def build_predictor(ckpt, opt, num_classes):
@@ -57,10 +80,11 @@ def build_predictor(ckpt, opt, num_classes):
 def run(opt):
     device = select_device(opt)
     ckpt = load_checkpoint(opt.path)
-    # The test loader uses half the given batch size (RepDistiller's convention).
+    opt.dataset = opt.dataset or stored_dataset(ckpt, opt.path) or 'cifar100'
+    # get_dataloaders gives the test loader half the batch size (RepDistiller's convention).
     _, test_loader, num_classes = get_dataloaders(opt.dataset, opt.data_folder,
                                                   2 * opt.batch_size, opt.num_workers,
-                                                  variant='plain')
+                                                  train=False)
     module, predict, name = build_predictor(ckpt, opt, num_classes)
     module.to(device).eval()
     result = validate(test_loader, predict, device)

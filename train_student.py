@@ -7,8 +7,9 @@ from helper.accel import make_sgd, prepare_modules
 from helper.checkpoint import load_teacher
 from helper.logger import RunLogger
 from helper.loops import Trainer, validate
-from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
-                            select_device)
+from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
+                            non_negative_float, non_negative_int, positive_float, positive_int,
+                            prepare_run, select_device, unit_interval)
 from helper.cli import run_cli
 from helper.util import UserError, set_seed
 from models import get_model
@@ -21,23 +22,23 @@ def parse_option(argv=None):
     parser.add_argument('--distill', type=str, default='kd', choices=sorted(METHODS),
                         help='distillation method')
     parser.add_argument('--trial', type=str, default='1', help='experiment id (part of the folder)')
-    parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=float, default=None,
+    parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=non_negative_float, default=None,
                         help='weight of the cross-entropy loss (default: the method\'s)')
-    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=float, default=None,
+    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=non_negative_float, default=None,
                         help='weight of the KD (KL) loss (default: the method\'s)')
-    parser.add_argument('-b', '--beta', type=float, default=None,
+    parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
-    parser.add_argument('--kd_T', type=float, default=4, help='temperature of the KD loss')
-    parser.add_argument('--init_epochs', type=int, default=30,
+    parser.add_argument('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
+    parser.add_argument('--init_epochs', type=non_negative_int, default=30,
                         help='epochs of the init stage of two-stage methods')
     parser.add_argument('--hint_layer', type=int, default=2, choices=[0, 1, 2, 3, 4],
                         help='feature index used by FitNet')
-    parser.add_argument('--feat_dim', type=int, default=128, help='embedding size (CRD, CC)')
+    parser.add_argument('--feat_dim', type=positive_int, default=128, help='embedding size (CRD, CC)')
     parser.add_argument('--mode', type=str, default='exact', choices=['exact', 'relax'],
                         help='CRD positive sampling')
-    parser.add_argument('--nce_k', type=int, default=16384, help='CRD negatives per sample')
-    parser.add_argument('--nce_t', type=float, default=0.07, help='CRD temperature')
-    parser.add_argument('--nce_m', type=float, default=0.5, help='CRD memory momentum')
+    parser.add_argument('--nce_k', type=positive_int, default=16384, help='CRD negatives per sample')
+    parser.add_argument('--nce_t', type=positive_float, default=0.07, help='CRD temperature')
+    parser.add_argument('--nce_m', type=unit_interval, default=0.5, help='CRD memory momentum')
     opt = parser.parse_args(argv)
     method = get_method(opt.distill)
     for name, default in zip(('gamma', 'alpha', 'beta'), method.default_weights):
@@ -67,6 +68,7 @@ def run(opt):
     except ValueError as e:
         raise UserError(f'--distill {opt.distill} cannot distil {opt.model_t} into '
                         f'{opt.model_s}: {e}') from None
+    create_run_folders(run_dir, tb_dir)
     prepare_modules(opt, [distiller], [student, teacher])
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
           f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',

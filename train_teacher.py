@@ -1,13 +1,16 @@
 """Train a teacher (or a baseline student) with cross-entropy, RepDistiller-style."""
+import os
+import shutil
 import sys
 
 from dataset import get_dataloaders
 from helper.accel import make_sgd, prepare_modules
 from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
-from helper.options import (add_model_argument, base_parser, finish_options, prepare_run,
-                            select_device)
+from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
+                            prepare_run, select_device)
 from helper.cli import run_cli
+from helper.distributed import is_main
 from helper.util import set_seed
 from models import get_model
 
@@ -31,6 +34,7 @@ def run(opt):
         seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
         dali=opt.dali)
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
+    create_run_folders(run_dir, tb_dir)
     prepare_modules(opt, [model], [model])
     print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)
 
@@ -43,6 +47,27 @@ def run(opt):
     logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
           f'checkpoints in {run_dir}')
+    if opt.dataset == 'cifar100' and is_main():
+        publish_teacher(opt, run_dir)
+
+
+def publish_teacher(opt, run_dir):
+    """Make the finished run's weights the teacher at the path RepDistiller's distillation
+    commands name, ``<save_dir>/models/<model>_vanilla/ckpt_epoch_<epochs>.pth`` (a hard link,
+    else a copy), unless that folder already holds a teacher (a fetched one, or an earlier
+    trial's)."""
+    folder = os.path.join(opt.save_dir, 'models', f'{opt.model}_vanilla')
+    target = os.path.join(folder, f'ckpt_epoch_{opt.epochs}.pth')
+    if os.path.isdir(folder) and os.listdir(folder):
+        print(f"note: '{folder}' already holds a teacher; left as it is")
+        return
+    os.makedirs(folder, exist_ok=True)
+    source = os.path.join(run_dir, f'{opt.model}_last.pth')
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    print(f'teacher for distillation: {target} (train_student.py --path_t {target})')
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ from .jpeg_loader import JpegLoader
 
 @dataclass(frozen=True)
 class DataSource:
-    splits: Callable  # data_folder -> (train set, test set), untransformed
+    splits: Callable  # (data_folder, splits=('train', 'test')) -> a data set each, untransformed
     num_classes: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
@@ -65,13 +65,13 @@ def get_transforms(source):
             transforms.Compose(test + [transforms.ToTensor(), normalize]))
 
 
-def _batch_loaders(source, train_set, loader, dali, device, num_workers):
+def _batch_loaders(source, test_set, loader, dali, device, num_workers):
     """The training and test ``BatchLoader`` (classes with their loader-specific arguments
     bound) for this data set and these flags, ``None`` for the classic DataLoader. Says once
     (it is called once per run) when ``--dali`` cannot be honoured as asked. DALI trains only:
     its resize rounds output sizes differently from torchvision's, so test images go through
     ``JpegLoader``, which matches Resize+CenterCrop to a grey level."""
-    if isinstance(train_set, ArrayDataset):
+    if isinstance(test_set, ArrayDataset):
         if dali:
             _note('--dali applies to folders of JPEGs (ImageNet); this data set is in memory '
                   f'and uses --loader {loader}')
@@ -110,26 +110,38 @@ def _seed_numpy_in_worker(worker_id):
 
 def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                     variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
-                    pin_memory=False, loader='classic', device='cpu', dali=None):
+                    pin_memory=False, loader='classic', device='cpu', dali=None, train=True):
     """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
     size, as RepDistiller. Both loaders expose ``dataset`` (its ``len``) and the training
-    loader ``generator`` (its randomness)."""
+    loader ``generator`` (its randomness). ``train=False`` reads the test split alone and gives
+    no training loader (``None``)."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
     source = DATASETS[dataset]
-    train_set, test_set = source.splits(data_folder)
+    *train_set, test_set = source.splits(data_folder, ('train', 'test') if train else ('test',))
+    train_set = train_set[0] if train else None
     rank, world = rank_and_world()  # each process of a multi-process run takes its share
-    batch_loaders = _batch_loaders(source, train_set, loader, dali, device, num_workers)
+    test_batch = max(1, batch_size // 2)
+    batch_loaders = _batch_loaders(source, test_set, loader, dali, device, num_workers)
     if batch_loaders is not None:
-        shared = dict(rank=rank, world=world, device=device)
-        train = batch_loaders[0](train_set, batch_size, mean=source.mean, std=source.std,
-                             train=True, variant=variant, k=k, mode=mode, **shared)
-        test = batch_loaders[1](test_set, max(1, batch_size // 2), mean=source.mean, std=source.std,
-                            train=False, **shared)
+        shared = dict(rank=rank, world=world, device=device, mean=source.mean, std=source.std)
+        test = batch_loaders[1](test_set, test_batch, train=False, **shared)
+        if not train:
+            return None, test, source.num_classes
+        train = batch_loaders[0](train_set, batch_size, train=True, variant=variant, k=k,
+                                 mode=mode, **shared)
         if seed is not None:
             train.generator.manual_seed(seed)
         return train, test, source.num_classes
-    train_set.transform, test_set.transform = get_transforms(source)
+    train_transform, test_set.transform = get_transforms(source)
+    common = dict(pin_memory=pin_memory, worker_init_fn=_seed_numpy_in_worker)
+    if world > 1:
+        test_set = Subset(test_set, range(rank, len(test_set), world))
+    test_loader = DataLoader(test_set, batch_size=test_batch, shuffle=False,
+                             num_workers=num_workers // 2, **common)
+    if not train:
+        return None, test_loader, source.num_classes
+    train_set.transform = train_transform
     if variant == 'instance':
         train_set = IndexedDataset(train_set)
     elif variant == 'sample':
@@ -137,15 +149,11 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
     elif variant != 'plain':
         raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    common = dict(pin_memory=pin_memory, worker_init_fn=_seed_numpy_in_worker)
     sampler = None
     if world > 1:
         sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                      seed=seed or 0)
-        test_set = Subset(test_set, range(rank, len(test_set), world))
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
                               sampler=sampler, num_workers=num_workers, generator=generator,
                               **common)
-    test_loader = DataLoader(test_set, batch_size=max(1, batch_size // 2), shuffle=False,
-                             num_workers=num_workers // 2, **common)
     return train_loader, test_loader, source.num_classes

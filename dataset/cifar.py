@@ -1,6 +1,7 @@
 """CIFAR-10/100 read from the official python pickles; downloaded only when missing."""
 import os
 import pickle
+import shutil
 
 import numpy as np
 
@@ -32,7 +33,10 @@ def _read_batch(path, label_key):
     with open(path, 'rb') as f:
         entry = pickle.load(f, encoding='latin1')
     images = np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, np.asarray(entry[label_key], dtype=np.int64)
+    labels = np.asarray(entry[label_key], dtype=np.int64)
+    if labels.shape != (len(images),):
+        raise ValueError(f'{len(images)} images but {labels.size} labels')
+    return images, labels
 
 
 def load_cifar_arrays(name, root, train):
@@ -42,9 +46,12 @@ def load_cifar_arrays(name, root, train):
     files = spec['train_files'] if train else spec['test_files']
     paths = [os.path.join(folder, f) for f in files]
     if not all(os.path.isfile(p) for p in paths):
+        root_existed = os.path.isdir(root)
         try:
             download(spec['url'], root, spec['md5'])
         except Exception as e:  # any network or checksum failure ends in the same advice
+            if not root_existed:  # leave no empty --data_folder behind
+                shutil.rmtree(root, ignore_errors=True)
             raise DatasetError(
                 f"{name} is not in '{folder}' and downloading it failed ({e}). Put the official "
                 f"python version there (files: {', '.join(files)}), e.g. by unpacking "
@@ -57,5 +64,5 @@ def load_cifar_arrays(name, root, train):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def cifar_splits(name, root):
-    return [ArrayDataset(*load_cifar_arrays(name, root, train)) for train in (True, False)]
+def cifar_splits(name, root, splits=('train', 'test')):
+    return [ArrayDataset(*load_cifar_arrays(name, root, split == 'train')) for split in splits]

@@ -9,8 +9,9 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def imagenet_splits(root):
-    folders = [os.path.join(root, 'imagenet', split) for split in ('train', 'val')]
+def imagenet_splits(root, splits=('train', 'test')):
+    folders = [os.path.join(root, 'imagenet', 'train' if split == 'train' else 'val')
+               for split in splits]
     for folder in folders:
         if not os.path.isdir(folder):
             raise DatasetError(f"ImageNet folder '{folder}' not found. Expected layout: "

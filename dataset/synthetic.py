@@ -43,6 +43,6 @@ def make_synthetic(num_samples, num_classes=NUM_CLASSES, seed=0):
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8), labels
 
 
-def synthetic_splits(root=None):
-    return [ArrayDataset(*make_synthetic(TRAIN_SIZE, seed=0)),
-            ArrayDataset(*make_synthetic(TEST_SIZE, seed=1))]
+def synthetic_splits(root=None, splits=('train', 'test')):
+    sizes = {'train': (TRAIN_SIZE, 0), 'test': (TEST_SIZE, 1)}
+    return [ArrayDataset(*make_synthetic(sizes[s][0], seed=sizes[s][1])) for s in splits]

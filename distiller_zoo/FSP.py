@@ -10,7 +10,10 @@ from .base import Distiller, pool_to_smaller, register_method
 class FSP(nn.Module):
     def __init__(self, s_shapes, t_shapes):
         super().__init__()
-        assert len(s_shapes) == len(t_shapes), 'unequal length of feat list'
+        if len(s_shapes) != len(t_shapes):
+            raise ValueError(f'FSP pairs the stages of student and teacher, which differ in '
+                             f'number: student {len(s_shapes)} feature maps, teacher '
+                             f'{len(t_shapes)}')
         s_c = [s[1] for s in s_shapes]
         t_c = [t[1] for t in t_shapes]
         if s_c != t_c:

@@ -23,6 +23,12 @@ class FitNet(Distiller):
         super().__init__(student, teacher, opt, image_size)
         self.hint_layer = opt.hint_layer
         feat_s, feat_t = self.probe_features(image_size)
+        for role, feats in (('student', feat_s), ('teacher', feat_t)):
+            if self.hint_layer >= len(feats) or feats[self.hint_layer].dim() != 4:
+                maps = sum(f.dim() == 4 for f in feats)
+                raise ValueError(f'--hint_layer {self.hint_layer} is not a feature map of the '
+                                 f'{role}, whose maps are 0-{maps - 1} (then the pooled '
+                                 f'embedding)')
         self.regress_s = ConvReg(feat_s[self.hint_layer].shape, feat_t[self.hint_layer].shape)
         self.criterion_kd = HintLoss()
 

@@ -44,7 +44,11 @@ class KDSVD(nn.Module):
             if prev_s is not None:
                 diff = (_correlation(v_s, prev_s) - _correlation(v_t, prev_t).detach()).pow(2)
                 diff = torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff))
-                losses.append(diff.sum() / f_s.shape[0])
+                loss = diff.sum() / f_s.shape[0]
+                # The zeroing above (RepDistiller's) covers degenerate SVDs of finite maps; maps
+                # that are already non-finite make the loss NaN, for the non-finite guard.
+                finite = torch.isfinite(f_s).all() & torch.isfinite(f_t).all()
+                losses.append(torch.where(finite, loss, torch.full_like(loss, float('nan'))))
             prev_s, prev_t = v_s, v_t
         return losses
 

@@ -1,5 +1,6 @@
 """Neuron Selectivity Transfer (Huang & Wang, 2017): squared MMD with a degree-2 polynomial
 kernel between the channel activation maps of student and teacher at every stage."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -20,7 +21,9 @@ class NSTLoss(nn.Module):
 
     @staticmethod
     def poly_kernel(a, b):
-        return (a.unsqueeze(1) * b.unsqueeze(2)).sum(-1).pow(2)
+        # (a_j . b_i)^2 for every channel pair, as one batched product (B, C, C) rather than
+        # RepDistiller's broadcast through a (B, C, C, HW) tensor.
+        return torch.bmm(b, a.transpose(1, 2)).pow(2)
 
 
 @register_method('nst')

@@ -13,8 +13,9 @@ class PKT(nn.Module):
     @staticmethod
     def cosine_similarity_loss(output_net, target_net, eps=1e-7):
         def conditional_probabilities(x):
+            # RepDistiller zeroes NaNs here; finite features never produce one, and a diverged
+            # run's NaN must reach the non-finite guard, so it is left in.
             x = x / (x.norm(dim=1, keepdim=True) + eps)
-            x = torch.nan_to_num(x, nan=0.0)
             similarity = (x @ x.t() + 1.0) / 2.0
             return similarity / similarity.sum(dim=1, keepdim=True)
 

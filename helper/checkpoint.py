@@ -1,6 +1,8 @@
 """Checkpoint files: RepDistiller's layout (``{'model': state_dict, ...}``), written atomically
 and read with ``torch.load(weights_only=True)`` so a downloaded file cannot run code."""
 import argparse
+import contextlib
+import errno
 import os
 import pickle
 import zipfile
@@ -11,31 +13,145 @@ from models import get_model, model_dict
 from .util import UserError
 
 
+def disk_full(error):
+    """Whether ``error`` (or what caused it) is the file system running out of space; torch's
+    writer reports it as its own RuntimeError."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(error, RuntimeError) and ('file write failed' in str(error)
+                                                or 'No space left' in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def save_checkpoint(state, path):
-    """Write ``state`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    """Write ``state`` to ``path`` through a temporary file, so a crash never leaves half a file
+    and a failed write leaves no temporary file."""
     tmp = f'{path}.tmp'
-    with open(tmp, 'wb') as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if disk_full(e):
+            raise UserError(f"the disk is full: could not write '{path}'; {_intact(path)}. Free "
+                            f"some space, then add --resume auto to continue") from None
+        raise
+
+
+def _intact(path):
+    """Which checkpoint survived a failed write of ``path``: its previous version, else the
+    newest checkpoint beside it."""
+    if os.path.isfile(path):
+        return f"the previous '{path}' is intact"
+    folder = os.path.dirname(os.path.abspath(path))
+    others = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith('.pth')]
+    if not others:
+        return 'no checkpoint was written before'
+    return f"'{max(others, key=os.path.getmtime)}' (the newest checkpoint) is intact"
+
+
+def _kind_of_file(head):
+    """What the first bytes of a file that is no PyTorch checkpoint look like."""
+    text = head.lstrip().lower()
+    if text.startswith((b'<!doctype html', b'<html', b'<?xml')):
+        return 'an HTML page (a download that saved an error or login page?)'
+    try:
+        head.decode('utf-8')
+        return 'a text file'
+    except UnicodeDecodeError:
+        return 'not a PyTorch file'
+
+
+def _as_model_checkpoint(ckpt, path):
+    """RepDistiller's ``{'model': state_dict, ...}``; ``{'state_dict': ...}`` (as the MLKD
+    scripts save teachers) and a bare state dict are taken too. A DataParallel ``module.``
+    prefix is dropped."""
+    if isinstance(ckpt, dict) and 'model' not in ckpt:
+        if isinstance(ckpt.get('state_dict'), dict):
+            ckpt = {**ckpt, 'model': ckpt['state_dict']}
+        elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            ckpt = {'model': ckpt}
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
+        found = (f"a dict with keys {', '.join(map(str, list(ckpt)[:6]))}"
+                 if isinstance(ckpt, dict) else f'a {type(ckpt).__name__}')
+        raise UserError(f"'{path}' is not a model checkpoint: expected a dict with a 'model' (or "
+                        f"'state_dict') state dict, as RepDistiller writes, or a bare state "
+                        f"dict; found {found}")
+    state = ckpt['model']
+    if state and all(isinstance(k, str) and k.startswith('module.') for k in state):
+        ckpt = {**ckpt, 'model': {k[len('module.'):]: v for k, v in state.items()}}
+    return ckpt
 
 
 def load_checkpoint(path):
+    if os.path.isdir(path):
+        raise UserError(f"checkpoint '{path}' is a directory; give the .pth file in it")
     if not os.path.isfile(path):
         raise UserError(f"checkpoint '{path}' does not exist")
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    # torch.save writes a zip archive; files of PyTorch before 1.6 are a pickle (0x80, protocol).
+    if not (head.startswith(b'PK') or head.startswith(b'\x80')):
+        raise UserError(f"cannot read checkpoint '{path}': it is {_kind_of_file(head)}, not a "
+                        f"PyTorch checkpoint; download or train it again")
     try:
         # RepDistiller's *_last.pth files store the argparse Namespace of their run.
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' not in str(e):
+            raise UserError(f"cannot read checkpoint '{path}' (the file is truncated, corrupt or "
+                            f"not a PyTorch checkpoint): download or train it again") from None
+        raise UserError(f"cannot read checkpoint '{path}': it stores Python objects other than "
+                        f"tensors and plain values, which are not loaded since loading them can "
+                        f"run code; save the state dict alone") from None
+    except Exception as e:  # torch's reader fails on a damaged file in many ways
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot read checkpoint '{path}' ({first_line}); the file is truncated, "
                         f"corrupt or not a PyTorch checkpoint: download or train it again") from None
-    if not isinstance(ckpt, dict) or 'model' not in ckpt:
-        raise UserError(f"'{path}' is not a model checkpoint (expected a dict with a 'model' "
-                        f"state dict, as RepDistiller writes)")
-    return ckpt
+    return _as_model_checkpoint(ckpt, path)
+
+
+def _shapes(state):
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def guess_architecture(state, num_classes, dataset):
+    """The registry's architecture whose state dict has exactly ``state``'s keys and shapes (at
+    ``num_classes``, else at any class count), as ``'name'`` or ``'name with N classes'``; None
+    when none does. Models are built on the meta device, which allocates nothing."""
+    from models import imagenet_model_dict
+    target = _shapes(state)
+    names = list(imagenet_model_dict if dataset == 'imagenet' else model_dict)
+    with torch.device('meta'):
+        for name in names:
+            shapes = _shapes(get_model(name, num_classes, dataset).state_dict())
+            if shapes == target:
+                return name
+            if shapes.keys() == target.keys():
+                layer = [k for k in shapes if shapes[k] != target[k]]
+                if all(len(target[k]) in (1, 2) for k in layer):  # only the classifier differs
+                    return f'{name} with {target[layer[-1]][0]} classes'
+    return None
+
+
+def mismatch_summary(model, state):
+    """Counts and first keys of what differs between ``model`` and a state dict."""
+    want, have = _shapes(model.state_dict()), _shapes(state)
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    reshaped = [k for k in want if k in have and want[k] != have[k]]
+    parts = [f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
+             for label, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                 ('keys of another shape', reshaped)) if keys]
+    return '; '.join(parts) or 'buffers differ'
 
 
 def get_teacher_name(path, ckpt=None):
@@ -95,8 +211,11 @@ def load_teacher(path, num_classes, dataset):
     model = get_model(name, num_classes, dataset)
     try:
         model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+    except RuntimeError:
+        guess = guess_architecture(ckpt['model'], num_classes, dataset)
+        hint = (f'the weights look like {guess}' if guess
+                else 'the weights match no architecture of the registry')
         raise UserError(f"'{path}' does not match architecture {name} with {num_classes} classes "
-                        f"({detail}); check the folder name or --dataset") from None
+                        f"({mismatch_summary(model, ckpt['model'])}); {hint}. Check the folder "
+                        f"name or --dataset") from None
     return model, name

@@ -2,8 +2,10 @@
 import shlex
 import sys
 
+from .checkpoint import disk_full
+
 from . import distributed
-from .util import RunInterrupted, UserError
+from .util import RunFinished, RunInterrupted, UserError
 
 
 def run_cli(script, parse_option, run, argv=None):
@@ -19,10 +21,19 @@ def run_cli(script, parse_option, run, argv=None):
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except RunFinished as e:
+        print(e, flush=True)
+        return 0
     except RunInterrupted as e:
         again = argv if '--resume' in argv else argv + ['--resume', 'auto']
         print(f'{e}\nresume with: python {script} {shlex.join(again)}', file=sys.stderr)
         return 130
+    except OSError as e:  # logs and metrics files; checkpoints say more themselves
+        if not disk_full(e):
+            raise
+        print(f'error: the disk is full ({e.filename or e}); the last epoch\'s checkpoints are '
+              f'kept: free some space, then add --resume auto to continue', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print('interrupted; the last epoch\'s checkpoints are kept (--resume auto continues '
               'from them)', file=sys.stderr)

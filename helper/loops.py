@@ -57,10 +57,19 @@ class Supervised(nn.Module):
 
 
 class EpochStats:
-    """Sums kept on the device and read once per epoch, so steps do not wait on the GPU."""
+    """Sums kept on the device and read once per epoch, so steps do not wait on the GPU.
+    ``carried`` (from ``state()``) holds the totals of an epoch's steps before an interruption,
+    so the epoch's figures cover all of its steps once it is resumed."""
 
-    def __init__(self):
-        self.sums, self.count = {}, 0
+    def __init__(self, carried=None, device='cpu'):
+        self.sums, self.count, self.carried_count = {}, 0, 0
+        if carried:
+            # Every process knows the names (the reduction needs them); one holds the values.
+            main = distributed.is_main()
+            self.sums = {name: torch.tensor(total if main else 0.0, device=device)
+                         for name, total in carried['sums'].items()}
+            self.carried_count = carried['count']
+            self.count = self.carried_count if main else 0
 
     def update(self, batch_size, **values):
         self.count += batch_size
@@ -68,16 +77,23 @@ class EpochStats:
             value = value.detach().float().reshape(()) * batch_size
             self.sums[name] = self.sums[name] + value if name in self.sums else value
 
-    def averages(self):
-        """Averages over every process of a multi-process run."""
+    def state(self):
+        """Totals over every process (each takes part), to carry over an interruption."""
         names = sorted(self.sums)
         if not names:
-            return {}
+            return None
         totals = torch.stack([self.sums[n] for n in names]
                              + [torch.tensor(float(self.count), device=self.sums[names[0]].device)])
         totals = distributed.all_reduce_sum(totals).tolist()
-        self.count = int(totals[-1])
-        return {name: total / max(self.count, 1) for name, total in zip(names, totals)}
+        return {'sums': dict(zip(names, totals[:-1])), 'count': int(totals[-1])}
+
+    def averages(self):
+        """Averages over every process of a multi-process run."""
+        state = self.state()
+        if state is None:
+            return {}
+        self.count = state['count']
+        return {name: total / max(self.count, 1) for name, total in state['sums'].items()}
 
 
 class GracefulStop:
@@ -178,15 +194,17 @@ class Trainer:
                             f'; the last good checkpoint is kept. Lower the learning rate or the '
                             f'loss weights, or set --max_grad_norm')
 
-    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False):
+    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False,
+                   carried=None):
         """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
-        and skipped, which keeps the random streams aligned). Returns ``(stats, stopped_at)``
+        and skipped, which keeps the random streams aligned; ``carried`` holds their
+        statistics). Returns ``(stats, stopped_at)``
         with ``stopped_at`` the number of steps done when a stop was requested, else None.
         ``average_grads`` averages gradients over processes (DDP does it for the main stage).
         Non-finite losses are flagged on the device and checked every ``CHECK_EVERY`` steps and
         at the end, so steps never wait for the GPU; nothing is saved before that check."""
         self._seed_epoch(stage, epoch)
-        stats = EpochStats()
+        stats = EpochStats(carried if start_step else None, self.device)
         where = f'{stage} epoch {epoch}'
         bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         bad_terms, terms = None, []
@@ -245,16 +263,17 @@ class Trainer:
         if distributed.is_main():
             save_checkpoint(state, os.path.join(self.run_dir, name))
 
-    def _save_last(self, stage, epoch, step, optimizer):
-        """The full state: continue at ``step`` of ``epoch`` of ``stage``."""
+    def _save_last(self, stage, epoch, step, optimizer, epoch_stats=None):
+        """The full state: continue at ``step`` of ``epoch`` of ``stage``; ``epoch_stats`` are
+        the statistics of that epoch's first ``step`` steps."""
         self._save({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
-                         **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
-                         'best_acc': self.best_acc, 'last_acc': self.last_acc,
-                         'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
-                         'opt': vars(self.opt)}, LAST)
+                    **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
+                    'best_acc': self.best_acc, 'last_acc': self.last_acc,
+                    'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
+                    'epoch_stats': epoch_stats, 'opt': vars(self.opt)}, LAST)
 
-    def _interrupted(self, stage, epoch, step, optimizer):
-        self._save_last(stage, epoch, step, optimizer)
+    def _interrupted(self, stage, epoch, step, optimizer, stats=None):
+        self._save_last(stage, epoch, step, optimizer, stats.state() if stats else None)
         where = f'{stage} epoch {epoch}' + (f', step {step}' if step else '')
         raise RunInterrupted(f'stopped before {where}; state saved in '
                              f'{os.path.join(self.run_dir, LAST)}')
@@ -307,11 +326,12 @@ class Trainer:
                 learner.eval()
                 modules.train()
                 start = time.time()
+                first = epoch == start_epoch
                 stats, stopped_at = self._run_epoch(
-                    'init', epoch, optimizer, self._init_step,
-                    start_step if epoch == start_epoch else 0, average_grads=True)
+                    'init', epoch, optimizer, self._init_step, start_step if first else 0,
+                    average_grads=True, carried=resume.get('epoch_stats') if resume else None)
                 if stopped_at is not None:
-                    self._interrupted('init', epoch, stopped_at, optimizer)
+                    self._interrupted('init', epoch, stopped_at, optimizer, stats)
                 print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
                       f'{stats.averages().get("loss", math.nan):.4f} | '
                       f'{time.time() - start:.1f}s', flush=True)
@@ -328,17 +348,20 @@ class Trainer:
             lr = adjust_learning_rate(epoch, opt, optimizer)
             self.learner.train()
             start = time.time()
-            train, stopped_at = self._run_epoch('train', epoch, optimizer, self._train_step,
-                                                start_step if epoch == start_epoch else 0)
+            first = epoch == start_epoch
+            train, stopped_at = self._run_epoch(
+                'train', epoch, optimizer, self._train_step, start_step if first else 0,
+                carried=resume.get('epoch_stats') if resume else None)
             if stopped_at is not None:
-                self._interrupted('train', epoch, stopped_at, optimizer)
+                self._interrupted('train', epoch, stopped_at, optimizer, train)
             train_seconds = time.time() - start
             self.learner.eval()
             test = validate(self.test_loader, self.learner.forward_test, self.device,
                             opt=self.opt)
             self.last_acc = test['top1']
-            self.logger.log_epoch(epoch, opt.epochs, lr, train.averages(), test,
-                                  time.time() - start, train.count / train_seconds)
+            averages = train.averages()
+            self.logger.log_epoch(epoch, opt.epochs, lr, averages, test, time.time() - start,
+                                  (train.count - train.carried_count) / train_seconds)
 
             state = {'epoch': epoch, 'arch': self.arch, **self.learner.checkpoint_state(),
                      'optimizer': optimizer.state_dict()}

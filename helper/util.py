@@ -9,6 +9,10 @@ class UserError(Exception):
     """A problem with the user's input; scripts print its message and exit with status 2."""
 
 
+class RunFinished(Exception):
+    """There is nothing to do: the run to resume has already finished."""
+
+
 class RunInterrupted(Exception):
     """The run stopped on request after writing its checkpoint."""
 

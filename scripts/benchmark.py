@@ -164,7 +164,8 @@ def main(argv=None):
     parser.add_argument('--device', default=None, help='cuda or cpu (default: cuda if present)')
     parser.add_argument('--end_to_end', action='store_true',
                         help='also time one whole train_student.py epoch per loader')
-    parser.add_argument('--json', default='benchmark.json', help='where to write the figures')
+    parser.add_argument('--json', default=os.path.join('save', 'benchmark.json'),
+                        help='where to write the figures')
     parser.add_argument('--_measure', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._measure:
@@ -209,6 +210,7 @@ def main(argv=None):
         e2e = report['end_to_end_seconds']
         print(f'one whole train_student.py epoch on the synthetic set (5,000 images), process '
               f'included: classic {e2e["classic"]:.1f}s, device {e2e["device"]:.1f}s')
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, 'w') as f:
         json.dump(report, f, indent=2)
     print(f'figures written to {args.json}')

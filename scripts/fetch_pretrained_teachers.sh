@@ -4,7 +4,6 @@
 # Usage: bash scripts/fetch_pretrained_teachers.sh [name ...]   (default: all six)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-py="${PYTHON:-python3}"
-[ -x "$repo/.venv/bin/python" ] && [ -z "${PYTHON:-}" ] && py="$repo/.venv/bin/python"
+py="${PYTHON:-$(bash "$repo/scripts/setup_env.sh")/bin/python}"  # the project's environment
 cd "$repo"
 exec "$py" scripts/fetch_teachers.py "$@"

@@ -124,6 +124,8 @@ def fetch(teacher, root):
         os.replace(staged, dest)
         print(f'installed {dest} (from {label})')
         return True
+    if not os.listdir(folder):  # leave no empty teacher folder behind
+        os.rmdir(folder)
     print(f'could not fetch {teacher} ({"; ".join(problems)}). If you are offline, copy the '
           f'file to {dest} by hand, or train it: python train_teacher.py --model {teacher}',
           file=sys.stderr)

@@ -3,7 +3,7 @@
 # Extra arguments are passed to every run, e.g. --gpu_id 0 or --trial 1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(bash scripts/setup_env.sh)/bin/python}"  # the project's environment
 
 # teachers
 $PY train_teacher.py --model wrn_40_2 "$@"

@@ -11,7 +11,7 @@
 # result for these pairs: KD, AT, CRD and CRD+KD (CRD paper, Table 3), with their CIFAR weights.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-RUN="${RUN:-torchrun --standalone --nproc_per_node ${GPUS:-8}}"
+RUN="${RUN:-$(bash scripts/setup_env.sh)/bin/torchrun --standalone --nproc_per_node ${GPUS:-8}}"
 RECIPE=(--dataset imagenet --epochs 100 --batch_size 32 --learning_rate 0.1 --weight_decay 1e-4
         --lr_decay_epochs 30,60,90 --num_workers 8)
 

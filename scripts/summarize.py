@@ -27,6 +27,11 @@ LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
           'crd+kd': 'CRD+KD'}
 
 
+def ordered_methods(methods):
+    """RepDistiller's row order, then the other methods alphabetically."""
+    return [m for m in ROW_ORDER if m in methods] + sorted(set(methods) - set(ROW_ORDER))
+
+
 def read_runs(folder):
     runs = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
@@ -76,9 +81,7 @@ def build_table(runs, baselines, metric):
     # Every run of a column measured the same teacher file, so distinct values are distinct files.
     rows = [['teacher'] + [mean_std(sorted(set(teacher_acc[c]) - {None})) for c in columns],
             ['student'] + [mean_std(alone[(d, s)]) for d, t, s in columns]]
-    methods = {m for m, _ in cells}
-    ordered = [m for m in ROW_ORDER if m in methods] + sorted(methods - set(ROW_ORDER))
-    for m in ordered:
+    for m in ordered_methods({m for m, _ in cells}):
         rows.append([LABELS.get(m, m)] + [mean_std(cells[(m, c)]) for c in columns])
     return header, rows
 
@@ -89,12 +92,24 @@ def markdown(header, rows):
     return '\n'.join(lines)
 
 
+LINE_STYLES = ['-', '--', '-.', ':']
+
+
+def method_styles(methods):
+    """A distinct (colour, line style) for every method, the same in every panel."""
+    import matplotlib
+    colours = matplotlib.colormaps['tab10'].colors
+    return {m: (colours[i % len(colours)], LINE_STYLES[i // len(colours) % len(LINE_STYLES)])
+            for i, m in enumerate(methods)}
+
+
 def plot_curves(runs, out):
-    """One panel per teacher -> student pair, one line per method: test top-1 by epoch
-    (mean over trials)."""
+    """One panel per data set and teacher -> student pair, one line per method: test top-1 by
+    epoch (mean over trials). Returns ``{panel title: {method label: (colour, line style)}}``."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = defaultdict(lambda: defaultdict(list))
     for r in runs:
@@ -106,22 +121,43 @@ def plot_curves(runs, out):
             for line in f:
                 record = json.loads(line)
                 by_epoch[record['epoch']] = record['test_top1']  # a replayed epoch: keep the last
-        curves[(r['teacher'], r['student'])][method_key(r['args'])].append(by_epoch)
-    pairs = sorted(curves)
-    fig, axes = plt.subplots(1, max(len(pairs), 1), figsize=(6 * max(len(pairs), 1), 4),
-                             squeeze=False)
-    for ax, pair in zip(axes[0], pairs):
-        for method, trials in sorted(curves[pair].items()):
+        curves[run_group(r)[:3]][method_key(r['args'])].append(by_epoch)
+    panels = sorted(curves)
+    methods = {m for panel in curves.values() for m in panel}
+    styles = method_styles(ordered_methods(methods))
+    cols = min(len(panels), 3) or 1
+    rows = -(-len(panels) // cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.5 * rows), squeeze=False)
+    drawn = {}
+    for ax, (dataset, teacher, student) in zip(axes.flat, panels):
+        title = f'{teacher} -> {student} ({dataset})'
+        drawn[title] = {}
+        for method in styles:
+            trials = curves[(dataset, teacher, student)].get(method)
+            if not trials:
+                continue
             epochs = sorted(set.intersection(*(set(t) for t in trials)))
+            colour, style = styles[method]
+            label = LABELS.get(method, method)
             ax.plot(epochs, [statistics.mean(t[e] for t in trials) for e in epochs],
-                    label=LABELS.get(method, method))
-        ax.set_title(f'{pair[0]} -> {pair[1]}')
+                    label=label, color=colour, linestyle=style)
+            drawn[title][label] = (colour, style)
+        ax.set_title(title)
         ax.set_xlabel('epoch')
         ax.set_ylabel('test top-1 (%)')
-        ax.legend(fontsize='small')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize='small', ncol=2)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+    return drawn
+
+
+def run_group(r):
+    """(data set, teacher, student, method): the runs of one group are trials of each other."""
+    return r['args'].get('dataset'), r['teacher'], r['student'], method_key(r['args'])
 
 
 def main(argv=None):
@@ -147,7 +183,7 @@ def main(argv=None):
         print(markdown(*build_table(runs, baselines, metric)))
     trials = defaultdict(int)
     for r in runs:
-        trials[(r['teacher'], r['student'], method_key(r['args']))] += 1
+        trials[run_group(r)] += 1
     print(f'\n{len(runs)} runs, {len(trials)} groups, {min(trials.values())}-'
           f'{max(trials.values())} trials per group')
     if args.plot:

@@ -31,6 +31,28 @@ def test_missing_cifar_gives_clear_error(tmp_path):
     assert str(tmp_path) in message
 
 
+def test_missing_download_leaves_no_data_folder(tmp_path):
+    root = tmp_path / 'not_there'
+    with pytest.raises(DatasetError):
+        load_cifar_arrays('cifar100', str(root), True)
+    assert not root.exists()
+
+
+def test_cifar_labels_missing_or_short(tmp_path):
+    import pickle
+    write_cifar100(str(tmp_path), n_train=4, n_test=4)
+    path = tmp_path / 'cifar-100-python' / 'train'
+    entry = pickle.loads(path.read_bytes())
+    entry['fine_labels'] = entry['fine_labels'][:3]
+    path.write_bytes(pickle.dumps(entry))
+    with pytest.raises(DatasetError, match='4 images but 3 labels'):
+        load_cifar_arrays('cifar100', str(tmp_path), True)
+    del entry['fine_labels']
+    path.write_bytes(pickle.dumps(entry))
+    with pytest.raises(DatasetError, match="KeyError: 'fine_labels'"):
+        load_cifar_arrays('cifar100', str(tmp_path), True)
+
+
 def test_corrupt_cifar_gives_clear_error(tmp_path):
     write_cifar100(str(tmp_path), n_train=4, n_test=4)
     (tmp_path / 'cifar-100-python' / 'train').write_bytes(b'not a pickle')

@@ -55,6 +55,35 @@ def test_losses_match_repdistiller_values():
         assert value.item() == pytest.approx(REPDISTILLER_VALUES[name], rel=1e-5), name
 
 
+def test_nst_product_form_equals_the_broadcast_form():
+    f_s = det(3, 8, 4, 4, phase=0.4).requires_grad_()
+    f_t = det(3, 8, 4, 4, phase=1.9)
+
+    def broadcast_kernel(a, b):  # RepDistiller's form, through a (B, C, C, HW) tensor
+        return (a.unsqueeze(1) * b.unsqueeze(2)).sum(-1).pow(2)
+    a = torch.nn.functional.normalize(f_s.flatten(2), dim=2)
+    b = torch.nn.functional.normalize(f_t.flatten(2), dim=2)
+    reference = (broadcast_kernel(b, b).mean() + broadcast_kernel(a, a).mean()
+                 - 2 * broadcast_kernel(a, b).mean())
+    grad_reference, = torch.autograd.grad(reference, f_s)
+    value = sum(NSTLoss()([f_s], [f_t]))
+    grad, = torch.autograd.grad(value, f_s)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert torch.allclose(grad, grad_reference, atol=1e-7)
+
+
+def test_pkt_and_kdsvd_let_non_finite_features_through():
+    """Divergence must reach the non-finite guard rather than be zeroed away."""
+    e_s, e_t = det(4, 12), det(4, 20, phase=1.0)
+    e_s[1, 3] = float('nan')
+    assert torch.isnan(PKT()(e_s, e_t))
+    maps_s = [det(4, 8, 4, 4), det(4, 8, 4, 4, phase=0.5)]
+    maps_t = [det(4, 8, 4, 4, phase=1.0), det(4, 8, 4, 4, phase=1.5)]
+    assert torch.isfinite(sum(KDSVD()(maps_s, maps_t)))
+    maps_s[1][0, 0, 0, 0] = float('inf')
+    assert torch.isnan(sum(KDSVD()(maps_s, maps_t)))
+
+
 def test_identical_features_give_zero():
     f = torch.randn(4, 8, 6, 6)
     e = torch.randn(4, 16)

@@ -1,4 +1,6 @@
 """Exact resume, graceful stops, safe checkpoint writes and clear errors."""
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +48,18 @@ def student_argv(setup, save, distill, extra=()):
             + FAST + list(extra))
 
 
+def run_folder(save):
+    folder = os.path.join(save, 'student_model')
+    return os.path.join(folder, os.listdir(folder)[0])
+
+
+def metric_records(save):
+    """metrics.jsonl of the run under ``save``, without its timings."""
+    with open(os.path.join(run_folder(save), 'metrics.jsonl')) as f:
+        return [{k: v for k, v in json.loads(line).items()
+                 if k not in ('epoch_seconds', 'images_per_second')} for line in f]
+
+
 def final_state(save):
     folder = os.path.join(save, 'student_model')
     run = os.path.join(folder, os.listdir(folder)[0])
@@ -81,6 +95,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys
         for key in a:
             if isinstance(a[key], torch.Tensor):
                 assert torch.equal(a[key], b[key]), key
+    # The interrupted epoch's figures cover all its steps, before and after the stop.
+    assert metric_records(straight) == metric_records(resumed)
     if distill == 'crd':
         assert 'criterion_kd.contrast.memory_v1' in final_state(resumed)[1]
 
@@ -193,3 +209,119 @@ def test_unwritable_save_dir(setup, tmp_path, capsys):
     argv = ['--model', 'resnet8', '--data_folder', setup[0], '--save_dir', str(blocker)] + FAST
     assert train_teacher.main(argv) == 2
     assert 'choose a writable --save_dir' in capsys.readouterr().err
+
+
+# -- resuming the right run, and only it ---------------------------------------------------------
+def interrupted_run(setup, monkeypatch, save, distill='kd', extra=()):
+    """A run under ``save`` stopped by SIGTERM in its second epoch; returns its ckpt_last.pth."""
+    signal_after(monkeypatch, 6)
+    assert train_student.main(student_argv(setup, save, distill, list(extra))) == 130
+    monkeypatch.undo()
+    return os.path.join(run_folder(save), 'ckpt_last.pth')
+
+
+def snapshot(folder):
+    return {name: open(os.path.join(folder, name), 'rb').read() for name in os.listdir(folder)}
+
+
+def test_resume_path_into_a_finished_run_is_refused(setup, monkeypatch, tmp_path, capsys):
+    save = str(tmp_path)
+    assert train_student.main(student_argv(setup, save, 'kd', ['--trial', 'fresh'])) == 0
+    fresh = run_folder(save)
+    before = snapshot(fresh)
+    other = interrupted_run(setup, monkeypatch, str(tmp_path / 'other'), extra=['--trial', 'x'])
+    argv = student_argv(setup, save, 'kd', ['--trial', 'fresh', '--resume', other])
+    assert train_student.main(argv) == 2
+    assert 'already holds checkpoints of another run' in capsys.readouterr().err
+    assert snapshot(fresh) == before
+
+
+def test_resume_checks_method_and_notes_changed_options(setup, monkeypatch, tmp_path, capsys):
+    last = interrupted_run(setup, monkeypatch, str(tmp_path / 'kd'))
+    capsys.readouterr()
+    at = str(tmp_path / 'at')
+    assert train_student.main(student_argv(setup, at, 'at', ['--resume', last])) == 2
+    err = capsys.readouterr().err
+    assert '--distill is at here, kd in the checkpoint' in err
+    assert not os.path.exists(at)  # refused before anything was created
+
+    argv = student_argv(setup, str(tmp_path / 'kd'), 'kd', ['--resume', 'auto', '--seed', '99',
+                                                            '--learning_rate', '0.5'])
+    assert train_student.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'note: --seed is 99 here, 3 in the checkpoint; using 3' in out
+    assert 'note: --learning_rate is 0.5 here, 0.05 in the checkpoint; using 0.5' in out
+    assert load_checkpoint(last)['opt']['seed'] == 3
+
+
+def test_resume_auto_without_a_run_and_on_a_finished_run(setup, tmp_path, capsys):
+    save = str(tmp_path)
+    argv = student_argv(setup, save, 'kd', ['--epochs', '1', '--resume', 'auto'])
+    assert train_student.main(argv) == 0
+    assert 'found no earlier run' in capsys.readouterr().out
+    before = snapshot(run_folder(save))
+    assert train_student.main(argv) == 0
+    assert 'already finished its 1 epochs; nothing to do' in capsys.readouterr().out
+    assert snapshot(run_folder(save)) == before
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
+        setup, monkeypatch, tmp_path, capsys):
+    import helper.checkpoint
+    original, calls = torch.save, {'n': 0}
+
+    def save_on_full_disk(obj, f):
+        calls['n'] += 1
+        if calls['n'] < 4:  # epoch 1: best, ckpt_epoch_1, ckpt_last; then the disk is full
+            return original(obj, f)
+        f.write(b'PK partial')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(helper.checkpoint.torch, 'save', save_on_full_disk)
+    assert train_student.main(student_argv(setup, str(tmp_path), 'kd')) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: the disk is full')
+    run = run_folder(str(tmp_path))
+    assert f"'{os.path.join(run, 'ckpt_last.pth')}' (the newest checkpoint) is intact" in err
+    assert not [name for name in os.listdir(run) if name.endswith('.tmp')]
+    monkeypatch.undo()
+    assert load_checkpoint(os.path.join(run, 'ckpt_last.pth'))['epoch'] == 2
+
+
+def test_torch_write_failure_on_a_full_disk(tmp_path):
+    from helper.util import UserError
+    import helper.checkpoint
+
+    def failing_save(obj, f):
+        raise RuntimeError('[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed '
+                           'writing file data/0: file write failed')
+    path = str(tmp_path / 'new.pth')
+    original = helper.checkpoint.torch.save
+    helper.checkpoint.torch.save = failing_save
+    try:
+        with pytest.raises(UserError, match='disk is full.*no checkpoint was written before'):
+            save_checkpoint({'model': {}}, path)
+    finally:
+        helper.checkpoint.torch.save = original
+    assert os.listdir(tmp_path) == []
+
+
+# -- bad inputs create nothing ----------------------------------------------------------------------
+@pytest.mark.parametrize('flags, message', [
+    (['--distill', 'fsp', '--model_s', 'vgg8'], 'differ in number'),
+    (['--distill', 'hint', '--hint_layer', '4'], '--hint_layer 4 is not a feature map'),
+    (['--data_folder', 'MISSING'], 'downloading it failed'),
+])
+def test_rejected_runs_leave_no_folders(setup, tmp_path, capsys, flags, message):
+    flags = [str(tmp_path / 'nodata') if f == 'MISSING' else f for f in flags]
+    save = str(tmp_path / 'save')
+    argv = student_argv(setup, save, 'kd')
+    for i in range(0, len(flags), 2):  # the flag's value replaces the default one
+        if flags[i] in argv:
+            argv[argv.index(flags[i]) + 1] = flags[i + 1]
+        else:
+            argv += flags[i:i + 2]
+    assert train_student.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err and err.count('\n') == 1
+    assert not os.path.exists(save) and not os.path.exists(tmp_path / 'nodata')

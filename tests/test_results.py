@@ -133,3 +133,66 @@ def test_eval_teacher_checkpoint_and_errors(tiny, capsys):
     assert eval_student.main(['--path', teacher, '--model', 'resnet8', '--data_folder', data,
                               '--num_workers', '0']) == 2
     assert 'does not match resnet8' in capsys.readouterr().err
+
+
+def test_eval_needs_only_the_test_split_and_takes_the_runs_data_set(tiny, capsys):
+    data, save, teacher = tiny
+    os.remove(os.path.join(data, 'cifar-100-python', 'train'))
+    result, out = eval_accuracy(teacher, data, capsys)  # no --dataset: the run's own
+    assert out.startswith('resnet14 on cifar100 test (40 images)')
+
+
+def test_eval_stored_dataset_sources(tmp_path):
+    import argparse
+    assert eval_student.stored_dataset({'opt': {'dataset': 'cifar10'}}, 'x.pth') == 'cifar10'
+    assert eval_student.stored_dataset({'opt': argparse.Namespace(dataset='cifar10')},
+                                       'x.pth') == 'cifar10'  # RepDistiller's _last.pth
+    assert eval_student.stored_dataset({'method_opt': {'dataset': 'imagenet'}}, 'x.pth') == 'imagenet'
+    (tmp_path / 'summary.json').write_text(json.dumps({'args': {'dataset': 'synthetic'}}))
+    assert eval_student.stored_dataset({}, str(tmp_path / 'r_best.pth')) == 'synthetic'
+    assert eval_student.stored_dataset({}, str(tmp_path / 'nowhere' / 'r_best.pth')) is None
+
+
+def test_eval_options(capsys):
+    opt = eval_student.parse_option(['--path', 'x.pth', '--num_workers', '999'])
+    assert opt.num_workers == min(999, os.cpu_count())
+    with pytest.raises(SystemExit):
+        eval_student.parse_option(['--help'])
+    out = capsys.readouterr().out
+    assert '(default: 64)' in out and '(default: ./data)' in out
+
+
+def test_plot_panels_styles_and_epochs(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    closed = []
+    monkeypatch.setattr(plt, 'close', closed.append)  # keep the figure to look at its axes
+    students = tmp_path / 'student_model'
+    methods = sorted(summarize.LABELS)[:14]
+    for i, m in enumerate(methods):
+        fake_run(students, f'r{i}', m, 'resnet32x4', 'resnet8x4', 70.0, 71.0, curve=(10, 20, 30))
+    fake_run(students, 'c10', 'kd', 'resnet32x4', 'resnet8x4', 1.0, 1.0, curve=(90, 90, 90))
+    summary = json.loads((students / 'c10' / 'summary.json').read_text())
+    summary['args']['dataset'] = 'cifar10'
+    (students / 'c10' / 'summary.json').write_text(json.dumps(summary))
+    drawn = summarize.plot_curves(summarize.read_runs(str(students)), str(tmp_path / 'p.png'))
+    assert sorted(drawn) == ['resnet32x4 -> resnet8x4 (cifar10)',
+                             'resnet32x4 -> resnet8x4 (cifar100)']
+    styles = list(drawn['resnet32x4 -> resnet8x4 (cifar100)'].values())
+    assert len(styles) == 14 and len(set(styles)) == 14
+    axes = [ax for ax in closed[0].axes if ax.get_visible()]
+    assert len(axes) == 2
+    for ax in axes:
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_summary_line_counts_data_sets_apart(runs, capsys, tmp_path):
+    students = os.path.dirname(runs + '/')
+    fake_run(tmp_path / 'save' / 'student_model', 'z1', 'kd', 'resnet32x4', 'resnet8x4', 1.0,
+             1.0, alpha=0.9)
+    summary_path = tmp_path / 'save' / 'student_model' / 'z1' / 'summary.json'
+    summary = json.loads(summary_path.read_text())
+    summary['args']['dataset'] = 'cifar10'
+    summary_path.write_text(json.dumps(summary))
+    assert summarize.main([students, '--metric', 'last']) == 0
+    assert '7 runs, 6 groups, 1-2 trials per group' in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The scripts run as written: every command the shell scripts would run parses with the
 current options (they are run with their launcher replaced by echo), and the benchmarks run."""
+import hashlib
 import importlib.util
 import json
 import os
@@ -17,15 +18,18 @@ PARSERS = {'train_teacher.py': train_teacher.parse_option,
            'train_student.py': train_student.parse_option}
 
 
-def commands(script, launcher, *args):
-    """The (script, argv) pairs ``script`` would run, with ``launcher`` set to echo."""
+def commands(script, launcher, *args, env=None):
+    """The (script, argv) pairs ``script`` would run, with ``launcher`` set to echo (or the
+    environment ``env``)."""
+    env = env or dict(os.environ, **{launcher: 'echo'})
     out = subprocess.run(['bash', os.path.join(SCRIPTS, script), *args], check=True,
-                         capture_output=True, text=True, env=dict(os.environ, **{launcher: 'echo'}))
+                         capture_output=True, text=True, env=env)
     found = []
     for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if words and words[0] in PARSERS:
-            found.append((words[0], words[1:]))
+        words = shlex.split(line)  # the launcher's own flags (torchrun's) come first
+        starts = [i for i, word in enumerate(words) if word in PARSERS]
+        if starts:
+            found.append((words[starts[0]], words[starts[0] + 1:]))
     return found
 
 
@@ -38,6 +42,28 @@ def test_script_commands_parse(script, launcher, count):
     for name, argv in found:
         opt = PARSERS[name](argv)
         assert str(opt.trial) == '7'  # extra arguments reach every run
+
+
+@pytest.mark.parametrize('script, program, count', [('run_cifar_vanilla.sh', 'python', 15),
+                                                    ('run_cifar_distill.sh', 'python', 14),
+                                                    ('run_imagenet_distill.sh', 'torchrun', 8)])
+def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
+    """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
+    venv whose programs echo), never whatever python is on the PATH."""
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    for name in ('python', 'torchrun'):
+        (venv / 'bin' / name).write_text('#!/bin/sh\necho "$@"\n')
+        (venv / 'bin' / name).chmod(0o755)
+    requirements = open(os.path.join(SCRIPTS, '..', 'requirements.txt'), 'rb').read()
+    (venv / '.requirements.sha256').write_text(hashlib.sha256(requirements).hexdigest() + '\n')
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'RUN', 'KD_DALI')}
+    env.update(KD_VENV=str(venv), TEACHER='my/resnet32x4_vanilla/t.pth')
+    found = commands(script, None, env=env)
+    assert len(found) == count
+    if script == 'run_cifar_distill.sh':
+        assert {argv[argv.index('--path_t') + 1] for _, argv in found} == {
+            'my/resnet32x4_vanilla/t.pth'}
 
 
 def test_distill_script_covers_every_repdistiller_method():

@@ -97,16 +97,14 @@ def test_corrupt_teacher_file(cifar_root, tmp_path, capsys):
 
 
 def test_unknown_model_is_rejected_with_choices(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        train_teacher.main(['--model', 'resnet9000'])
-    assert exit_.value.code == 2
+    assert train_teacher.main(['--model', 'resnet9000']) == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'resnet9000'" in err and 'resnet32x4' in err
+    assert err.startswith('error:') and err.count('\n') == 1  # one line, no usage block
 
 
 def test_unknown_method_is_rejected(capsys):
-    with pytest.raises(SystemExit):
-        train_student.main(['--path_t', 'x.pth', '--distill', 'kdd'])
+    assert train_student.main(['--path_t', 'x.pth', '--distill', 'kdd']) == 2
     assert "invalid choice: 'kdd'" in capsys.readouterr().err
 
 
@@ -143,3 +141,88 @@ def test_loading_repdistiller_last_checkpoint_with_namespace(tmp_path):
     torch.save({'opt': argparse.Namespace(model='resnet8'),
                 'model': get_model('resnet8', 100).state_dict()}, path)
     assert load_checkpoint(str(path))['opt'].model == 'resnet8'
+
+
+# -- numbers that cannot train are refused at parse time, in one line ---------------------------
+@pytest.mark.parametrize('flags, message', [
+    (['--max_grad_norm', '-1'], 'argument --max_grad_norm: must be a positive number, got -1'),
+    (['--learning_rate', '-1'], 'argument --learning_rate: must be a positive number, got -1'),
+    (['--learning_rate', 'nan'], 'argument --learning_rate: must be a positive number, got nan'),
+    (['--kd_T', '0'], 'argument --kd_T: must be a positive number, got 0'),
+    (['--feat_dim', '0'], 'argument --feat_dim: must be a positive integer, got 0'),
+    (['--nce_k', '0'], 'argument --nce_k: must be a positive integer, got 0'),
+    (['-b', '-5'], 'argument -b/--beta: must be a number >= 0, got -5'),
+    (['--momentum', '1.5'], 'argument --momentum: must be a number in [0, 1), got 1.5'),
+    (['--epochs', 'ten'], "argument --epochs: expected a positive integer, got 'ten'"),
+])
+def test_impossible_numbers_stop_at_parse_time(tmp_path, capsys, flags, message):
+    assert train_student.main(['--path_t', 'never_read.pth', '--save_dir', str(tmp_path)]
+                              + flags) == 2
+    err = capsys.readouterr().err
+    assert err == f'error: {message} (--help lists the options)\n'
+    assert not os.listdir(tmp_path)
+
+
+def test_eval_batch_size_zero_is_refused(capsys):
+    import eval_student
+    assert eval_student.main(['--path', 'never_read.pth', '--batch_size', '0']) == 2
+    assert capsys.readouterr().err.startswith('error: argument --batch_size: must be a positive')
+
+
+# -- teacher files that are not what they should be ---------------------------------------------
+@pytest.mark.parametrize('content, kind', [
+    (b'<!DOCTYPE html>\n<html><body>Sign in</body></html>', 'an HTML page'),
+    (b'resnet32x4 teacher: see the README\n', 'a text file'),
+])
+def test_a_page_or_text_as_teacher(cifar_root, tmp_path, capsys, content, kind):
+    path = tmp_path / 'resnet8_vanilla' / 'ckpt_epoch_240.pth'
+    path.parent.mkdir()
+    path.write_bytes(content)
+    argv = ['--path_t', str(path), '--data_folder', cifar_root, '--save_dir', str(tmp_path / 's')]
+    assert train_student.main(argv + FAST) == 2
+    err = capsys.readouterr().err
+    assert f'it is {kind}' in err and 'not a PyTorch checkpoint' in err
+    assert err.count('\n') == 1 and 'weights_only' not in err
+
+
+def test_teacher_of_another_architecture_is_summarised(cifar_root, tmp_path, capsys):
+    path = tmp_path / 'resnet20_vanilla' / 'ckpt_epoch_240.pth'
+    path.parent.mkdir()
+    save_checkpoint({'model': get_model('wrn_16_2', 100).state_dict()}, str(path))
+    argv = ['--path_t', str(path), '--data_folder', cifar_root, '--save_dir', str(tmp_path / 's')]
+    assert train_student.main(argv + FAST) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 700 and 'the weights look like wrn_16_2' in err
+    assert 'missing keys (e.g. layer1.0.conv1.weight' in err and 'unexpected keys' in err
+
+
+@pytest.mark.parametrize('layout', ['bare', 'state_dict', 'dataparallel'])
+def test_teacher_saved_without_the_model_key_loads(tmp_path, layout):
+    from helper.checkpoint import load_teacher
+    state = get_model('resnet8', 100).state_dict()
+    saved = {'bare': state, 'state_dict': {'state_dict': state, 'epoch': 240},
+             'dataparallel': {'model': {f'module.{k}': v for k, v in state.items()}}}[layout]
+    path = tmp_path / 'resnet8_vanilla' / 'resnet8.pth'
+    path.parent.mkdir()
+    torch.save(saved, path)
+    teacher, name = load_teacher(str(path), 100, 'cifar100')
+    assert name == 'resnet8'
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_folder_as_teacher(tmp_path, capsys):
+    assert train_student.main(['--path_t', str(tmp_path), '--save_dir', str(tmp_path)]) == 2
+    assert 'is a directory' in capsys.readouterr().err
+
+
+def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root, tmp_path, capsys):
+    save = str(tmp_path / 'save')
+    teacher_run(cifar_root, save, model='resnet8')
+    vanilla = os.path.join(save, 'models', 'resnet8_vanilla', 'ckpt_epoch_1.pth')
+    assert f'teacher for distillation: {vanilla}' in capsys.readouterr().out
+    from helper.checkpoint import load_teacher
+    assert load_teacher(vanilla, 100, 'cifar100')[1] == 'resnet8'
+    before = open(vanilla, 'rb').read()
+    train_teacher_run(cifar_root, save, '--seed', '0', '--trial', '1', *FAST, model='resnet8')
+    assert 'already holds a teacher; left as it is' in capsys.readouterr().out
+    assert open(vanilla, 'rb').read() == before
