@@ -61,12 +61,14 @@ class ShuffleNet(KDModel):
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.bn1, self.layer1, self.layer2, self.layer3])
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         out = F.relu(self.bn1(self.conv1(x)))
         stem = out
         out, stages = run_stages(out, [self.layer1, self.layer2, self.layer3], preact)
-        emb = F.avg_pool2d(out, 4).flatten(1)
-        return [stem, *stages, emb], self.linear(emb)
+        return [stem, *stages], out
+
+    def pool_head_map(self, head_map):
+        return F.avg_pool2d(head_map, 4).flatten(1)
 
 
 def ShuffleV1(**kwargs):

@@ -98,13 +98,14 @@ class ShuffleNetV2(KDModel):
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.bn1, self.layer1, self.layer2, self.layer3])
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         out = F.relu(self.bn1(self.conv1(x)))
         stem = out
         out, stages = run_stages(out, [self.layer1, self.layer2, self.layer3], preact)
-        out = F.relu(self.bn2(self.conv2(out)))
-        emb = F.avg_pool2d(out, 4).flatten(1)
-        return [stem, *stages, emb], self.linear(emb)
+        return [stem, *stages], F.relu(self.bn2(self.conv2(out)))
+
+    def pool_head_map(self, head_map):
+        return F.avg_pool2d(head_map, 4).flatten(1)
 
 
 def ShuffleV2(**kwargs):

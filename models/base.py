@@ -4,20 +4,41 @@
 ``feats = [stem, stage_1, ..., stage_K, embedding]``; with ``preact=True`` the stage outputs are
 taken before their final ReLU where the architecture has one. Methods rely on this contract only,
 so no method ever special-cases a model.
+
+The head contract: ``feats[-2]`` keeps RepDistiller's meaning (the last stage's output), which
+is not always the map the classifier pools (WRN applies BN and ReLU after it; MobileNetV2 and
+ShuffleV2 a 1x1 conv, BN and ReLU). ``model(x, with_head_map=True)`` returns
+``(feats, logits, head_map)`` with the map the classifier pools, and ``model.head(head_map)``
+gives the logits from such a map (pool, flatten, classifier), for methods that push a map
+through a classifier (SimKD, SRD).
 """
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class KDModel(nn.Module):
     classifier_name = 'fc'
 
-    def forward(self, x, is_feat=False, preact=False):
-        feats, logits = self.forward_features(x, preact)
-        return (feats, logits) if is_feat else logits
+    def forward(self, x, is_feat=False, preact=False, with_head_map=False):
+        maps, head_map = self.forward_maps(x, preact)
+        embedding = self.pool_head_map(head_map)
+        logits = getattr(self, self.classifier_name)(embedding)
+        if with_head_map:
+            return maps + [embedding], logits, head_map
+        return (maps + [embedding], logits) if is_feat else logits
 
-    def forward_features(self, x, preact):
-        """Return ``(feats, logits)`` as described in the module docstring."""
+    def forward_maps(self, x, preact):
+        """Return ``([stem, stage_1, ..., stage_K], head_map)``: the feature maps of the
+        contract and the map the classifier pools."""
         raise NotImplementedError
+
+    def pool_head_map(self, head_map):
+        """The embedding (B x D) the classifier takes: global average pooling by default."""
+        return F.adaptive_avg_pool2d(head_map, 1).flatten(1)
+
+    def head(self, head_map):
+        """Logits of a map shaped like the one the classifier pools."""
+        return getattr(self, self.classifier_name)(self.pool_head_map(head_map))
 
     def get_classifier(self):
         """The final linear layer (methods such as SimKD reuse the teacher's)."""

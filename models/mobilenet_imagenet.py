@@ -38,7 +38,7 @@ class MobileNetV1(KDModel):
     def get_bn_before_relu(self):
         return [self.model[end - 1][-2] for end in self.STAGE_ENDS[1:]]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         feats, start = [], 0
         for i, end in enumerate(self.STAGE_ENDS):
             x = self.model[start:end - 1](x)
@@ -47,8 +47,10 @@ class MobileNetV1(KDModel):
             x = F.relu(pre)
             feats.append(pre if preact and i > 0 else x)
             start = end
-        emb = self.model[-1](x).flatten(1)
-        return feats + [emb], self.fc(emb)
+        return feats, x
+
+    def pool_head_map(self, head_map):
+        return self.model[-1](head_map).flatten(1)
 
 
 class MobileNetV2Imagenet(KDModel, tv.MobileNetV2):
@@ -61,15 +63,13 @@ class MobileNetV2Imagenet(KDModel, tv.MobileNetV2):
     def get_feat_modules(self):
         return nn.ModuleList([self.features[:-1]])
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         feats, start = [], 0
         for end in self.STAGE_ENDS:
             x = self.features[start:end](x)
             feats.append(x)
             start = end
-        x = self.features[start:](x)
-        emb = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return feats + [emb], self.classifier(emb)
+        return feats, self.features[start:](x)
 
 
 class ShuffleNetV2Imagenet(KDModel, tv.ShuffleNetV2):
@@ -80,10 +80,9 @@ class ShuffleNetV2Imagenet(KDModel, tv.ShuffleNetV2):
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.maxpool, self.stage2, self.stage3, self.stage4])
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         stem = self.maxpool(self.conv1(x))
         f1 = self.stage2(stem)
         f2 = self.stage3(f1)
         f3 = self.stage4(f2)
-        emb = self.conv5(f3).mean([2, 3])
-        return [stem, f1, f2, f3, emb], self.fc(emb)
+        return [stem, f1, f2, f3], self.conv5(f3)

@@ -68,7 +68,7 @@ class MobileNetV2(KDModel):
     def get_bn_before_relu(self):
         return [self.blocks[i][-1].conv[-1] for i in self.FEATURE_BLOCKS]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         # Stage outputs are linear-bottleneck outputs (no ReLU), so `preact` changes nothing.
         out = self.conv1(x)
         feats = [out]
@@ -76,11 +76,10 @@ class MobileNetV2(KDModel):
             out = block(out)
             if i in self.FEATURE_BLOCKS:
                 feats.append(out)
-        out = self.conv2(out)
-        if not self.remove_avg:
-            out = self.avgpool(out)
-        emb = out.flatten(1)
-        return feats + [emb], self.classifier(emb)
+        return feats, self.conv2(out)
+
+    def pool_head_map(self, head_map):
+        return (head_map if self.remove_avg else self.avgpool(head_map)).flatten(1)
 
 
 def mobile_half(num_classes):

@@ -105,12 +105,14 @@ class ResNet(KDModel):
     def get_bn_before_relu(self):
         return [last_bn(layer[-1]) for layer in (self.layer1, self.layer2, self.layer3)]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         x = self.relu(self.bn1(self.conv1(x)))
         stem = x
         x, stages = run_stages(x, [self.layer1, self.layer2, self.layer3], preact)
-        emb = self.avgpool(x).flatten(1)
-        return [stem, *stages, emb], self.fc(emb)
+        return [stem, *stages], x
+
+    def pool_head_map(self, head_map):
+        return self.avgpool(head_map).flatten(1)
 
 
 def _cifar_resnet(depth, filters):

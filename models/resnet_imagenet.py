@@ -58,12 +58,11 @@ class ResNet(KDModel):
         return [last_bn(layer[-1])
                 for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         stem = x
         x, stages = run_stages(x, [self.layer1, self.layer2, self.layer3, self.layer4], preact)
-        emb = self.avgpool(x).flatten(1)
-        return [stem, *stages, emb], self.fc(emb)
+        return [stem, *stages], x
 
 
 def _resnet(block, layers, **arch):

@@ -40,7 +40,7 @@ class VGG(KDModel):
     def get_bn_before_relu(self):
         return [self.block1[-1], self.block2[-1], self.block3[-1], self.block4[-1]]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         height = x.shape[2]
         x = F.relu(self.block0(x))
         feats = [x]
@@ -52,8 +52,7 @@ class VGG(KDModel):
             pre = block(x)
             x = F.relu(pre)
             feats.append(pre if preact else x)
-        emb = self.pool4(x).flatten(1)
-        return feats + [emb], self.classifier(emb)
+        return feats, x
 
 
 CFG = {

@@ -75,18 +75,20 @@ class WideResNet(KDModel):
     def get_bn_before_relu(self):
         return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
 
-    def forward_features(self, x, preact):
+    def forward_maps(self, x, preact):
         stem = self.conv1(x)
         f1 = self.block1(stem)
         f2 = self.block2(f1)
         f3 = self.block3(f2)
-        emb = F.avg_pool2d(self.relu(self.bn1(f3)), 8).flatten(1)
-        logits = self.fc(emb)
+        head_map = self.relu(self.bn1(f3))
         if preact:
             # RepDistiller's convention: apply the BN that follows each stage (a second BN call,
             # which also updates its running statistics in train mode).
             f1, f2, f3 = self.get_bn_before_relu()[0](f1), self.block3.layer[0].bn1(f2), self.bn1(f3)
-        return [stem, f1, f2, f3, emb], logits
+        return [stem, f1, f2, f3], head_map
+
+    def pool_head_map(self, head_map):
+        return F.avg_pool2d(head_map, 8).flatten(1)
 
 
 def _wrn(depth, width):

@@ -87,6 +87,42 @@ def test_every_registered_model_follows_the_contract():
         assert len(model.get_feat_modules()) > 0, name
 
 
+HEAD_CASES = ([(name, 'cifar100', 32) for name in sorted(cifar_model_dict)]
+              + [(name, 'imagenet', 64) for name in sorted(imagenet_model_dict)])
+
+
+@pytest.mark.parametrize('name, dataset, size', HEAD_CASES)
+def test_head_of_the_pooled_map_gives_the_logits(name, dataset, size):
+    """The head contract, for every registered model: the map the classifier pools, pushed
+    through the model's head (and through its classifier after global pooling, as SimKD and SRD
+    do), gives the logits; the feature list is the same as without the map."""
+    torch.manual_seed(0)
+    model = get_model(name, 10, dataset).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        feats, logits, head_map = model(x, is_feat=True, with_head_map=True)
+        plain_feats, plain_logits = model(x, is_feat=True)
+        assert head_map.dim() == 4
+        assert torch.allclose(model.head(head_map), logits, atol=1e-5, rtol=1e-5)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(head_map, 1).flatten(1)
+        assert torch.allclose(model.get_classifier()(pooled), logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(logits, plain_logits)
+    assert all(torch.equal(a, b) for a, b in zip(feats, plain_feats))
+
+
+@pytest.mark.parametrize('name', ['wrn_40_2', 'MobileNetV2', 'ShuffleV2'])
+def test_head_map_is_not_the_last_stage_where_the_head_adds_layers(name):
+    model = get_model(name, 100).eval()
+    with torch.no_grad():
+        feats, logits, head_map = model(torch.randn(2, 3, 32, 32), is_feat=True,
+                                        with_head_map=True)
+        assert feats[-2].shape != head_map.shape or not torch.allclose(feats[-2], head_map)
+        # RepDistiller's feats[-2] through the classifier misses the logits.
+        pooled = torch.nn.functional.adaptive_avg_pool2d(feats[-2], 1).flatten(1)
+        if pooled.shape[1] == model.get_classifier().in_features:
+            assert not torch.allclose(model.get_classifier()(pooled), logits, atol=1e-3)
+
+
 @pytest.mark.parametrize('name, builder', [('ResNet18', tv.resnet18), ('ResNet50', tv.resnet50),
                                            ('MobileNetV2_Imagenet', tv.mobilenet_v2),
                                            ('ShuffleV2_Imagenet', tv.shufflenet_v2_x1_0)])
