@@ -4,8 +4,9 @@
 
 The architecture comes from the checkpoint or its folder name (or ``--model``), the data set
 from the options the run stored (or ``--dataset``). Students of methods that predict through
-their own modules or the teacher's classifier are rebuilt with the options stored in their
-checkpoint. Only the test split is read.
+their own modules (SimKD: a projector and a copy of the teacher's classifier) are rebuilt with
+the options and modules stored in their checkpoint; the teacher's file is not needed. Only the
+test split is read.
 """
 import json
 import os
@@ -14,11 +15,11 @@ from types import SimpleNamespace
 
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import get_method
-from helper.checkpoint import get_teacher_name, load_checkpoint, load_teacher
+from helper.checkpoint import get_teacher_name, load_checkpoint
 from helper.loops import validate
-from helper.options import Parser, non_negative_int, positive_int, select_device
+from helper.options import Parser, select_device
 from helper.cli import run_cli
-from helper.util import UserError
+from helper.util import UserError, non_negative_int, positive_int
 from models import get_model, model_dict
 
 
@@ -70,7 +71,9 @@ def build_predictor(ckpt, opt, num_classes):
                             f"({str(e).splitlines()[0]}); pass --model or --dataset") from None
         return model, model, arch
     method_opt = SimpleNamespace(**ckpt['method_opt'])
-    teacher, _ = load_teacher(method_opt.path_t, num_classes, opt.dataset)
+    # The checkpoint holds every module the prediction needs (a copy of the teacher's
+    # classifier included); the teacher's architecture only sizes the method's modules.
+    teacher = get_model(method_opt.model_t, num_classes, opt.dataset)
     distiller = get_method(method_opt.distill)(model, teacher, method_opt,
                                                method_opt.image_size)
     distiller.load_checkpoint_state(ckpt)

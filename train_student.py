@@ -8,10 +8,10 @@ from helper.checkpoint import load_teacher
 from helper.logger import RunLogger
 from helper.loops import Trainer, validate
 from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
-                            non_negative_float, non_negative_int, positive_float, positive_int,
-                            prepare_run, select_device, unit_interval)
+                            prepare_run, select_device)
 from helper.cli import run_cli
-from helper.util import UserError, set_seed
+from helper.util import (UserError, non_negative_float, non_negative_int, positive_float,
+                         positive_int, set_seed, unit_interval)
 from models import get_model
 
 
@@ -39,6 +39,8 @@ def parse_option(argv=None):
     parser.add_argument('--nce_k', type=positive_int, default=16384, help='CRD negatives per sample')
     parser.add_argument('--nce_t', type=positive_float, default=0.07, help='CRD temperature')
     parser.add_argument('--nce_m', type=unit_interval, default=0.5, help='CRD memory momentum')
+    for method in dict.fromkeys(METHODS.values()):  # each method class once, aliases aside
+        method.add_arguments(parser)
     opt = parser.parse_args(argv)
     method = get_method(opt.distill)
     for name, default in zip(('gamma', 'alpha', 'beta'), method.default_weights):
@@ -73,6 +75,8 @@ def run(opt):
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
           f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',
           flush=True)
+    if distiller.describe():
+        print(f'{opt.distill}: {distiller.describe()}', flush=True)
     teacher_acc = validate(test_loader, teacher, device, desc='teacher', opt=opt)
     print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
           f'{teacher_acc["top5"]:.2f}', flush=True)

@@ -15,9 +15,13 @@ from .KDSVD import KDSVD
 from .NST import NSTLoss
 from .PKT import PKT
 from .RKD import RKDLoss
+from .SimKD import SimKD
 from .SP import Similarity
+from .SRD import DISTV2, statm_loss, transfer_conv
+from .SRRL import SRRL
 from .VID import VIDLoss
 
 __all__ = ['METHODS', 'Distiller', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
            'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
-           'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD']
+           'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
+           'transfer_conv', 'statm_loss', 'DISTV2']

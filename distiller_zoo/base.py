@@ -5,11 +5,21 @@ one exists) and a ``Distiller`` subclass registered under its ``--distill`` name
 declares what it consumes and adds, and computes its loss term; the training loop only calls
 ``forward_train`` / ``forward_test`` and sums the returned dict of named loss terms.
 """
+from typing import NamedTuple, Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 METHODS = {}
+
+
+class NetOutput(NamedTuple):
+    """One network's outputs for a batch: the contract's feature list, the logits, and (for
+    methods with ``uses_head_map``) the map its classifier pools."""
+    feats: list
+    logits: torch.Tensor
+    head_map: Optional[torch.Tensor] = None
 
 
 def register_method(*names):
@@ -52,18 +62,31 @@ class Distiller(nn.Module):
       ``data_variant``: ``'instance'`` (batches carry the sample index) or ``'sample'``
       (index and CRD's contrast indices);
       ``preact``: read pre-activation features;
+      ``uses_head_map``: ``kd_loss`` also receives ``head_s``/``head_t``, the maps the
+      student's and the teacher's classifiers pool (see ``models.base``);
       ``student_predicts``: False for methods whose ``forward_test`` goes through their own
-      modules or the teacher (e.g. a reused teacher classifier); their checkpoints then carry
-      the options needed to rebuild them for evaluation.
-    A method overrides ``kd_loss`` (the ``-b`` term). Its modules, created in ``__init__``, are
+      modules (e.g. a copy of the teacher's classifier); their checkpoints carry those modules
+      and the options needed to rebuild them, so they evaluate without the teacher's file.
+    A method overrides ``kd_loss`` (the ``-b`` term: one loss, or a dict of named terms, each
+    weighted by ``-b`` and logged on its own). Its modules, created in ``__init__``, are
     trained with the student, except those listed in ``self.frozen`` (kept in eval mode, out of
     the optimizer). A two-stage method also overrides ``init_modules`` and ``init_loss``: its
-    init stage trains those modules on that loss before distillation starts.
+    init stage trains those modules on that loss before distillation starts. A method with
+    options of its own adds them in ``add_arguments`` and says what it uses in ``describe``.
     """
     default_weights = (1.0, 0.0, 0.0)
     data_variant = 'instance'
     preact = False
+    uses_head_map = False
     student_predicts = True
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """Add this method's own command-line options (called once per method class)."""
+
+    def describe(self):
+        """A line on the method's own settings, printed at start ('' when it has none)."""
+        return ''
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__()
@@ -82,15 +105,19 @@ class Distiller(nn.Module):
         return self
 
     @torch.no_grad()
-    def probe_features(self, image_size):
-        """Feature lists of student and teacher for a random 2-image batch (to size modules)."""
+    def probe(self, image_size):
+        """Student's and teacher's ``NetOutput`` for a random 2-image batch (to size modules)."""
         x = torch.randn(2, 3, image_size, image_size)
         modes = self.student.training, self.teacher.training
         self.student.eval(), self.teacher.eval()
-        feat_s, _ = self.student(x, is_feat=True, preact=self.preact)
-        feat_t, _ = self.teacher(x, is_feat=True, preact=self.preact)
+        outputs = self.run_network(self.student, x), self.run_network(self.teacher, x)
         self.student.train(modes[0]), self.teacher.train(modes[1])
-        return feat_s, feat_t
+        return outputs
+
+    def probe_features(self, image_size):
+        """Feature lists of student and teacher for a random 2-image batch."""
+        student, teacher = self.probe(image_size)
+        return student.feats, teacher.feats
 
     def trainable_parameters(self):
         frozen = {id(p) for m in self.frozen for p in m.parameters()}
@@ -113,18 +140,39 @@ class Distiller(nn.Module):
             feat_t, _ = self.teacher(image, is_feat=True, preact=self.preact)
         return self.init_loss(feat_s, feat_t)
 
+    def run_network(self, net, image):
+        if self.uses_head_map:
+            return NetOutput(*net(image, is_feat=True, preact=self.preact, with_head_map=True))
+        return NetOutput(*net(image, is_feat=True, preact=self.preact))
+
+    def forward_nets(self, image):
+        """The student's and the (frozen, gradient-free) teacher's outputs of one batch."""
+        student = self.run_network(self.student, image)
+        with torch.no_grad():
+            teacher = self.run_network(self.teacher, image)
+        return student, teacher
+
+    def base_losses(self, logit_s, logit_t, target):
+        """The ``-r`` (cross-entropy) and ``-a`` (KL) terms."""
+        return {'cls': self.gamma * self.criterion_cls(logit_s, target),
+                'div': self.alpha * self.criterion_div(logit_s, logit_t)}
+
+    def add_method_loss(self, losses, loss_kd):
+        """Weight the method's term(s) by ``-b`` into ``losses``."""
+        if isinstance(loss_kd, dict):
+            losses.update({f'kd_{name}': self.beta * value for name, value in loss_kd.items()})
+        elif loss_kd is not None:
+            losses['kd'] = self.beta * loss_kd
+        return losses
+
     def forward_train(self, image, target, index=None, contrast_idx=None):
         """Return the student's logits and the weighted loss terms of one batch."""
-        feat_s, logit_s = self.student(image, is_feat=True, preact=self.preact)
-        with torch.no_grad():
-            feat_t, logit_t = self.teacher(image, is_feat=True, preact=self.preact)
-        losses = {'cls': self.gamma * self.criterion_cls(logit_s, target),
-                  'div': self.alpha * self.criterion_div(logit_s, logit_t)}
-        loss_kd = self.kd_loss(feat_s, feat_t, logit_s, logit_t, index=index,
-                               contrast_idx=contrast_idx)
-        if loss_kd is not None:
-            losses['kd'] = self.beta * loss_kd
-        return logit_s, losses
+        s, t = self.forward_nets(image)
+        heads = {'head_s': s.head_map, 'head_t': t.head_map} if self.uses_head_map else {}
+        loss_kd = self.kd_loss(s.feats, t.feats, s.logits, t.logits, index=index,
+                               contrast_idx=contrast_idx, **heads)
+        return s.logits, self.add_method_loss(self.base_losses(s.logits, t.logits, target),
+                                              loss_kd)
 
     forward = forward_train  # what DistributedDataParallel calls
 

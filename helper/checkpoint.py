@@ -5,7 +5,6 @@ import contextlib
 import errno
 import os
 import pickle
-import zipfile
 
 import torch
 

@@ -2,7 +2,6 @@
 and defaults), and the checks and derived values both scripts need."""
 import argparse
 import glob
-import math
 import os
 import random
 
@@ -13,9 +12,17 @@ from models import SMALL_LR_MODELS, model_dict
 from . import distributed
 from .checkpoint import load_checkpoint
 from .loops import LAST
-from .util import RunFinished, UserError, parse_decay_epochs
+from .util import (RunFinished, UserError, non_negative_float, non_negative_int,
+                   parse_decay_epochs, positive_float, positive_int, unit_interval)
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (the help says what then)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,32 +30,10 @@ class Parser(argparse.ArgumentParser):
     the usage block followed by the message."""
 
     def __init__(self, description):
-        super().__init__(description=description,
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(description=description, formatter_class=HelpFormatter)
 
     def error(self, message):
         raise UserError(f'{message} (--help lists the options)')
-
-
-def _number(kind, test, wanted):
-    """An argparse type: ``kind`` (int or float) that is finite and passes ``test``."""
-    def convert(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected {wanted}, got {text!r}') from None
-        if not (math.isfinite(value) and test(value)):
-            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text}')
-        return value
-    convert.__name__ = wanted  # what argparse names in its own messages
-    return convert
-
-
-positive_int = _number(int, lambda v: v > 0, 'a positive integer')
-non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
-positive_float = _number(float, lambda v: v > 0, 'a positive number')
-non_negative_float = _number(float, lambda v: v >= 0, 'a number >= 0')
-unit_interval = _number(float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
 
 
 def base_parser(description):

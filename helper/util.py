@@ -1,4 +1,6 @@
 """Small training utilities (RepDistiller names where they exist)."""
+import argparse
+import math
 import random
 
 import numpy as np
@@ -21,6 +23,27 @@ def set_seed(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _number(kind, test, wanted):
+    """An argparse type: ``kind`` (int or float) that is finite and passes ``test``."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected {wanted}, got {text!r}') from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text}')
+        return value
+    convert.__name__ = wanted  # what argparse names in its own messages
+    return convert
+
+
+positive_int = _number(int, lambda v: v > 0, 'a positive integer')
+non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
+positive_float = _number(float, lambda v: v > 0, 'a positive number')
+non_negative_float = _number(float, lambda v: v >= 0, 'a number >= 0')
+unit_interval = _number(float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
 
 
 def parse_decay_epochs(text):

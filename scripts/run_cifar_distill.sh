@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# RepDistiller's distillation commands, resnet32x4 -> resnet8x4 on CIFAR-100 (240 epochs each).
+# RepDistiller's distillation commands, resnet32x4 -> resnet8x4 on CIFAR-100 (240 epochs each),
+# then the methods that reuse the teacher's classifier.
 # The teacher: bash scripts/fetch_pretrained_teachers.sh resnet32x4, or train it with
 # python train_teacher.py --model resnet32x4 (it is then linked at the path below), or name
 # another file with TEACHER=<path>. Extra arguments are passed to every run, e.g. --trial 2.
@@ -36,3 +37,13 @@ $PY train_student.py --path_t $T --distill nst --model_s resnet8x4 -a 0 -b 50 --
 $PY train_student.py --path_t $T --distill crd --model_s resnet8x4 -a 0 -b 0.8 --trial 1 "$@"
 # CRD+KD
 $PY train_student.py --path_t $T --distill crd --model_s resnet8x4 -a 1 -b 0.8 --trial 1 "$@"
+
+# Methods that reuse the teacher's classifier (the SimKD toolbox's weights; SRD's seed weights)
+# SimKD (-f 2: projector factor; 4 and 8 give smaller projectors)
+$PY train_student.py --path_t $T --distill simkd --model_s resnet8x4 -c 0 -d 0 -b 1 -f 2 --trial 1 "$@"
+# SRRL
+$PY train_student.py --path_t $T --distill srrl --model_s resnet8x4 -c 1 -d 1 -b 1 --trial 1 "$@"
+# SRD (1 x feature MSE + 2 x logit MSE; --srd_feat_loss stat for the paper's feature loss)
+$PY train_student.py --path_t $T --distill srd --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"
+# SRDwithDIST
+$PY train_student.py --path_t $T --distill srd_dist --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"

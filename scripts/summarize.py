@@ -20,11 +20,12 @@ from distiller_zoo import METHODS  # noqa: E402
 
 # RepDistiller's row order; other methods follow alphabetically.
 ROW_ORDER = ['kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt',
-             'abound', 'factor', 'fsp', 'nst', 'crd', 'crd+kd']
+             'abound', 'factor', 'fsp', 'nst', 'crd', 'crd+kd', 'srrl', 'simkd', 'srd', 'srd_dist']
 LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
           'correlation': 'CC', 'vid': 'VID', 'rkd': 'RKD', 'pkt': 'PKT', 'abound': 'AB',
           'factor': 'FT', 'fsp': 'FSP', 'nst': 'NST', 'kdsvd': 'KD-SVD', 'crd': 'CRD',
-          'crd+kd': 'CRD+KD'}
+          'crd+kd': 'CRD+KD', 'simkd': 'SimKD', 'srrl': 'SRRL', 'srd': 'SRD',
+          'srd_dist': 'SRDwithDIST'}
 
 
 def ordered_methods(methods):
@@ -45,9 +46,13 @@ def read_runs(folder):
 
 
 def method_key(args):
-    """Canonical method name; a method other than KD that also weights the KL term is '+kd'."""
-    name = METHODS[args['distill']].names[0] if args['distill'] in METHODS else args['distill']
-    return f'{name}+kd' if name != 'kd' and args.get('alpha', 0) > 0 else name
+    """Canonical method name; a method whose recipe has no KL term, run with one, is '+kd'."""
+    method = METHODS.get(args['distill'])
+    if method is None:
+        return args['distill']
+    name = method.names[0]
+    with_kl = args.get('alpha', 0) > 0 and method.default_weights[1] == 0
+    return f'{name}+kd' if name != 'kd' and with_kl else name
 
 
 def mean_std(values):
@@ -127,7 +132,7 @@ def plot_curves(runs, out):
     styles = method_styles(ordered_methods(methods))
     cols = min(len(panels), 3) or 1
     rows = -(-len(panels) // cols) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 4.5 * rows), squeeze=False)
     drawn = {}
     for ax, (dataset, teacher, student) in zip(axes.flat, panels):
         title = f'{teacher} -> {student} ({dataset})'
@@ -146,7 +151,7 @@ def plot_curves(runs, out):
         ax.set_xlabel('epoch')
         ax.set_ylabel('test top-1 (%)')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize='small', ncol=2)
+        ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0))  # beside
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()

@@ -163,6 +163,8 @@ DEFAULT_WEIGHTS = {
     'similarity': (1, 0, 3000), 'correlation': (1, 0, 0.02), 'vid': (1, 0, 1), 'rkd': (1, 0, 1),
     'pkt': (1, 0, 30000), 'abound': (1, 0, 1), 'factor': (1, 0, 200), 'fsp': (1, 0, 50),
     'nst': (1, 0, 50), 'crd': (1, 0, 0.8),
+    # METHODS_MODERN.md: the authors' scripts (SimKD toolbox; the SRD seed with -r 1 -a 0)
+    'simkd': (0, 0, 1), 'srrl': (1, 1, 1), 'srd': (1, 0, 1), 'srd_dist': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor'}
@@ -182,7 +184,8 @@ def method_opt(name, **over):
     opt = dict(gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=16,
                nce_k=20, nce_t=0.07, nce_m=0.5, n_data=64, model_s='resnet8', learning_rate=0.05,
                momentum=0.9, weight_decay=5e-4, init_epochs=1, seed=0, max_grad_norm=None,
-               amp='off', channels_last=False)
+               amp='off', channels_last=False, factor=2, srd_feat_loss='mse',
+               srd_feat_weight=None, srd_logit_weight=None, model_t='resnet14')
     opt.update(over)
     return SimpleNamespace(**opt)
 
@@ -190,7 +193,7 @@ def method_opt(name, **over):
 def build(name, teacher='resnet14', student='resnet8', num_classes=10):
     torch.manual_seed(0)
     t, s = get_model(teacher, num_classes), get_model(student, num_classes)
-    return get_method(name)(s, t, method_opt(name, model_s=student)), t, s
+    return get_method(name)(s, t, method_opt(name, model_s=student, model_t=teacher)), t, s
 
 
 def fixed_batch(n=8, num_classes=10):

@@ -72,7 +72,8 @@ def final_state(save):
 # 5th falls in epoch 1's validation), and inside the init stage of a two-stage method (FSP).
 @pytest.mark.parametrize('distill, stop_at, loader', [('kd', 7, 'device'), ('crd', 5, 'device'),
                                                      ('fsp', 3, 'device'), ('kd', 3, 'classic'),
-                                                     ('crd', 7, 'classic')])
+                                                     ('crd', 7, 'classic'),
+                                                     ('simkd', 3, 'device')])
 def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
                                                       stop_at, loader):
     root = setup[2]

@@ -1,4 +1,5 @@
 """Results: the summary table, the plot, and evaluating a checkpoint."""
+import copy
 import json
 import os
 
@@ -87,13 +88,19 @@ FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '
 
 
 class TeacherHead(Distiller):
-    """A test-only method that predicts with the teacher's classifier on student features."""
+    """A test-only method that predicts with (a copy of) the teacher's classifier on student
+    features."""
     names = ('teacherhead',)
     student_predicts = False
 
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        self.cls_t = copy.deepcopy(teacher.get_classifier()).requires_grad_(False)
+        self.frozen.append(self.cls_t)
+
     def forward_test(self, image):
         feats, _ = self.student(image, is_feat=True)
-        return self.teacher.get_classifier()(feats[-1])
+        return self.cls_t(feats[-1])
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""SRD, the "softmax regression" distillation of Yang et al. (ICLR 2021) as the seed repository
+(chitraz/KnowledgeDistillationForModelCompression) and SRD_ossl run it: a 1x1 adaptor maps the
+map the student's classifier pools onto the teacher's channels; the loss matches that map to
+the teacher's and the cross-network logits (the adapted map through the frozen teacher
+classifier) to the teacher's logits. ``--distill srd_dist`` (SRDwithDIST) matches the logits by
+the row and column correlations of DIST instead, on raw logits."""
+import math
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helper.util import non_negative_float
+from .base import Distiller, pool_to_smaller, register_method
+
+
+class transfer_conv(nn.Module):
+    """The adaptor (SRD_ossl's name and keys, ``Connectors.*``): bias-free 1x1 conv, BN, ReLU,
+    He-normal (fan-out) initialised."""
+
+    def __init__(self, in_feature, out_feature):
+        super().__init__()
+        self.in_feature, self.out_feature = in_feature, out_feature
+        self.Connectors = nn.Sequential(
+            nn.Conv2d(in_feature, out_feature, kernel_size=1, bias=False),
+            nn.BatchNorm2d(out_feature), nn.ReLU())
+        conv, bn = self.Connectors[0], self.Connectors[1]
+        nn.init.normal_(conv.weight, 0, math.sqrt(2.0 / out_feature))
+        nn.init.ones_(bn.weight)
+        nn.init.zeros_(bn.bias)
+
+    def forward(self, student):
+        return self.Connectors(student)
+
+
+class statm_loss(nn.Module):
+    """The paper's feature loss: squared difference of per-channel spatial means, averaged over
+    channels and the batch (maps of any spatial size)."""
+
+    def forward(self, x, y):
+        return (x.flatten(2).mean(2) - y.flatten(2).mean(2)).pow(2).mean()
+
+
+def pearson(a, b, eps=1e-8):
+    """Row-wise Pearson correlation (centred cosine) of two B x C matrices."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def inter_class_relation(y_s, y_t):
+    """1 - mean correlation of each sample's class scores."""
+    return 1 - pearson(y_s, y_t).mean()
+
+
+def intra_class_relation(y_s, y_t):
+    """1 - mean correlation of each class's scores over the batch."""
+    return inter_class_relation(y_s.t(), y_t.t())
+
+
+class DISTV2(nn.Module):
+    """SRDwithDIST's logit loss: DIST's inter- and intra-class relations on raw logits (no
+    softmax, no temperature)."""
+
+    def __init__(self, beta=1.0, gamma=1.0):
+        super().__init__()
+        self.beta, self.gamma = beta, gamma
+
+    def forward(self, z_s, z_t):
+        return (self.beta * inter_class_relation(z_s, z_t)
+                + self.gamma * intra_class_relation(z_s, z_t))
+
+
+@register_method('srd')
+class SRD(Distiller):
+    default_weights = (1.0, 0.0, 1.0)
+    uses_head_map = True
+
+    @classmethod
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group('SRD, SRDwithDIST (--distill srd, srd_dist)')
+        group.add_argument('--srd_feat_loss', choices=['mse', 'stat'], default='mse',
+                           help="feature term: 'mse' of the adapted map (the seed's), or "
+                                "'stat', the paper's squared difference of channel means")
+        group.add_argument('--srd_feat_weight', type=non_negative_float, default=None,
+                           help='weight of the feature term (default: 1; 10 with stat for a '
+                                'ShuffleV1 student, as SRD_ossl)')
+        group.add_argument('--srd_logit_weight', type=non_negative_float, default=None,
+                           help="weight of the logit term (default: srd 2 with mse, 1 with "
+                                "stat; srd_dist the seed's per-pair weight, 10 or 4)")
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        s, t = self.probe(image_size)
+        self.adaptor = transfer_conv(s.head_map.shape[1], t.head_map.shape[1])
+        self.feat_loss_name = opt.srd_feat_loss
+        self.criterion_feat = statm_loss() if opt.srd_feat_loss == 'stat' else nn.MSELoss()
+        self.criterion_logit = self.logit_criterion()
+        feat_weight, logit_weight = self.default_term_weights(opt)
+        self.feat_weight = feat_weight if opt.srd_feat_weight is None else opt.srd_feat_weight
+        self.logit_weight = logit_weight if opt.srd_logit_weight is None else opt.srd_logit_weight
+
+    def logit_criterion(self):
+        return nn.MSELoss()
+
+    def default_term_weights(self, opt):
+        if opt.srd_feat_loss == 'stat':
+            return (10.0 if opt.model_s == 'ShuffleV1' else 1.0), 1.0
+        return 1.0, 2.0
+
+    def describe(self):
+        return (f'{self.feat_weight:g} x feature {self.feat_loss_name} + {self.logit_weight:g} x '
+                f'logit {type(self.criterion_logit).__name__} (weighted by -b)')
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, head_s=None, head_t=None, index=None,
+                contrast_idx=None):
+        adapted = self.adaptor(head_s)
+        # Cross-network logits: the adapted map through the teacher's pooling and classifier.
+        cross = self.teacher.get_classifier()(F.adaptive_avg_pool2d(adapted, 1).flatten(1))
+        return {'feat': self.feat_weight * self.criterion_feat(*pool_to_smaller(adapted, head_t)),
+                'logit': self.logit_weight * self.criterion_logit(cross, logit_t)}
+
+
+# The seed's per-pair logit weight for SRDwithDIST (-B; -A, the feature weight, is 1).
+SRD_DIST_LOGIT_WEIGHTS = {('wrn_40_4', 'wrn_16_4'): 10.0, ('wrn_40_2', 'wrn_40_1'): 10.0,
+                          ('wrn_40_4', 'wrn_16_2'): 4.0}
+SRD_DIST_DEFAULT_LOGIT_WEIGHT = 10.0
+
+
+@register_method('srd_dist')
+class SRDwithDIST(SRD):
+    def logit_criterion(self):
+        return DISTV2()
+
+    def default_term_weights(self, opt):
+        feat_weight = super().default_term_weights(opt)[0]
+        return feat_weight, SRD_DIST_LOGIT_WEIGHTS.get((opt.model_t, opt.model_s),
+                                                       SRD_DIST_DEFAULT_LOGIT_WEIGHT)
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """Shares SRD's options."""
