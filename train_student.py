@@ -17,15 +17,20 @@ from models import get_model
 
 def parse_option(argv=None):
     parser = base_parser('Distil a teacher into a student.')
-    parser.add_argument('--path_t', type=str, required=True, help='teacher checkpoint')
+    parser.add_argument('--path_t', type=str, default=None,
+                        help='teacher checkpoint (or torchvision:<name>); required, except '
+                             'for methods that train both networks (dml)')
     add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
+    add_model_argument(parser, '--model_t', None, 'with --distill dml and no --path_t: the '
+                       'peer\'s architecture, trained from scratch')
     parser.add_argument('--distill', type=str, default='kd', choices=sorted(METHODS),
                         help='distillation method')
     parser.add_argument('--trial', type=str, default='1', help='experiment id (part of the folder)')
-    parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=non_negative_float, default=None,
-                        help='weight of the cross-entropy loss (default: the method\'s)')
-    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=non_negative_float, default=None,
-                        help='weight of the KD (KL) loss (default: the method\'s)')
+    parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=non_negative_float,
+                        default=None, help='weight of the cross-entropy loss (default: the '
+                                           'method\'s)')
+    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=non_negative_float,
+                        default=None, help='weight of the KD (KL) loss (default: the method\'s)')
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
     parser.add_argument('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
@@ -46,14 +51,22 @@ def parse_option(argv=None):
     for name, default in zip(('gamma', 'alpha', 'beta'), method.default_weights):
         if getattr(opt, name) is None:
             setattr(opt, name, default)
+    if opt.path_t is None and (method.teacher_frozen or opt.model_t is None):
+        raise UserError('--path_t (the teacher checkpoint) is required' + (
+            '' if method.teacher_frozen else f'; --distill {opt.distill} can instead start '
+            f'the second network from scratch with --model_t NAME'))
+    if opt.path_t is not None and opt.model_t is not None:
+        raise UserError('--model_t is only for starting a --distill dml peer from scratch; the '
+                        'teacher\'s architecture comes from --path_t')
     return finish_options(opt, opt.model_s)
 
 
 def run(opt):
     device = select_device(opt)
     method = get_method(opt.distill)
-    teacher, opt.model_t = load_teacher(opt.path_t, DATASETS[opt.dataset].num_classes,
-                                        opt.dataset)
+    if opt.path_t:
+        teacher, opt.model_t = load_teacher(opt.path_t, DATASETS[opt.dataset].num_classes,
+                                            opt.dataset)
     run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
                 f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
     run_dir, tb_dir, resume = prepare_run(opt, 'student_model', 'student_tensorboards', run_name)
@@ -65,6 +78,8 @@ def run(opt):
         dali=opt.dali)
     opt.n_data = len(train_loader.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
+    if not opt.path_t:  # a peer trained from scratch (DML)
+        teacher = get_model(opt.model_t, num_classes, opt.dataset)
     try:
         distiller = method(student, teacher, opt, DATASETS[opt.dataset].image_size).to(device)
     except ValueError as e:
@@ -77,9 +92,10 @@ def run(opt):
           flush=True)
     if distiller.describe():
         print(f'{opt.distill}: {distiller.describe()}', flush=True)
-    teacher_acc = validate(test_loader, teacher, device, desc='teacher', opt=opt)
-    print(f'teacher {opt.model_t}: acc@1 {teacher_acc["top1"]:.2f} acc@5 '
-          f'{teacher_acc["top5"]:.2f}', flush=True)
+    teacher_acc = None  # a peer trained from scratch has none yet
+    if opt.path_t:
+        teacher_acc = validate(test_loader, teacher, device, desc='teacher', opt=opt)['top1']
+        print(f'teacher {opt.model_t}: acc@1 {teacher_acc:.2f}', flush=True)
 
     logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, run_dir, logger,
@@ -88,10 +104,11 @@ def run(opt):
                              resume)
     logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
                          {'student': (opt.model_s, student), 'teacher': (opt.model_t, teacher)},
-                         teacher_acc=teacher_acc['top1'], method=opt.distill)
+                         teacher_acc=teacher_acc, method=opt.distill)
     logger.close()
-    print(f'done: {opt.model_t} ({teacher_acc["top1"]:.2f}) -> {opt.model_s} with '
-          f'{opt.distill}: best acc@1 {best:.2f}, last acc@1 {last:.2f}; checkpoints in {run_dir}')
+    teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
+    print(f'done: {opt.model_t}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '
+          f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {run_dir}')
 
 
 def main(argv=None):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from helper.util import non_negative_float
 from .base import Distiller, pool_to_smaller, register_method
+from .DIST import inter_class_relation, intra_class_relation
 
 
 class transfer_conv(nn.Module):
@@ -38,22 +39,6 @@ class statm_loss(nn.Module):
 
     def forward(self, x, y):
         return (x.flatten(2).mean(2) - y.flatten(2).mean(2)).pow(2).mean()
-
-
-def pearson(a, b, eps=1e-8):
-    """Row-wise Pearson correlation (centred cosine) of two B x C matrices."""
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
-
-
-def inter_class_relation(y_s, y_t):
-    """1 - mean correlation of each sample's class scores."""
-    return 1 - pearson(y_s, y_t).mean()
-
-
-def intra_class_relation(y_s, y_t):
-    """1 - mean correlation of each class's scores over the batch."""
-    return inter_class_relation(y_s.t(), y_t.t())
 
 
 class DISTV2(nn.Module):

@@ -7,6 +7,9 @@ from .AB import ABLoss
 from .AT import Attention
 from .CC import Correlation
 from .CRD import CRD
+from .DIST import DIST
+from .DKD import dkd_loss
+from .DML import DML
 from .FitNet import HintLoss
 from .FSP import FSP
 from .FT import FactorTransfer
@@ -14,7 +17,9 @@ from .KD import KD
 from .KDSVD import KDSVD
 from .NST import NSTLoss
 from .PKT import PKT
+from .ReviewKD import ABF, hcl_loss
 from .RKD import RKDLoss
+from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
 from .SP import Similarity
 from .SRD import DISTV2, statm_loss, transfer_conv
@@ -24,4 +29,5 @@ from .VID import VIDLoss
 __all__ = ['METHODS', 'Distiller', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
            'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
            'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
-           'transfer_conv', 'statm_loss', 'DISTV2']
+           'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',
+           'SemCKDLoss', 'SelfA', 'DML']

@@ -64,6 +64,10 @@ class Distiller(nn.Module):
       ``preact``: read pre-activation features;
       ``uses_head_map``: ``kd_loss`` also receives ``head_s``/``head_t``, the maps the
       student's and the teacher's classifiers pool (see ``models.base``);
+      ``uses_target``: ``kd_loss`` also receives the labels (``target``);
+      ``full_batches_only``: the training loop skips a batch smaller than ``--batch_size`` (the
+      last one of an epoch), for modules sized by the batch;
+      ``teacher_frozen``: False for methods that train the second network too (DML);
       ``student_predicts``: False for methods whose ``forward_test`` goes through their own
       modules (e.g. a copy of the teacher's classifier); their checkpoints carry those modules
       and the options needed to rebuild them, so they evaluate without the teacher's file.
@@ -78,6 +82,9 @@ class Distiller(nn.Module):
     data_variant = 'instance'
     preact = False
     uses_head_map = False
+    uses_target = False
+    full_batches_only = False
+    teacher_frozen = True
     student_predicts = True
 
     @classmethod
@@ -92,16 +99,27 @@ class Distiller(nn.Module):
         super().__init__()
         self.options = dict(vars(opt), image_size=image_size)
         self.student = student
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval().requires_grad_(not self.teacher_frozen)
         self.gamma, self.alpha, self.beta = opt.gamma, opt.alpha, opt.beta
         self.criterion_cls = nn.CrossEntropyLoss()
         self.criterion_div = DistillKL(opt.kd_T)
         self.frozen = []  # method modules that are fixed during distillation
+        self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def warmup_weight(self, epochs):
+        """``min(epoch / epochs, 1)``: a term's linear warm-up over the first ``epochs`` epochs
+        (counted from 1, as the authors do); 1 without warm-up or outside the training loop."""
+        if not epochs or self.epoch is None:
+            return 1.0
+        return min(self.epoch / epochs, 1.0)
 
     def train(self, mode=True):
         super().train(mode)
-        for module in [self.teacher] + self.frozen:
-            module.eval()  # the teacher's BN statistics never move
+        for module in [self.teacher] * self.teacher_frozen + self.frozen:
+            module.eval()  # a frozen teacher's BN statistics never move
         return self
 
     @torch.no_grad()
@@ -168,9 +186,11 @@ class Distiller(nn.Module):
     def forward_train(self, image, target, index=None, contrast_idx=None):
         """Return the student's logits and the weighted loss terms of one batch."""
         s, t = self.forward_nets(image)
-        heads = {'head_s': s.head_map, 'head_t': t.head_map} if self.uses_head_map else {}
+        extra = {'head_s': s.head_map, 'head_t': t.head_map} if self.uses_head_map else {}
+        if self.uses_target:
+            extra['target'] = target
         loss_kd = self.kd_loss(s.feats, t.feats, s.logits, t.logits, index=index,
-                               contrast_idx=contrast_idx, **heads)
+                               contrast_idx=contrast_idx, **extra)
         return s.logits, self.add_method_loss(self.base_losses(s.logits, t.logits, target),
                                               loss_kd)
 
@@ -182,6 +202,10 @@ class Distiller(nn.Module):
 
     def forward_test(self, image):
         return self.student(image)
+
+    def extra_predictors(self):
+        """Other networks the training loop also evaluates each epoch, by name (DML's peer)."""
+        return {}
 
     def load_checkpoint_state(self, state):
         self.student.load_state_dict(state['model'])

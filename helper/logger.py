@@ -52,9 +52,11 @@ class RunLogger:
         with open(os.path.join(self.run_dir, 'metrics.jsonl'), 'a') as f:
             f.write(json.dumps(record) + '\n')
         terms = ' '.join(f'{k[5:]} {v:.4f}' for k, v in train.items() if k.startswith('loss_'))
+        others = ''.join(f' | {k[:-5]} acc@1 {v:.2f}' for k, v in test.items()
+                         if k.endswith('_top1'))  # other networks evaluated (DML's peer)
         print(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g} | train loss {train["loss"]:.4f} '
               f'({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
-              f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f} | {seconds:.1f}s '
+              f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
               f'{images_per_second:.0f} img/s', flush=True)
 
     def write_summary(self, opt, best_acc, last_acc, wall_seconds, device, models, **extra):

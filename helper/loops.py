@@ -1,7 +1,8 @@
 """The generic training loop. It knows a "learner" only through ``forward_train(image, target,
-*extra) -> (logits, {name: weighted loss})``, ``forward_test(image)``, ``checkpoint_state()``
-and ``load_checkpoint_state(state)``, plus ``init_modules()``/``forward_init(image)`` for
-two-stage methods; it never names a method.
+*extra) -> (logits, {name: weighted loss})``, ``forward_test(image)``, ``set_epoch(epoch)``
+(for warm-ups), ``checkpoint_state()`` and ``load_checkpoint_state(state)``, plus
+``init_modules()``/``forward_init(image)`` for two-stage methods, ``extra_predictors()`` (other
+networks to evaluate each epoch) and the flag ``full_batches_only``; it never names a method.
 
 Every epoch draws its randomness (data order, augmentation, CRD negatives) from generators
 seeded by ``(seed, stage, epoch)``, and ``ckpt_last.pth`` holds everything else, so a resumed
@@ -48,6 +49,12 @@ class Supervised(nn.Module):
 
     def init_modules(self):
         return None
+
+    def set_epoch(self, epoch):
+        pass
+
+    def extra_predictors(self):
+        return {}
 
     def checkpoint_state(self):
         return {'model': self.model.state_dict()}
@@ -211,6 +218,9 @@ class Trainer:
         for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
             if step < start_step:
                 continue
+            if (getattr(self.learner, 'full_batches_only', False)
+                    and len(batch[0]) < self.opt.batch_size):
+                continue  # a module sized by the batch cannot take the short last batch
             batch = [t.to(self.device, non_blocking=True) for t in batch]
             if self.opt.channels_last:
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
@@ -346,6 +356,7 @@ class Trainer:
         start_epoch, start_step = (resume['epoch'], resume['step']) if resume else (1, 0)
         for epoch in range(start_epoch, opt.epochs + 1):
             lr = adjust_learning_rate(epoch, opt, optimizer)
+            self.learner.set_epoch(epoch)
             self.learner.train()
             start = time.time()
             first = epoch == start_epoch
@@ -358,6 +369,9 @@ class Trainer:
             self.learner.eval()
             test = validate(self.test_loader, self.learner.forward_test, self.device,
                             opt=self.opt)
+            for name, predict in self.learner.extra_predictors().items():
+                extra = validate(self.test_loader, predict, self.device, desc=name, opt=self.opt)
+                test.update({f'{name}_{k}': v for k, v in extra.items()})
             self.last_acc = test['top1']
             averages = train.averages()
             self.logger.log_epoch(epoch, opt.epochs, lr, averages, test, time.time() - start,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RepDistiller's distillation commands, resnet32x4 -> resnet8x4 on CIFAR-100 (240 epochs each),
-# then the methods that reuse the teacher's classifier.
+# then the modern methods (teacher-classifier, logit, review and cross-layer families).
 # The teacher: bash scripts/fetch_pretrained_teachers.sh resnet32x4, or train it with
 # python train_teacher.py --model resnet32x4 (it is then linked at the path below), or name
 # another file with TEACHER=<path>. Extra arguments are passed to every run, e.g. --trial 2.
@@ -47,3 +47,16 @@ $PY train_student.py --path_t $T --distill srrl --model_s resnet8x4 -c 1 -d 1 -b
 $PY train_student.py --path_t $T --distill srd --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"
 # SRDwithDIST
 $PY train_student.py --path_t $T --distill srd_dist --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"
+
+# Logit, review and cross-layer methods (their authors' recipes; per-pair defaults are printed)
+# DIST (1 x CE + 2 x DIST, tau 4)
+$PY train_student.py --path_t $T --distill dist --model_s resnet8x4 -r 1 -a 0 -b 2 --trial 1 "$@"
+# DKD (beta 8 for this pair, 20 warm-up epochs)
+$PY train_student.py --path_t $T --distill dkd --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"
+# ReviewKD (HCL weight 5 for this pair, 20 warm-up epochs)
+$PY train_student.py --path_t $T --distill reviewkd --model_s resnet8x4 -r 1 -a 0 -b 1 --trial 1 "$@"
+# SemCKD (the SimKD toolbox's -c 1 -d 1 -b 400)
+$PY train_student.py --path_t $T --distill semckd --model_s resnet8x4 -c 1 -d 1 -b 400 --trial 1 "$@"
+# DML (the peer starts from the teacher's checkpoint here; --model_t NAME without --path_t
+# starts it from scratch)
+$PY train_student.py --path_t $T --distill dml --model_s resnet8x4 -r 1 -a 1 -b 1 --trial 1 "$@"

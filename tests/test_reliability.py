@@ -65,7 +65,7 @@ def final_state(save):
     run = os.path.join(folder, os.listdir(folder)[0])
     ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
     last = load_checkpoint(os.path.join(run, 'ckpt_last.pth'))
-    return ckpt['model'], last.get('method_state', {}), last['optimizer']
+    return ckpt['model'], last.get('method_state', {}), last['optimizer'], last.get('peer', {})
 
 
 # Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
@@ -73,7 +73,8 @@ def final_state(save):
 @pytest.mark.parametrize('distill, stop_at, loader', [('kd', 7, 'device'), ('crd', 5, 'device'),
                                                      ('fsp', 3, 'device'), ('kd', 3, 'classic'),
                                                      ('crd', 7, 'classic'),
-                                                     ('simkd', 3, 'device')])
+                                                     ('simkd', 3, 'device'),
+                                                     ('dml', 3, 'device')])
 def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
                                                       stop_at, loader):
     root = setup[2]
