@@ -56,6 +56,16 @@ def train_teacher_run(data, save, *flags, model='resnet14'):
     return run, os.path.join(run, f'{model}_last.pth')
 
 
+def tiny_data_and_teacher(root, n_train, n_test, model='resnet14'):
+    """A small CIFAR-100 tree under ``root/data`` and a ``model`` teacher trained on it for one
+    epoch; returns their paths."""
+    data = str(root / 'data')
+    write_cifar100(data, n_train=n_train, n_test=n_test)
+    _, teacher = train_teacher_run(data, str(root / 'teacher'), '--num_workers', '0',
+                                   '--batch_size', '16', model=model)
+    return data, teacher
+
+
 @pytest.fixture
 def cifar_root(tmp_path):
     root = tmp_path / 'data'

@@ -224,12 +224,9 @@ FAST = ['--epochs', '2', '--batch_size', '16', '--num_workers', '0', '--seed', '
 @pytest.fixture(scope='module')
 def simkd_layout(tmp_path_factory):
     """A tiny CIFAR-100 tree and a teacher saved where the SimKD toolbox keeps its teachers."""
-    from conftest import train_teacher_run, write_cifar100
+    from conftest import tiny_data_and_teacher
     root = tmp_path_factory.mktemp('simkd')
-    data = str(root / 'data')
-    write_cifar100(data, n_train=48, n_test=40)
-    _, trained = train_teacher_run(data, str(root / 'teacher'), '--num_workers', '0',
-                                   '--batch_size', '16', model='resnet8x4')
+    data, trained = tiny_data_and_teacher(root, 48, 40, model='resnet8x4')
     layout = root / 'save' / 'teachers' / 'models' / 'resnet8x4_vanilla'
     layout.mkdir(parents=True)
     teacher = layout / 'resnet8x4_best.pth'

@@ -262,17 +262,13 @@ FAST = ['--epochs', '2', '--batch_size', '16', '--num_workers', '0', '--seed', '
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    from conftest import train_teacher_run, write_cifar100
+    from conftest import tiny_data_and_teacher
     root = tmp_path_factory.mktemp('logit_methods')
-    data = str(root / 'data')
-    write_cifar100(data, n_train=40, n_test=24)
-    _, teacher = train_teacher_run(data, str(root / 'teacher'), '--num_workers', '0',
-                                   '--batch_size', '16', model='resnet8')
-    return data, root, teacher
+    return (*tiny_data_and_teacher(root, 40, 24, model='resnet8'), root)
 
 
 def test_dml_trains_both_checkpoints_both_and_needs_no_teacher_file(tiny, capsys):
-    data, root, _ = tiny
+    data, _, root = tiny
     save = str(root / 'dml')
     argv = ['--distill', 'dml', '--model_t', 'resnet14', '--model_s', 'resnet8',
             '--data_folder', data, '--save_dir', save] + FAST
@@ -311,7 +307,7 @@ def test_dml_without_path_t_needs_model_t(tiny, capsys):
     ('reviewkd', 'reviewkd: HCL weight 1, warm-up 20 epochs, 3 stages'),
     ('semckd', 'semckd: attention temperature 1, sized for batches of 16')])
 def test_methods_print_their_settings(tiny, capsys, method, expected):
-    data, root, teacher = tiny
+    data, teacher, root = tiny
     argv = ['--path_t', teacher, '--distill', method, '--model_s', 'resnet8', '--data_folder',
             data, '--save_dir', str(root / method)] + FAST
     assert train_student.main(argv) == 0
