@@ -29,8 +29,12 @@ def parse_option(argv=None):
     parser.add_argument('-r', '--gamma', '-c', '--cls', dest='gamma', type=non_negative_float,
                         default=None, help='weight of the cross-entropy loss (default: the '
                                            'method\'s)')
-    parser.add_argument('-a', '--alpha', '-d', '--div', dest='alpha', type=non_negative_float,
-                        default=None, help='weight of the KD (KL) loss (default: the method\'s)')
+    parser.add_argument('-a', '--alpha', dest='alpha', type=non_negative_float, default=None,
+                        help='weight of the KD (KL) loss (default: the method\'s; for mlkd, '
+                             'the correlation loss)')
+    parser.add_argument('-d', '--div', dest='div', type=non_negative_float, default=None,
+                        help='SimKD\'s spelling of -a, except for mlkd, where it weighs the '
+                             'alignment loss (default: the method\'s)')
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
     parser.add_argument('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
@@ -48,7 +52,13 @@ def parse_option(argv=None):
         method.add_arguments(parser)
     opt = parser.parse_args(argv)
     method = get_method(opt.distill)
-    for name, default in zip(('gamma', 'alpha', 'beta'), method.default_weights):
+    # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
+    opt.delta = opt.div if len(method.default_weights) > 3 else None
+    if opt.div is not None and opt.delta is None:
+        if opt.alpha is not None and opt.alpha != opt.div:
+            raise UserError('-a and -d (--div) both set the KL weight; give one of them')
+        opt.alpha = opt.div
+    for name, default in zip(('gamma', 'alpha', 'beta', 'delta'), method.default_weights):
         if getattr(opt, name) is None:
             setattr(opt, name, default)
     if opt.path_t is None and (method.teacher_frozen or opt.model_t is None):
@@ -75,7 +85,7 @@ def run(opt):
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
         variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
         pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
-        dali=opt.dali)
+        dali=opt.dali, rotations=method.rotation_views)
     opt.n_data = len(train_loader.dataset)
     student = get_model(opt.model_s, num_classes, opt.dataset)
     if not opt.path_t:  # a peer trained from scratch (DML)
@@ -88,7 +98,8 @@ def run(opt):
     create_run_folders(run_dir, tb_dir)
     prepare_modules(opt, [distiller], [student, teacher])
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
-          f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta} -> {run_dir}',
+          f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
+          + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {run_dir}',
           flush=True)
     if distiller.describe():
         print(f'{opt.distill}: {distiller.describe()}', flush=True)

@@ -19,7 +19,7 @@ from torchvision import transforms
 
 from helper.distributed import is_main, rank_and_world
 from . import synthetic
-from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset
+from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset, RotationViews
 from .cifar import CIFAR, cifar_splits
 from .dali_loader import DaliLoader, dali_available
 from .device_loader import DeviceLoader
@@ -49,16 +49,16 @@ VARIANTS = ('plain', 'instance', 'sample')
 LOADERS = ('device', 'classic')
 
 
-def get_transforms(source):
+def get_transforms(source, flip=True):
     """Train and test transforms: RepDistiller's crop+flip for 32x32 data, the standard
-    random-resized-crop recipe for ImageNet."""
+    random-resized-crop recipe for ImageNet (without the flip when ``flip`` is False)."""
     normalize = transforms.Normalize(source.mean, source.std)
+    flips = [transforms.RandomHorizontalFlip()] if flip else []
     if source.image_size == 32:
-        train = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        train = [transforms.RandomCrop(32, padding=4)] + flips
         test = []
     else:
-        train = [transforms.RandomResizedCrop(source.image_size),
-                 transforms.RandomHorizontalFlip()]
+        train = [transforms.RandomResizedCrop(source.image_size)] + flips
         test = [transforms.Resize(int(source.image_size * 256 / 224)),
                 transforms.CenterCrop(source.image_size)]
     return (transforms.Compose(train + [transforms.ToTensor(), normalize]),
@@ -110,11 +110,13 @@ def _seed_numpy_in_worker(worker_id):
 
 def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                     variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
-                    pin_memory=False, loader='classic', device='cpu', dali=None, train=True):
+                    pin_memory=False, loader='classic', device='cpu', dali=None, train=True,
+                    rotations=False):
     """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
     size, as RepDistiller. Both loaders expose ``dataset`` (its ``len``) and the training
     loader ``generator`` (its randomness). ``train=False`` reads the test split alone and gives
-    no training loader (``None``)."""
+    no training loader (``None``). ``rotations``: training images come as their four rotations
+    (``RotationViews``; MLKD)."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
     source = DATASETS[dataset]
@@ -128,12 +130,16 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
         test = batch_loaders[1](test_set, test_batch, train=False, **shared)
         if not train:
             return None, test, source.num_classes
+        if rotations and batch_loaders[0] is not DeviceLoader:
+            raise DatasetError('rotated views (--distill mlkd) need --loader device or '
+                               'classic, without --dali')
+        extra = {'rotations': True} if rotations else {}
         train = batch_loaders[0](train_set, batch_size, train=True, variant=variant, k=k,
-                                 mode=mode, **shared)
+                                 mode=mode, **shared, **extra)
         if seed is not None:
             train.generator.manual_seed(seed)
         return train, test, source.num_classes
-    train_transform, test_set.transform = get_transforms(source)
+    train_transform, test_set.transform = get_transforms(source, flip=not rotations)
     common = dict(pin_memory=pin_memory, worker_init_fn=_seed_numpy_in_worker)
     if world > 1:
         test_set = Subset(test_set, range(rank, len(test_set), world))
@@ -141,7 +147,10 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                              num_workers=num_workers // 2, **common)
     if not train:
         return None, test_loader, source.num_classes
-    train_set.transform = train_transform
+    if rotations:
+        train_set = RotationViews(train_set, train_transform)
+    else:
+        train_set.transform = train_transform
     if variant == 'instance':
         train_set = IndexedDataset(train_set)
     elif variant == 'sample':

@@ -5,6 +5,7 @@ methods consume: the sample index (``IndexedDataset``) or the index plus CRD's p
 negative sample indices (``ContrastSampleDataset``).
 """
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -33,6 +34,28 @@ class ArrayDataset(Dataset):
         if self.transform is not None:
             img = self.transform(img)
         return img, self.targets[index]
+
+
+class RotationViews(Dataset):
+    """Each image as its four rotations, counter-clockwise by k quarter-turns (k = 0..3, as
+    numpy's rot90), after one random horizontal flip; each view goes through ``transform`` on
+    its own. Returns ``(views (4, C, H, W), target)`` (MLKD's training data)."""
+    ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
+                 Image.Transpose.ROTATE_270)
+
+    def __init__(self, base, transform):
+        self.base, self.transform = base, transform
+        self.targets = base.targets
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        img, target = self.base[index]
+        if torch.rand(1).item() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        views = [img if r is None else img.transpose(r) for r in self.ROTATIONS]
+        return torch.stack([self.transform(v) for v in views]), target
 
 
 class IndexedDataset(Dataset):

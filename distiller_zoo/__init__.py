@@ -11,6 +11,8 @@ from .DIST import DIST
 from .DKD import dkd_loss
 from .DML import DML
 from .FitNet import HintLoss
+from .ICD import DCDLoss, ICDLoss
+from .MLKD import AlignLoss, CorrLoss, MLPHead, SupConLoss
 from .FSP import FSP
 from .FT import FactorTransfer
 from .KD import KD
@@ -19,6 +21,7 @@ from .NST import NSTLoss
 from .PKT import PKT
 from .ReviewKD import ABF, hcl_loss
 from .RKD import RKDLoss
+from .RRD import RRDLoss
 from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
 from .SP import Similarity
@@ -30,4 +33,5 @@ __all__ = ['METHODS', 'Distiller', 'get_method', 'register_method', 'DistillKL',
            'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
            'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
            'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',
-           'SemCKDLoss', 'SelfA', 'DML']
+           'SemCKDLoss', 'SelfA', 'DML', 'DCDLoss', 'ICDLoss', 'RRDLoss', 'CorrLoss', 'SupConLoss',
+           'AlignLoss', 'MLPHead']

@@ -5,6 +5,7 @@ one exists) and a ``Distiller`` subclass registered under its ``--distill`` name
 declares what it consumes and adds, and computes its loss term; the training loop only calls
 ``forward_train`` / ``forward_test`` and sums the returned dict of named loss terms.
 """
+from types import SimpleNamespace
 from typing import NamedTuple, Optional
 
 import torch
@@ -58,7 +59,8 @@ class Distiller(nn.Module):
     """Student + frozen teacher + the method's own modules.
 
     Class attributes a method sets:
-      ``default_weights``: ``(gamma, alpha, beta)``, the ``-r/-a/-b`` used when not given;
+      ``default_weights``: ``(gamma, alpha, beta)``, the ``-r/-a/-b`` used when not given (a
+      fourth entry: the method has a ``-d`` weight, ``delta``, of its own);
       ``data_variant``: ``'instance'`` (batches carry the sample index) or ``'sample'``
       (index and CRD's contrast indices);
       ``preact``: read pre-activation features;
@@ -68,6 +70,7 @@ class Distiller(nn.Module):
       ``full_batches_only``: the training loop skips a batch smaller than ``--batch_size`` (the
       last one of an epoch), for modules sized by the batch;
       ``teacher_frozen``: False for methods that train the second network too (DML);
+      ``rotation_views``: training batches hold each image's four rotations, (B, 4, C, H, W);
       ``student_predicts``: False for methods whose ``forward_test`` goes through their own
       modules (e.g. a copy of the teacher's classifier); their checkpoints carry those modules
       and the options needed to rebuild them, so they evaluate without the teacher's file.
@@ -85,6 +88,7 @@ class Distiller(nn.Module):
     uses_target = False
     full_batches_only = False
     teacher_frozen = True
+    rotation_views = False
     student_predicts = True
 
     @classmethod
@@ -236,3 +240,8 @@ def pool_to_smaller(a, b):
     elif h_a < h_b:
         b = F.adaptive_avg_pool2d(b, (h_a, h_a))
     return a, b
+
+
+def with_embedding_dims(opt, feat_s, feat_t):
+    """``opt`` plus ``s_dim``/``t_dim``, the embedding sizes the authors' losses read from it."""
+    return SimpleNamespace(**vars(opt), s_dim=feat_s[-1].shape[1], t_dim=feat_t[-1].shape[1])

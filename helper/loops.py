@@ -222,7 +222,7 @@ class Trainer:
                     and len(batch[0]) < self.opt.batch_size):
                 continue  # a module sized by the batch cannot take the short last batch
             batch = [t.to(self.device, non_blocking=True) for t in batch]
-            if self.opt.channels_last:
+            if self.opt.channels_last and batch[0].dim() == 4:  # not views (B, V, C, H, W)
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
             with autocast(self.opt, self.device):
                 losses, metrics = step_fn(batch)

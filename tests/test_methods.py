@@ -166,10 +166,10 @@ DEFAULT_WEIGHTS = {
     # METHODS_MODERN.md: the authors' scripts (SimKD toolbox; the SRD seed with -r 1 -a 0)
     'simkd': (0, 0, 1), 'srrl': (1, 1, 1), 'srd': (1, 0, 1), 'srd_dist': (1, 0, 1),
     'dist': (1, 0, 2), 'dkd': (1, 0, 1), 'reviewkd': (1, 0, 1), 'semckd': (1, 1, 400),
-    'dml': (1, 1, 1),
+    'dml': (1, 1, 1), 'icd': (1, 0, 1), 'rrd': (1, 0, 1), 'mlkd': (1, 50, 1, 20),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
-           'ab': 'abound', 'ft': 'factor'}
+           'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
 CANONICAL = sorted(DEFAULT_WEIGHTS) + ['kdsvd']
 
 
@@ -226,6 +226,8 @@ def test_training_steps_update_student_and_method_modules_only(name):
     student_before = snapshot(student)
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
     x, y, index, contrast_idx = fixed_batch()
+    if distiller.rotation_views:  # MLKD's batches: each image's four rotations
+        x = torch.stack([x.rot90(k, dims=(2, 3)) for k in range(4)], 1)
     totals = []
     distiller.train()
     for _ in range(6):
@@ -336,7 +338,7 @@ def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, mon
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
     canonical = ALIASES.get(name, name)
-    r, a, b = [float(w) for w in get_method(canonical).default_weights]
+    r, a, b = [float(w) for w in get_method(canonical).default_weights][:3]
     assert f'weights -r {r} -a {a} -b {b}' in out
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
     run = os.path.join(save, 'student_model',

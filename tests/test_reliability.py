@@ -74,7 +74,8 @@ def final_state(save):
                                                      ('fsp', 3, 'device'), ('kd', 3, 'classic'),
                                                      ('crd', 7, 'classic'),
                                                      ('simkd', 3, 'device'),
-                                                     ('dml', 3, 'device')])
+                                                     ('dml', 3, 'device'),
+                                                     ('rrd', 3, 'classic')])
 def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
                                                       stop_at, loader):
     root = setup[2]
@@ -101,6 +102,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys
     assert metric_records(straight) == metric_records(resumed)
     if distill == 'crd':
         assert 'criterion_kd.contrast.memory_v1' in final_state(resumed)[1]
+    if distill == 'rrd':  # the queue (30 slots, batches of 16: it wraps) resumes exactly
+        assert 'criterion_kd.queue' in final_state(resumed)[1]
 
 
 def test_teacher_run_resumes_from_a_given_checkpoint(setup, monkeypatch, tmp_path, capsys):

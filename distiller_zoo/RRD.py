@@ -1,0 +1,76 @@
+"""RRD (Giakoumoglou & Stathaki, "Relational Representation Distillation"; first named RCD): the
+student's embedding, compared with a FIFO queue of past teacher embeddings, must give the same
+distribution over the queue as the teacher's embedding does, with a sharper student
+temperature. The queue is a buffer, so checkpoints carry it and resume is exact."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helper import distributed
+from helper.util import positive_float
+from .base import Distiller, register_method, with_embedding_dims
+
+
+class RRDLoss(nn.Module):
+    """The authors' name and signature: ``opt`` carries ``s_dim``, ``t_dim``, ``feat_dim``,
+    ``nce_k`` (queue length), ``nce_t_s`` and ``nce_t_t``; buffers ``queue`` and
+    ``queue_ptr``; ``forward(f_s, f_t[, idx, contrast_idx])``. The loss is computed, then the
+    batch's teacher embeddings are enqueued (the 2024 code behind the published numbers), at
+    any batch size: the pointer wraps around the queue."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self.nce_k, self.nce_t_s, self.nce_t_t = opt.nce_k, opt.nce_t_s, opt.nce_t_t
+        self.embed_s = nn.Linear(opt.s_dim, opt.feat_dim)
+        self.embed_t = nn.Linear(opt.t_dim, opt.feat_dim)
+        self.register_buffer('queue', F.normalize(torch.randn(opt.nce_k, opt.feat_dim), dim=0))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+    def forward(self, f_s, f_t, idx=None, contrast_idx=None):
+        z_s = F.normalize(self.embed_s(f_s), dim=1)
+        z_t = F.normalize(self.embed_t(f_t), dim=1)
+        queue = self.queue.clone().detach()
+        target = F.softmax((z_t @ queue.t()).detach() / self.nce_t_t, dim=1)
+        loss = -(target * F.log_softmax(z_s @ queue.t() / self.nce_t_s, dim=1)).sum(1).mean()
+        self.enqueue(z_t.detach())
+        return loss
+
+    @torch.no_grad()
+    def enqueue(self, keys):
+        """Write ``keys`` (every process's, so the queues stay identical) after the pointer,
+        wrapping around."""
+        keys = distributed.all_gather_rows(keys)[-self.nce_k:]
+        slots = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % self.nce_k
+        self.queue[slots] = keys.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % self.nce_k)
+
+
+@register_method('rrd', 'rcd')
+class RRD(Distiller):
+    default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
+
+    @classmethod
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group('RRD (--distill rrd; the queue length is --nce_k)')
+        group.add_argument('--nce_t_s', type=positive_float, default=0.04,
+                           help='RRD: student temperature (the sharper one)')
+        group.add_argument('--nce_t_t', type=positive_float, default=0.10,
+                           help='RRD: teacher temperature')
+
+    def __init__(self, student, teacher, opt, image_size=32):
+        super().__init__(student, teacher, opt, image_size)
+        feat_s, feat_t = self.probe_features(image_size)
+        self.criterion_kd = RRDLoss(with_embedding_dims(opt, feat_s, feat_t))
+        # The teacher's embedding only ever meets detached targets, so it gets no gradient;
+        # the authors' weight decay on it scales weight and bias alike, which the L2 norm
+        # cancels. It is kept fixed (and out of the optimizer, which DDP needs).
+        self.criterion_kd.embed_t.requires_grad_(False)
+        self.frozen.append(self.criterion_kd.embed_t)
+
+    def describe(self):
+        c = self.criterion_kd
+        return (f'queue of {c.nce_k} teacher embeddings, temperatures {c.nce_t_s:g} (student) '
+                f'and {c.nce_t_t:g} (teacher)')
+
+    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
+        return self.criterion_kd(feat_s[-1], feat_t[-1])
