@@ -10,7 +10,7 @@ decodes with torchvision's nvJPEG instead (``JpegLoader``).
 """
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .dali_loader import DaliLoader, dali_available
 from .device_loader import DeviceLoader
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD, imagenet_splits
 from .jpeg_loader import JpegLoader
+from . import stl10, tinyimagenet
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DataSource:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     image_size: int = 32
+    resize: Optional[int] = None  # resize the images to this side first (TinyImageNet)
 
 
 DATASETS = {
@@ -44,6 +46,10 @@ DATASETS = {
     'synthetic': DataSource(synthetic.synthetic_splits, synthetic.NUM_CLASSES, synthetic.MEAN,
                             synthetic.STD),
     'imagenet': DataSource(imagenet_splits, 1000, IMAGENET_MEAN, IMAGENET_STD, 224),
+    # Transfer targets of linear probes (transfer_student.py), at CIFAR's 32x32.
+    'stl10': DataSource(stl10.stl10_splits, 10, stl10.MEAN, stl10.STD),
+    'tinyimagenet': DataSource(tinyimagenet.tinyimagenet_splits, 200, tinyimagenet.MEAN,
+                               tinyimagenet.STD, resize=32),
 }
 VARIANTS = ('plain', 'instance', 'sample')
 LOADERS = ('device', 'classic')
@@ -55,8 +61,9 @@ def get_transforms(source, flip=True):
     normalize = transforms.Normalize(source.mean, source.std)
     flips = [transforms.RandomHorizontalFlip()] if flip else []
     if source.image_size == 32:
-        train = [transforms.RandomCrop(32, padding=4)] + flips
-        test = []
+        resize = [transforms.Resize(source.resize)] if source.resize else []
+        train = resize + [transforms.RandomCrop(32, padding=4)] + flips
+        test = resize
     else:
         train = [transforms.RandomResizedCrop(source.image_size)] + flips
         test = [transforms.Resize(int(source.image_size * 256 / 224)),

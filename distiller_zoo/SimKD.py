@@ -85,13 +85,17 @@ class SimKDMethod(Distiller):
         losses = self.base_losses(s.logits, t.logits, target)  # the student's own head: -c/-d
         return logits, self.add_method_loss(losses, self.criterion_kd(projected, target_map))
 
-    def forward_test(self, image):
-        """Student, projector and the teacher's classifier; no teacher forward is needed: the
-        teacher's map only decides whether the student's map is pooled."""
+    def prediction_features(self, image):
+        """The pooled projection the teacher's classifier takes; no teacher forward is needed:
+        the teacher's map only decides whether the student's map is pooled."""
         _, _, head_s = self.student(image, is_feat=True, with_head_map=True)
         if head_s.shape[2] > self.teacher_side:
             head_s = F.adaptive_avg_pool2d(head_s, (self.teacher_side, self.teacher_side))
-        return self.proj.predict(head_s, self.cls_t)[1]
+        return self.proj.avg_pool(self.proj.transfer(head_s)).flatten(1)
+
+    def forward_test(self, image):
+        """Student, projector and the teacher's classifier."""
+        return self.cls_t(self.prediction_features(image))
 
     def checkpoint_state(self):
         # 'proj' is where the SimKD toolbox's checkpoints keep the projector.

@@ -207,6 +207,11 @@ class Distiller(nn.Module):
     def forward_test(self, image):
         return self.student(image)
 
+    def prediction_features(self, image):
+        """The vector the prediction's final linear layer takes (a linear probe reads it): the
+        student's pooled embedding, unless the method predicts through modules of its own."""
+        return self.student(image, is_feat=True)[0][-1]
+
     def extra_predictors(self):
         """Other networks the training loop also evaluates each epoch, by name (DML's peer)."""
         return {}

@@ -60,3 +60,11 @@ $PY train_student.py --path_t $T --distill semckd --model_s resnet8x4 -c 1 -d 1 
 # DML (the peer starts from the teacher's checkpoint here; --model_t NAME without --path_t
 # starts it from scratch)
 $PY train_student.py --path_t $T --distill dml --model_s resnet8x4 -r 1 -a 1 -b 1 --trial 1 "$@"
+
+# Contrastive and multi-view methods (their authors' -a 0 -b 1; -a 1 adds KD)
+# ICD / DCD
+$PY train_student.py --path_t $T --distill icd --model_s resnet8x4 -a 0 -b 1 --trial 1 "$@"
+# RRD (queue of --nce_k 16384 teacher embeddings)
+$PY train_student.py --path_t $T --distill rrd --model_s resnet8x4 -a 0 -b 1 --trial 1 "$@"
+# MLKD (-d: the alignment weight for this method; run_cifar_mlkd.sh holds the authors' pairs)
+$PY train_student.py --path_t $T --distill mlkd --model_s resnet8x4 -r 1 -a 50 -b 1 -d 20 --trial 1 "$@"

@@ -21,13 +21,14 @@ from distiller_zoo import METHODS  # noqa: E402
 # RepDistiller's row order; other methods follow alphabetically.
 ROW_ORDER = ['kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt',
              'abound', 'factor', 'fsp', 'nst', 'crd', 'crd+kd', 'srrl', 'simkd', 'srd', 'srd_dist',
-             'dist', 'dkd', 'reviewkd', 'semckd', 'dml']
+             'dist', 'dkd', 'reviewkd', 'semckd', 'dml', 'icd', 'icd+kd', 'rrd', 'rrd+kd', 'mlkd']
 LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
           'correlation': 'CC', 'vid': 'VID', 'rkd': 'RKD', 'pkt': 'PKT', 'abound': 'AB',
           'factor': 'FT', 'fsp': 'FSP', 'nst': 'NST', 'kdsvd': 'KD-SVD', 'crd': 'CRD',
           'crd+kd': 'CRD+KD', 'simkd': 'SimKD', 'srrl': 'SRRL', 'srd': 'SRD',
           'srd_dist': 'SRDwithDIST', 'dist': 'DIST', 'dkd': 'DKD', 'reviewkd': 'ReviewKD',
-          'semckd': 'SemCKD', 'dml': 'DML'}
+          'semckd': 'SemCKD', 'dml': 'DML', 'icd': 'DCD', 'icd+kd': 'DCD+KD', 'rrd': 'RRD',
+          'rrd+kd': 'RRD+KD', 'mlkd': 'MLKD'}
 
 
 def ordered_methods(methods):

@@ -34,7 +34,8 @@ def commands(script, launcher, *args, env=None):
 
 
 @pytest.mark.parametrize('script, launcher, count', [('run_cifar_vanilla.sh', 'PYTHON', 15),
-                                                     ('run_cifar_distill.sh', 'PYTHON', 23),
+                                                     ('run_cifar_distill.sh', 'PYTHON', 26),
+                                                     ('run_cifar_mlkd.sh', 'PYTHON', 11),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -45,7 +46,8 @@ def test_script_commands_parse(script, launcher, count):
 
 
 @pytest.mark.parametrize('script, program, count', [('run_cifar_vanilla.sh', 'python', 15),
-                                                    ('run_cifar_distill.sh', 'python', 23),
+                                                    ('run_cifar_distill.sh', 'python', 26),
+                                                    ('run_cifar_mlkd.sh', 'python', 11),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
@@ -73,7 +75,7 @@ def test_distill_script_covers_every_repdistiller_method():
     assert {argv[argv.index('--distill') + 1] for _, argv in found} == {
         'kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt', 'abound',
         'factor', 'fsp', 'nst', 'crd', 'simkd', 'srrl', 'srd', 'srd_dist', 'dist', 'dkd',
-        'reviewkd', 'semckd', 'dml'}
+        'reviewkd', 'semckd', 'dml', 'icd', 'rrd', 'mlkd'}
 
 
 def test_imagenet_script_pairs_and_recipe():

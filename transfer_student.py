@@ -1,0 +1,177 @@
+"""Linear probe of a distilled student on another data set (STL-10, TinyImageNet-200): the
+student (and any modules its prediction goes through, e.g. SimKD's projector) is frozen, and a
+new linear classifier is trained on the features its prediction uses.
+
+    python transfer_student.py --path_s <student checkpoint> --model_s wrn_16_2 --dataset stl10 --trial 1
+
+As in the authors' script, the frozen network stays in train mode during training, so its
+BatchNorm statistics adapt to the new data; only the linear layer learns. Runs write the same
+files as training runs (checkpoints, metrics.jsonl, summary.json), so scripts/summarize.py
+tabulates them (``python scripts/summarize.py save/transfer``).
+"""
+import json
+import os
+import sys
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+
+from dataset import DATASETS, get_dataloaders
+from distiller_zoo import Distiller, get_method
+from helper.accel import make_sgd, prepare_modules
+from helper.checkpoint import get_teacher_name, load_checkpoint
+from helper.cli import run_cli
+from helper.logger import RunLogger
+from helper.loops import Trainer
+from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
+                            prepare_run, select_device)
+from helper.util import UserError, set_seed
+from models import get_model
+
+TARGETS = ('stl10', 'tinyimagenet')
+
+
+def parse_option(argv=None):
+    parser = base_parser('Linear probe of a frozen distilled student on STL-10 or '
+                         'TinyImageNet-200.')
+    parser.add_argument('--path_s', type=str, required=True, help='student checkpoint')
+    add_model_argument(parser, '--model_s', None, 'student architecture (default: from the '
+                       'checkpoint or its folder)')
+    parser.add_argument('--trial', type=str, default='1', help='experiment id (part of the folder)')
+    # The authors' recipe: 120 epochs, lr x0.1 at 30/60/90.
+    parser.set_defaults(dataset='stl10', epochs=120, lr_decay_epochs='30,60,90', save_freq=30)
+    opt = parser.parse_args(argv)
+    if opt.dataset not in TARGETS:
+        raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
+                        f"{', '.join(TARGETS)}")
+    return opt
+
+
+def source_run(ckpt, path):
+    """The options of the run that trained the student: stored in the checkpoint, else in its
+    folder's summary.json; ``{}`` when neither says (a checkpoint from elsewhere)."""
+    for key in ('method_opt', 'opt'):
+        options = ckpt.get(key)
+        options = vars(options) if hasattr(options, '__dict__') else options
+        if isinstance(options, dict):
+            return options
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), 'summary.json')) as f:
+            return json.load(f)['args']
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+class LinearProbe(nn.Module):
+    """A learner (see helper/loops.py) training one linear layer on frozen features.
+    ``backbone`` is the student, or the method that predicts through its own modules."""
+
+    def __init__(self, backbone, features, feature_dim, num_classes):
+        super().__init__()
+        self.backbone = backbone.requires_grad_(False)
+        self.features = features
+        self.fc = nn.Linear(feature_dim, num_classes)
+        nn.init.normal_(self.fc.weight, 0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def forward_train(self, image, target, *extra):
+        with torch.no_grad():
+            feats = self.features(image)
+        logits = self.fc(feats)
+        return logits, {'cls': self.criterion(logits, target)}
+
+    forward = forward_train  # what DistributedDataParallel calls
+
+    def forward_test(self, image):
+        return self.fc(self.features(image))
+
+    def init_modules(self):
+        return None
+
+    def set_epoch(self, epoch):
+        pass
+
+    def extra_predictors(self):
+        return {}
+
+    def checkpoint_state(self):
+        """The student under RepDistiller's 'model' key (its BN statistics adapted to the new
+        data), a method's own modules as the method saves them, the probe under 'probe'."""
+        if isinstance(self.backbone, Distiller):
+            state = self.backbone.checkpoint_state()
+        else:
+            state = {'model': self.backbone.state_dict()}
+        return {**state, 'probe': self.fc.state_dict()}
+
+    def load_checkpoint_state(self, state):
+        if isinstance(self.backbone, Distiller):
+            self.backbone.load_checkpoint_state(state)
+        else:
+            self.backbone.load_state_dict(state['model'])
+        self.fc.load_state_dict(state['probe'])
+
+
+def build_backbone(ckpt, opt, source):
+    """The frozen network and its feature function: the student alone, or rebuilt with the
+    method modules its prediction goes through."""
+    num_classes = DATASETS[source.get('dataset', 'cifar100')].num_classes
+    model = get_model(opt.model_s, num_classes, source.get('dataset', 'cifar100'))
+    if 'method_opt' not in ckpt:
+        try:
+            model.load_state_dict(ckpt['model'])
+        except RuntimeError as e:
+            raise UserError(f"'{opt.path_s}' does not match {opt.model_s} with {num_classes} "
+                            f"classes ({str(e).splitlines()[0]}); pass --model_s") from None
+        return model, lambda image: model(image, is_feat=True)[0][-1]
+    method_opt = SimpleNamespace(**ckpt['method_opt'])
+    teacher = get_model(method_opt.model_t, num_classes, method_opt.dataset)
+    distiller = get_method(method_opt.distill)(model, teacher, method_opt, method_opt.image_size)
+    distiller.load_checkpoint_state(ckpt)
+    return distiller, distiller.prediction_features
+
+
+def run(opt):
+    device = select_device(opt)
+    ckpt = load_checkpoint(opt.path_s)
+    opt.model_s = opt.model_s or get_teacher_name(opt.path_s, ckpt)
+    finish_options(opt, opt.model_s)
+    source = source_run(ckpt, opt.path_s)
+    opt.distill = source.get('distill', 'vanilla')  # the row summarize.py files it under
+    opt.alpha = source.get('alpha', 0.0)
+    opt.model_t = source.get('model_t', '-')
+    run_name = (f'{os.path.basename(os.path.dirname(os.path.abspath(opt.path_s)))}'
+                f'_to_{opt.dataset}_trial_{opt.trial}')
+    run_dir, tb_dir, resume = prepare_run(opt, 'transfer', 'transfer_tensorboards', run_name)
+    set_seed(opt.seed)
+    backbone, features = build_backbone(ckpt, opt, source)
+    backbone.to(device)
+    train_loader, test_loader, num_classes = get_dataloaders(
+        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
+        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
+    with torch.no_grad():
+        backbone.eval()
+        dim = features(next(iter(test_loader))[0][:2].to(device)).shape[1]
+    probe = LinearProbe(backbone, features, dim, num_classes).to(device)
+    create_run_folders(run_dir, tb_dir)
+    prepare_modules(opt, [probe], [probe])
+    print(f'linear probe of {opt.model_s} ({opt.distill} from {opt.model_t}) on {opt.dataset}: '
+          f'{dim} features -> {num_classes} classes ({device}) -> {run_dir}', flush=True)
+    logger = RunLogger(run_dir, tb_dir)
+    trainer = Trainer(probe, train_loader, test_loader, opt, opt.model_s, run_dir, logger, device)
+    best, last = trainer.run(lambda: make_sgd(probe.fc.parameters(), opt, device), resume)
+    logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+                         {'student': (opt.model_s, backbone)}, teacher=opt.model_t,
+                         method=opt.distill, source=opt.path_s)
+    logger.close()
+    print(f'done: {opt.model_s} ({opt.distill}) on {opt.dataset}: best acc@1 {best:.2f}, last '
+          f'acc@1 {last:.2f}; checkpoints in {run_dir}')
+
+
+def main(argv=None):
+    return run_cli('transfer_student.py', parse_option, run, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
