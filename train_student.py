@@ -5,6 +5,7 @@ from dataset import DATASETS, get_dataloaders
 from distiller_zoo import METHODS, get_method
 from helper.accel import make_sgd, prepare_modules
 from helper.checkpoint import load_teacher
+from helper.ckd import coded_train_loader
 from helper.logger import RunLogger
 from helper.loops import Trainer, validate
 from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
@@ -48,6 +49,18 @@ def parse_option(argv=None):
     parser.add_argument('--nce_k', type=positive_int, default=16384, help='CRD negatives per sample')
     parser.add_argument('--nce_t', type=positive_float, default=0.07, help='CRD temperature')
     parser.add_argument('--nce_m', type=unit_interval, default=0.5, help='CRD memory momentum')
+    ckd = parser.add_argument_group('CKD: the teacher sees adaptive-JPEG-coded inputs (README, CKD)')
+    ckd.add_argument('--ckd', choices=['ckd', 'clean'], default=None,
+                     help='ckd: the teacher sees each image\'s stored JPEG-coded copy, the '
+                          'student the clean image (same crop and flip); clean: the same stored '
+                          'rounds, the teacher on the clean view (the authors\' control)')
+    ckd.add_argument('--ckd_delta', type=positive_int, default=5,
+                     help='quality step of the JPEG candidates (0, delta, ..., 100)')
+    ckd.add_argument('--ckd_rounds', type=positive_int, default=20,
+                     help='rounds of stored choices; each epoch uses one, cycling')
+    ckd.add_argument('--ckd_select', choices=['correct', 'all'], default='correct',
+                     help='candidates a round may choose: those the teacher classifies '
+                          'correctly (the authors\' release), or all')
     for method in dict.fromkeys(METHODS.values()):  # each method class once, aliases aside
         method.add_arguments(parser)
     opt = parser.parse_args(argv)
@@ -65,6 +78,14 @@ def parse_option(argv=None):
         raise UserError('--path_t (the teacher checkpoint) is required' + (
             '' if method.teacher_frozen else f'; --distill {opt.distill} can instead start '
             f'the second network from scratch with --model_t NAME'))
+    if opt.ckd and opt.ckd_delta > 100:
+        raise UserError(f'--ckd_delta must be 1 to 100, got {opt.ckd_delta}')
+    if opt.ckd and method.rotation_views:
+        raise UserError(f'--ckd cannot combine with --distill {opt.distill}, which builds its '
+                        f'own rotated views of each image')
+    if opt.ckd and opt.path_t is None:
+        raise UserError('--ckd needs the teacher\'s file (--path_t): its rounds are cached '
+                        'beside it')
     if opt.path_t is not None and opt.model_t is not None:
         raise UserError('--model_t is only for starting a --distill dml peer from scratch; the '
                         'teacher\'s architecture comes from --path_t')
@@ -78,7 +99,8 @@ def run(opt):
         teacher, opt.model_t = load_teacher(opt.path_t, DATASETS[opt.dataset].num_classes,
                                             opt.dataset)
     run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
-                f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}')
+                f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}'
+                + (f'_ckd:{opt.ckd}' if opt.ckd else ''))
     run_dir, tb_dir, resume = prepare_run(opt, 'student_model', 'student_tensorboards', run_name)
     set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
@@ -108,9 +130,14 @@ def run(opt):
         teacher_acc = validate(test_loader, teacher, device, desc='teacher', opt=opt)['top1']
         print(f'teacher {opt.model_t}: acc@1 {teacher_acc:.2f}', flush=True)
 
+    init_loader = None
+    if opt.ckd:  # init stages keep the ordinary batches, as the authors' code does
+        init_loader, train_loader = train_loader, coded_train_loader(opt, teacher, method, device)
+        distiller.coded_teacher = True
+
     logger = RunLogger(run_dir, tb_dir)
     trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, run_dir, logger,
-                      device)
+                      device, init_loader=init_loader)
     best, last = trainer.run(lambda: make_sgd(distiller.trainable_parameters(), opt, device),
                              resume)
     logger.write_summary(opt, best, last, trainer.wall_seconds(), device,

@@ -25,6 +25,7 @@ from .dali_loader import DaliLoader, dali_available
 from .device_loader import DeviceLoader
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD, imagenet_splits
 from .jpeg_loader import JpegLoader
+from .ckd import CodedPairLoader, CodedPairs, check_codable
 from . import stl10, tinyimagenet
 
 
@@ -118,17 +119,20 @@ def _seed_numpy_in_worker(worker_id):
 def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                     variant='instance', k=4096, mode='exact', percent=1.0, seed=None,
                     pin_memory=False, loader='classic', device='cpu', dali=None, train=True,
-                    rotations=False):
+                    rotations=False, coded=None):
     """Return ``(train_loader, test_loader, num_classes)``; the test loader uses half the batch
     size, as RepDistiller. Both loaders expose ``dataset`` (its ``len``) and the training
     loader ``generator`` (its randomness). ``train=False`` reads the test split alone and gives
     no training loader (``None``). ``rotations``: training images come as their four rotations
-    (``RotationViews``; MLKD)."""
+    (``RotationViews``; MLKD). ``coded`` (``dataset.ckd.CodedRounds``): training batches are
+    CKD's pairs of clean and coded views, from the stored rounds."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
     source = DATASETS[dataset]
     *train_set, test_set = source.splits(data_folder, ('train', 'test') if train else ('test',))
     train_set = train_set[0] if train else None
+    if coded is not None:
+        check_codable(train_set)
     rank, world = rank_and_world()  # each process of a multi-process run takes its share
     test_batch = max(1, batch_size // 2)
     batch_loaders = _batch_loaders(source, test_set, loader, dali, device, num_workers)
@@ -141,8 +145,11 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
             raise DatasetError('rotated views (--distill mlkd) need --loader device or '
                                'classic, without --dali')
         extra = {'rotations': True} if rotations else {}
-        train = batch_loaders[0](train_set, batch_size, train=True, variant=variant, k=k,
-                                 mode=mode, **shared, **extra)
+        make = batch_loaders[0]
+        if coded is not None:
+            make, extra = CodedPairLoader, {'coded': coded, 'workers': num_workers}
+        train = make(train_set, batch_size, train=True, variant=variant, k=k, mode=mode,
+                     **shared, **extra)
         if seed is not None:
             train.generator.manual_seed(seed)
         return train, test, source.num_classes
@@ -154,7 +161,11 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
                              num_workers=num_workers // 2, **common)
     if not train:
         return None, test_loader, source.num_classes
-    if rotations:
+    pairs = None
+    if coded is not None:
+        train_set = pairs = CodedPairs(train_set, coded, transforms.Normalize(source.mean,
+                                                                               source.std))
+    elif rotations:
         train_set = RotationViews(train_set, train_transform)
     else:
         train_set.transform = train_transform
@@ -172,4 +183,6 @@ def get_dataloaders(dataset, data_folder='./data', batch_size=64, num_workers=8,
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
                               sampler=sampler, num_workers=num_workers, generator=generator,
                               **common)
+    if pairs is not None:
+        train_loader.set_epoch = pairs.set_epoch  # the epoch's round, before the workers start
     return train_loader, test_loader, source.num_classes

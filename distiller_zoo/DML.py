@@ -34,7 +34,8 @@ class DML(Distiller):
                 f'the peer is evaluated and checkpointed too')
 
     def forward_nets(self, image):
-        return self.run_network(self.student, image), self.run_network(self.teacher, image)
+        image_s, image_t = self.split_views(image)
+        return self.run_network(self.student, image_s), self.run_network(self.teacher, image_t)
 
     def forward_train(self, image, target, index=None, contrast_idx=None):
         s, t = self.forward_nets(image)

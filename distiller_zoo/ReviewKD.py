@@ -111,9 +111,10 @@ class ReviewKD(Distiller):
 
     def forward_nets(self, image):
         """The student's stage outputs as they are; the teacher's before their last ReLU."""
-        student = NetOutput(*self.student(image, is_feat=True))
+        image_s, image_t = self.split_views(image)
+        student = NetOutput(*self.student(image_s, is_feat=True))
         with torch.no_grad():
-            teacher = NetOutput(*self.teacher(image, is_feat=True, preact=True))
+            teacher = NetOutput(*self.teacher(image_t, is_feat=True, preact=True))
         return student, teacher
 
     def review(self, feat_s):

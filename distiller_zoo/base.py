@@ -109,6 +109,8 @@ class Distiller(nn.Module):
         self.criterion_div = DistillKL(opt.kd_T)
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
+        # With CKD's coded teacher inputs, a batch holds both views, (B, 2, C, H, W).
+        self.coded_teacher = False
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -167,11 +169,17 @@ class Distiller(nn.Module):
             return NetOutput(*net(image, is_feat=True, preact=self.preact, with_head_map=True))
         return NetOutput(*net(image, is_feat=True, preact=self.preact))
 
+    def split_views(self, image):
+        """``(student input, teacher input)``: the same batch, or with CKD the clean and the
+        coded views."""
+        return image.unbind(1) if self.coded_teacher else (image, image)
+
     def forward_nets(self, image):
         """The student's and the (frozen, gradient-free) teacher's outputs of one batch."""
-        student = self.run_network(self.student, image)
+        image_s, image_t = self.split_views(image)
+        student = self.run_network(self.student, image_s)
         with torch.no_grad():
-            teacher = self.run_network(self.teacher, image)
+            teacher = self.run_network(self.teacher, image_t)
         return student, teacher
 
     def base_losses(self, logit_s, logit_t, target):

@@ -158,9 +158,13 @@ class Trainer:
     RepDistiller's checkpoints (``<arch>_best.pth``, ``ckpt_epoch_<N>.pth`` every
     ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch."""
 
-    def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device):
+    def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device,
+                 init_loader=None):
+        """``init_loader``: the init stage's batches when they differ from training's (CKD
+        trains on coded pairs, its init stages on the ordinary loader)."""
         self.learner, self.opt, self.arch = learner, opt, arch
         self.train_loader, self.test_loader = train_loader, test_loader
+        self.loaders = {'init': init_loader or train_loader, 'train': train_loader}
         self.run_dir, self.logger, self.device = run_dir, logger, device
         self.best_acc, self.last_acc = -math.inf, 0.0
         self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
@@ -176,13 +180,16 @@ class Trainer:
     def _seed_epoch(self, stage, epoch):
         seed = (self.opt.seed * 1_000_003 + epoch * 2 + (stage == 'init')) % 2 ** 32
         set_seed((seed + self.rank) % 2 ** 32)  # per-process augmentation streams
-        generator = getattr(self.train_loader, 'generator', None)
+        loader = self.loaders[stage]
+        generator = getattr(loader, 'generator', None)
         if generator is not None:  # DeviceLoader: the shared order; DataLoader: worker seeds
-            own = isinstance(self.train_loader, torch.utils.data.DataLoader)
+            own = isinstance(loader, torch.utils.data.DataLoader)
             generator.manual_seed(seed + self.rank * own)
-        sampler = getattr(self.train_loader, 'sampler', None)
+        sampler = getattr(loader, 'sampler', None)
         if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
             sampler.set_epoch(epoch * 2 + (stage == 'init'))
+        if hasattr(loader, 'set_epoch'):  # loaders whose data change by epoch (CKD's rounds)
+            loader.set_epoch(epoch)
 
     def _healthy(self, bad_step, terms, bad_terms, where):
         """Read the device-side non-finite flags (a GPU sync) and, with several processes,
@@ -215,7 +222,7 @@ class Trainer:
         where = f'{stage} epoch {epoch}'
         bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         bad_terms, terms = None, []
-        for step, batch in enumerate(_progress(self.train_loader, f'{stage} {epoch}')):
+        for step, batch in enumerate(_progress(self.loaders[stage], f'{stage} {epoch}')):
             if step < start_step:
                 continue
             if (getattr(self.learner, 'full_batches_only', False)

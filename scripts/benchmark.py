@@ -44,6 +44,7 @@ class Limited:
 
 def measure(config):
     """Train ``warmup + steps`` steps of one configuration; return its figures."""
+    import numpy as np
     import torch
 
     from dataset import DATASETS, get_transforms
@@ -63,15 +64,25 @@ def measure(config):
     data = ArrayDataset(images, labels)
     source = DATASETS['cifar100']
     method = get_method(c.distill)
-    fast = c.path == 'fast'
-    gamma, alpha, beta = method.default_weights
+    fast = c.path.startswith('fast')
+    gamma, alpha, beta = method.default_weights[:3]
     opt = SimpleNamespace(
         gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=128, nce_k=c.nce_k,
         nce_t=0.07, nce_m=0.5, n_data=CIFAR_TRAIN, model_s=c.student, init_epochs=0,
         learning_rate=0.0, momentum=0.9, weight_decay=5e-4, seed=0, max_grad_norm=None,
         amp=c.amp if fast else 'off', channels_last=c.channels_last and fast,
         compile=c.compile and fast, sgd_impl='auto' if fast else 'for-loop')
-    if fast:
+    if c.path == 'fast+ckd':  # CKD's pairs: the epoch's teacher views coded as it starts
+        from dataset.ckd import CodedPairLoader, CodedRounds, candidate_qualities
+        qualities = np.array(candidate_qualities(5))
+        rng = np.random.default_rng(0)
+        choices = np.stack([rng.choice(qualities, n_images), rng.integers(0, 9, n_images),
+                            rng.integers(0, 9, n_images), rng.integers(0, 2, n_images)], 1)
+        loader = CodedPairLoader(data, c.batch_size, device, source.mean, source.std,
+                                 CodedRounds(choices[None].astype(np.int16)),
+                                 workers=c.num_workers, variant=method.data_variant, k=c.nce_k)
+        loader.set_epoch(1)
+    elif fast:
         loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std,
                               variant=method.data_variant, k=c.nce_k)
     else:
@@ -83,12 +94,13 @@ def measure(config):
             pin_memory=device.type == 'cuda', generator=torch.Generator().manual_seed(0))
     student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
     distiller = method(student, teacher, opt).to(device)
+    distiller.coded_teacher = c.path == 'fast+ckd'
     prepare_modules(opt, [distiller], [student, teacher])
     optimizer = make_sgd(distiller.trainable_parameters(), opt, device)
     trainer = Trainer(distiller, None, None, opt, c.student, tempfile.mkdtemp(), None, device)
 
     def run(n_steps):
-        trainer.train_loader = Limited(loader, n_steps)
+        trainer.loaders['train'] = trainer.train_loader = Limited(loader, n_steps)
         distiller.train()
         trainer._run_epoch('train', 1, optimizer, trainer._train_step, 0)
         if device.type == 'cuda':
@@ -162,6 +174,9 @@ def main(argv=None):
     parser.add_argument('--channels_last', action='store_true')
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--device', default=None, help='cuda or cpu (default: cuda if present)')
+    parser.add_argument('--ckd', action='store_true',
+                        help='also time each method on the fast path with --ckd ckd (each '
+                             'epoch\'s teacher views JPEG-coded on the CPU as it starts)')
     parser.add_argument('--end_to_end', action='store_true',
                         help='also time one whole train_student.py epoch per loader')
     parser.add_argument('--json', default=os.path.join('save', 'benchmark.json'),
@@ -184,9 +199,12 @@ def main(argv=None):
     for name in dict.fromkeys(['kd'] + methods):  # every method on the fast path, KD first
         if not any(r['path'] == 'fast' and r['distill'] == name for r in results):
             results.append(run_isolated({**base, 'path': 'fast', 'distill': name}))
+    if args.ckd:
+        results += [run_isolated({**base, 'path': 'fast+ckd', 'distill': name})
+                    for name in dict.fromkeys(['kd'] + methods)]
     kd_ms = next(r['ms_per_step'] for r in results if r['path'] == 'fast' and r['distill'] == 'kd')
     for r in results:
-        r['step_time_vs_kd'] = r['ms_per_step'] / kd_ms if r['path'] == 'fast' else None
+        r['step_time_vs_kd'] = r['ms_per_step'] / kd_ms if r['path'] != 'classic' else None
 
     flags = ' '.join(f for f, on in (('--amp ' + args.amp, args.amp != 'off'),
                                      ('--channels_last', args.channels_last),

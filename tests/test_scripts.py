@@ -36,6 +36,7 @@ def commands(script, launcher, *args, env=None):
 @pytest.mark.parametrize('script, launcher, count', [('run_cifar_vanilla.sh', 'PYTHON', 15),
                                                      ('run_cifar_distill.sh', 'PYTHON', 26),
                                                      ('run_cifar_mlkd.sh', 'PYTHON', 11),
+                                                     ('run_cifar_ckd.sh', 'PYTHON', 30),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -48,6 +49,7 @@ def test_script_commands_parse(script, launcher, count):
 @pytest.mark.parametrize('script, program, count', [('run_cifar_vanilla.sh', 'python', 15),
                                                     ('run_cifar_distill.sh', 'python', 26),
                                                     ('run_cifar_mlkd.sh', 'python', 11),
+                                                    ('run_cifar_ckd.sh', 'python', 30),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
@@ -110,10 +112,11 @@ def test_training_benchmark_reports_both_paths(tmp_path):
     report = tmp_path / 'bench.json'
     assert load_script('benchmark').main([
         '--teacher', 'resnet8', '--student', 'resnet8', '--steps', '2', '--warmup', '1',
-        '--batch_size', '8', '--num_workers', '0', '--device', 'cpu', '--json',
+        '--batch_size', '8', '--num_workers', '0', '--device', 'cpu', '--ckd', '--json',
         str(report)]) == 0
     results = json.loads(report.read_text())['results']
-    assert [(r['path'], r['distill']) for r in results] == [('classic', 'kd'), ('fast', 'kd')]
+    assert [(r['path'], r['distill']) for r in results] == [('classic', 'kd'), ('fast', 'kd'),
+                                                            ('fast+ckd', 'kd')]
     assert all(r['images_per_second'] > 0 for r in results)
     assert results[1]['step_time_vs_kd'] == 1.0
 

@@ -1,0 +1,154 @@
+"""CKD's preparation (the authors' stages A and B in one pass): for every training image and
+every round, the teacher judges 22 candidates, the clean image and its JPEG copies at
+qualities 0, 5, ..., 100, each with its own random crop and flip; the round keeps, per image,
+the candidate the teacher still classifies correctly whose prediction moves furthest from the
+clean one's. The rounds are cached next to the teacher, keyed by the teacher file's hash, the
+data set and the flags; only the choices are stored, never the coded images."""
+import hashlib
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dataset import DATASETS, get_dataloaders
+from dataset.ckd import (FIELDS, CodedRounds, candidate_qualities, check_codable, code_images,
+                         crop_and_flip)
+from dataset.device_loader import PAD
+from . import distributed
+from .accel import autocast
+from .checkpoint import save_checkpoint
+from .util import UserError
+
+IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
+TEACHER_BATCH = 1024
+PREPARATION_SEED = 0  # the rounds depend on the teacher, the data and the flags alone
+
+
+def select_candidates(logits, labels, select='correct'):
+    """Per image, the index of the chosen candidate: among the eligible ones (the teacher's
+    top-1 is the label, or every candidate with ``select='all'``), the largest
+    ``KL(p_c || p_0)`` with ``p_0`` the clean candidate's softmax; the first on ties; the clean
+    candidate (0) when none is eligible. ``logits``: (N, K, classes)."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    divergence = (log_p.exp() * (log_p - log_p[:, :1])).sum(-1)  # (N, K)
+    if select == 'correct':
+        eligible = logits.argmax(-1) == labels[:, None]
+    else:
+        eligible = torch.ones_like(divergence, dtype=torch.bool)
+    best = divergence.masked_fill(~eligible, float('-inf')).argmax(1)
+    return torch.where(eligible.any(1), best, torch.zeros_like(best))
+
+
+def file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_path(path_t, dataset, delta, rounds, select):
+    if path_t.startswith('torchvision:'):
+        raise UserError('--ckd caches its rounds next to the teacher file; give --path_t a file')
+    name = (f'ckd_{dataset}_{file_hash(path_t)[:16]}_delta{delta}_rounds{rounds}_{select}'
+            f'.ckd.pt')
+    return os.path.join(os.path.dirname(os.path.abspath(path_t)), name)
+
+
+@torch.no_grad()
+def teacher_logits(teacher, views, mean, std, device, opt):
+    """Teacher logits of uint8 views (M, C, H, W), in large batches."""
+    scale = (1 / (255 * torch.tensor(std, device=device))).view(1, 3, 1, 1)
+    shift = (-torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(1, 3, 1, 1)
+    out = []
+    for start in range(0, len(views), TEACHER_BATCH):
+        x = views[start:start + TEACHER_BATCH].to(device).float() * scale + shift
+        if opt.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(opt, device):
+            out.append(teacher(x).float().cpu())
+    return torch.cat(out)
+
+
+def prepare_rounds(teacher, images, labels, source, device, opt):
+    """``(rounds, N, 4)`` int16 choices of ``dataset.ckd.FIELDS`` for the training set
+    ``images`` (N, 32, 32, 3 uint8), with ``opt.ckd_delta``, ``opt.ckd_rounds``,
+    ``opt.ckd_select``."""
+    qualities = torch.tensor(candidate_qualities(opt.ckd_delta))
+    count, n_images = len(qualities), len(images)
+    labels = torch.as_tensor(np.asarray(labels))
+    generator = torch.Generator().manual_seed(PREPARATION_SEED)
+    choices = np.zeros((opt.ckd_rounds, n_images, len(FIELDS)), dtype=np.int16)
+    teacher.eval()
+    started = time.time()
+    chunks = range(0, n_images, IMAGES_PER_CHUNK)
+    bar = tqdm(total=n_images * opt.ckd_rounds, desc='ckd rounds', unit='img', leave=False,
+               disable=not sys.stderr.isatty())
+    for start in chunks:
+        chunk = images[start:start + IMAGES_PER_CHUNK]
+        n = len(chunk)
+        coded = code_images(np.repeat(chunk, count - 1, axis=0),
+                            np.tile(qualities[1:].numpy(), n), opt.num_workers)
+        candidates = np.concatenate([chunk[:, None], coded.reshape(n, count - 1, *chunk.shape[1:])],
+                                    axis=1)
+        candidates = torch.from_numpy(candidates).flatten(0, 1).permute(0, 3, 1, 2)
+        for r in range(opt.ckd_rounds):
+            rows, cols = torch.randint(0, 2 * PAD + 1, (2, n * count), generator=generator)
+            flips = torch.rand(n * count, generator=generator) > 0.5
+            views = crop_and_flip(candidates, rows, cols, flips)
+            logits = teacher_logits(teacher, views, source.mean, source.std, device, opt)
+            best = select_candidates(logits.view(n, count, -1), labels[start:start + n],
+                                     opt.ckd_select)
+            pick = torch.arange(n) * count + best
+            choices[r, start:start + n] = torch.stack(
+                [qualities[best], rows[pick], cols[pick], flips[pick].long()], 1).numpy()
+            bar.update(n)
+    bar.close()
+    seconds = time.time() - started
+    print(f'ckd: prepared {opt.ckd_rounds} rounds of {n_images} images ({count} candidates '
+          f'each) in {seconds:.1f}s, {n_images * opt.ckd_rounds / seconds:.0f} images/s per '
+          f'round-image', flush=True)
+    return choices
+
+
+def load_or_prepare(teacher, images, labels, source, device, opt):
+    """The cached rounds for this teacher file, data set and flags, prepared (by the main
+    process) when missing; every process returns the same array."""
+    path = cache_path(opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds, opt.ckd_select)
+    if distributed.is_main() and not os.path.isfile(path):
+        print(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached in '
+              f'{path})', flush=True)
+        choices = prepare_rounds(teacher, images, labels, source, device, opt)
+        try:
+            save_checkpoint({'choices': torch.from_numpy(choices), 'fields': list(FIELDS),
+                             'delta': opt.ckd_delta, 'select': opt.ckd_select,
+                             'dataset': opt.dataset}, path)
+        except OSError as e:
+            raise UserError(f"cannot write the CKD cache '{path}' beside the teacher "
+                            f"({e.strerror or e}); copy the teacher to a writable folder") from None
+    distributed.broadcast_object(None)  # the other processes wait for the file
+    cache = torch.load(path, weights_only=True)
+    if tuple(cache['choices'].shape) != (opt.ckd_rounds, len(images), len(FIELDS)):
+        raise UserError(f"the CKD cache '{path}' does not fit this data set; delete it to "
+                        f"prepare it again")
+    print(f'ckd: {opt.ckd_rounds} rounds from {path}', flush=True)
+    return cache['choices'].numpy()
+
+
+def coded_train_loader(opt, teacher, method, device):
+    """The training loader of a ``--ckd`` run: pairs of clean and teacher views from the
+    rounds cached for this teacher (prepared first if need be)."""
+    source = DATASETS[opt.dataset]
+    train_set = source.splits(opt.data_folder, ('train',))[0]
+    choices = load_or_prepare(teacher, check_codable(train_set), train_set.targets, source,
+                              device, opt)
+    coded = CodedRounds(choices, mode=opt.ckd, seed=opt.seed)
+    loader, _, _ = get_dataloaders(
+        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
+        variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
+        pin_memory=device.type == 'cuda', loader=opt.loader, device=device, coded=coded)
+    return loader

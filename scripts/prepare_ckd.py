@@ -1,0 +1,42 @@
+"""Prepare (or check) CKD's stored rounds for a teacher on its own, before training: the same
+cache that ``train_student.py --ckd ckd`` would build on its first run.
+
+    python scripts/prepare_ckd.py --path_t ./save/models/resnet32x4_vanilla/ckpt_epoch_240.pth
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataset import DATASETS  # noqa: E402
+from dataset.ckd import check_codable  # noqa: E402
+from helper.checkpoint import load_teacher  # noqa: E402
+from helper.ckd import load_or_prepare  # noqa: E402
+from helper.cli import run_cli  # noqa: E402
+from helper.options import select_device  # noqa: E402
+import train_student  # noqa: E402
+
+
+def parse_option(argv=None):
+    """train_student.py's options that the preparation reads (--path_t, --dataset,
+    --data_folder, --ckd_delta, --ckd_rounds, --ckd_select, --num_workers, --amp,
+    --channels_last, --gpu_id); the others are accepted and ignored."""
+    return train_student.parse_option(list(argv) + ['--ckd', 'ckd'])
+
+
+def run(opt):
+    device = select_device(opt)
+    source = DATASETS[opt.dataset]
+    teacher, _ = load_teacher(opt.path_t, source.num_classes, opt.dataset)
+    train_set = source.splits(opt.data_folder, ('train',))[0]
+    load_or_prepare(teacher.to(device), check_codable(train_set), train_set.targets, source,
+                    device, opt)
+
+
+def main(argv=None):
+    return run_cli('scripts/prepare_ckd.py', parse_option, run,
+                   sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
