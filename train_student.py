@@ -6,6 +6,7 @@ from distiller_zoo import METHODS, get_method
 from helper.accel import make_sgd, prepare_modules
 from helper.checkpoint import load_teacher
 from helper.ckd import coded_train_loader
+from helper.teacher_cache import cached_teacher_loader, check_method
 from helper.logger import RunLogger
 from helper.loops import Trainer, validate
 from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
@@ -43,13 +44,16 @@ def parse_option(argv=None):
                         help='epochs of the init stage of two-stage methods')
     parser.add_argument('--hint_layer', type=int, default=2, choices=[0, 1, 2, 3, 4],
                         help='feature index used by FitNet')
-    parser.add_argument('--feat_dim', type=positive_int, default=128, help='embedding size (CRD, CC)')
+    parser.add_argument('--feat_dim', type=positive_int, default=128,
+                        help='embedding size (CRD, CC)')
     parser.add_argument('--mode', type=str, default='exact', choices=['exact', 'relax'],
                         help='CRD positive sampling')
-    parser.add_argument('--nce_k', type=positive_int, default=16384, help='CRD negatives per sample')
+    parser.add_argument('--nce_k', type=positive_int, default=16384,
+                        help='CRD negatives per sample (RRD: queue length)')
     parser.add_argument('--nce_t', type=positive_float, default=0.07, help='CRD temperature')
     parser.add_argument('--nce_m', type=unit_interval, default=0.5, help='CRD memory momentum')
-    ckd = parser.add_argument_group('CKD: the teacher sees adaptive-JPEG-coded inputs (README, CKD)')
+    ckd = parser.add_argument_group(
+        'CKD: the teacher sees adaptive-JPEG-coded inputs (README, CKD)')
     ckd.add_argument('--ckd', choices=['ckd', 'clean'], default=None,
                      help='ckd: the teacher sees each image\'s stored JPEG-coded copy, the '
                           'student the clean image (same crop and flip); clean: the same stored '
@@ -61,6 +65,11 @@ def parse_option(argv=None):
     ckd.add_argument('--ckd_select', choices=['correct', 'all'], default='correct',
                      help='candidates a round may choose: those the teacher classifies '
                           'correctly (the authors\' release), or all')
+    parser.add_argument('--teacher_cache', type=positive_int, default=None, metavar='R',
+                        help='fix R rounds of crops and flips, run the teacher once per round and '
+                             'store its logits and embeddings under <save_dir>/teacher_cache; '
+                             'epochs then train from the store, with no teacher forward '
+                             '(methods that read only those; README, Teacher-output cache)')
     for method in dict.fromkeys(METHODS.values()):  # each method class once, aliases aside
         method.add_arguments(parser)
     opt = parser.parse_args(argv)
@@ -100,7 +109,8 @@ def run(opt):
                                             opt.dataset)
     run_name = (f'S:{opt.model_s}_T:{opt.model_t}_{opt.dataset}_{opt.distill}'
                 f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}_{opt.trial}'
-                + (f'_ckd:{opt.ckd}' if opt.ckd else ''))
+                + (f'_ckd:{opt.ckd}' if opt.ckd else '')
+                + (f'_cache:{opt.teacher_cache}' if opt.teacher_cache else ''))
     run_dir, tb_dir, resume = prepare_run(opt, 'student_model', 'student_tensorboards', run_name)
     set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
@@ -117,6 +127,8 @@ def run(opt):
     except ValueError as e:
         raise UserError(f'--distill {opt.distill} cannot distil {opt.model_t} into '
                         f'{opt.model_s}: {e}') from None
+    if opt.teacher_cache:
+        check_method(method, opt)  # before anything is created
     create_run_folders(run_dir, tb_dir)
     prepare_modules(opt, [distiller], [student, teacher])
     print(f'distilling {opt.model_t} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
@@ -131,7 +143,10 @@ def run(opt):
         print(f'teacher {opt.model_t}: acc@1 {teacher_acc:.2f}', flush=True)
 
     init_loader = None
-    if opt.ckd:  # init stages keep the ordinary batches, as the authors' code does
+    if opt.teacher_cache:
+        train_loader, distiller.teacher_store = cached_teacher_loader(opt, teacher, method,
+                                                                      device)
+    elif opt.ckd:  # init stages keep the ordinary batches, as the authors' code does
         init_loader, train_loader = train_loader, coded_train_loader(opt, teacher, method, device)
         distiller.coded_teacher = True
 

@@ -65,7 +65,8 @@ def candidate_qualities(delta):
 class CodedRounds:
     """Stored rounds, ``choices`` (R, N, 4) of ``FIELDS``; ``mode`` 'ckd' codes the teacher's
     view, 'clean' (the authors' control) gives the teacher the clean view with the same crops
-    and flips; ``seed`` orders the rounds."""
+    and flips, 'student' yields the student's view alone (the teacher's outputs come from a
+    store, ``helper.teacher_cache``); ``seed`` orders the rounds."""
     choices: np.ndarray
     mode: str = 'ckd'
     seed: int = 0
@@ -109,7 +110,7 @@ class CodedPairLoader(BatchLoader):
     def batches(self, order, augment):
         if self.choices is None:
             raise RuntimeError('CodedPairLoader.set_epoch must be called before iterating')
-        teacher_views = self.clean[order.to(self.device)]
+        teacher_views = self.clean[order.to(self.device)] if self.coded.mode == 'clean' else None
         if self.coded.mode == 'ckd':
             coded = code_images(self.dataset.images[order.numpy()],
                                 self.choices[order, 0].numpy(), self.workers)
@@ -122,6 +123,8 @@ class CodedPairLoader(BatchLoader):
     def load(self, index, augment):
         rows, cols, flips = self.choices[index.cpu(), 1:].to(self.device).unbind(1)
         student = crop_and_flip(self.clean[index], rows, cols, flips.bool())
+        if self.coded.mode == 'student':
+            return self.normalize(student)
         teacher = crop_and_flip(self._teacher_views[self._position[index]], rows, cols,
                                 flips.bool())
         return self.normalize(torch.stack([student, teacher], 1))
@@ -149,7 +152,8 @@ class CodedPairs(Dataset):
         views = torch.from_numpy(np.stack([image, teacher])).permute(0, 3, 1, 2)
         crops = crop_and_flip(views, torch.tensor([row] * 2), torch.tensor([col] * 2),
                               torch.tensor([bool(flip)] * 2))
-        return self.normalize(crops.float() / 255), self.base.targets[index]
+        crops = self.normalize(crops.float() / 255)
+        return crops[0] if self.coded.mode == 'student' else crops, self.base.targets[index]
 
 
 def check_codable(train_set):

@@ -16,6 +16,7 @@ class Correlation(nn.Module):
 @register_method('correlation', 'cc')
 class CC(Distiller):
     default_weights = (1.0, 0.0, 0.02)
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -10,6 +10,7 @@ from .base import Distiller, register_method
 class CRD(Distiller):
     default_weights = (1.0, 0.0, 0.8)
     data_variant = 'sample'
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

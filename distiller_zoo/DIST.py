@@ -41,6 +41,7 @@ class DIST(nn.Module):
 @register_method('dist')
 class DISTMethod(Distiller):
     default_weights = (1.0, 0.0, 2.0)  # DIST's CIFAR recipe: 1 x CE + 2 x DIST, no KL term
+    teacher_outputs = ('logits',)
 
     @classmethod
     def add_arguments(cls, parser):

@@ -44,6 +44,7 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
 class DKD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
     uses_target = True
+    teacher_outputs = ('logits',)
 
     @classmethod
     def add_arguments(cls, parser):

@@ -17,6 +17,7 @@ class DML(Distiller):
     # student: -r x CE + -a x KL(peer || student); peer: -r x CE + -b x KL(student || peer)
     default_weights = (1.0, 1.0, 1.0)
     teacher_frozen = False
+    teacher_outputs = ('logits',)
 
     @classmethod
     def add_arguments(cls, parser):
@@ -33,7 +34,7 @@ class DML(Distiller):
         return (f'student and peer trained together, temperature {self.criterion_div.T:g}; '
                 f'the peer is evaluated and checkpointed too')
 
-    def forward_nets(self, image):
+    def forward_nets(self, image, index=None):
         image_s, image_t = self.split_views(image)
         return self.run_network(self.student, image_s), self.run_network(self.teacher, image_t)
 

@@ -65,6 +65,7 @@ class ICDLoss(DCDLoss):
 @register_method('icd', 'dcd')
 class ICD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)
@@ -72,8 +73,9 @@ class ICD(Distiller):
         self.criterion_kd = DCDLoss(with_embedding_dims(opt, feat_s, feat_t))
 
     def describe(self):
-        return (f'inverse temperature exp(tau) learned from {self.criterion_kd.params.tau.item():.3g}'
-                f', capped at {self.criterion_kd.max_tau:g}; consistency weight '
+        tau = self.criterion_kd.params.tau.item()
+        return (f'inverse temperature exp(tau) learned from tau = {tau:.3g}, capped at '
+                f'{self.criterion_kd.max_tau:g}; consistency weight '
                 f'{self.criterion_kd.alpha:g}')
 
     def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):

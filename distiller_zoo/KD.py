@@ -5,3 +5,4 @@ from .base import Distiller, register_method
 @register_method('kd')
 class KD(Distiller):
     default_weights = (0.1, 0.9, 0.0)
+    teacher_outputs = ('logits',)

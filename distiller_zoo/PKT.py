@@ -27,6 +27,7 @@ class PKT(nn.Module):
 @register_method('pkt')
 class PKTMethod(Distiller):
     default_weights = (1.0, 0.0, 30000.0)
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

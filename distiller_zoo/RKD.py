@@ -45,6 +45,7 @@ class RKDLoss(nn.Module):
 @register_method('rkd')
 class RKD(Distiller):
     default_weights = (1.0, 0.0, 1.0)
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -48,6 +48,7 @@ class RRDLoss(nn.Module):
 @register_method('rrd', 'rcd')
 class RRD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
+    teacher_outputs = ('logits', 'embedding')
 
     @classmethod
     def add_arguments(cls, parser):

@@ -109,7 +109,7 @@ class ReviewKD(Distiller):
         return (f'HCL weight {self.weight:g}, warm-up {self.warmup} epochs, {self.depth} stages '
                 f'+ embedding ({sum(p.numel() for p in self.abfs.parameters()):,} ABF parameters)')
 
-    def forward_nets(self, image):
+    def forward_nets(self, image, index=None):
         """The student's stage outputs as they are; the teacher's before their last ReLU."""
         image_s, image_t = self.split_views(image)
         student = NetOutput(*self.student(image_s, is_feat=True))

@@ -25,6 +25,7 @@ class SRRL(nn.Module):
 @register_method('srrl')
 class SRRLMethod(Distiller):
     default_weights = (1.0, 1.0, 1.0)  # the SimKD toolbox's -c 1 -d 1 -b 1
+    teacher_outputs = ('logits', 'embedding')
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -76,8 +76,9 @@ class SimKDMethod(Distiller):
         self.criterion_kd = nn.MSELoss()
 
     def describe(self):
-        return (f'projector factor {self.factor} ({sum(p.numel() for p in self.proj.parameters()):,}'
-                f' parameters); predictions through the teacher\'s classifier')
+        size = sum(p.numel() for p in self.proj.parameters())
+        return (f'projector factor {self.factor} ({size:,} parameters); predictions through the '
+                f'teacher\'s classifier')
 
     def forward_train(self, image, target, index=None, contrast_idx=None):
         s, t = self.forward_nets(image)

@@ -71,6 +71,9 @@ class Distiller(nn.Module):
       last one of an epoch), for modules sized by the batch;
       ``teacher_frozen``: False for methods that train the second network too (DML);
       ``rotation_views``: training batches hold each image's four rotations, (B, 4, C, H, W);
+      ``teacher_outputs``: what the method reads of the teacher; a method that reads only
+      ``'logits'`` and ``'embedding'`` (the pooled feature) can train from the teacher-output
+      cache (``--teacher_cache``), which then stands in for the teacher's forward;
       ``student_predicts``: False for methods whose ``forward_test`` goes through their own
       modules (e.g. a copy of the teacher's classifier); their checkpoints carry those modules
       and the options needed to rebuild them, so they evaluate without the teacher's file.
@@ -89,6 +92,7 @@ class Distiller(nn.Module):
     full_batches_only = False
     teacher_frozen = True
     rotation_views = False
+    teacher_outputs = ('logits', 'feature maps')
     student_predicts = True
 
     @classmethod
@@ -111,9 +115,12 @@ class Distiller(nn.Module):
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         # With CKD's coded teacher inputs, a batch holds both views, (B, 2, C, H, W).
         self.coded_teacher = False
+        self.teacher_store = None  # helper.teacher_cache.TeacherStore with --teacher_cache
 
     def set_epoch(self, epoch):
         self.epoch = epoch
+        if self.teacher_store is not None:
+            self.teacher_store.set_epoch(epoch)
 
     def warmup_weight(self, epochs):
         """``min(epoch / epochs, 1)``: a term's linear warm-up over the first ``epochs`` epochs
@@ -174,10 +181,13 @@ class Distiller(nn.Module):
         coded views."""
         return image.unbind(1) if self.coded_teacher else (image, image)
 
-    def forward_nets(self, image):
-        """The student's and the (frozen, gradient-free) teacher's outputs of one batch."""
+    def forward_nets(self, image, index=None):
+        """The student's and the (frozen, gradient-free) teacher's outputs of one batch; with
+        the teacher-output cache, the teacher's are looked up by sample ``index``."""
         image_s, image_t = self.split_views(image)
         student = self.run_network(self.student, image_s)
+        if self.teacher_store is not None:
+            return student, self.teacher_store.lookup(index, image_s.device)
         with torch.no_grad():
             teacher = self.run_network(self.teacher, image_t)
         return student, teacher
@@ -197,7 +207,7 @@ class Distiller(nn.Module):
 
     def forward_train(self, image, target, index=None, contrast_idx=None):
         """Return the student's logits and the weighted loss terms of one batch."""
-        s, t = self.forward_nets(image)
+        s, t = self.forward_nets(image, index)
         extra = {'head_s': s.head_map, 'head_t': t.head_map} if self.uses_head_map else {}
         if self.uses_target:
             extra['target'] = target

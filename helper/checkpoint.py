@@ -113,8 +113,9 @@ def load_checkpoint(path):
                         f"run code; save the state dict alone") from None
     except Exception as e:  # torch's reader fails on a damaged file in many ways
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read checkpoint '{path}' ({first_line}); the file is truncated, "
-                        f"corrupt or not a PyTorch checkpoint: download or train it again") from None
+        raise UserError(f"cannot read checkpoint '{path}' ({first_line}); the file is "
+                        f"truncated, corrupt or not a PyTorch checkpoint: download or train it "
+                        f"again") from None
     return _as_model_checkpoint(ckpt, path)
 
 

@@ -59,11 +59,16 @@ def cache_path(path_t, dataset, delta, rounds, select):
     return os.path.join(os.path.dirname(os.path.abspath(path_t)), name)
 
 
+def normalizer(source, device):
+    """``(scale, shift)`` turning 0-255 pixels into the data set's normalised inputs."""
+    std, mean = torch.tensor(source.std, device=device), torch.tensor(source.mean, device=device)
+    return (1 / (255 * std)).view(1, 3, 1, 1), (-mean / std).view(1, 3, 1, 1)
+
+
 @torch.no_grad()
-def teacher_logits(teacher, views, mean, std, device, opt):
+def teacher_logits(teacher, views, source, device, opt):
     """Teacher logits of uint8 views (M, C, H, W), in large batches."""
-    scale = (1 / (255 * torch.tensor(std, device=device))).view(1, 3, 1, 1)
-    shift = (-torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(1, 3, 1, 1)
+    scale, shift = normalizer(source, device)
     out = []
     for start in range(0, len(views), TEACHER_BATCH):
         x = views[start:start + TEACHER_BATCH].to(device).float() * scale + shift
@@ -100,7 +105,7 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
             rows, cols = torch.randint(0, 2 * PAD + 1, (2, n * count), generator=generator)
             flips = torch.rand(n * count, generator=generator) > 0.5
             views = crop_and_flip(candidates, rows, cols, flips)
-            logits = teacher_logits(teacher, views, source.mean, source.std, device, opt)
+            logits = teacher_logits(teacher, views, source, device, opt)
             best = select_candidates(logits.view(n, count, -1), labels[start:start + n],
                                      opt.ckd_select)
             pick = torch.arange(n) * count + best

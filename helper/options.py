@@ -42,18 +42,21 @@ def base_parser(description):
                         help='accepted for RepDistiller compatibility (a progress bar is shown)')
     parser.add_argument('--tb_freq', type=positive_int, default=500,
                         help='accepted for RepDistiller compatibility (TensorBoard logs per epoch)')
-    parser.add_argument('--save_freq', type=positive_int, default=40, help='save ckpt_epoch_N every N epochs')
+    parser.add_argument('--save_freq', type=positive_int, default=40,
+                        help='save ckpt_epoch_N every N epochs')
     parser.add_argument('--batch_size', type=positive_int, default=64, help='training batch size')
     parser.add_argument('--num_workers', type=non_negative_int, default=8,
                         help='data loading processes (capped at the number of CPU cores)')
-    parser.add_argument('--epochs', type=positive_int, default=240, help='number of training epochs')
+    parser.add_argument('--epochs', type=positive_int, default=240,
+                        help='number of training epochs')
     parser.add_argument('--learning_rate', type=positive_float, default=None,
                         help=f'SGD learning rate (default {DEFAULT_LR}, or {SMALL_MODEL_LR} for '
                              f'{", ".join(SMALL_LR_MODELS)})')
     parser.add_argument('--lr_decay_epochs', type=str, default='150,180,210',
                         help='epochs after which the learning rate decays, comma-separated')
     parser.add_argument('--lr_decay_rate', type=positive_float, default=0.1, help='decay factor')
-    parser.add_argument('--weight_decay', type=non_negative_float, default=5e-4, help='weight decay')
+    parser.add_argument('--weight_decay', type=non_negative_float, default=5e-4,
+                        help='weight decay')
     parser.add_argument('--momentum', type=unit_interval, default=0.9, help='SGD momentum')
     parser.add_argument('--dataset', type=str, default='cifar100', choices=list(DATASETS),
                         help='data set')
@@ -61,7 +64,8 @@ def base_parser(description):
                         help='where data sets live (CIFAR pickles, imagenet/{train,val})')
     parser.add_argument('--save_dir', type=str, default='./save',
                         help='root of checkpoints and TensorBoard logs')
-    parser.add_argument('--seed', type=non_negative_int, default=None, help='random seed (default: random)')
+    parser.add_argument('--seed', type=non_negative_int, default=None,
+                        help='random seed (default: random)')
     parser.add_argument('--gpu_id', type=str, default=None,
                         help='GPU(s) to use, as CUDA_VISIBLE_DEVICES (SimKD compatibility)')
     parser.add_argument('--resume', type=str, default=None, metavar='auto|PATH',

@@ -64,14 +64,15 @@ def measure(config):
     data = ArrayDataset(images, labels)
     source = DATASETS['cifar100']
     method = get_method(c.distill)
-    fast = c.path.startswith('fast')
+    fast = c.path.startswith('fast') or c.path == 'student'  # the device-resident loader
     gamma, alpha, beta = method.default_weights[:3]
     opt = SimpleNamespace(
         gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=128, nce_k=c.nce_k,
         nce_t=0.07, nce_m=0.5, n_data=CIFAR_TRAIN, model_s=c.student, init_epochs=0,
         learning_rate=0.0, momentum=0.9, weight_decay=5e-4, seed=0, max_grad_norm=None,
         amp=c.amp if fast else 'off', channels_last=c.channels_last and fast,
-        compile=c.compile and fast, sgd_impl='auto' if fast else 'for-loop')
+        compile=c.compile and fast, sgd_impl='auto' if fast else 'for-loop',
+        num_workers=c.num_workers)
     if c.path == 'fast+ckd':  # CKD's pairs: the epoch's teacher views coded as it starts
         from dataset.ckd import CodedPairLoader, CodedRounds, candidate_qualities
         qualities = np.array(candidate_qualities(5))
@@ -81,6 +82,13 @@ def measure(config):
         loader = CodedPairLoader(data, c.batch_size, device, source.mean, source.std,
                                  CodedRounds(choices[None].astype(np.int16)),
                                  workers=c.num_workers, variant=method.data_variant, k=c.nce_k)
+        loader.set_epoch(1)
+    elif c.path == 'fast+cache':  # student views; the teacher's outputs from a built store
+        from dataset.ckd import CodedPairLoader, CodedRounds
+        from helper.teacher_cache import draw_rounds
+        rounds = CodedRounds(draw_rounds(1, n_images, 0), mode='student')
+        loader = CodedPairLoader(data, c.batch_size, device, source.mean, source.std, rounds,
+                                 variant=method.data_variant, k=c.nce_k)
         loader.set_epoch(1)
     elif fast:
         loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std,
@@ -95,8 +103,22 @@ def measure(config):
     student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
     distiller = method(student, teacher, opt).to(device)
     distiller.coded_teacher = c.path == 'fast+ckd'
+    build_seconds = None
+    if c.path == 'fast+cache':
+        from helper.teacher_cache import TeacherStore, build_store
+        folder = tempfile.mkdtemp()
+        started = time.perf_counter()
+        build_store(teacher.to(device), images, rounds.choices, source, device, opt, folder)
+        build_seconds = time.perf_counter() - started
+        distiller.teacher_store = TeacherStore(folder, rounds)
+        distiller.set_epoch(1)
+    if c.path == 'student':  # plain CE training of the student: the floor of any KD step
+        from helper.loops import Supervised
+        distiller = Supervised(student).to(device)
     prepare_modules(opt, [distiller], [student, teacher])
-    optimizer = make_sgd(distiller.trainable_parameters(), opt, device)
+    trained = (student.parameters() if c.path == 'student'
+               else distiller.trainable_parameters())
+    optimizer = make_sgd(trained, opt, device)
     trainer = Trainer(distiller, None, None, opt, c.student, tempfile.mkdtemp(), None, device)
 
     def run(n_steps):
@@ -115,9 +137,12 @@ def measure(config):
     peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     ips = c.steps * c.batch_size / seconds
-    return {'path': c.path, 'distill': c.distill, 'images_per_second': ips,
-            'ms_per_step': 1000 * seconds / c.steps, 'cifar_epoch_seconds': CIFAR_TRAIN / ips,
-            'peak_memory_mb': peak / 2 ** 20}
+    result = {'path': c.path, 'distill': c.distill, 'images_per_second': ips,
+              'ms_per_step': 1000 * seconds / c.steps, 'cifar_epoch_seconds': CIFAR_TRAIN / ips,
+              'peak_memory_mb': peak / 2 ** 20}
+    if build_seconds is not None:  # one round of the store, over this run's images
+        result['cache_round_images_per_second'] = n_images / build_seconds
+    return result
 
 
 def run_isolated(config):
@@ -149,6 +174,20 @@ def end_to_end(args):
     return times
 
 
+def cache_summary(results, rounds):
+    """The cached KD step against the student-only step, and the store's break-even point."""
+    by = {(r['path'], r['distill']): r for r in results}
+    live, cached, alone = by[('fast', 'kd')], by[('fast+cache', 'kd')], by[('student', 'kd')]
+    build = CIFAR_TRAIN * rounds / cached['cache_round_images_per_second']
+    saved = live['cifar_epoch_seconds'] - cached['cifar_epoch_seconds']
+    return (f'\ncached KD step: {cached["ms_per_step"] / alone["ms_per_step"]:.2f}x the '
+            f'student-only step, {live["ms_per_step"] / cached["ms_per_step"]:.2f}x fewer seconds than the '
+            f'live-teacher KD step. Building {rounds} rounds of CIFAR ({CIFAR_TRAIN} images): '
+            f'{build / 60:.0f} min at {cached["cache_round_images_per_second"]:.0f} images/s; '
+            f'break-even after {build / saved:.1f} epochs' if saved > 0 else
+            '\nthe cached step was not faster here')
+
+
 def device_label(device):
     import torch
     if device == 'cuda':
@@ -177,6 +216,10 @@ def main(argv=None):
     parser.add_argument('--ckd', action='store_true',
                         help='also time each method on the fast path with --ckd ckd (each '
                              'epoch\'s teacher views JPEG-coded on the CPU as it starts)')
+    parser.add_argument('--cache', type=int, default=0, metavar='R',
+                        help='also time a student-only step and each method on the fast path '
+                             'from a teacher-output store, and report the cost of building R '
+                             'rounds and the break-even point in epochs')
     parser.add_argument('--end_to_end', action='store_true',
                         help='also time one whole train_student.py epoch per loader')
     parser.add_argument('--json', default=os.path.join('save', 'benchmark.json'),
@@ -202,6 +245,10 @@ def main(argv=None):
     if args.ckd:
         results += [run_isolated({**base, 'path': 'fast+ckd', 'distill': name})
                     for name in dict.fromkeys(['kd'] + methods)]
+    if args.cache:
+        results.append(run_isolated({**base, 'path': 'student', 'distill': 'kd'}))
+        results += [run_isolated({**base, 'path': 'fast+cache', 'distill': name})
+                    for name in dict.fromkeys(['kd'] + methods)]
     kd_ms = next(r['ms_per_step'] for r in results if r['path'] == 'fast' and r['distill'] == 'kd')
     for r in results:
         r['step_time_vs_kd'] = r['ms_per_step'] / kd_ms if r['path'] != 'classic' else None
@@ -218,6 +265,8 @@ def main(argv=None):
         print(f'| {r["path"]} | {r["distill"]} | {r["images_per_second"]:.0f} | '
               f'{r["ms_per_step"]:.1f} | {r["cifar_epoch_seconds"]:.0f} | '
               f'{r["peak_memory_mb"]:.0f} | {vs} |')
+    if args.cache:
+        print(cache_summary(results, args.cache))
     classic, fast = results[0], results[1]
     print(f'\nfast / classic throughput ({methods[0]}): '
           f'{fast["images_per_second"] / classic["images_per_second"]:.2f}x; projected 240-epoch '

@@ -112,11 +112,13 @@ def test_training_benchmark_reports_both_paths(tmp_path):
     report = tmp_path / 'bench.json'
     assert load_script('benchmark').main([
         '--teacher', 'resnet8', '--student', 'resnet8', '--steps', '2', '--warmup', '1',
-        '--batch_size', '8', '--num_workers', '0', '--device', 'cpu', '--ckd', '--json',
-        str(report)]) == 0
+        '--batch_size', '8', '--num_workers', '0', '--device', 'cpu', '--ckd', '--cache', '20',
+        '--json', str(report)]) == 0
     results = json.loads(report.read_text())['results']
-    assert [(r['path'], r['distill']) for r in results] == [('classic', 'kd'), ('fast', 'kd'),
-                                                            ('fast+ckd', 'kd')]
+    assert [(r['path'], r['distill']) for r in results] == [
+        ('classic', 'kd'), ('fast', 'kd'), ('fast+ckd', 'kd'), ('student', 'kd'),
+        ('fast+cache', 'kd')]
+    assert results[-1]['cache_round_images_per_second'] > 0
     assert all(r['images_per_second'] > 0 for r in results)
     assert results[1]['step_time_vs_kd'] == 1.0
 
