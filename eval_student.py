@@ -11,16 +11,15 @@ test split is read.
 import json
 import os
 import sys
-from types import SimpleNamespace
 
 from dataset import DATASETS, get_dataloaders
-from distiller_zoo import get_method
-from helper.checkpoint import get_teacher_name, load_checkpoint
+from distiller_zoo import Distiller
+from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student
 from helper.loops import validate
 from helper.options import Parser, select_device
 from helper.cli import run_cli
-from helper.util import UserError, non_negative_int, positive_int
-from models import get_model, model_dict
+from helper.util import non_negative_int, positive_int
+from models import model_dict
 
 
 def parse_option(argv=None):
@@ -62,22 +61,11 @@ def build_predictor(ckpt, opt, num_classes):
     """Return ``(module, predict, name)``: the module holding the weights, the function that
     maps images to logits, and a name for the report."""
     arch = opt.model or get_teacher_name(opt.path, ckpt)
-    model = get_model(arch, num_classes, opt.dataset)
-    if 'method_opt' not in ckpt:
-        try:
-            model.load_state_dict(ckpt['model'])
-        except RuntimeError as e:
-            raise UserError(f"'{opt.path}' does not match {arch} with {num_classes} classes "
-                            f"({str(e).splitlines()[0]}); pass --model or --dataset") from None
-        return model, model, arch
-    method_opt = SimpleNamespace(**ckpt['method_opt'])
-    # The checkpoint holds every module the prediction needs (a copy of the teacher's
-    # classifier included); the teacher's architecture only sizes the method's modules.
-    teacher = get_model(method_opt.model_t, num_classes, opt.dataset)
-    distiller = get_method(method_opt.distill)(model, teacher, method_opt,
-                                               method_opt.image_size)
-    distiller.load_checkpoint_state(ckpt)
-    return distiller, distiller.forward_test, f'{arch} ({method_opt.distill})'
+    module = rebuild_student(ckpt, arch, num_classes, opt.dataset, opt.path,
+                             'pass --model or --dataset')
+    if isinstance(module, Distiller):
+        return module, module.forward_test, f'{arch} ({module.options["distill"]})'
+    return module, module, arch
 
 
 def run(opt):

@@ -12,22 +12,20 @@ tabulates them (``python scripts/summarize.py save/transfer``).
 import json
 import os
 import sys
-from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 
 from dataset import DATASETS, get_dataloaders
-from distiller_zoo import Distiller, get_method
+from distiller_zoo import Distiller
 from helper.accel import make_sgd, prepare_modules
-from helper.checkpoint import get_teacher_name, load_checkpoint
+from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student
 from helper.cli import run_cli
 from helper.logger import RunLogger
-from helper.loops import Trainer
+from helper.loops import Learner, Trainer
 from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
                             prepare_run, select_device)
 from helper.util import UserError, set_seed
-from models import get_model
 
 TARGETS = ('stl10', 'tinyimagenet')
 
@@ -63,7 +61,7 @@ def source_run(ckpt, path):
         return {}
 
 
-class LinearProbe(nn.Module):
+class LinearProbe(Learner):
     """A learner (see helper/loops.py) training one linear layer on frozen features.
     ``backbone`` is the student, or the method that predicts through its own modules."""
 
@@ -87,15 +85,6 @@ class LinearProbe(nn.Module):
     def forward_test(self, image):
         return self.fc(self.features(image))
 
-    def init_modules(self):
-        return None
-
-    def set_epoch(self, epoch):
-        pass
-
-    def extra_predictors(self):
-        return {}
-
     def checkpoint_state(self):
         """The student under RepDistiller's 'model' key (its BN statistics adapted to the new
         data), a method's own modules as the method saves them, the probe under 'probe'."""
@@ -116,20 +105,12 @@ class LinearProbe(nn.Module):
 def build_backbone(ckpt, opt, source):
     """The frozen network and its feature function: the student alone, or rebuilt with the
     method modules its prediction goes through."""
-    num_classes = DATASETS[source.get('dataset', 'cifar100')].num_classes
-    model = get_model(opt.model_s, num_classes, source.get('dataset', 'cifar100'))
-    if 'method_opt' not in ckpt:
-        try:
-            model.load_state_dict(ckpt['model'])
-        except RuntimeError as e:
-            raise UserError(f"'{opt.path_s}' does not match {opt.model_s} with {num_classes} "
-                            f"classes ({str(e).splitlines()[0]}); pass --model_s") from None
-        return model, lambda image: model(image, is_feat=True)[0][-1]
-    method_opt = SimpleNamespace(**ckpt['method_opt'])
-    teacher = get_model(method_opt.model_t, num_classes, method_opt.dataset)
-    distiller = get_method(method_opt.distill)(model, teacher, method_opt, method_opt.image_size)
-    distiller.load_checkpoint_state(ckpt)
-    return distiller, distiller.prediction_features
+    dataset = source.get('dataset', 'cifar100')
+    backbone = rebuild_student(ckpt, opt.model_s, DATASETS[dataset].num_classes, dataset,
+                               opt.path_s, 'pass --model_s')
+    if isinstance(backbone, Distiller):
+        return backbone, backbone.prediction_features
+    return backbone, lambda image: backbone(image, is_feat=True)[0][-1]
 
 
 def run(opt):

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import pickle
+from types import SimpleNamespace
 
 import torch
 
@@ -219,3 +220,25 @@ def load_teacher(path, num_classes, dataset):
                         f"({mismatch_summary(model, ckpt['model'])}); {hint}. Check the folder "
                         f"name or --dataset") from None
     return model, name
+
+
+def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):
+    """The network a student checkpoint describes: the model with its weights, or, for a
+    method that predicts through modules of its own (the checkpoint carries ``'method_opt'``),
+    the method rebuilt around it. Such a checkpoint holds every module the prediction needs (a
+    copy of the teacher's classifier included); the teacher's architecture only sizes them.
+    ``fix`` ends the message of a checkpoint that does not fit ``arch``."""
+    model = get_model(arch, num_classes, dataset)
+    if 'method_opt' not in ckpt:
+        try:
+            model.load_state_dict(ckpt['model'])
+        except RuntimeError as e:
+            raise UserError(f"'{path}' does not match {arch} with {num_classes} classes "
+                            f"({str(e).splitlines()[0]}); {fix}") from None
+        return model
+    from distiller_zoo import get_method
+    method_opt = SimpleNamespace(**ckpt['method_opt'])
+    teacher = get_model(method_opt.model_t, num_classes, dataset)
+    distiller = get_method(method_opt.distill)(model, teacher, method_opt, method_opt.image_size)
+    distiller.load_checkpoint_state(ckpt)
+    return distiller

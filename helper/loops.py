@@ -30,7 +30,21 @@ LAST = 'ckpt_last.pth'
 CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
 
 
-class Supervised(nn.Module):
+class Learner(nn.Module):
+    """The parts of the learner interface most learners leave as they are: no init stage,
+    nothing per epoch, no other network to evaluate."""
+
+    def init_modules(self):
+        return None
+
+    def set_epoch(self, epoch):
+        pass
+
+    def extra_predictors(self):
+        return {}
+
+
+class Supervised(Learner):
     """Plain cross-entropy training of one model (the teacher's recipe) as a learner."""
 
     def __init__(self, model):
@@ -46,15 +60,6 @@ class Supervised(nn.Module):
 
     def forward_test(self, image):
         return self.model(image)
-
-    def init_modules(self):
-        return None
-
-    def set_epoch(self, epoch):
-        pass
-
-    def extra_predictors(self):
-        return {}
 
     def checkpoint_state(self):
         return {'model': self.model.state_dict()}
