@@ -125,14 +125,15 @@ def test_a_method_needing_maps_is_refused(tiny, tmp_path, capsys):
     assert 'needs a teacher that trains' in capsys.readouterr().err
 
 
-def test_a_resumed_cached_run_ends_bit_identical(tiny, monkeypatch):
-    root = tiny[2]
-    straight, resumed = str(root / 'straight'), str(root / 'resumed')
-    assert train_student.main(argv(tiny, straight)) == 0
+@pytest.mark.parametrize('loader', ['device', 'classic'])
+def test_a_resumed_cached_run_ends_bit_identical(tiny, monkeypatch, loader):
+    root, flags = tiny[2], ['--loader', loader]
+    straight, resumed = str(root / f'straight_{loader}'), str(root / f'resumed_{loader}')
+    assert train_student.main(argv(tiny, straight, extra=flags)) == 0
     signal_after(monkeypatch, 4)  # teacher validation 2, then epoch 1's second step
-    assert train_student.main(argv(tiny, resumed)) == 130
+    assert train_student.main(argv(tiny, resumed, extra=flags)) == 130
     monkeypatch.undo()
-    assert train_student.main(argv(tiny, resumed, extra=['--resume', 'auto'])) == 0
+    assert train_student.main(argv(tiny, resumed, extra=flags + ['--resume', 'auto'])) == 0
     a = load_checkpoint(os.path.join(run_folder(straight), 'resnet8_last.pth'))['model']
     b = load_checkpoint(os.path.join(run_folder(resumed), 'resnet8_last.pth'))['model']
     assert all(torch.equal(a[k], b[k]) for k in a)
