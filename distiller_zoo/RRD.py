@@ -39,10 +39,13 @@ class RRDLoss(nn.Module):
     def enqueue(self, keys):
         """Write ``keys`` (every process's, so the queues stay identical) after the pointer,
         wrapping around."""
-        keys = distributed.all_gather_rows(keys)[-self.nce_k:]
-        slots = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % self.nce_k
+        keys = distributed.all_gather_rows(keys)
+        count = len(keys)
+        keys = keys[-self.nce_k:]  # a batch longer than the queue: only its last keys stay
+        slots = (self.queue_ptr + count - len(keys)
+                 + torch.arange(len(keys), device=keys.device)) % self.nce_k
         self.queue[slots] = keys.to(self.queue.dtype)
-        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % self.nce_k)
+        self.queue_ptr.copy_((self.queue_ptr + count) % self.nce_k)
 
 
 @register_method('rrd', 'rcd')

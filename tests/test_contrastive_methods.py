@@ -121,8 +121,12 @@ def test_rrd_queue_wraps_with_a_batch_that_does_not_divide_it():
     for i, key in enumerate(keys):
         expected[i % 12] = key
     assert torch.allclose(loss.queue, expected)
-    loss(det(30, 6), det(30, 10))  # a batch longer than the queue keeps its last 12 keys
-    assert int(loss.queue_ptr) == (20 + 12) % 12
+    f_t = det(30, 10, phase=9)
+    loss(det(30, 6), f_t)  # a batch longer than the queue: its last 12 keys, where they fall
+    keys = F.normalize(loss.embed_t(f_t), dim=1).detach()
+    for i in range(18, 30):
+        assert torch.allclose(loss.queue[(20 + i) % 12], keys[i])
+    assert int(loss.queue_ptr) == (20 + 30) % 12
 
 
 @pytest.mark.parametrize('name', ['corr', 'supcon', 'align'])

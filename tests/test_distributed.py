@@ -64,6 +64,30 @@ def test_torchrun_teacher_and_kd_student(tmp_path, loader):
     assert all(torch.equal(saved[k], ckpt['model'][k]) for k in saved)
 
 
+def test_torchrun_rrd_with_coded_teacher_from_the_cache(tmp_path):
+    """Two processes: CKD's rounds and the teacher-output store are built once (by rank 0) and
+    shared; every process enqueues the whole global batch, so RRD's queues stay identical."""
+    data = str(tmp_path / 'data')
+    write_cifar100(data, n_train=64, n_test=20)
+    save = str(tmp_path / 'save')
+    common = ['--data_folder', data, '--save_dir', save] + FAST
+    torchrun(tmp_path, 'train_teacher', ['--model', 'resnet8'] + common, str(tmp_path / 'dt'))
+    teacher = os.path.join(save, 'models', 'resnet8_vanilla', 'ckpt_epoch_1.pth')
+    dump = str(tmp_path / 'dump_rrd')
+    result = torchrun(tmp_path, 'train_student', [
+        '--path_t', teacher, '--model_s', 'resnet8', '--distill', 'rrd', '--nce_k', '24',
+        '--ckd', 'ckd', '--ckd_rounds', '2', '--ckd_delta', '50', '--teacher_cache', '2'
+    ] + common + ['--epochs', '2'], dump)
+    assert result.stdout.count('ckd: preparing') == 1
+    assert result.stdout.count('teacher cache: running the teacher') == 1
+    assert same_weights(dump)
+    queues = [torch.load(os.path.join(dump, f'rank{r}_method.pt'))['criterion_kd.queue']
+              for r in (0, 1)]
+    assert torch.equal(*queues)
+    pointer = torch.load(os.path.join(dump, 'rank0_method.pt'))['criterion_kd.queue_ptr']
+    assert int(pointer) == (2 * 64) % 24  # both processes' keys, two epochs of 64 images
+
+
 def test_simkd_spawn_flags_on_cpu(tmp_path):
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=32, n_test=8)
