@@ -8,13 +8,12 @@ their own modules (SimKD: a projector and a copy of the teacher's classifier) ar
 the options and modules stored in their checkpoint; the teacher's file is not needed. Only the
 test split is read.
 """
-import json
 import os
 import sys
 
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import Distiller
-from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student
+from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student, run_options
 from helper.loops import validate
 from helper.options import Parser, select_device
 from helper.cli import run_cli
@@ -41,19 +40,8 @@ def parse_option(argv=None):
 
 
 def stored_dataset(ckpt, path):
-    """The data set the checkpoint's run trained on: from the options stored in it, else from
-    its run folder's summary.json; None when neither says."""
-    for key in ('opt', 'method_opt'):
-        options = ckpt.get(key)
-        options = vars(options) if hasattr(options, '__dict__') else options
-        if isinstance(options, dict) and options.get('dataset') in DATASETS:
-            return options['dataset']
-    summary = os.path.join(os.path.dirname(os.path.abspath(path)), 'summary.json')
-    try:
-        with open(summary) as f:
-            dataset = json.load(f)['args']['dataset']
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The data set the checkpoint's run trained on (see ``run_options``); None when unknown."""
+    dataset = run_options(ckpt, path).get('dataset')
     return dataset if dataset in DATASETS else None
 
 

@@ -71,7 +71,8 @@ def parse_option(argv=None):
                              'epochs then train from the store, with no teacher forward '
                              '(methods that read only those; README, Teacher-output cache)')
     for method in dict.fromkeys(METHODS.values()):  # each method class once, aliases aside
-        method.add_arguments(parser)
+        if 'add_arguments' in vars(method):  # a subclass shares its parent's options
+            method.add_arguments(parser)
     opt = parser.parse_args(argv)
     method = get_method(opt.distill)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.

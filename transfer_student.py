@@ -9,7 +9,6 @@ BatchNorm statistics adapt to the new data; only the linear layer learns. Runs w
 files as training runs (checkpoints, metrics.jsonl, summary.json), so scripts/summarize.py
 tabulates them (``python scripts/summarize.py save/transfer``).
 """
-import json
 import os
 import sys
 
@@ -19,7 +18,7 @@ import torch.nn as nn
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import Distiller
 from helper.accel import make_sgd, prepare_modules
-from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student
+from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student, run_options
 from helper.cli import run_cli
 from helper.logger import RunLogger
 from helper.loops import Learner, Trainer
@@ -44,21 +43,6 @@ def parse_option(argv=None):
         raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
                         f"{', '.join(TARGETS)}")
     return opt
-
-
-def source_run(ckpt, path):
-    """The options of the run that trained the student: stored in the checkpoint, else in its
-    folder's summary.json; ``{}`` when neither says (a checkpoint from elsewhere)."""
-    for key in ('method_opt', 'opt'):
-        options = ckpt.get(key)
-        options = vars(options) if hasattr(options, '__dict__') else options
-        if isinstance(options, dict):
-            return options
-    try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(path)), 'summary.json')) as f:
-            return json.load(f)['args']
-    except (OSError, ValueError, KeyError):
-        return {}
 
 
 class LinearProbe(Learner):
@@ -118,7 +102,7 @@ def run(opt):
     ckpt = load_checkpoint(opt.path_s)
     opt.model_s = opt.model_s or get_teacher_name(opt.path_s, ckpt)
     finish_options(opt, opt.model_s)
-    source = source_run(ckpt, opt.path_s)
+    source = run_options(ckpt, opt.path_s)
     opt.distill = source.get('distill', 'vanilla')  # the row summarize.py files it under
     opt.alpha = source.get('alpha', 0.0)
     opt.model_t = source.get('model_t', '-')

@@ -101,32 +101,33 @@ class CodedPairLoader(BatchLoader):
         super().__init__(dataset, batch_size, device, mean, std, train=train, **kwargs)
         self.coded, self.workers = coded, workers
         self.clean = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).contiguous().to(device)
-        self.choices = None
+        self.round = None
 
     def set_epoch(self, epoch):
-        self.choices = torch.from_numpy(
-            self.coded.choices[self.coded.round_for_epoch(epoch)].astype(np.int64))
+        """The epoch's round; its crops and flips go to the device once, here."""
+        self.round = self.coded.choices[self.coded.round_for_epoch(epoch)]
+        self.crops = torch.from_numpy(self.round[:, 1:].astype(np.int64)).to(self.device)
 
     def batches(self, order, augment):
-        if self.choices is None:
+        if self.round is None:
             raise RuntimeError('CodedPairLoader.set_epoch must be called before iterating')
-        teacher_views = self.clean[order.to(self.device)] if self.coded.mode == 'clean' else None
         if self.coded.mode == 'ckd':
-            coded = code_images(self.dataset.images[order.numpy()],
-                                self.choices[order, 0].numpy(), self.workers)
-            teacher_views = torch.from_numpy(coded).permute(0, 3, 1, 2).to(self.device)
-        position = torch.empty(len(self.dataset), dtype=torch.long)
-        position[order] = torch.arange(len(order))  # where each sample's teacher view sits
-        self._teacher_views, self._position = teacher_views, position.to(self.device)
+            coded = code_images(self.dataset.images[order.numpy()], self.round[order.numpy(), 0],
+                                self.workers)
+            self._coded = torch.from_numpy(coded).permute(0, 3, 1, 2).to(self.device)
+            position = torch.empty(len(self.dataset), dtype=torch.long)
+            position[order] = torch.arange(len(order))  # where each sample's coded view sits
+            self._position = position.to(self.device)
         return super().batches(order, augment)
 
     def load(self, index, augment):
-        rows, cols, flips = self.choices[index.cpu(), 1:].to(self.device).unbind(1)
+        rows, cols, flips = self.crops[index].unbind(1)
         student = crop_and_flip(self.clean[index], rows, cols, flips.bool())
         if self.coded.mode == 'student':
             return self.normalize(student)
-        teacher = crop_and_flip(self._teacher_views[self._position[index]], rows, cols,
-                                flips.bool())
+        teacher = student  # 'clean': the same view
+        if self.coded.mode == 'ckd':
+            teacher = crop_and_flip(self._coded[self._position[index]], rows, cols, flips.bool())
         return self.normalize(torch.stack([student, teacher], 1))
 
 

@@ -119,7 +119,3 @@ class SRDwithDIST(SRD):
         feat_weight = super().default_term_weights(opt)[0]
         return feat_weight, SRD_DIST_LOGIT_WEIGHTS.get((opt.model_t, opt.model_s),
                                                        SRD_DIST_DEFAULT_LOGIT_WEIGHT)
-
-    @classmethod
-    def add_arguments(cls, parser):
-        """Shares SRD's options."""

@@ -187,7 +187,7 @@ class Distiller(nn.Module):
         image_s, image_t = self.split_views(image)
         student = self.run_network(self.student, image_s)
         if self.teacher_store is not None:
-            return student, self.teacher_store.lookup(index, image_s.device)
+            return student, self.teacher_store.lookup(index)
         with torch.no_grad():
             teacher = self.run_network(self.teacher, image_t)
         return student, teacher

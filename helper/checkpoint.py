@@ -3,6 +3,7 @@ and read with ``torch.load(weights_only=True)`` so a downloaded file cannot run 
 import argparse
 import contextlib
 import errno
+import json
 import os
 import pickle
 from types import SimpleNamespace
@@ -220,6 +221,22 @@ def load_teacher(path, num_classes, dataset):
                         f"({mismatch_summary(model, ckpt['model'])}); {hint}. Check the folder "
                         f"name or --dataset") from None
     return model, name
+
+
+def run_options(ckpt, path):
+    """The options of the run that wrote a checkpoint: stored in it (``'opt'``, also as
+    RepDistiller's Namespace, or ``'method_opt'``), else in its folder's summary.json; ``{}``
+    when neither says (a checkpoint from elsewhere)."""
+    for key in ('opt', 'method_opt'):
+        options = ckpt.get(key)
+        options = vars(options) if hasattr(options, '__dict__') else options
+        if isinstance(options, dict):
+            return options
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), 'summary.json')) as f:
+            return json.load(f)['args']
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):

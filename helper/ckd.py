@@ -66,17 +66,20 @@ def normalizer(source, device):
 
 
 @torch.no_grad()
-def teacher_logits(teacher, views, source, device, opt):
-    """Teacher logits of uint8 views (M, C, H, W), in large batches."""
+def teacher_outputs(teacher, views, source, device, opt):
+    """The teacher's logits and pooled embeddings (on the CPU, fp32) of uint8 views
+    (M, C, H, W), in large batches."""
     scale, shift = normalizer(source, device)
-    out = []
+    logits, embeddings = [], []
     for start in range(0, len(views), TEACHER_BATCH):
         x = views[start:start + TEACHER_BATCH].to(device).float() * scale + shift
         if opt.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(opt, device):
-            out.append(teacher(x).float().cpu())
-    return torch.cat(out)
+            feats, out = teacher(x, is_feat=True)
+        logits.append(out.float().cpu())
+        embeddings.append(feats[-1].float().cpu())
+    return torch.cat(logits), torch.cat(embeddings)
 
 
 def prepare_rounds(teacher, images, labels, source, device, opt):
@@ -105,7 +108,7 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
             rows, cols = torch.randint(0, 2 * PAD + 1, (2, n * count), generator=generator)
             flips = torch.rand(n * count, generator=generator) > 0.5
             views = crop_and_flip(candidates, rows, cols, flips)
-            logits = teacher_logits(teacher, views, source, device, opt)
+            logits, _ = teacher_outputs(teacher, views, source, device, opt)
             best = select_candidates(logits.view(n, count, -1), labels[start:start + n],
                                      opt.ckd_select)
             pick = torch.arange(n) * count + best

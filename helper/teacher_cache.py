@@ -22,8 +22,7 @@ from dataset.ckd import CLEAN, FIELDS, CodedRounds, check_codable, code_images, 
 from dataset.device_loader import PAD
 from distiller_zoo.base import NetOutput
 from . import distributed
-from .accel import autocast
-from .ckd import TEACHER_BATCH, file_hash, load_or_prepare, normalizer
+from .ckd import file_hash, load_or_prepare, teacher_outputs
 from .util import UserError
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
@@ -31,23 +30,24 @@ IMAGES_PER_CHUNK = 2048
 
 
 class TeacherStore:
-    """The stored outputs, memory-mapped; ``set_epoch`` picks the epoch's round and
-    ``lookup(index)`` gives the teacher's ``NetOutput`` (feature list: the embedding only)."""
+    """The stored outputs, memory-mapped; ``set_epoch`` loads the epoch's round (one round,
+    never the whole store) onto ``device``, and ``lookup(index)`` gives the teacher's
+    ``NetOutput`` (feature list: the embedding only) without a trip to the host."""
 
-    def __init__(self, folder, rounds):
+    def __init__(self, folder, rounds, device='cpu'):
         self.arrays = {name: np.load(os.path.join(folder, f'{name}.npy'), mmap_mode='r')
                        for name in OUTPUTS}
-        self.rounds, self.round = rounds, None
+        self.rounds, self.device, self.current = rounds, device, None
 
     def set_epoch(self, epoch):
-        self.round = self.rounds.round_for_epoch(epoch)
+        self.load_round(self.rounds.round_for_epoch(epoch))
 
-    def lookup(self, index, device):
-        rows = index.cpu().numpy()
-        logits, embedding = (torch.from_numpy(np.ascontiguousarray(self.arrays[name][self.round,
-                                                                                     rows]))
-                             .to(device, non_blocking=True) for name in OUTPUTS)
-        return NetOutput([embedding], logits)
+    def load_round(self, r):
+        self.current = {name: torch.from_numpy(np.ascontiguousarray(array[r])).to(self.device)
+                        for name, array in self.arrays.items()}
+
+    def lookup(self, index):
+        return NetOutput([self.current['embedding'][index]], self.current['logits'][index])
 
 
 def draw_rounds(count, n_images, seed):
@@ -66,7 +66,6 @@ def build_store(teacher, images, choices, source, device, opt, folder):
     """Run the teacher once per round over every image (its round's crop, flip and coding) and
     write the logits and embeddings to ``folder``."""
     rounds, n_images = choices.shape[:2]
-    scale, shift = normalizer(source, device)
     teacher.eval()
     arrays = None
     bar = tqdm(total=rounds * n_images, desc='teacher cache', unit='img', leave=False,
@@ -78,23 +77,15 @@ def build_store(teacher, images, choices, source, device, opt, folder):
             views = crop_and_flip(torch.from_numpy(chunk).permute(0, 3, 1, 2),
                                   *torch.from_numpy(chosen[:, 1:3]).unbind(1),
                                   torch.from_numpy(chosen[:, 3]).bool())
-            for offset in range(0, len(views), TEACHER_BATCH):
-                x = views[offset:offset + TEACHER_BATCH].to(device).float() * scale + shift
-                if opt.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(opt, device):
-                    feats, logits = teacher(x, is_feat=True)
-                outputs = {'logits': logits.float().cpu().numpy(),
-                           'embedding': feats[-1].float().cpu().numpy()}
-                if arrays is None:
-                    arrays = {name: np.lib.format.open_memmap(
-                        os.path.join(folder, f'{name}.npy'), mode='w+', dtype=np.float32,
-                        shape=(rounds, n_images, value.shape[1]))
-                        for name, value in outputs.items()}
-                at = start + offset
-                for name, value in outputs.items():
-                    arrays[name][r, at:at + len(value)] = value
-                bar.update(len(x))
+            outputs = dict(zip(OUTPUTS, teacher_outputs(teacher, views, source, device, opt)))
+            if arrays is None:
+                arrays = {name: np.lib.format.open_memmap(
+                    os.path.join(folder, f'{name}.npy'), mode='w+', dtype=np.float32,
+                    shape=(rounds, n_images, value.shape[1]))
+                    for name, value in outputs.items()}
+            for name, value in outputs.items():
+                arrays[name][r, start:start + len(value)] = value.numpy()
+            bar.update(len(views))
     bar.close()
     for array in arrays.values():
         array.flush()
@@ -126,9 +117,8 @@ def check_method(method, opt):
 
 
 def cached_teacher_loader(opt, teacher, method, device):
-    """``(training loader of student views, TeacherStore)`` for ``--teacher_cache``; the store
-    is built (by the main process) when missing."""
-    check_method(method, opt)
+    """``(training loader of student views, TeacherStore)`` for ``--teacher_cache`` (after
+    ``check_method``); the store is built (by the main process) when missing."""
     source = DATASETS[opt.dataset]
     train_set = source.splits(opt.data_folder, ('train',))[0]
     images = check_codable(train_set)
@@ -152,10 +142,9 @@ def cached_teacher_loader(opt, teacher, method, device):
     size = sum(os.path.getsize(os.path.join(folder, f'{n}.npy')) for n in OUTPUTS)
     print(f'teacher cache: {folder} ({size / 2 ** 20:.1f} MiB, read through memory maps)',
           flush=True)
-    store = TeacherStore(folder, CodedRounds(choices, mode='student', seed=opt.seed))
+    rounds = CodedRounds(choices, mode='student', seed=opt.seed)  # the loader's and the store's
     loader, _, _ = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
         variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
-        pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
-        coded=CodedRounds(choices, mode='student', seed=opt.seed))
-    return loader, store
+        pin_memory=device.type == 'cuda', loader=opt.loader, device=device, coded=rounds)
+    return loader, TeacherStore(folder, rounds, device)

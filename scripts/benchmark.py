@@ -110,7 +110,7 @@ def measure(config):
         started = time.perf_counter()
         build_store(teacher.to(device), images, rounds.choices, source, device, opt, folder)
         build_seconds = time.perf_counter() - started
-        distiller.teacher_store = TeacherStore(folder, rounds)
+        distiller.teacher_store = TeacherStore(folder, rounds, device)
         distiller.set_epoch(1)
     if c.path == 'student':  # plain CE training of the student: the floor of any KD step
         from helper.loops import Supervised

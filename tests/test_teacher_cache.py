@@ -48,8 +48,8 @@ def test_stored_outputs_equal_the_live_teachers(tmp_path, coded):
     build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), opt, str(tmp_path))
     store = TeacherStore(str(tmp_path), CodedRounds(choices, mode='student'))
     for r in range(2):
-        store.round = r
-        stored = store.lookup(torch.arange(6), torch.device('cpu'))
+        store.load_round(r)
+        stored = store.lookup(torch.arange(6))
         logits, embedding = live_outputs(teacher, data.images, choices[r])
         assert torch.allclose(stored.logits, logits, atol=1e-5)
         assert torch.allclose(stored.feats[-1], embedding, atol=1e-5)
