@@ -1,0 +1,126 @@
+"""Checkpoints written before the method-interface redesign (at 61ba9d0, by
+tests/fixtures/make_fixtures.py) keep loading, evaluating and resuming."""
+import os
+import re
+import shutil
+
+import pytest
+import torch
+
+import eval_student
+import train_student
+from conftest import write_cifar100
+from distiller_zoo import SimKD
+from helper.checkpoint import load_checkpoint
+from models import get_model
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoints')
+COMMON = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1',
+          '--model_s', 'resnet8', '--nce_k', '30']
+TOLERANCE = dict(rtol=1e-5, atol=1e-6)  # the fixtures' machine and this one may differ
+
+
+def fixture(name):
+    return os.path.join(FIXTURES, name)
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    """The data the fixtures were trained on, and their teacher in a RepDistiller folder."""
+    root = tmp_path_factory.mktemp('old_checkpoints')
+    data = str(root / 'data')
+    write_cifar100(data, n_train=64, n_test=16)
+    teacher = root / 'resnet8_vanilla' / 'ckpt_epoch_1.pth'
+    teacher.parent.mkdir()
+    shutil.copyfile(fixture('teacher_resnet8.pth'), teacher)
+    return data, str(teacher), root
+
+
+def student_argv(workspace, save, distill, *extra):
+    data, teacher, _ = workspace
+    return ['--path_t', teacher, '--distill', distill, '--data_folder', data, '--save_dir', save,
+            '--epochs', '2'] + COMMON + list(extra)
+
+
+def final_checkpoint(save):
+    folder = os.path.join(save, 'student_model')
+    (run,) = os.listdir(folder)
+    return load_checkpoint(os.path.join(folder, run, 'ckpt_last.pth'))
+
+
+def assert_same_tensors(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), **TOLERANCE), key
+
+
+def evaluated_top1(capsys, path, data, *extra):
+    assert eval_student.main(['--path', path, '--data_folder', data, '--num_workers', '0']
+                             + list(extra)) == 0
+    return float(re.search(r'acc@1 ([\d.]+)', capsys.readouterr().out).group(1))
+
+
+@pytest.mark.parametrize('name', ['teacher_resnet8.pth', 'kd_student_last.pth',
+                                  'simkd_student_last.pth'])
+def test_old_checkpoints_evaluate_to_their_recorded_accuracy(workspace, capsys, name):
+    ckpt = load_checkpoint(fixture(name))
+    assert evaluated_top1(capsys, fixture(name), workspace[0]) == pytest.approx(
+        ckpt['accuracy'], abs=1e-6)
+
+
+def test_old_simkd_student_predicts_through_its_stored_projector(workspace):
+    """The rebuilt student's prediction equals the one assembled by hand from the stored
+    tensors: the student's head map, the projector (under 'proj') and the teacher's
+    classifier (under 'method_state')."""
+    ckpt = load_checkpoint(fixture('simkd_student_last.pth'))
+    predictor = eval_student.build_predictor(
+        ckpt, eval_student.parse_option(['--path', fixture('simkd_student_last.pth')]), 100)[1]
+    student = get_model('resnet8', 100)
+    student.load_state_dict(ckpt['model'])
+    proj = SimKD(s_n=64, t_n=64, factor=2)
+    proj.load_state_dict(ckpt['proj'])
+    classifier = torch.nn.Linear(64, 100)
+    classifier.load_state_dict({k.split('.', 1)[1]: v for k, v in ckpt['method_state'].items()
+                                if k.startswith('cls_t.')})
+    images = torch.randn(4, 3, 32, 32)
+    for module in (student, proj, classifier, getattr(predictor, '__self__', predictor)):
+        module.eval()
+    with torch.no_grad():
+        head = student(images, is_feat=True, with_head_map=True)[2]
+        expected = classifier(proj.avg_pool(proj.transfer(head)).flatten(1))
+        assert torch.allclose(predictor(images), expected, **TOLERANCE)
+
+
+def test_old_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(workspace, tmp_path):
+    save = str(tmp_path / 'kd')
+    argv = student_argv(workspace, save, 'kd', '--resume', fixture('kd_mid_epoch_ckpt_last.pth'))
+    assert train_student.main(argv) == 0
+    resumed, straight = final_checkpoint(save), load_checkpoint(fixture('kd_final_ckpt_last.pth'))
+    assert_same_tensors(resumed['model'], straight['model'])
+    for a, b in zip(resumed['optimizer']['state'].values(),
+                    straight['optimizer']['state'].values()):
+        assert torch.allclose(a['momentum_buffer'], b['momentum_buffer'], **TOLERANCE)
+
+
+def test_old_crd_checkpoint_resumes_with_its_memory_bank(workspace, tmp_path):
+    save = str(tmp_path / 'crd')
+    argv = student_argv(workspace, save, 'crd', '--resume', fixture('crd_epoch1_ckpt_last.pth'))
+    assert train_student.main(argv) == 0
+    resumed, straight = final_checkpoint(save), load_checkpoint(fixture('crd_final_ckpt_last.pth'))
+    assert_same_tensors(resumed['model'], straight['model'])
+    assert_same_tensors(resumed['method_state'], straight['method_state'])
+    assert 'criterion_kd.contrast.memory_v1' in resumed['method_state']
+
+
+def test_old_dml_checkpoint_resumes_both_networks(workspace, tmp_path):
+    save = str(tmp_path / 'dml')
+    old = load_checkpoint(fixture('dml_ckpt_last.pth'))
+    argv = student_argv(workspace, save, 'dml', '--resume', fixture('dml_ckpt_last.pth'))
+    assert train_student.main(argv) == 0
+    resumed = final_checkpoint(save)
+    assert resumed['epoch'] == 3 and resumed['peer'].keys() == old['peer'].keys()
+    # One more epoch moved both networks on from their stored weights.
+    for network in ('model', 'peer'):
+        key = 'fc.weight'
+        assert not torch.equal(resumed[network][key], old[network][key])
+        assert (resumed[network][key] - old[network][key]).abs().max() < 0.1
