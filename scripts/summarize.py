@@ -2,10 +2,13 @@
 
     python scripts/summarize.py save/student_model [--metric last|best] [--plot curves.png]
 
-Runs (folders with a ``summary.json``) are grouped by data set, teacher, student and method;
-trials are averaged (mean +- std). Methods are rows, teacher -> student pairs are columns, with
-the teacher's accuracy and the student trained alone on top (from the sibling ``models``
-folder of teacher/baseline runs, or ``--baselines``).
+Runs (folders with a ``summary.json``) are trials of one experiment when everything that
+defines it agrees: data set, teacher, student, method and every option but the trial, the seed
+and the circumstantial ones (paths, workers, speed options; runs that differ in those are
+noted). Trials are averaged (mean +- std). Methods are rows, teacher -> student pairs are
+columns, with the teacher's accuracy and the student trained alone on top (from the sibling
+``models`` folder of teacher/baseline runs, or ``--baselines``). A method run with options that
+differ within a column gets a row per setting, labelled with the options that differ.
 """
 import argparse
 import json
@@ -36,16 +39,61 @@ def ordered_methods(methods):
     return [m for m in ROW_ORDER if m in methods] + sorted(set(methods) - set(ROW_ORDER))
 
 
+# Options that do not define an experiment: trials of one experiment may differ in them.
+NOT_DEFINING = {'trial', 'seed', 'resume', 'gpu_id', 'num_workers', 'print_freq', 'tb_freq',
+                'dist_url', 'multiprocessing_distributed', 'data_folder', 'save_dir', 'save_freq',
+                'n_data', 'div'}
+# ... of which these may change the numbers a little; trials that differ in them are noted.
+SETTINGS = {'path_t', 'path_s', 'loader', 'dali', 'amp', 'channels_last', 'compile',
+            'sgd_impl', 'sync_bn'}
+# Already the table's columns, or the method's name.
+SHOWN = {'dataset', 'model', 'model_s', 'model_t', 'distill'}
+
+
 def read_runs(folder):
+    """Every finished run under ``folder``; a summary.json that does not parse (a run writing
+    it, or a damaged file) is skipped with a note."""
     runs = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         path = os.path.join(folder, name, 'summary.json')
-        if os.path.isfile(path):
+        if not os.path.isfile(path):
+            continue
+        try:
             with open(path) as f:
                 summary = json.load(f)
-            summary['folder'] = os.path.join(folder, name)
-            runs.append(summary)
+        except ValueError:
+            summary = None
+        if not isinstance(summary, dict) or not isinstance(summary.get('args'), dict):
+            print(f'note: skipped {path}: not a complete summary.json', file=sys.stderr)
+            continue
+        summary['folder'] = os.path.join(folder, name)
+        runs.append(summary)
     return runs
+
+
+def read_metrics(path):
+    """The records of a metrics.jsonl; a line that does not parse ends them."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break
+    return records
+
+
+def experiment(r):
+    """The options that define run ``r``'s experiment beyond its column and method (a linear
+    probe's include its student's, prefixed ``student_``), and its settings."""
+    args = r['args']
+    defining = {k: v for k, v in args.items() if k not in NOT_DEFINING | SETTINGS | SHOWN}
+    defining.update({f'student_{k}': v for k, v in r.get('source_args', {}).items()
+                     if k not in NOT_DEFINING | SETTINGS | SHOWN})
+    if 'probed' in r:
+        defining['probed'] = r['probed']
+    settings = {k: v for k, v in args.items() if k in SETTINGS}
+    return defining, settings
 
 
 def method_key(args):
@@ -67,6 +115,41 @@ def mean_std(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
+def _value(value):
+    return '-' if value is None else str(value)
+
+
+def row_labels(runs):
+    """``{id(run): row key}``: the method, plus the defining options that take more than one
+    value among its runs of one column (``'SimKD (factor=3)'``). Options that differ only
+    between columns (a student's learning rate) do not split rows."""
+    by_cell = defaultdict(list)
+    for r in runs:
+        by_cell[(method_key(r['args']), column(r))].append(r)
+    varying = defaultdict(set)
+    for (method, _), cell in by_cell.items():
+        options = [experiment(r)[0] for r in cell]
+        for key in set().union(*options):
+            if len({json.dumps(o.get(key), sort_keys=True) for o in options}) > 1:
+                varying[method].add(key)
+    labels = {}
+    for r in runs:
+        method = method_key(r['args'])
+        options = experiment(r)[0]
+        shown = ', '.join(f'{k}={_value(options.get(k))}' for k in sorted(varying[method]))
+        labels[id(r)] = (method, shown)
+    return labels
+
+
+def column(r):
+    return r['args'].get('dataset'), r['teacher'], r['student']
+
+
+def label(row):
+    method, shown = row
+    return LABELS.get(method, method) + (f' ({shown})' if shown else '')
+
+
 def build_table(runs, baselines, metric):
     """Return (header, rows) with rows as lists of cell strings."""
     acc = f'{metric}_acc'
@@ -74,10 +157,11 @@ def build_table(runs, baselines, metric):
     cells = defaultdict(list)
     teacher_acc = defaultdict(list)
     columns = set()
+    rows_of = row_labels(runs)
     for r in runs:
-        col = (r['args']['dataset'], r['teacher'], r['student'])
+        col = column(r)
         columns.add(col)
-        cells[(method_key(r['args']), col)].append(r[acc])
+        cells[(rows_of[id(r)], col)].append(r[acc])
         teacher_acc[col].append(r.get('teacher_acc'))
     alone = defaultdict(list)
     for b in baselines:
@@ -89,8 +173,10 @@ def build_table(runs, baselines, metric):
     # Every run of a column measured the same teacher file, so distinct values are distinct files.
     rows = [['teacher'] + [mean_std(sorted(set(teacher_acc[c]) - {None})) for c in columns],
             ['student'] + [mean_std(alone[(d, s)]) for d, t, s in columns]]
-    for m in ordered_methods({m for m, _ in cells}):
-        rows.append([LABELS.get(m, m)] + [mean_std(cells[(m, c)]) for c in columns])
+    keys = {row for row, _ in cells}
+    for m in ordered_methods({method for method, _ in keys}):
+        for row in sorted(k for k in keys if k[0] == m):
+            rows.append([label(row)] + [mean_std(cells[(row, c)]) for c in columns])
     return header, rows
 
 
@@ -120,19 +206,18 @@ def plot_curves(runs, out):
     from matplotlib.ticker import MaxNLocator
 
     curves = defaultdict(lambda: defaultdict(list))
+    rows_of = row_labels(runs)
     for r in runs:
         path = os.path.join(r['folder'], 'metrics.jsonl')
         if not os.path.isfile(path):
             continue
-        by_epoch = {}
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                by_epoch[record['epoch']] = record['test_top1']  # a replayed epoch: keep the last
-        curves[run_group(r)[:3]][method_key(r['args'])].append(by_epoch)
+        by_epoch = {record['epoch']: record['test_top1']  # a replayed epoch: keep the last
+                    for record in read_metrics(path)}
+        if by_epoch:
+            curves[column(r)][label(rows_of[id(r)])].append(by_epoch)
     panels = sorted(curves)
     methods = {m for panel in curves.values() for m in panel}
-    styles = method_styles(ordered_methods(methods))
+    styles = method_styles(sorted(methods))
     cols = min(len(panels), 3) or 1
     rows = -(-len(panels) // cols) or 1
     fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 4.5 * rows), squeeze=False)
@@ -140,19 +225,22 @@ def plot_curves(runs, out):
     for ax, (dataset, teacher, student) in zip(axes.flat, panels):
         title = f'{teacher} -> {student} ({dataset})'
         drawn[title] = {}
+        last_epoch = 1
         for method in styles:
             trials = curves[(dataset, teacher, student)].get(method)
             if not trials:
                 continue
             epochs = sorted(set.intersection(*(set(t) for t in trials)))
             colour, style = styles[method]
-            label = LABELS.get(method, method)
             ax.plot(epochs, [statistics.mean(t[e] for t in trials) for e in epochs],
-                    label=label, color=colour, linestyle=style)
-            drawn[title][label] = (colour, style)
+                    label=method, color=colour, linestyle=style,
+                    marker='o' if len(epochs) == 1 else None)  # one epoch: a point, not a line
+            drawn[title][method] = (colour, style)
+            last_epoch = max(last_epoch, max(epochs, default=1))
         ax.set_title(title)
         ax.set_xlabel('epoch')
         ax.set_ylabel('test top-1 (%)')
+        ax.set_xlim(0.5, last_epoch + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0))  # beside
     for ax in list(axes.flat)[len(panels):]:
@@ -164,8 +252,27 @@ def plot_curves(runs, out):
 
 
 def run_group(r):
-    """(data set, teacher, student, method): the runs of one group are trials of each other."""
-    return r['args'].get('dataset'), r['teacher'], r['student'], method_key(r['args'])
+    """What the trials of one experiment share: the column, the method and every defining
+    option."""
+    return column(r), method_key(r['args']), json.dumps(experiment(r)[0], sort_keys=True,
+                                                         default=str)
+
+
+def disagreements(runs):
+    """Notes on groups whose trials differ in a setting (speed options, teacher file)."""
+    groups = defaultdict(list)
+    for r in runs:
+        groups[run_group(r)].append(experiment(r)[1])
+    rows_of = {run_group(r): label(row_labels(runs)[id(r)]) for r in runs}
+    notes = []
+    for group, settings in groups.items():
+        (dataset, teacher, student), _, _ = group
+        for key in sorted(set().union(*settings)):
+            values = sorted({_value(s.get(key)) for s in settings})
+            if len(values) > 1:
+                notes.append(f'note: the {rows_of[group]} trials of {teacher} -> {student} '
+                             f'({dataset}) differ in --{key}: {", ".join(values)}')
+    return notes
 
 
 def main(argv=None):
@@ -177,6 +284,11 @@ def main(argv=None):
                         help='which epoch\'s accuracy; RepDistiller reports the last')
     parser.add_argument('--plot', default=None, metavar='PNG', help='write test-accuracy curves')
     args = parser.parse_args(argv)
+    plot_folder = os.path.dirname(os.path.abspath(args.plot)) if args.plot else None
+    if plot_folder and not os.path.isdir(plot_folder):
+        print(f"error: cannot write the plot: the folder '{plot_folder}' does not exist",
+              file=sys.stderr)
+        return 2
 
     runs = read_runs(args.folder)
     if not runs:
@@ -194,6 +306,8 @@ def main(argv=None):
         trials[run_group(r)] += 1
     print(f'\n{len(runs)} runs, {len(trials)} groups, {min(trials.values())}-'
           f'{max(trials.values())} trials per group')
+    for note in disagreements(runs):
+        print(note)
     if args.plot:
         plot_curves(runs, args.plot)
         print(f'curves written to {args.plot}')
