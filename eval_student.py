@@ -3,7 +3,7 @@
     python eval_student.py --path save/student_model/<run>/resnet8x4_best.pth
 
 The architecture comes from the checkpoint or its folder name (or ``--model``), the data set
-from the options the run stored (or ``--dataset``). Students of methods that predict through
+from the options the run stored (or ``--dataset``). A DML checkpoint's peer is evaluated too. Students of methods that predict through
 their own modules (SimKD: a projector and a copy of the teacher's classifier) are rebuilt with
 the options and modules stored in their checkpoint; the teacher's file is not needed. Only the
 test split is read.
@@ -13,12 +13,13 @@ import sys
 
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import Distiller
-from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student, run_options
+from helper.checkpoint import (get_teacher_name, load_checkpoint, load_weights, rebuild_student,
+                               run_options)
 from helper.loops import validate
 from helper.options import Parser, select_device
 from helper.cli import run_cli
 from helper.util import non_negative_int, positive_int
-from models import model_dict
+from models import get_model, model_dict
 
 
 def parse_option(argv=None):
@@ -49,11 +50,26 @@ def build_predictor(ckpt, opt, num_classes):
     """Return ``(module, predict, name)``: the module holding the weights, the function that
     maps images to logits, and a name for the report."""
     arch = opt.model or get_teacher_name(opt.path, ckpt)
-    module = rebuild_student(ckpt, arch, num_classes, opt.dataset, opt.path,
-                             'pass --model or --dataset')
+    fix = 'Pass the right --model' if opt.model else 'Pass --model (or --dataset)'
+    module = rebuild_student(ckpt, arch, num_classes, opt.dataset, opt.path, fix)
     if isinstance(module, Distiller):
         return module, module.forward_test, f'{arch} ({module.options["distill"]})'
     return module, module, arch
+
+
+def build_peer(ckpt, opt, num_classes):
+    """A DML checkpoint's second network (under ``'peer'``), named by the run's ``--model_t``;
+    None for other checkpoints."""
+    arch = run_options(ckpt, opt.path).get('model_t')
+    if 'peer' not in ckpt or arch not in model_dict:
+        return None
+    return load_weights(get_model(arch, num_classes, opt.dataset), ckpt['peer'], opt.path,
+                        arch, num_classes, opt.dataset, 'Its peer is not the run\'s --model_t')
+
+
+def report(name, dataset, count, result):
+    print(f'{name} on {dataset} test ({count} images): acc@1 {result["top1"]:.2f} acc@5 '
+          f'{result["top5"]:.2f} loss {result["loss"]:.4f}')
 
 
 def run(opt):
@@ -67,8 +83,12 @@ def run(opt):
     module, predict, name = build_predictor(ckpt, opt, num_classes)
     module.to(device).eval()
     result = validate(test_loader, predict, device)
-    print(f'{name} on {opt.dataset} test ({len(test_loader.dataset)} images): '
-          f'acc@1 {result["top1"]:.2f} acc@5 {result["top5"]:.2f} loss {result["loss"]:.4f}')
+    report(name, opt.dataset, len(test_loader.dataset), result)
+    peer = build_peer(ckpt, opt, num_classes)
+    if peer is not None:  # DML: the peer trained beside the student
+        peer.to(device).eval()
+        report(f'peer {run_options(ckpt, opt.path)["model_t"]}', opt.dataset,
+               len(test_loader.dataset), validate(test_loader, peer, device, desc='peer'))
     return result
 
 

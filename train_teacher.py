@@ -7,8 +7,8 @@ from dataset import get_dataloaders
 from helper.accel import make_sgd, prepare_modules
 from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
-from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
-                            prepare_run, select_device)
+from helper.options import add_model_argument, base_parser, finish_options, select_device
+from helper.run_folder import RunFolder, first_epoch
 from helper.cli import run_cli
 from helper.distributed import is_main
 from helper.util import set_seed
@@ -27,28 +27,29 @@ def run(opt):
     device = select_device(opt)
     run_name = (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
                 f'_trial_{opt.trial}')
-    run_dir, tb_dir, resume = prepare_run(opt, 'models', 'tensorboard', run_name)
+    folder = RunFolder(opt, 'models', 'tensorboard', run_name)
+    opt.seed = folder.seed
     set_seed(opt.seed)
     train_loader, test_loader, num_classes = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
         seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
         dali=opt.dali)
     model = get_model(opt.model, num_classes, opt.dataset).to(device)
-    create_run_folders(run_dir, tb_dir)
-    prepare_modules(opt, [model], [model])
-    print(f'training {opt.model} on {opt.dataset} ({device}) -> {run_dir}', flush=True)
-
-    logger = RunLogger(run_dir, tb_dir)
-    trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model, run_dir,
-                      logger, device)
-    best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device), resume)
-    logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
-                         {'model': (opt.model, model)})
-    logger.close()
+    with folder.claimed():
+        prepare_modules(opt, [model], [model])
+        print(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}', flush=True)
+        logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
+        trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model,
+                          folder.run_dir, logger, device)
+        best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device),
+                                 folder.resume)
+        logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+                             {'model': (opt.model, model)})
+        logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
-          f'checkpoints in {run_dir}')
+          f'checkpoints in {folder.run_dir}')
     if opt.dataset == 'cifar100' and is_main():
-        publish_teacher(opt, run_dir)
+        publish_teacher(opt, folder.run_dir)
 
 
 def publish_teacher(opt, run_dir):

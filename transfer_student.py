@@ -22,9 +22,10 @@ from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student
 from helper.cli import run_cli
 from helper.logger import RunLogger
 from helper.loops import Learner, Trainer
-from helper.options import (add_model_argument, base_parser, create_run_folders, finish_options,
-                            prepare_run, select_device)
-from helper.util import UserError, set_seed
+from helper.files import file_digest
+from helper.options import add_model_argument, base_parser, finish_options, select_device
+from helper.run_folder import RunFolder, first_epoch
+from helper.util import UserError, run_label, set_seed
 
 TARGETS = ('stl10', 'tinyimagenet')
 
@@ -35,7 +36,8 @@ def parse_option(argv=None):
     parser.add_argument('--path_s', type=str, required=True, help='student checkpoint')
     add_model_argument(parser, '--model_s', None, 'student architecture (default: from the '
                        'checkpoint or its folder)')
-    parser.add_argument('--trial', type=str, default='1', help='experiment id (part of the folder)')
+    parser.add_argument('--trial', type=run_label, default='1',
+                        help='experiment id (part of the folder)')
     # The authors' recipe: 120 epochs, lr x0.1 at 30/60/90.
     parser.set_defaults(dataset='stl10', epochs=120, lr_decay_epochs='30,60,90', save_freq=30)
     opt = parser.parse_args(argv)
@@ -91,10 +93,17 @@ def build_backbone(ckpt, opt, source):
     method modules its prediction goes through."""
     dataset = source.get('dataset', 'cifar100')
     backbone = rebuild_student(ckpt, opt.model_s, DATASETS[dataset].num_classes, dataset,
-                               opt.path_s, 'pass --model_s')
+                               opt.path_s, 'Pass the right --model_s')
     if isinstance(backbone, Distiller):
         return backbone, backbone.prediction_features
     return backbone, lambda image: backbone(image, is_feat=True)[0][-1]
+
+
+def probed_checkpoint(path, arch):
+    """Which checkpoint of its run a probe reads, for the folder name: 'best', 'last',
+    'ckpt_epoch_240', ..."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem[len(arch) + 1:] if stem.startswith(f'{arch}_') else stem
 
 
 def run(opt):
@@ -106,9 +115,12 @@ def run(opt):
     opt.distill = source.get('distill', 'vanilla')  # the row summarize.py files it under
     opt.alpha = source.get('alpha', 0.0)
     opt.model_t = source.get('model_t', '-')
+    probed = probed_checkpoint(opt.path_s, opt.model_s)
     run_name = (f'{os.path.basename(os.path.dirname(os.path.abspath(opt.path_s)))}'
-                f'_to_{opt.dataset}_trial_{opt.trial}')
-    run_dir, tb_dir, resume = prepare_run(opt, 'transfer', 'transfer_tensorboards', run_name)
+                f'_{probed}_to_{opt.dataset}_trial_{opt.trial}')
+    identity = {'source': f'sha256 {file_digest(opt.path_s)}'}
+    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name, identity=identity)
+    opt.seed = folder.seed
     set_seed(opt.seed)
     backbone, features = build_backbone(ckpt, opt, source)
     backbone.to(device)
@@ -119,19 +131,23 @@ def run(opt):
         backbone.eval()
         dim = features(next(iter(test_loader))[0][:2].to(device)).shape[1]
     probe = LinearProbe(backbone, features, dim, num_classes).to(device)
-    create_run_folders(run_dir, tb_dir)
-    prepare_modules(opt, [probe], [probe])
-    print(f'linear probe of {opt.model_s} ({opt.distill} from {opt.model_t}) on {opt.dataset}: '
-          f'{dim} features -> {num_classes} classes ({device}) -> {run_dir}', flush=True)
-    logger = RunLogger(run_dir, tb_dir)
-    trainer = Trainer(probe, train_loader, test_loader, opt, opt.model_s, run_dir, logger, device)
-    best, last = trainer.run(lambda: make_sgd(probe.fc.parameters(), opt, device), resume)
-    logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
-                         {'student': (opt.model_s, backbone)}, teacher=opt.model_t,
-                         method=opt.distill, source=opt.path_s)
-    logger.close()
+    with folder.claimed():
+        prepare_modules(opt, [probe], [probe])
+        print(f'linear probe of {opt.model_s} ({opt.distill} from {opt.model_t}) on '
+              f'{opt.dataset}: {dim} features -> {num_classes} classes ({device}) -> '
+              f'{folder.run_dir}', flush=True)
+        logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
+        trainer = Trainer(probe, train_loader, test_loader, opt, opt.model_s, folder.run_dir,
+                          logger, device, identity=identity)
+        best, last = trainer.run(lambda: make_sgd(probe.fc.parameters(), opt, device),
+                                 folder.resume)
+        logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+                             {'student': (opt.model_s, backbone)}, teacher=opt.model_t,
+                             method=opt.distill, source=opt.path_s, source_args=source,
+                             probed=probed)
+        logger.close()
     print(f'done: {opt.model_s} ({opt.distill}) on {opt.dataset}: best acc@1 {best:.2f}, last '
-          f'acc@1 {last:.2f}; checkpoints in {run_dir}')
+          f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 
 def main(argv=None):

@@ -37,6 +37,13 @@ class DataSource:
     std: Tuple[float, ...]
     image_size: int = 32
     resize: Optional[int] = None  # resize the images to this side first (TinyImageNet)
+    in_memory: bool = True  # one uint8 array (CIFAR, synthetic, STL-10); else files on disk
+
+    @property
+    def codable(self):
+        """Whether CKD's coded views and the teacher-output cache work on it (32x32 images
+        in memory)."""
+        return self.in_memory and self.image_size == 32
 
 
 DATASETS = {
@@ -46,11 +53,12 @@ DATASETS = {
                           CIFAR['cifar10']['std']),
     'synthetic': DataSource(synthetic.synthetic_splits, synthetic.NUM_CLASSES, synthetic.MEAN,
                             synthetic.STD),
-    'imagenet': DataSource(imagenet_splits, 1000, IMAGENET_MEAN, IMAGENET_STD, 224),
+    'imagenet': DataSource(imagenet_splits, 1000, IMAGENET_MEAN, IMAGENET_STD, 224,
+                           in_memory=False),
     # Transfer targets of linear probes (transfer_student.py), at CIFAR's 32x32.
     'stl10': DataSource(stl10.stl10_splits, 10, stl10.MEAN, stl10.STD),
     'tinyimagenet': DataSource(tinyimagenet.tinyimagenet_splits, 200, tinyimagenet.MEAN,
-                               tinyimagenet.STD, resize=32),
+                               tinyimagenet.STD, resize=32, in_memory=False),
 }
 VARIANTS = ('plain', 'instance', 'sample')
 LOADERS = ('device', 'classic')

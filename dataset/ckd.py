@@ -157,11 +157,13 @@ class CodedPairs(Dataset):
         return crops[0] if self.coded.mode == 'student' else crops, self.base.targets[index]
 
 
-def check_codable(train_set):
-    """CKD codes in-memory 32x32 data sets (CIFAR, synthetic)."""
+def check_codable(train_set, flag='--ckd'):
+    """CKD and the teacher-output cache (``flag``) work on in-memory 32x32 data sets (CIFAR,
+    synthetic)."""
     images = getattr(train_set, 'images', None)
     if images is None or images.shape[1:3] != (32, 32):
-        raise DatasetError('--ckd codes 32x32 in-memory data sets (CIFAR-10/100, synthetic)')
+        raise DatasetError(f'{flag} works on 32x32 in-memory data sets (CIFAR-10/100, '
+                           f'synthetic)')
     return images
 
 

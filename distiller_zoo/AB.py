@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from models.util import Connector
 from .base import Distiller, register_method
+from .options import INIT_EPOCHS
 
 
 class ABLoss(nn.Module):
@@ -30,6 +31,7 @@ class ABLoss(nn.Module):
 class AB(Distiller):
     default_weights = (1.0, 0.0, 1.0)
     preact = True
+    options = (INIT_EPOCHS,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -5,6 +5,7 @@ import torch.nn as nn
 
 from models.util import LinearEmbed
 from .base import Distiller, register_method
+from .options import FEAT_DIM
 
 
 class Correlation(nn.Module):
@@ -17,6 +18,7 @@ class Correlation(nn.Module):
 class CC(Distiller):
     default_weights = (1.0, 0.0, 0.02)
     teacher_outputs = ('logits', 'embedding')
+    options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 from crd import CRDLoss
 from .base import Distiller, register_method
+from .options import FEAT_DIM, MODE, NCE_K, NCE_M, NCE_T
 
 
 @register_method('crd')
@@ -11,6 +12,7 @@ class CRD(Distiller):
     default_weights = (1.0, 0.0, 0.8)
     data_variant = 'sample'
     teacher_outputs = ('logits', 'embedding')
+    options = (FEAT_DIM, NCE_K, MODE, NCE_T, NCE_M)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

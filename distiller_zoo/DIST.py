@@ -5,6 +5,7 @@ import torch.nn as nn
 
 from helper.util import non_negative_float, positive_float
 from .base import Distiller, register_method
+from .options import Option
 
 
 def pearson(a, b, eps=1e-8):
@@ -43,15 +44,13 @@ class DISTMethod(Distiller):
     default_weights = (1.0, 0.0, 2.0)  # DIST's CIFAR recipe: 1 x CE + 2 x DIST, no KL term
     teacher_outputs = ('logits',)
 
-    @classmethod
-    def add_arguments(cls, parser):
-        group = parser.add_argument_group('DIST (--distill dist)')
-        group.add_argument('--dist_beta', type=non_negative_float, default=1.0,
-                           help='DIST: weight of the inter-class (per sample) relation')
-        group.add_argument('--dist_gamma', type=non_negative_float, default=1.0,
-                           help='DIST: weight of the intra-class (per class) relation')
-        group.add_argument('--dist_tau', type=positive_float, default=4.0,
-                           help='DIST: temperature (4 on CIFAR, 1 on ImageNet)')
+    options = (
+        Option('--dist_beta', type=non_negative_float, default=1.0,
+               help='DIST: weight of the inter-class (per sample) relation'),
+        Option('--dist_gamma', type=non_negative_float, default=1.0,
+               help='DIST: weight of the intra-class (per class) relation'),
+        Option('--dist_tau', type=positive_float, default=4.0,
+               help='DIST: temperature (4 on CIFAR, 1 on ImageNet)'))
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from helper.util import non_negative_float, non_negative_int, positive_float
 from .base import Distiller, register_method
+from .options import Option
 
 # The authors' per-pair NCKD weight (mdistiller's CIFAR-100 configs); 8 elsewhere.
 DKD_BETAS = {('resnet32x4', 'resnet8x4'): 8.0, ('wrn_40_2', 'wrn_16_2'): 6.0,
@@ -46,19 +47,17 @@ class DKD(Distiller):
     uses_target = True
     teacher_outputs = ('logits',)
 
-    @classmethod
-    def add_arguments(cls, parser):
-        group = parser.add_argument_group('DKD (--distill dkd)')
-        group.add_argument('--dkd_alpha', type=non_negative_float, default=1.0,
-                           help='DKD: weight of the target-class term (TCKD)')
-        group.add_argument('--dkd_beta', type=non_negative_float, default=None,
-                           help='DKD: weight of the non-target term (NCKD); default: the '
-                                'authors\' weight for the pair (8; 6 for wrn_40_2 and vgg13 '
-                                'teachers, 2 for resnet56/resnet110 -> resnet20/resnet32)')
-        group.add_argument('--dkd_T', type=positive_float, default=4.0, help='DKD: temperature')
-        group.add_argument('--dkd_warmup', type=non_negative_int, default=20,
-                           help='DKD: epochs over which the term grows linearly to full weight '
-                                '(epoch e of the run weighs min(e / warmup, 1); 0: none)')
+    options = (
+        Option('--dkd_alpha', type=non_negative_float, default=1.0,
+               help='DKD: weight of the target-class term (TCKD)'),
+        Option('--dkd_beta', type=non_negative_float, default=None,
+               help='DKD: weight of the non-target term (NCKD); default: the authors\' weight '
+                    'for the pair (8; 6 for wrn_40_2 and vgg13 teachers, 2 for '
+                    'resnet56/resnet110 -> resnet20/resnet32)'),
+        Option('--dkd_T', type=positive_float, default=4.0, help='DKD: temperature'),
+        Option('--dkd_warmup', type=non_negative_int, default=20,
+               help='DKD: epochs over which the term grows linearly to full weight (epoch e of '
+                    'the run weighs min(e / warmup, 1); 0: none)'))
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

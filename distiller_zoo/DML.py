@@ -10,6 +10,7 @@ schedule stepping on the same batch (except under --max_grad_norm, which clips t
 """
 from helper.util import positive_float
 from .base import Distiller, DistillKL, register_method
+from .options import Option
 
 
 @register_method('dml')
@@ -19,12 +20,10 @@ class DML(Distiller):
     teacher_frozen = False
     teacher_outputs = ('logits',)
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument('--dml_T', type=positive_float, default=1.0,
-                            help='DML: temperature of both mimicry terms (-a: the student\'s, '
-                                 '-b: the peer\'s); --path_t is optional with --distill dml '
-                                 '(--model_t then names the peer, trained from scratch)')
+    options = (Option('--dml_T', type=positive_float, default=1.0,
+                      help='DML: temperature of both mimicry terms (-a: the student\'s, -b: the '
+                           'peer\'s); --path_t is optional with --distill dml (--model_t then '
+                           'names the peer, trained from scratch)'),)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

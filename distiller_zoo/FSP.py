@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from .base import Distiller, pool_to_smaller, register_method
+from .options import INIT_EPOCHS
 
 
 class FSP(nn.Module):
@@ -38,6 +39,7 @@ class FSP(nn.Module):
 @register_method('fsp')
 class FSPMethod(Distiller):
     default_weights = (1.0, 0.0, 50.0)
+    options = (INIT_EPOCHS,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

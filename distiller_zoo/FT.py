@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from models.util import Paraphraser, Translator
 from .base import Distiller, pool_to_smaller, register_method
+from .options import INIT_EPOCHS
 
 
 class FactorTransfer(nn.Module):
@@ -29,6 +30,7 @@ class FactorTransfer(nn.Module):
 @register_method('factor', 'ft')
 class FT(Distiller):
     default_weights = (1.0, 0.0, 200.0)
+    options = (INIT_EPOCHS,)
     FACTOR_RATE = 0.5
     INIT_LR_RESNET_WRN = 0.01  # RepDistiller's paraphraser lr for resnet*/wrn* students
 

@@ -4,6 +4,7 @@ import torch.nn as nn
 
 from models.util import ConvReg
 from .base import Distiller, register_method
+from .options import HINT_LAYER
 
 
 class HintLoss(nn.Module):
@@ -18,6 +19,7 @@ class HintLoss(nn.Module):
 @register_method('hint', 'fitnet')
 class FitNet(Distiller):
     default_weights = (1.0, 0.0, 100.0)
+    options = (HINT_LAYER,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

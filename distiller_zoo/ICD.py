@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import Distiller, register_method, with_embedding_dims
+from .options import FEAT_DIM
 
 
 class LearnableParams(nn.Module):
@@ -66,6 +67,7 @@ class ICDLoss(DCDLoss):
 class ICD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
     teacher_outputs = ('logits', 'embedding')
+    options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

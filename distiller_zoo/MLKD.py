@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from models.util import Embed
 from .base import Distiller, register_method, with_embedding_dims
+from .options import FEAT_DIM
 
 VIEWS = 4  # rotations by k quarter-turns, k = 0..3, image-major in a batch
 
@@ -95,6 +96,7 @@ class AlignLoss(nn.Module):
 class MLKD(Distiller):
     default_weights = (1.0, 50.0, 1.0, 20.0)  # -r -a -b -d of the authors' scripts
     rotation_views = True
+    options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -2,13 +2,16 @@
 student's embedding, compared with a FIFO queue of past teacher embeddings, must give the same
 distribution over the queue as the teacher's embedding does, with a sharper student
 temperature. The queue is a buffer, so checkpoints carry it and resume is exact."""
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from helper import distributed
-from helper.util import positive_float
+from helper.util import UserError, positive_float
 from .base import Distiller, register_method, with_embedding_dims
+from .options import FEAT_DIM, NCE_K, Option
 
 
 class RRDLoss(nn.Module):
@@ -53,13 +56,23 @@ class RRD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
     teacher_outputs = ('logits', 'embedding')
 
+    options = (FEAT_DIM, NCE_K,
+               Option('--nce_t_s', type=positive_float, default=0.04,
+                      help='RRD: student temperature (the sharper one)'),
+               Option('--nce_t_t', type=positive_float, default=0.10,
+                      help='RRD: teacher temperature'))
+
     @classmethod
-    def add_arguments(cls, parser):
-        group = parser.add_argument_group('RRD (--distill rrd; the queue length is --nce_k)')
-        group.add_argument('--nce_t_s', type=positive_float, default=0.04,
-                           help='RRD: student temperature (the sharper one)')
-        group.add_argument('--nce_t_t', type=positive_float, default=0.10,
-                           help='RRD: teacher temperature')
+    def check_options(cls, opt):
+        if opt.nce_k < 2:
+            raise UserError(f'--distill {opt.distill} compares each student embedding with a '
+                            f'queue of --nce_k teacher embeddings; a queue of {opt.nce_k} makes '
+                            f'its loss exactly 0: give --nce_k 2 or more (the authors: 16384)')
+        batch = opt.batch_size * int(os.environ.get('WORLD_SIZE', '1'))
+        if opt.nce_k < batch:
+            print(f'note: RRD\'s queue (--nce_k {opt.nce_k}) is shorter than a (global) batch '
+                  f'({batch}): each step compares with the last {opt.nce_k} teacher embeddings '
+                  f'of the step before only', flush=True)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

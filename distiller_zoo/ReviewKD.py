@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from helper.util import non_negative_float, non_negative_int
 from .base import Distiller, NetOutput, register_method
+from .options import Option
 
 MAX_MID_CHANNELS = 512
 # The per-pair loss weight of the ReviewKD authors' CIFAR-100 script; 1 elsewhere.
@@ -75,17 +76,14 @@ def review_levels(feats, depth):
 class ReviewKD(Distiller):
     default_weights = (1.0, 0.0, 1.0)  # 1 x CE + -b x weight x warm-up x HCL
 
-    @classmethod
-    def add_arguments(cls, parser):
-        group = parser.add_argument_group('ReviewKD (--distill reviewkd)')
-        group.add_argument('--reviewkd_weight', type=non_negative_float, default=None,
-                           help='ReviewKD: weight of the HCL loss; default: the authors\' '
-                                'weight for the pair (5 for resnet8x4, wrn_16_2, wrn_40_1 and '
-                                'ShuffleV1 students, 8 for ShuffleV2, 0.6 for resnet56 -> '
-                                'resnet20, else 1)')
-        group.add_argument('--reviewkd_warmup', type=non_negative_int, default=20,
-                           help='ReviewKD: epochs over which the loss grows linearly to full '
-                                'weight (epoch e weighs min(e / warmup, 1); 0: none)')
+    options = (
+        Option('--reviewkd_weight', type=non_negative_float, default=None,
+               help='ReviewKD: weight of the HCL loss; default: the authors\' weight for the '
+                    'pair (5 for resnet8x4, wrn_16_2, wrn_40_1 and ShuffleV1 students, 8 for '
+                    'ShuffleV2, 0.6 for resnet56 -> resnet20, else 1)'),
+        Option('--reviewkd_warmup', type=non_negative_int, default=20,
+               help='ReviewKD: epochs over which the loss grows linearly to full weight (epoch '
+                    'e weighs min(e / warmup, 1); 0: none)'))
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

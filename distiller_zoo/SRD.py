@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helper.util import non_negative_float
 from .base import Distiller, pool_to_smaller, register_method
 from .DIST import inter_class_relation, intra_class_relation
+from .options import Option
 
 
 class transfer_conv(nn.Module):
@@ -59,18 +60,16 @@ class SRD(Distiller):
     default_weights = (1.0, 0.0, 1.0)
     uses_head_map = True
 
-    @classmethod
-    def add_arguments(cls, parser):
-        group = parser.add_argument_group('SRD, SRDwithDIST (--distill srd, srd_dist)')
-        group.add_argument('--srd_feat_loss', choices=['mse', 'stat'], default='mse',
-                           help="feature term: 'mse' of the adapted map (the seed's), or "
-                                "'stat', the paper's squared difference of channel means")
-        group.add_argument('--srd_feat_weight', type=non_negative_float, default=None,
-                           help='weight of the feature term (default: 1; 10 with stat for a '
-                                'ShuffleV1 student, as SRD_ossl)')
-        group.add_argument('--srd_logit_weight', type=non_negative_float, default=None,
-                           help="weight of the logit term (default: srd 2 with mse, 1 with "
-                                "stat; srd_dist the seed's per-pair weight, 10 or 4)")
+    options = (
+        Option('--srd_feat_loss', choices=['mse', 'stat'], default='mse',
+               help="feature term: 'mse' of the adapted map (the seed's), or 'stat', the "
+                    "paper's squared difference of channel means"),
+        Option('--srd_feat_weight', type=non_negative_float, default=None,
+               help='weight of the feature term (default: 1; 10 with stat for a ShuffleV1 '
+                    'student, as SRD_ossl)'),
+        Option('--srd_logit_weight', type=non_negative_float, default=None,
+               help="weight of the logit term (default: srd 2 with mse, 1 with stat; srd_dist "
+                    "the seed's per-pair weight, 10 or 4)"))
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from helper.util import positive_float
 from .SimKD import align_maps
 from .base import Distiller, register_method
+from .options import Option
 
 ATTENTION_FACTOR = 4  # query/key width = batch size / 4
 
@@ -105,12 +106,10 @@ class SemCKD(Distiller):
     default_weights = (1.0, 1.0, 400.0)  # the SimKD toolbox's -c 1 -d 1 -b 400
     full_batches_only = True
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument('-s', '--soft', type=positive_float, default=1.0,
-                            help='SemCKD: attention temperature. SemCKD\'s attention is sized by '
-                                 '--batch_size (per process), so the last, shorter batch of each '
-                                 'epoch is skipped, as in its authors\' code')
+    options = (Option('-s', '--soft', type=positive_float, default=1.0,
+                      help='SemCKD: attention temperature. SemCKD\'s attention is sized by '
+                           '--batch_size (per process), so the last, shorter batch of each '
+                           'epoch is skipped, as in its authors\' code'),)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from helper.util import positive_int
 from .base import Distiller, register_method
+from .options import Option
 
 
 def _conv(c_in, c_out, kernel):
@@ -56,11 +57,9 @@ class SimKDMethod(Distiller):
     uses_head_map = True
     student_predicts = False
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument('-f', '--factor', type=positive_int, default=2,
-                            help='SimKD: projector bottleneck, teacher channels / factor '
-                                 '(the paper uses 2, 4 and 8; smaller is larger and better)')
+    options = (Option('-f', '--factor', type=positive_int, default=2,
+                      help='SimKD: projector bottleneck, teacher channels / factor (the paper '
+                           'uses 2, 4 and 8; smaller is larger and better)'),)
 
     def __init__(self, student, teacher, opt, image_size=32):
         super().__init__(student, teacher, opt, image_size)

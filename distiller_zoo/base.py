@@ -81,8 +81,9 @@ class Distiller(nn.Module):
     weighted by ``-b`` and logged on its own). Its modules, created in ``__init__``, are
     trained with the student, except those listed in ``self.frozen`` (kept in eval mode, out of
     the optimizer). A two-stage method also overrides ``init_modules`` and ``init_loss``: its
-    init stage trains those modules on that loss before distillation starts. A method with
-    options of its own adds them in ``add_arguments`` and says what it uses in ``describe``.
+    init stage trains those modules on that loss before distillation starts. A method lists the
+    command-line options it reads in ``options`` (``distiller_zoo.options.Option``) and says
+    what it uses in ``describe``.
     """
     default_weights = (1.0, 0.0, 0.0)
     data_variant = 'instance'
@@ -94,10 +95,22 @@ class Distiller(nn.Module):
     rotation_views = False
     teacher_outputs = ('logits', 'feature maps')
     student_predicts = True
+    options = ()
 
     @classmethod
-    def add_arguments(cls, parser):
-        """Add this method's own command-line options (called once per method class)."""
+    def check_options(cls, opt):
+        """Refuse (``UserError``) option values this method cannot work with."""
+
+    @classmethod
+    def option_values(cls, opt):
+        """``{dest: value}`` of the options this method reads."""
+        return {o.dest: getattr(opt, o.dest) for o in cls.options}
+
+    @classmethod
+    def changed_options(cls, opt):
+        """The method's options whose values differ from their defaults, in order."""
+        return {o.dest: getattr(opt, o.dest) for o in cls.options
+                if getattr(opt, o.dest) != o.default}
 
     def describe(self):
         """A line on the method's own settings, printed at start ('' when it has none)."""

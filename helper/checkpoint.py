@@ -1,8 +1,6 @@
 """Checkpoint files: RepDistiller's layout (``{'model': state_dict, ...}``), written atomically
 and read with ``torch.load(weights_only=True)`` so a downloaded file cannot run code."""
 import argparse
-import contextlib
-import errno
 import json
 import os
 import pickle
@@ -11,35 +9,19 @@ from types import SimpleNamespace
 import torch
 
 from models import get_model, model_dict
+from .files import atomic_open, disk_full, file_digest
 from .util import UserError
 
-
-def disk_full(error):
-    """Whether ``error`` (or what caused it) is the file system running out of space; torch's
-    writer reports it as its own RuntimeError."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(error, RuntimeError) and ('file write failed' in str(error)
-                                                or 'No space left' in str(error)):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+LAST = 'ckpt_last.pth'  # the full state of a run, written every epoch
 
 
 def save_checkpoint(state, path):
     """Write ``state`` to ``path`` through a temporary file, so a crash never leaves half a file
     and a failed write leaves no temporary file."""
-    tmp = f'{path}.tmp'
     try:
-        with open(tmp, 'wb') as f:
+        with atomic_open(path) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         if disk_full(e):
             raise UserError(f"the disk is full: could not write '{path}'; {_intact(path)}. Free "
                             f"some space, then add --resume auto to continue") from None
@@ -204,22 +186,28 @@ def load_torchvision_teacher(spec, num_classes):
     return model, name
 
 
+def is_teacher_file(path):
+    """Whether a ``--path_t`` names a file (not ``torchvision:<name>``)."""
+    return not path.startswith('torchvision:')
+
+
+def teacher_identity(path):
+    """What a run records of its teacher, to recognise it on resume: the file's sha256, the
+    torchvision name, or that there is none (a DML peer trained from scratch)."""
+    if path is None:
+        return 'none (trained from scratch)'
+    return f'sha256 {file_digest(path)}' if is_teacher_file(path) else path
+
+
 def load_teacher(path, num_classes, dataset):
     """Build the teacher named by ``path`` and load its weights strictly."""
-    if path.startswith('torchvision:'):
+    if not is_teacher_file(path):
         return load_torchvision_teacher(path, num_classes)
     ckpt = load_checkpoint(path)
     name = get_teacher_name(path, ckpt)
-    model = get_model(name, num_classes, dataset)
-    try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError:
-        guess = guess_architecture(ckpt['model'], num_classes, dataset)
-        hint = (f'the weights look like {guess}' if guess
-                else 'the weights match no architecture of the registry')
-        raise UserError(f"'{path}' does not match architecture {name} with {num_classes} classes "
-                        f"({mismatch_summary(model, ckpt['model'])}); {hint}. Check the folder "
-                        f"name or --dataset") from None
+    model = load_weights(get_model(name, num_classes, dataset), ckpt['model'], path, name,
+                         num_classes, dataset, 'Check the folder name or --dataset',
+                         role='architecture ')
     return model, name
 
 
@@ -239,19 +227,37 @@ def run_options(ckpt, path):
         return {}
 
 
+def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role=''):
+    """The one-line error for weights in ``state`` that do not fit ``arch``: what differs, and
+    which architecture of the registry they fit. ``role`` comes before the name ('architecture
+    ')."""
+    model = get_model(arch, num_classes, dataset)
+    guess = guess_architecture(state, num_classes, dataset)
+    hint = (f'the weights look like {guess}' if guess
+            else 'the weights match no architecture of the registry')
+    return UserError(f"'{path}' does not match {role}{arch} with {num_classes} classes "
+                     f"({mismatch_summary(model, state)}); {hint}. {fix}")
+
+
+def load_weights(model, state, path, arch, num_classes, dataset, fix, role=''):
+    """``model`` with ``state`` loaded strictly, else ``architecture_mismatch``'s error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise architecture_mismatch(path, arch, num_classes, dataset, state, fix,
+                                    role) from None
+    return model
+
+
 def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):
     """The network a student checkpoint describes: the model with its weights, or, for a
     method that predicts through modules of its own (the checkpoint carries ``'method_opt'``),
     the method rebuilt around it. Such a checkpoint holds every module the prediction needs (a
     copy of the teacher's classifier included); the teacher's architecture only sizes them.
     ``fix`` ends the message of a checkpoint that does not fit ``arch``."""
-    model = get_model(arch, num_classes, dataset)
+    model = load_weights(get_model(arch, num_classes, dataset), ckpt['model'], path, arch,
+                         num_classes, dataset, fix)
     if 'method_opt' not in ckpt:
-        try:
-            model.load_state_dict(ckpt['model'])
-        except RuntimeError as e:
-            raise UserError(f"'{path}' does not match {arch} with {num_classes} classes "
-                            f"({str(e).splitlines()[0]}); {fix}") from None
         return model
     from distiller_zoo import get_method
     method_opt = SimpleNamespace(**ckpt['method_opt'])

@@ -2,8 +2,10 @@
 every round, the teacher judges 22 candidates, the clean image and its JPEG copies at
 qualities 0, 5, ..., 100, each with its own random crop and flip; the round keeps, per image,
 the candidate the teacher still classifies correctly whose prediction moves furthest from the
-clean one's. The rounds are cached next to the teacher, keyed by the teacher file's hash, the
-data set and the flags; only the choices are stored, never the coded images."""
+clean one's. The rounds are cached next to the teacher (under ``<save_dir>/ckd_rounds/`` when
+its folder is read-only), keyed by the teacher file's hash, the data set and the flags, and
+recording a digest of the training images they were chosen on; only the choices are stored,
+never the coded images. One run prepares them while others wait for it."""
 import hashlib
 import os
 import sys
@@ -21,6 +23,8 @@ from dataset.device_loader import PAD
 from . import distributed
 from .accel import autocast
 from .checkpoint import save_checkpoint
+from .files import file_digest, waiting_lock
+from .stop import STOP
 from .util import UserError
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
@@ -43,20 +47,37 @@ def select_candidates(logits, labels, select='correct'):
     return torch.where(eligible.any(1), best, torch.zeros_like(best))
 
 
-def file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def data_digest(images, labels):
+    """``<count>x<digest>`` of a training set's images and labels."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).data)
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return f'{len(images)}x{digest.hexdigest()[:12]}'
 
 
-def cache_path(path_t, dataset, delta, rounds, select):
-    if path_t.startswith('torchvision:'):
-        raise UserError('--ckd caches its rounds next to the teacher file; give --path_t a file')
-    name = (f'ckd_{dataset}_{file_hash(path_t)[:16]}_delta{delta}_rounds{rounds}_{select}'
+def cache_path(path_t, dataset, delta, rounds, select, folder=None):
+    """Where the rounds of this teacher file and these flags are stored: beside the teacher,
+    or in ``folder``."""
+    name = (f'ckd_{dataset}_{file_digest(path_t)[:16]}_delta{delta}_rounds{rounds}_{select}'
             f'.ckd.pt')
-    return os.path.join(os.path.dirname(os.path.abspath(path_t)), name)
+    return os.path.join(folder or os.path.dirname(os.path.abspath(path_t)), name)
+
+
+def rounds_path(opt):
+    """The rounds' file of this run: the existing one, beside the teacher or under
+    ``<save_dir>/ckd_rounds``, else where it can be written (beside the teacher when its folder
+    is writable). Checked before any work starts."""
+    flags = (opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds, opt.ckd_select)
+    beside = cache_path(*flags)
+    fallback = cache_path(*flags, folder=os.path.join(opt.save_dir, 'ckd_rounds'))
+    for path in (beside, fallback):
+        if os.path.isfile(path):
+            return path
+    if os.access(os.path.dirname(beside), os.W_OK):
+        return beside
+    if distributed.is_main():
+        print(f"note: the teacher's folder is read-only; CKD's rounds go to {fallback}",
+              flush=True)
+    return fallback
 
 
 def normalizer(source, device):
@@ -97,6 +118,7 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
     bar = tqdm(total=n_images * opt.ckd_rounds, desc='ckd rounds', unit='img', leave=False,
                disable=not sys.stderr.isatty())
     for start in chunks:
+        STOP.check("preparing CKD's rounds")
         chunk = images[start:start + IMAGES_PER_CHUNK]
         n = len(chunk)
         coded = code_images(np.repeat(chunk, count - 1, axis=0),
@@ -123,37 +145,45 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
     return choices
 
 
-def load_or_prepare(teacher, images, labels, source, device, opt):
-    """The cached rounds for this teacher file, data set and flags, prepared (by the main
-    process) when missing; every process returns the same array."""
-    path = cache_path(opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds, opt.ckd_select)
+def load_or_prepare(teacher, images, labels, source, device, opt, path=None):
+    """The cached rounds for this teacher file, data set and flags (at ``path``, else
+    ``cache_path``'s), prepared (by the main process, while other runs wait) when missing;
+    every process returns the same array."""
+    path = path or cache_path(opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds,
+                              opt.ckd_select)
+    data = data_digest(images, labels)
     if distributed.is_main() and not os.path.isfile(path):
-        print(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached in '
-              f'{path})', flush=True)
-        choices = prepare_rounds(teacher, images, labels, source, device, opt)
-        try:
-            save_checkpoint({'choices': torch.from_numpy(choices), 'fields': list(FIELDS),
-                             'delta': opt.ckd_delta, 'select': opt.ckd_select,
-                             'dataset': opt.dataset}, path)
-        except OSError as e:
-            raise UserError(f"cannot write the CKD cache '{path}' beside the teacher "
-                            f"({e.strerror or e}); copy the teacher to a writable folder") from None
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        announce = (lambda: print(f"ckd: another run is preparing {path}; waiting for it",
+                                  flush=True))
+        with waiting_lock(f'{path}.lock', on_wait=announce,
+                          check=lambda: STOP.check("waiting for CKD's rounds")):
+            if not os.path.isfile(path):
+                print(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached '
+                      f'in {path})', flush=True)
+                choices = prepare_rounds(teacher, images, labels, source, device, opt)
+                save_checkpoint({'choices': torch.from_numpy(choices), 'fields': list(FIELDS),
+                                 'delta': opt.ckd_delta, 'select': opt.ckd_select,
+                                 'dataset': opt.dataset, 'data': data}, path)
     distributed.broadcast_object(None)  # the other processes wait for the file
     cache = torch.load(path, weights_only=True)
     if tuple(cache['choices'].shape) != (opt.ckd_rounds, len(images), len(FIELDS)):
         raise UserError(f"the CKD cache '{path}' does not fit this data set; delete it to "
                         f"prepare it again")
+    if cache.get('data', data) != data:
+        raise UserError(f"the CKD cache '{path}' was prepared on other training images (data "
+                        f"{cache['data']}, here {data}); delete it to prepare it again")
     print(f'ckd: {opt.ckd_rounds} rounds from {path}', flush=True)
     return cache['choices'].numpy()
 
 
-def coded_train_loader(opt, teacher, method, device):
+def coded_train_loader(opt, teacher, method, device, path):
     """The training loader of a ``--ckd`` run: pairs of clean and teacher views from the
-    rounds cached for this teacher (prepared first if need be)."""
+    rounds stored at ``path`` for this teacher (prepared first if need be)."""
     source = DATASETS[opt.dataset]
     train_set = source.splits(opt.data_folder, ('train',))[0]
-    choices = load_or_prepare(teacher, check_codable(train_set), train_set.targets, source,
-                              device, opt)
+    choices = load_or_prepare(teacher, check_codable(train_set, '--ckd'), train_set.targets,
+                              source, device, opt, path)
     coded = CodedRounds(choices, mode=opt.ckd, seed=opt.seed)
     loader, _, _ = get_dataloaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,

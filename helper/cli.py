@@ -2,9 +2,10 @@
 import shlex
 import sys
 
-from .checkpoint import disk_full
+from .files import disk_full
 
 from . import distributed
+from .stop import STOP
 from .util import RunFinished, RunInterrupted, UserError
 
 
@@ -17,7 +18,8 @@ def run_cli(script, parse_option, run, argv=None):
         if getattr(opt, 'multiprocessing_distributed', False):
             distributed.spawn(run, opt)
         else:
-            run(opt)
+            with STOP:
+                run(opt)
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
@@ -25,18 +27,20 @@ def run_cli(script, parse_option, run, argv=None):
         print(e, flush=True)
         return 0
     except RunInterrupted as e:
-        again = argv if '--resume' in argv else argv + ['--resume', 'auto']
-        print(f'{e}\nresume with: python {script} {shlex.join(again)}', file=sys.stderr)
+        if e.resumable:
+            again = argv if '--resume' in argv else argv + ['--resume', 'auto']
+            print(f'{e}\nresume with: python {script} {shlex.join(again)}', file=sys.stderr)
+        else:
+            print(f'{e}; run the same command again to start over', file=sys.stderr)
         return 130
-    except OSError as e:  # logs and metrics files; checkpoints say more themselves
+    except OSError as e:  # a run's own files say which checkpoint is intact
         if not disk_full(e):
             raise
-        print(f'error: the disk is full ({e.filename or e}); the last epoch\'s checkpoints are '
-              f'kept: free some space, then add --resume auto to continue', file=sys.stderr)
+        print(f'error: the disk is full ({e.filename or e}): free some space, then run the '
+              f'command again', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('interrupted; the last epoch\'s checkpoints are kept (--resume auto continues '
-              'from them)', file=sys.stderr)
+    except KeyboardInterrupt:  # before a run's folders existed
+        print('interrupted; nothing was written', file=sys.stderr)
         return 130
     finally:
         distributed.cleanup()

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from .stop import STOP
 from .util import UserError
 
 
@@ -101,7 +102,8 @@ def spawn(run, opt):
 def _worker(local_rank, run, opt, env):
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     try:
-        run(opt)
+        with STOP:
+            run(opt)
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

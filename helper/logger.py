@@ -1,5 +1,5 @@
 """What a run records: a console line, TensorBoard scalars and ``metrics.jsonl`` per epoch, and
-``summary.json`` at the end."""
+``summary.json`` at the end. Both files are replaced atomically, never appended to in place."""
 import json
 import os
 import subprocess
@@ -8,6 +8,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from .distributed import is_main, rank_and_world
+from .files import write_text_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,13 +29,32 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-class RunLogger:
-    """Writes only in the main process of a multi-process run."""
+def read_metrics(path):
+    """The records of a ``metrics.jsonl`` (a line that does not parse, e.g. one an older version
+    left half-written, ends the list)."""
+    records = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    break
+    return records
 
-    def __init__(self, run_dir, tb_dir):
+
+class RunLogger:
+    """Writes only in the main process of a multi-process run. ``first_epoch``: the epoch the
+    run starts or resumes at; records of that epoch and later, left by an interrupted session,
+    are dropped (it is trained again)."""
+
+    def __init__(self, run_dir, tb_dir, first_epoch=1):
         self.run_dir = run_dir
         self.enabled = is_main()
         self.writer = SummaryWriter(log_dir=tb_dir) if self.enabled else None
+        self.metrics_path = os.path.join(run_dir, 'metrics.jsonl')
+        self.records = [r for r in read_metrics(self.metrics_path)
+                        if r.get('epoch', first_epoch) < first_epoch]
 
     def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second):
         if not self.enabled:
@@ -49,8 +69,8 @@ class RunLogger:
                   **{f'train_{k}': v for k, v in train.items()},
                   **{f'test_{k}': v for k, v in test.items()},
                   'epoch_seconds': seconds, 'images_per_second': images_per_second}
-        with open(os.path.join(self.run_dir, 'metrics.jsonl'), 'a') as f:
-            f.write(json.dumps(record) + '\n')
+        self.records.append(record)
+        write_text_atomic(self.metrics_path, ''.join(json.dumps(r) + '\n' for r in self.records))
         terms = ' '.join(f'{k[5:]} {v:.4f}' for k, v in train.items() if k.startswith('loss_'))
         others = ''.join(f' | {k[:-5]} acc@1 {v:.2f}' for k, v in test.items()
                          if k.endswith('_top1'))  # other networks evaluated (DML's peer)
@@ -69,8 +89,8 @@ class RunLogger:
                     'best_acc': best_acc, 'last_acc': last_acc, 'wall_seconds': wall_seconds,
                    'device': device_name(device), 'processes': rank_and_world()[1],
                    'git_commit': git_commit()}
-        with open(os.path.join(self.run_dir, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2, default=str)
+        write_text_atomic(os.path.join(self.run_dir, 'summary.json'),
+                          json.dumps(summary, indent=2, default=str))
 
     def close(self):
         if self.enabled:

@@ -11,9 +11,9 @@ run continues exactly as the uninterrupted run would have.
 import contextlib
 import math
 import os
-import signal
 import sys
 import time
+import warnings
 
 import torch
 import torch.nn as nn
@@ -23,10 +23,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .accel import autocast, grad_scaler
-from .checkpoint import save_checkpoint
+from .checkpoint import LAST, save_checkpoint
+from .stop import STOP
 from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 
-LAST = 'ckpt_last.pth'
 CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
 
 
@@ -108,31 +108,6 @@ class EpochStats:
         return {name: total / max(self.count, 1) for name, total in state['sums'].items()}
 
 
-class GracefulStop:
-    """While active, SIGINT/SIGTERM ask the run to stop after the current step; a second
-    signal stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(f'\n{signal.Signals(signum).name}: stopping after this step '
-              f'(send it again to stop at once)', file=sys.stderr, flush=True)
-
-
 def _progress(loader, desc):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                 disable=not (sys.stderr.isatty() and distributed.is_main()))
@@ -164,9 +139,12 @@ class Trainer:
     ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch."""
 
     def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device,
-                 init_loader=None):
+                 init_loader=None, identity=None):
         """``init_loader``: the init stage's batches when they differ from training's (CKD
-        trains on coded pairs, its init stages on the ordinary loader)."""
+        trains on coded pairs, its init stages on the ordinary loader). ``identity``: what
+        ``ckpt_last.pth`` records of the run's inputs besides its options (the teacher's
+        digest), checked on resume."""
+        self.identity = identity or {}
         self.learner, self.opt, self.arch = learner, opt, arch
         self.train_loader, self.test_loader = train_loader, test_loader
         self.loaders = {'init': init_loader or train_loader, 'train': train_loader}
@@ -174,7 +152,7 @@ class Trainer:
         self.best_acc, self.last_acc = -math.inf, 0.0
         self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
         self.scaler = grad_scaler(opt, device)
-        self.stop = GracefulStop()
+        self.stop = STOP
         self.rank, self.world = distributed.rank_and_world()
         self.forward_train = learner.forward_train  # wrapped for DDP once the init stage is over
 
@@ -208,10 +186,13 @@ class Trainer:
             step = int(bad_step)
             flagged = bad_terms.tolist() if bad_terms is not None else []
             names = ', '.join(n for n, bad in zip(terms, flagged) if bad)
+            kept = ('the last good epoch\'s checkpoint is kept'
+                    if os.path.isfile(os.path.join(self.run_dir, LAST))
+                    else 'no checkpoint had been written yet')
             raise UserError(f'loss became non-finite at {where}, step '
                             f'{step if step >= 0 else "?"} (term: {names or "on another process"})'
-                            f'; the last good checkpoint is kept. Lower the learning rate or the '
-                            f'loss weights, or set --max_grad_norm')
+                            f'; {kept}. Lower the learning rate or the loss weights, or set '
+                            f'--max_grad_norm')
 
     def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False,
                    carried=None):
@@ -292,7 +273,8 @@ class Trainer:
                     **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
                     'best_acc': self.best_acc, 'last_acc': self.last_acc,
                     'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
-                    'epoch_stats': epoch_stats, 'opt': vars(self.opt)}, LAST)
+                    'epoch_stats': epoch_stats, 'opt': vars(self.opt),
+                    'identity': self.identity}, LAST)
 
     def _interrupted(self, stage, epoch, step, optimizer, stats=None):
         self._save_last(stage, epoch, step, optimizer, stats.state() if stats else None)
@@ -304,30 +286,33 @@ class Trainer:
     def run(self, optimizer_fn, resume=None):
         """Init stage (if any), then training. ``optimizer_fn()`` builds the main optimizer
         once the init stage is over. Returns ``(best top-1, last top-1)``."""
-        with self.stop:
-            stage = resume['stage'] if resume else 'init'
-            if resume:
-                try:
-                    self.learner.load_checkpoint_state(resume)
-                except RuntimeError as e:
-                    raise UserError(f'the checkpoint to resume does not fit this run: '
-                                    f'{str(e).splitlines()[0]}') from None
-                self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
-                self.elapsed = resume['elapsed']
-                self.scaler.load_state_dict(resume['scaler'])
-            if stage == 'init':
-                self._init_stage(resume)
-                resume = None
-            if self.world > 1:
-                ids = [self.device.index] if self.device.type == 'cuda' else None
-                # Buffers (BN statistics, CRD's memory) are copied from rank 0 once, here;
-                # after that each method keeps them in step, without a broadcast every step.
-                self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
-                                                             forward_sync_buffers=False)
-            optimizer = optimizer_fn()
-            if resume:
-                optimizer.load_state_dict(resume['optimizer'])
-            return self._train(optimizer, resume)
+        stage = resume['stage'] if resume else 'init'
+        if resume:
+            try:
+                self.learner.load_checkpoint_state(resume)
+            except RuntimeError as e:
+                raise UserError(f'the checkpoint to resume does not fit this run: '
+                                f'{str(e).splitlines()[0]}') from None
+            self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
+            self.elapsed = resume['elapsed']
+            self.scaler.load_state_dict(resume['scaler'])
+        if stage == 'init':
+            self._init_stage(resume)
+            resume = None
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            # Buffers (BN statistics, CRD's memory) are copied from rank 0 once, here;
+            # after that each method keeps them in step, without a broadcast every step.
+            if self.device.type == 'cpu':
+                # CPU convolutions give 1x1 kernels' gradients strides that differ from DDP's
+                # buckets (a copy of a few kilobytes per step); the warning asks nothing of us.
+                warnings.filterwarnings('ignore', message='Grad strides do not match bucket')
+            self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
+                                                         forward_sync_buffers=False)
+        optimizer = optimizer_fn()
+        if resume:
+            optimizer.load_state_dict(resume['optimizer'])
+        return self._train(optimizer, resume)
 
     def _init_stage(self, resume):
         """Two-stage methods (AB, FT, FSP): train ``init_modules()`` on the method's init loss

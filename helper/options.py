@@ -1,19 +1,16 @@
 """Command-line options shared by train_teacher.py and train_student.py (RepDistiller's names
 and defaults), and the checks and derived values both scripts need."""
 import argparse
-import glob
 import os
-import random
 
 import torch
 
 from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
 from . import distributed
-from .checkpoint import load_checkpoint
-from .loops import LAST
-from .util import (RunFinished, UserError, non_negative_float, non_negative_int,
-                   parse_decay_epochs, positive_float, positive_int, unit_interval)
+from .checkpoint import LAST
+from .util import (UserError, non_negative_float, non_negative_int, parse_decay_epochs,
+                   positive_float, positive_int, run_label, seed_int, unit_interval)
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
 
@@ -64,7 +61,7 @@ def base_parser(description):
                         help='where data sets live (CIFAR pickles, imagenet/{train,val})')
     parser.add_argument('--save_dir', type=str, default='./save',
                         help='root of checkpoints and TensorBoard logs')
-    parser.add_argument('--seed', type=non_negative_int, default=None,
+    parser.add_argument('--seed', type=seed_int, default=None,
                         help='random seed (default: random)')
     parser.add_argument('--gpu_id', type=str, default=None,
                         help='GPU(s) to use, as CUDA_VISIBLE_DEVICES (SimKD compatibility)')
@@ -123,93 +120,3 @@ def select_device(opt):
     if getattr(opt, 'sync_bn', False) and device.type != 'cuda':
         raise UserError('--sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)')
     return device
-
-
-# Options that name what a run is: resuming with any of them changed is refused.
-IDENTITY = ('distill', 'model', 'model_s', 'model_t', 'dataset')
-# Options that do not change what a run computes: they may differ on resume without a note.
-CIRCUMSTANTIAL = {'resume', 'gpu_id', 'num_workers', 'print_freq', 'tb_freq', 'dist_url',
-                  'multiprocessing_distributed', 'data_folder', 'save_dir', 'path_t'}
-
-
-def _canonical(key, value):
-    if key == 'distill':  # an alias names the same method
-        from distiller_zoo import METHODS
-        return METHODS[value].names[0] if value in METHODS else value
-    return value
-
-
-def check_resume_options(opt, stored):
-    """Refuse to resume a checkpoint of another run (method, architectures, data set); print
-    a note for every other option that differs. The resumed run keeps its seed."""
-    current = vars(opt)
-    differ = [k for k in IDENTITY if k in stored and k in current
-              and _canonical(k, stored[k]) != _canonical(k, current[k])]
-    if differ:
-        raise UserError('the checkpoint to resume belongs to another run: '
-                        + '; '.join(f'--{k} is {current[k]} here, {stored[k]} in the checkpoint'
-                                    for k in differ))
-    for key in sorted(set(stored) & set(current) - set(IDENTITY) - CIRCUMSTANTIAL):
-        if stored[key] == current[key] or (key == 'seed' and current[key] is None):
-            continue
-        kept = key == 'seed'  # the run's randomness is derived from it
-        print(f"note: --{key} is {current[key]} here, {stored[key]} in the checkpoint; using "
-              f"{stored[key] if kept else current[key]}"
-              + (' (a resumed run keeps its seed)' if kept else ''), flush=True)
-
-
-def prepare_run(opt, model_folder, tb_folder, run_name):
-    """The run's folders and the state to resume from (``None`` for a new run), creating
-    nothing (``create_run_folders`` does, once every input is checked). A run never writes
-    into a folder that holds another run's checkpoints, and a finished run is left as it is.
-    The seed of a resumed run is the one it started with; a new run without ``--seed`` draws
-    one."""
-    run_dir = os.path.join(opt.save_dir, model_folder, run_name)
-    tb_dir = os.path.join(opt.save_dir, tb_folder, run_name)
-    has_checkpoints = bool(glob.glob(os.path.join(run_dir, '*.pth')))
-    resume = None
-    if opt.resume == 'auto':
-        if os.path.isfile(os.path.join(run_dir, LAST)):
-            resume = load_checkpoint(os.path.join(run_dir, LAST))
-        elif not has_checkpoints:
-            print(f"note: --resume auto found no earlier run in '{run_dir}'; starting a new "
-                  f"run", flush=True)
-    elif opt.resume:
-        resume = load_checkpoint(opt.resume)
-        own = os.path.abspath(os.path.dirname(opt.resume)) == os.path.abspath(run_dir)
-        if has_checkpoints and not own:
-            raise UserError(f"'{run_dir}' already holds checkpoints of another run, which "
-                            f"resuming '{opt.resume}' there would overwrite; choose another "
-                            f"--trial (or --save_dir)")
-    if resume is None and has_checkpoints:
-        raise UserError(f"'{run_dir}' already holds checkpoints of an earlier run; add "
-                        f"--resume auto to continue it, or choose another --trial")
-    if resume is not None:
-        if 'stage' not in resume:
-            raise UserError('the checkpoint to resume has no training state; resume from '
-                            f'{LAST}, which every run writes each epoch')
-        check_resume_options(opt, resume['opt'])
-        if resume['stage'] == 'train' and resume['epoch'] > opt.epochs:
-            raise RunFinished(f"the run in '{run_dir}' already finished its {opt.epochs} "
-                              f"epochs; nothing to do (its files are unchanged)")
-        opt.seed = resume['opt']['seed']
-        print(f"resuming {resume['stage']} epoch {resume['epoch']}"
-              + (f", step {resume['step']}" if resume['step'] else ''), flush=True)
-    elif opt.seed is None:
-        opt.seed = distributed.broadcast_object(random.randrange(2 ** 31))
-    return run_dir, tb_dir, resume
-
-
-def create_run_folders(run_dir, tb_dir):
-    """Create the run's folders (main process only) once its inputs have been checked."""
-    if not distributed.is_main():
-        return
-    try:
-        for folder in (run_dir, tb_dir):
-            os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(run_dir, '.write_test')
-        open(probe, 'w').close()
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write to '{run_dir}' ({e.strerror or e}); choose a "
-                        f"writable --save_dir") from None

@@ -6,11 +6,15 @@ teacher's outputs read from the store instead of a teacher forward. In the spiri
 Shen & Xing, "A Fast Knowledge Distillation Framework for Visual Recognition" (ECCV 2022).
 
 The store lives under ``<save_dir>/teacher_cache/<key>/`` as ``.npy`` files read through memory
-maps (only the rows of each batch are loaded), keyed by the teacher file's hash, the data set,
-R, the seed (or CKD's flags) and the stored outputs; a later run with the same key reuses it.
+maps (only the rows of each batch are loaded), keyed by the teacher file's digest, the data set
+and a digest of its training images and labels, R, the seed (or CKD's flags) and the stored
+outputs; a later run with the same key reuses it. A store is built once: the builder holds a
+lock, writes into a temporary folder and renames it into place when complete, so other runs
+wait for it or reuse it, and never see a partial store.
 """
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -22,11 +26,15 @@ from dataset.ckd import CLEAN, FIELDS, CodedRounds, check_codable, code_images, 
 from dataset.device_loader import PAD
 from distiller_zoo.base import NetOutput
 from . import distributed
-from .ckd import file_hash, load_or_prepare, teacher_outputs
+from .ckd import data_digest, load_or_prepare, teacher_outputs
+from .files import disk_full, file_digest, waiting_lock, write_text_atomic
+from .stop import STOP
 from .util import UserError
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
 IMAGES_PER_CHUNK = 2048
+META = 'meta.json'  # written last: a folder without it is no store
+FLOAT_BYTES = 4
 
 
 class TeacherStore:
@@ -43,7 +51,7 @@ class TeacherStore:
         self.load_round(self.rounds.round_for_epoch(epoch))
 
     def load_round(self, r):
-        self.current = {name: torch.from_numpy(np.ascontiguousarray(array[r])).to(self.device)
+        self.current = {name: torch.from_numpy(np.array(array[r])).to(self.device)
                         for name, array in self.arrays.items()}
 
     def lookup(self, index):
@@ -61,44 +69,88 @@ def draw_rounds(count, n_images, seed):
     return choices
 
 
+def _size(nbytes):
+    return f'{nbytes / 2 ** 30:.2f} GiB' if nbytes >= 2 ** 30 else f'{nbytes / 2 ** 20:.1f} MiB'
+
+
+def store_shapes(rounds, n_images, widths):
+    """``{output: (rounds, images, width)}`` of a store."""
+    return {name: (rounds, n_images, widths[name]) for name in OUTPUTS}
+
+
+def store_bytes(shapes):
+    return sum(int(np.prod(shape)) * FLOAT_BYTES for shape in shapes.values())
+
+
+def output_widths(teacher, source, device, opt):
+    """The width of each stored output of ``teacher`` (its classes, its embedding size)."""
+    probe = torch.zeros(2, 3, source.image_size, source.image_size, dtype=torch.uint8)
+    logits, embedding = teacher_outputs(teacher.eval(), probe, source, device, opt)
+    return {'logits': logits.shape[1], 'embedding': embedding.shape[1]}
+
+
+def _open_arrays(folder, shapes):
+    """One ``.npy`` file per output with its header written and its data space reserved
+    (a full disk fails here, with ENOSPC, rather than while the store is being written)."""
+    files = {}
+    for name, shape in shapes.items():
+        f = open(os.path.join(folder, f'{name}.npy'), 'wb')
+        files[name] = f
+        np.lib.format.write_array_header_1_0(f, {'descr': '<f4', 'fortran_order': False,
+                                                 'shape': shape})
+        size = f.tell() + int(np.prod(shape)) * FLOAT_BYTES
+        f.flush()
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as e:
+            if disk_full(e):
+                raise
+            f.truncate(size)  # a file system without fallocate
+    return files
+
+
 @torch.no_grad()
 def build_store(teacher, images, choices, source, device, opt, folder):
     """Run the teacher once per round over every image (its round's crop, flip and coding) and
-    write the logits and embeddings to ``folder``."""
+    write the logits and embeddings to ``folder`` with plain file writes (no memory-mapped
+    writes, which a full disk turns into SIGBUS)."""
     rounds, n_images = choices.shape[:2]
+    shapes = store_shapes(rounds, n_images, output_widths(teacher, source, device, opt))
     teacher.eval()
-    arrays = None
+    files = _open_arrays(folder, shapes)
+    headers = {name: f.tell() for name, f in files.items()}
     bar = tqdm(total=rounds * n_images, desc='teacher cache', unit='img', leave=False,
                disable=not sys.stderr.isatty())
-    for r in range(rounds):
-        for start in range(0, n_images, IMAGES_PER_CHUNK):
-            chosen = choices[r, start:start + IMAGES_PER_CHUNK].astype(np.int64)
-            chunk = code_images(images[start:start + len(chosen)], chosen[:, 0], opt.num_workers)
-            views = crop_and_flip(torch.from_numpy(chunk).permute(0, 3, 1, 2),
-                                  *torch.from_numpy(chosen[:, 1:3]).unbind(1),
-                                  torch.from_numpy(chosen[:, 3]).bool())
-            outputs = dict(zip(OUTPUTS, teacher_outputs(teacher, views, source, device, opt)))
-            if arrays is None:
-                arrays = {name: np.lib.format.open_memmap(
-                    os.path.join(folder, f'{name}.npy'), mode='w+', dtype=np.float32,
-                    shape=(rounds, n_images, value.shape[1]))
-                    for name, value in outputs.items()}
-            for name, value in outputs.items():
-                arrays[name][r, start:start + len(value)] = value.numpy()
-            bar.update(len(views))
-    bar.close()
-    for array in arrays.values():
-        array.flush()
-    return {name: array.shape for name, array in arrays.items()}
+    try:
+        for r in range(rounds):
+            for start in range(0, n_images, IMAGES_PER_CHUNK):
+                STOP.check('building the teacher cache')
+                chosen = choices[r, start:start + IMAGES_PER_CHUNK].astype(np.int64)
+                chunk = code_images(images[start:start + len(chosen)], chosen[:, 0],
+                                    opt.num_workers)
+                views = crop_and_flip(torch.from_numpy(chunk).permute(0, 3, 1, 2),
+                                      *torch.from_numpy(chosen[:, 1:3]).unbind(1),
+                                      torch.from_numpy(chosen[:, 3]).bool())
+                outputs = zip(OUTPUTS, teacher_outputs(teacher, views, source, device, opt))
+                for name, value in outputs:
+                    width = shapes[name][2]
+                    files[name].seek(headers[name] + (r * n_images + start) * width * FLOAT_BYTES)
+                    files[name].write(value.numpy().astype('<f4').tobytes())
+                bar.update(len(views))
+        for f in files.values():
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        bar.close()
+        for f in files.values():
+            f.close()
+    return shapes
 
 
-def store_folder(opt):
-    if opt.path_t.startswith('torchvision:'):
-        raise UserError('--teacher_cache keys its store by the teacher file; give --path_t a '
-                        'file')
+def store_folder(opt, data_key):
     rounds = (f'ckd{opt.ckd}_delta{opt.ckd_delta}_{opt.ckd_select}' if opt.ckd
               else f'seed{opt.seed}')
-    key = (f'{opt.dataset}_{file_hash(opt.path_t)[:16]}_R{opt.teacher_cache}_{rounds}_'
+    key = (f'{opt.dataset}_{file_digest(opt.path_t)[:16]}_data{data_key}_R{opt.teacher_cache}_{rounds}_'
            f'{"+".join(OUTPUTS)}')
     return os.path.join(opt.save_dir, 'teacher_cache', key)
 
@@ -111,36 +163,91 @@ def check_method(method, opt):
         needs = ', '.join(missing) if missing else 'a teacher that trains'
         raise UserError(f'--teacher_cache stores the teacher\'s logits and pooled embeddings; '
                         f'--distill {opt.distill} needs {needs}')
-    if opt.ckd and opt.teacher_cache != opt.ckd_rounds:
-        raise UserError(f'with --ckd the cache stores CKD\'s rounds: give --teacher_cache '
-                        f'{opt.ckd_rounds} (= --ckd_rounds)')
 
 
-def cached_teacher_loader(opt, teacher, method, device):
+def _complete(folder):
+    return os.path.isfile(os.path.join(folder, META))
+
+
+def _check_free_space(folder, needed):
+    free = shutil.disk_usage(os.path.dirname(folder)).free
+    if needed > free:
+        raise UserError(f"the teacher cache needs {_size(needed)} under "
+                        f"'{os.path.dirname(folder)}' and only {_size(free)} are free; free "
+                        f"some space, or store fewer rounds (--teacher_cache)")
+
+
+def _build_in_place(folder, build, needed):
+    """Build into a partial folder of this process's own and rename it to ``folder`` once
+    complete (when another process got there first, its store stays); whatever stops the
+    build removes the partial folder."""
+    partial = f'{folder}.partial-{os.getpid()}'
+    _check_free_space(folder, needed)
+    os.makedirs(partial)
+    try:
+        meta = build(partial)
+        write_text_atomic(os.path.join(partial, META), json.dumps(meta))
+        if os.path.isdir(folder) and not _complete(folder):
+            shutil.rmtree(folder)  # a folder an older version left unfinished
+        try:
+            os.rename(partial, folder)
+        except OSError:
+            if not _complete(folder):
+                raise
+            shutil.rmtree(partial)
+    except BaseException as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if disk_full(e):
+            raise UserError(f"the disk filled up while the teacher cache was built under "
+                            f"'{os.path.dirname(folder)}'; nothing of it is kept. Free some "
+                            f"space and run the command again") from None
+        raise
+
+
+def _check_store(folder, shapes):
+    with open(os.path.join(folder, META)) as f:
+        stored = {name: tuple(shape) for name, shape in json.load(f)['shapes'].items()}
+    found = {name: np.load(os.path.join(folder, f'{name}.npy'), mmap_mode='r').shape
+             for name in OUTPUTS}
+    if stored != shapes or found != shapes:
+        raise UserError(f"the teacher cache '{folder}' holds outputs of shapes {found}, but "
+                        f"this run needs {shapes}; delete the folder to build it again")
+
+
+def cached_teacher_loader(opt, teacher, method, device, ckd_rounds=None):
     """``(training loader of student views, TeacherStore)`` for ``--teacher_cache`` (after
-    ``check_method``); the store is built (by the main process) when missing."""
+    ``check_method``); the store is built (by the main process) when missing. With ``--ckd``
+    its rounds are CKD's, from the file ``ckd_rounds``."""
     source = DATASETS[opt.dataset]
     train_set = source.splits(opt.data_folder, ('train',))[0]
-    images = check_codable(train_set)
+    images = check_codable(train_set, '--teacher_cache')
     if opt.ckd:
-        choices = load_or_prepare(teacher, images, train_set.targets, source, device, opt)
+        choices = load_or_prepare(teacher, images, train_set.targets, source, device, opt,
+                                  ckd_rounds)
     else:
         choices = draw_rounds(opt.teacher_cache, len(images), opt.seed)
-    folder = store_folder(opt)
-    meta = os.path.join(folder, 'meta.json')
-    if distributed.is_main() and not os.path.isfile(meta):
-        os.makedirs(folder, exist_ok=True)
-        print(f'teacher cache: running the teacher over {len(choices)} rounds of '
-              f'{len(images)} images (once; stored in {folder})', flush=True)
-        teacher_rounds = choices.copy()
-        if opt.ckd == 'clean':  # the control: CKD's crops and flips, the teacher on clean views
-            teacher_rounds[..., 0] = CLEAN
-        shapes = build_store(teacher, images, teacher_rounds, source, device, opt, folder)
-        with open(meta, 'w') as f:  # written last: a store without it is rebuilt
-            json.dump({'shapes': shapes, 'path_t': opt.path_t, 'dataset': opt.dataset}, f)
+    folder = store_folder(opt, data_digest(images, train_set.targets))
+    shapes = store_shapes(len(choices), len(images), output_widths(teacher, source, device, opt))
+    if distributed.is_main() and not _complete(folder):
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        announce = (lambda: print(f'teacher cache: another run is building {folder}; waiting '
+                                  f'for it', flush=True))
+        with waiting_lock(f'{folder}.lock', on_wait=announce,
+                          check=lambda: STOP.check('waiting for the teacher cache')):
+            if not _complete(folder):
+                print(f'teacher cache: running the teacher over {len(choices)} rounds of '
+                      f'{len(images)} images ({_size(store_bytes(shapes))}; once; stored in '
+                      f'{folder})', flush=True)
+                teacher_rounds = choices.copy()
+                if opt.ckd == 'clean':  # the control: CKD's crops and flips, clean views
+                    teacher_rounds[..., 0] = CLEAN
+                _build_in_place(folder, lambda partial: {
+                    'shapes': build_store(teacher, images, teacher_rounds, source, device, opt,
+                                          partial),
+                    'path_t': opt.path_t, 'dataset': opt.dataset}, store_bytes(shapes))
     distributed.broadcast_object(None)  # the other processes wait for the store
-    size = sum(os.path.getsize(os.path.join(folder, f'{n}.npy')) for n in OUTPUTS)
-    print(f'teacher cache: {folder} ({size / 2 ** 20:.1f} MiB, read through memory maps)',
+    _check_store(folder, shapes)
+    print(f'teacher cache: {folder} ({_size(store_bytes(shapes))}, read through memory maps)',
           flush=True)
     rounds = CodedRounds(choices, mode='student', seed=opt.seed)  # the loader's and the store's
     loader, _, _ = get_dataloaders(

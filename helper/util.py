@@ -16,7 +16,11 @@ class RunFinished(Exception):
 
 
 class RunInterrupted(Exception):
-    """The run stopped on request after writing its checkpoint."""
+    """The run stopped on request; ``resumable``: after writing a checkpoint to resume from."""
+
+    def __init__(self, message, resumable=True):
+        super().__init__(message)
+        self.resumable = resumable
 
 
 def set_seed(seed):
@@ -44,6 +48,14 @@ non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 positive_float = _number(float, lambda v: v > 0, 'a positive number')
 non_negative_float = _number(float, lambda v: v >= 0, 'a number >= 0')
 unit_interval = _number(float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
+seed_int = _number(int, lambda v: 0 <= v < 2 ** 32, 'an integer from 0 to 4294967295')
+
+
+def run_label(text):
+    """An argparse type for a name that becomes part of a folder name (``--trial``)."""
+    if '/' in text or '\\' in text or text in ('.', '..'):
+        raise argparse.ArgumentTypeError(f'must not contain a path separator, got {text!r}')
+    return text
 
 
 def parse_decay_epochs(text):

@@ -24,6 +24,7 @@ def torchrun(tmp_path, script, args, dump):
     result = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Grad strides do not match' not in result.stderr  # DDP's noise on CPU processes
     return result
 
 

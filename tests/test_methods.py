@@ -316,6 +316,11 @@ def test_crd_loss_repdistiller_signature():
 
 FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epochs', '1',
         '--nce_k', '40', '--feat_dim', '16']
+# What the folder name adds for the FAST options a method reads (those that differ from their
+# defaults), and for MLKD its fourth weight.
+NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
+                 'icd': '_feat_dim:16', 'rrd': '_feat_dim:16_nce_k:40', 'mlkd': '_feat_dim:16',
+                 'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1'}
 
 
 @pytest.fixture(scope='module')
@@ -341,8 +346,9 @@ def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, mon
     r, a, b = [float(w) for w in get_method(canonical).default_weights][:3]
     assert f'weights -r {r} -a {a} -b {b}' in out
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
-    run = os.path.join(save, 'student_model',
-                       f'S:resnet8_T:resnet14_cifar100_{name}_r:{r}_a:{a}_b:{b}_cli_{name}')
+    d = '_d:20.0' if canonical == 'mlkd' else ''
+    run = os.path.join(save, 'student_model', f'S:resnet8_T:resnet14_cifar100_{name}_r:{r}_a:{a}'
+                                              f'_b:{b}{d}_cli_{name}{NAME_SUFFIXES.get(canonical, "")}')
     ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
     get_model('resnet8', 100).load_state_dict(ckpt['model'])
     if canonical == 'crd':

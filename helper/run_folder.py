@@ -1,0 +1,184 @@
+"""A run's folders (``<save_dir>/<kind>/<name>`` and its TensorBoard folder): what to resume,
+and who may write there.
+
+``RunFolder(...)`` looks (creating nothing): a new run never writes into a folder that holds
+another run's checkpoints, a finished run is left as it is, and a checkpoint to resume must
+belong to the same experiment. ``with folder.claimed():`` creates the folders once every input
+is checked and holds a lock on them for the run's lifetime, so a second process with the same
+run name stops at once; the lock is the kernel's, so a crashed run leaves none behind (at most
+an unlocked ``.lock`` file). A run
+that fails before it wrote a checkpoint removes the folders it created.
+"""
+import contextlib
+import glob
+import os
+import random
+import shutil
+
+from . import distributed
+from .checkpoint import LAST, load_checkpoint
+from .files import disk_full, try_lock
+from .util import RunFinished, RunInterrupted, UserError
+
+LOCK = '.lock'
+
+# Options that name what a run is: resuming with any of them changed is refused.
+IDENTITY = ('distill', 'model', 'model_s', 'model_t', 'dataset')
+# Options that do not change what a run computes: they may differ on resume without a note.
+CIRCUMSTANTIAL = {'resume', 'gpu_id', 'num_workers', 'print_freq', 'tb_freq', 'dist_url',
+                  'multiprocessing_distributed', 'data_folder', 'save_dir', 'path_t', 'path_s'}
+# What the checkpoint records beside the options, by what it is called in messages.
+IDENTITY_NAMES = {'teacher': 'the teacher', 'source': 'the probed checkpoint (--path_s)'}
+
+
+def _canonical(key, value):
+    if key == 'distill':  # an alias names the same method
+        from distiller_zoo import METHODS
+        return METHODS[value].names[0] if value in METHODS else value
+    return value
+
+
+def check_resume_options(opt, stored, refused=(), identity=None, stored_identity=None):
+    """Refuse to resume a checkpoint of another experiment: another method, architecture or
+    data set, another value of an option in ``refused``, or another ``identity`` (the teacher
+    file's digest, say) than the checkpoint records. Print a note for every other option that
+    differs. The resumed run keeps its seed."""
+    current = vars(opt)
+    keys = list(IDENTITY) + [k for k in refused if k not in IDENTITY]
+    differ = [f'--{k} is {current[k]} here, {stored[k]} in the checkpoint' for k in keys
+              if k in stored and k in current
+              and _canonical(k, stored[k]) != _canonical(k, current[k])]
+    stored_identity = stored_identity or {}
+    for key, value in (identity or {}).items():
+        name = IDENTITY_NAMES.get(key, key)
+        if key not in stored_identity:
+            print(f'note: the checkpoint does not record {name} it was made with (it was written '
+                  f'by an older version); assuming it is the same', flush=True)
+        elif stored_identity[key] != value:
+            differ.append(f'{name} is {value} here, {stored_identity[key]} in the checkpoint')
+    if differ:
+        raise UserError('the checkpoint to resume belongs to another experiment: '
+                        + '; '.join(differ))
+    for key in sorted(set(stored) & set(current) - set(keys) - CIRCUMSTANTIAL):
+        if stored[key] == current[key] or (key == 'seed' and current[key] is None):
+            continue
+        kept = key == 'seed'  # the run's randomness is derived from it
+        print(f"note: --{key} is {current[key]} here, {stored[key]} in the checkpoint; using "
+              f"{stored[key] if kept else current[key]}"
+              + (' (a resumed run keeps its seed)' if kept else ''), flush=True)
+
+
+class RunFolder:
+    """The folders of one run and the state it resumes from (``resume``, None for a new run);
+    ``seed`` is the run's seed: the resumed run's, the one given, or a new random one.
+    ``refused`` and ``identity``: see ``check_resume_options``."""
+
+    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None):
+        self.run_dir = os.path.join(opt.save_dir, kind, name)
+        self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
+        self.identity = dict(identity or {})
+        self.resume = self._find_resume(opt)
+        if self.resume is not None:
+            if 'stage' not in self.resume:
+                raise UserError('the checkpoint to resume has no training state; resume from '
+                                f'{LAST}, which every run writes each epoch')
+            check_resume_options(opt, self.resume['opt'], refused, self.identity,
+                                 self.resume.get('identity'))
+            if self.resume['stage'] == 'train' and self.resume['epoch'] > opt.epochs:
+                where = (os.path.dirname(os.path.abspath(opt.resume))
+                         if opt.resume not in (None, 'auto') else self.run_dir)
+                raise RunFinished(f"the run in '{where}' already finished its {opt.epochs} "
+                                  f"epochs; nothing to do (its files are unchanged)")
+            self.seed = self.resume['opt']['seed']
+            print(f"resuming {self.resume['stage']} epoch {self.resume['epoch']}"
+                  + (f", step {self.resume['step']}" if self.resume['step'] else ''), flush=True)
+        elif opt.seed is None:
+            self.seed = distributed.broadcast_object(random.randrange(2 ** 31))
+        else:
+            self.seed = opt.seed
+        self._lock = None
+
+    def has_checkpoints(self):
+        return bool(glob.glob(os.path.join(self.run_dir, '*.pth')))
+
+    def _find_resume(self, opt):
+        has_checkpoints = self.has_checkpoints()
+        resume = None
+        if opt.resume == 'auto':
+            if os.path.isfile(os.path.join(self.run_dir, LAST)):
+                resume = load_checkpoint(os.path.join(self.run_dir, LAST))
+            elif not has_checkpoints:
+                print(f"note: --resume auto found no earlier run in '{self.run_dir}'; starting "
+                      f"a new run", flush=True)
+        elif opt.resume:
+            resume = load_checkpoint(opt.resume)
+            own = os.path.abspath(os.path.dirname(opt.resume)) == os.path.abspath(self.run_dir)
+            if has_checkpoints and not own:
+                raise UserError(f"'{self.run_dir}' already holds checkpoints of another run, "
+                                f"which resuming '{opt.resume}' there would overwrite; choose "
+                                f"another --trial (or --save_dir)")
+        if resume is None and has_checkpoints:
+            raise UserError(f"'{self.run_dir}' already holds checkpoints of an earlier run; add "
+                            f"--resume auto to continue it, or choose another --trial")
+        return resume
+
+    def kept(self):
+        """What a failed or stopped run leaves behind, in words."""
+        if os.path.isfile(os.path.join(self.run_dir, LAST)):
+            return f"its last checkpoint is kept ('{os.path.join(self.run_dir, LAST)}')"
+        return 'no checkpoint had been written yet, so nothing of the run is kept'
+
+    @contextlib.contextmanager
+    def claimed(self):
+        """Create and lock the folders (main process), for the block. A run that ends in an
+        error or a stop before writing a checkpoint removes the folders it created; Ctrl-C
+        pressed twice ends as a stop, saying what is kept."""
+        created = []
+        if distributed.is_main():
+            created = self._create_and_lock()
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self._remove_if_empty(created)
+            raise RunInterrupted(f'interrupted; {self.kept()}',
+                                 resumable=self.has_checkpoints()) from None
+        except OSError as e:
+            self._remove_if_empty(created)
+            if not disk_full(e):
+                raise
+            raise UserError(f'the disk is full ({e.filename or e}); {self.kept()}. Free some '
+                            f'space, then add --resume auto to continue') from None
+        except BaseException:
+            self._remove_if_empty(created)
+            raise
+        finally:
+            if self._lock is not None:  # the file goes first, so no folder keeps one at rest
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.run_dir, LOCK))
+                self._lock.close()
+                self._lock = None
+
+    def _create_and_lock(self):
+        created = [d for d in (self.run_dir, self.tb_dir) if not os.path.isdir(d)]
+        try:
+            for folder in (self.run_dir, self.tb_dir):
+                os.makedirs(folder, exist_ok=True)
+            self._lock = try_lock(os.path.join(self.run_dir, LOCK))
+        except OSError as e:
+            raise UserError(f"cannot write to '{self.run_dir}' ({e.strerror or e}); choose a "
+                            f"writable --save_dir") from None
+        if self._lock is None:
+            raise UserError(f"another run is writing into '{self.run_dir}' right now; wait for "
+                            f"it to finish (then --resume auto continues it), or choose another "
+                            f"--trial")
+        return created
+
+    def _remove_if_empty(self, created):
+        if created and not self.has_checkpoints():
+            for folder in created:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def first_epoch(resume):
+    """The training epoch a run starts at: 1, or the one a resumed checkpoint continues."""
+    return resume['epoch'] if resume is not None and resume['stage'] == 'train' else 1
