@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A few-minute, download-free tour on the CPU: train a resnet20 teacher on the synthetic data
+# A three-minute, download-free tour on the CPU: train a resnet20 teacher on the synthetic data
 # set, distil it into resnet8 with KD, and print both accuracies. Outputs go to save/demo/.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
