@@ -13,12 +13,13 @@ import sys
 
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import Distiller
-from helper.checkpoint import (get_teacher_name, load_checkpoint, load_weights, rebuild_student,
-                               run_options)
+from helper.teachers import get_teacher_name, load_weights
+from helper.core.checkpoint import load_checkpoint
+from helper.distillation import rebuild_student, run_options
 from helper.loops import validate
 from helper.options import Parser, select_device
 from helper.cli import run_cli
-from helper.util import non_negative_int, positive_int
+from helper.core.util import non_negative_int, positive_int
 from models import get_model, model_dict
 
 

@@ -5,8 +5,8 @@ import sys
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import METHODS, get_method
 from distiller_zoo.options import method_options
-from helper.accel import make_sgd, prepare_modules
-from helper.checkpoint import is_teacher_file, load_teacher, teacher_identity
+from helper.core.accel import make_sgd, prepare_modules
+from helper.teachers import is_teacher_file, load_teacher, teacher_identity
 from helper.ckd import coded_train_loader, rounds_path
 from helper.cli import run_cli
 from helper.logger import RunLogger
@@ -14,7 +14,7 @@ from helper.loops import Trainer, validate
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder, first_epoch
 from helper.teacher_cache import cached_teacher_loader, check_method
-from helper.util import UserError, non_negative_float, positive_float, positive_int, run_label, set_seed
+from helper.core.util import UserError, non_negative_float, positive_float, positive_int, run_label, set_seed
 from models import get_model
 
 

@@ -4,14 +4,14 @@ import shutil
 import sys
 
 from dataset import get_dataloaders
-from helper.accel import make_sgd, prepare_modules
+from helper.core.accel import make_sgd, prepare_modules
 from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder, first_epoch
 from helper.cli import run_cli
-from helper.distributed import is_main
-from helper.util import set_seed
+from helper.core.distributed import is_main
+from helper.core.util import set_seed
 from models import get_model
 
 

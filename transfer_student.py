@@ -17,15 +17,17 @@ import torch.nn as nn
 
 from dataset import DATASETS, get_dataloaders
 from distiller_zoo import Distiller
-from helper.accel import make_sgd, prepare_modules
-from helper.checkpoint import get_teacher_name, load_checkpoint, rebuild_student, run_options
+from helper.core.accel import make_sgd, prepare_modules
+from helper.teachers import get_teacher_name
+from helper.core.checkpoint import load_checkpoint
+from helper.distillation import rebuild_student, run_options
 from helper.cli import run_cli
 from helper.logger import RunLogger
 from helper.loops import Learner, Trainer
-from helper.files import file_digest
+from helper.core.files import file_digest
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder, first_epoch
-from helper.util import UserError, run_label, set_seed
+from helper.core.util import UserError, run_label, set_seed
 
 TARGETS = ('stl10', 'tinyimagenet')
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper import distributed
+from helper.core import distributed
 
 
 class ContrastMemory(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision import transforms
 
-from helper.distributed import is_main, rank_and_world
+from helper.core.distributed import is_main, rank_and_world
 from . import synthetic
 from .base import ArrayDataset, ContrastSampleDataset, DatasetError, IndexedDataset, RotationViews
 from .cifar import CIFAR, cifar_splits

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from helper.util import UserError
+from helper.core.util import UserError
 
 
 class DatasetError(UserError):

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper import distributed
-from helper.util import UserError, positive_float
+from helper.core import distributed
+from helper.core.util import UserError, positive_float
 from .base import Distiller, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 

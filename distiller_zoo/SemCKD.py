@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.util import positive_float
+from helper.core.util import positive_float
 from .SimKD import align_maps
 from .base import Distiller, register_method
 from .options import Option

@@ -7,7 +7,7 @@ import copy
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.util import positive_int
+from helper.core.util import positive_int
 from .base import Distiller, register_method
 from .options import Option
 

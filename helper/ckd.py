@@ -20,12 +20,12 @@ from dataset import DATASETS, get_dataloaders
 from dataset.ckd import (FIELDS, CodedRounds, candidate_qualities, check_codable, code_images,
                          crop_and_flip)
 from dataset.device_loader import PAD
-from . import distributed
-from .accel import autocast
-from .checkpoint import save_checkpoint
-from .files import file_digest, waiting_lock
-from .stop import STOP
-from .util import UserError
+from .core import distributed
+from .core.accel import autocast
+from .core.checkpoint import save_checkpoint
+from .core.files import file_digest, waiting_lock
+from .core.stop import STOP
+from .core.util import UserError
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
 TEACHER_BATCH = 1024

@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed
-from .accel import autocast, grad_scaler
-from .checkpoint import LAST, save_checkpoint
-from .stop import STOP
-from .util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from .core import distributed
+from .core.accel import autocast, grad_scaler
+from .core.checkpoint import LAST, save_checkpoint
+from .core.stop import STOP
+from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 
 CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
 

@@ -7,9 +7,9 @@ import torch
 
 from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
-from . import distributed
-from .checkpoint import LAST
-from .util import (UserError, non_negative_float, non_negative_int, parse_decay_epochs,
+from .core import distributed
+from .core.checkpoint import LAST
+from .core.util import (UserError, non_negative_float, non_negative_int, parse_decay_epochs,
                    positive_float, positive_int, run_label, seed_int, unit_interval)
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01

@@ -15,10 +15,11 @@ import os
 import random
 import shutil
 
-from . import distributed
-from .checkpoint import LAST, load_checkpoint
-from .files import disk_full, try_lock
-from .util import RunFinished, RunInterrupted, UserError
+from distiller_zoo import METHODS
+from .core import distributed
+from .core.checkpoint import LAST, load_checkpoint
+from .core.files import disk_full, try_lock
+from .core.util import RunFinished, RunInterrupted, UserError
 
 LOCK = '.lock'
 
@@ -33,7 +34,6 @@ IDENTITY_NAMES = {'teacher': 'the teacher', 'source': 'the probed checkpoint (--
 
 def _canonical(key, value):
     if key == 'distill':  # an alias names the same method
-        from distiller_zoo import METHODS
         return METHODS[value].names[0] if value in METHODS else value
     return value
 

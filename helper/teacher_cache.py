@@ -25,11 +25,11 @@ from dataset import DATASETS, get_dataloaders
 from dataset.ckd import CLEAN, FIELDS, CodedRounds, check_codable, code_images, crop_and_flip
 from dataset.device_loader import PAD
 from distiller_zoo.base import NetOutput
-from . import distributed
+from .core import distributed
 from .ckd import data_digest, load_or_prepare, teacher_outputs
-from .files import disk_full, file_digest, waiting_lock, write_text_atomic
-from .stop import STOP
-from .util import UserError
+from .core.files import disk_full, file_digest, waiting_lock, write_text_atomic
+from .core.stop import STOP
+from .core.util import UserError
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
 IMAGES_PER_CHUNK = 2048

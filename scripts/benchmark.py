@@ -52,7 +52,7 @@ def measure(config):
     from dataset.device_loader import DeviceLoader
     from dataset.synthetic import make_synthetic
     from distiller_zoo import get_method
-    from helper.accel import make_sgd, prepare_modules
+    from helper.core.accel import make_sgd, prepare_modules
     from helper.loops import Trainer
     from models import get_model
 
@@ -156,7 +156,7 @@ def run_isolated(config):
 
 def end_to_end(args):
     """Wall time of one whole train_student.py epoch on the synthetic set, per loader."""
-    from helper.checkpoint import save_checkpoint
+    from helper.core.checkpoint import save_checkpoint
     from models import get_model
     times = {}
     with tempfile.TemporaryDirectory() as tmp:

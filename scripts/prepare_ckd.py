@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import DATASETS  # noqa: E402
 from dataset.ckd import check_codable  # noqa: E402
-from helper.checkpoint import load_teacher  # noqa: E402
+from helper.teachers import load_teacher  # noqa: E402
 from helper.ckd import load_or_prepare  # noqa: E402
 from helper.cli import run_cli  # noqa: E402
 from helper.options import select_device  # noqa: E402

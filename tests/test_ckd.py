@@ -13,7 +13,7 @@ from dataset import DATASETS
 from dataset.ckd import (CLEAN, CodedPairLoader, CodedPairs, CodedRounds, candidate_qualities,
                          code_images, crop_and_flip, jpeg_round_trip)
 from dataset.base import ArrayDataset
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 from helper.ckd import cache_path, load_or_prepare, select_candidates
 from test_methods import build, fixed_batch
 from test_reliability import metric_records, run_folder, signal_after

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import eval_student
 import train_student
 from distiller_zoo import DISTV2, SRRL, SimKD, get_method, statm_loss, transfer_conv
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 from models import get_model
 from test_methods import build, fixed_batch, method_opt
 

@@ -224,7 +224,7 @@ def test_mlkd_runs_from_the_command_line_and_validates_on_plain_images(tmp_path,
 
 def test_mlkd_teacher_layout_with_state_dict_loads(tmp_path):
     """The MLKD scripts' teachers: ``<arch>_vanilla/<arch>.pth`` holding ``'state_dict'``."""
-    from helper.checkpoint import load_teacher
+    from helper.teachers import load_teacher
     folder = tmp_path / 'resnet8_vanilla'
     folder.mkdir()
     state = get_model('resnet8', 100).state_dict()

@@ -10,7 +10,7 @@ import torch
 import train_student
 import train_teacher
 from conftest import write_cifar100, write_imagenet
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0', '--save_freq', '1']
@@ -129,8 +129,8 @@ def test_imagenet_layout_trains_and_validates(tmp_path, capsys):
 def test_torchvision_teacher_offline_and_cached(tmp_path, monkeypatch, capsys):
     from torchvision.models import ResNet18_Weights, resnet18
 
-    from helper.checkpoint import load_teacher
-    from helper.util import UserError
+    from helper.teachers import load_teacher
+    from helper.core.util import UserError
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     with pytest.raises(UserError, match='could not get torchvision'):
         load_teacher('torchvision:resnet18', 1000, 'imagenet')

@@ -11,7 +11,7 @@ from crd import ContrastLoss, ContrastMemory, CRDLoss
 from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, FactorTransfer,
                            FSP, HintLoss, KDSVD, NSTLoss, PKT, RKDLoss, Similarity, VIDLoss,
                            get_method)
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 from helper.loops import Trainer
 from models import get_model
 

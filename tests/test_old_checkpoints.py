@@ -11,7 +11,7 @@ import eval_student
 import train_student
 from conftest import write_cifar100
 from distiller_zoo import SimKD
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 from models import get_model
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoints')

@@ -10,7 +10,7 @@ import helper.teacher_cache
 import train_student
 from dataset import DATASETS
 from dataset.ckd import CodedRounds, crop_and_flip, jpeg_round_trip
-from helper.checkpoint import load_checkpoint
+from helper.core.checkpoint import load_checkpoint
 from helper.teacher_cache import TeacherStore, build_store, draw_rounds
 from models import get_model
 from test_ckd import tiny_set

@@ -8,7 +8,7 @@ import torch
 import train_student
 import train_teacher
 from conftest import train_teacher_run
-from helper.checkpoint import load_checkpoint, save_checkpoint
+from helper.core.checkpoint import load_checkpoint, save_checkpoint
 from models import get_model
 
 FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--save_freq', '1']
@@ -129,7 +129,7 @@ def test_learning_rate_default_depends_on_student():
 
 
 def test_schedule_matches_repdistiller():
-    from helper.util import learning_rate_at
+    from helper.core.util import learning_rate_at
     opt = train_teacher.parse_option([])
     assert [round(learning_rate_at(e, opt), 8) for e in (1, 150, 151, 180, 181, 211, 240)] == [
         0.05, 0.05, 0.005, 0.005, 0.0005, 0.00005, 0.00005]
@@ -198,7 +198,7 @@ def test_teacher_of_another_architecture_is_summarised(cifar_root, tmp_path, cap
 
 @pytest.mark.parametrize('layout', ['bare', 'state_dict', 'dataparallel'])
 def test_teacher_saved_without_the_model_key_loads(tmp_path, layout):
-    from helper.checkpoint import load_teacher
+    from helper.teachers import load_teacher
     state = get_model('resnet8', 100).state_dict()
     saved = {'bare': state, 'state_dict': {'state_dict': state, 'epoch': 240},
              'dataparallel': {'model': {f'module.{k}': v for k, v in state.items()}}}[layout]
@@ -220,7 +220,7 @@ def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root,
     teacher_run(cifar_root, save, model='resnet8')
     vanilla = os.path.join(save, 'models', 'resnet8_vanilla', 'ckpt_epoch_1.pth')
     assert f'teacher for distillation: {vanilla}' in capsys.readouterr().out
-    from helper.checkpoint import load_teacher
+    from helper.teachers import load_teacher
     assert load_teacher(vanilla, 100, 'cifar100')[1] == 'resnet8'
     before = open(vanilla, 'rb').read()
     train_teacher_run(cifar_root, save, '--seed', '0', '--trial', '1', *FAST, model='resnet8')

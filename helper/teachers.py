@@ -1,0 +1,140 @@
+"""Teachers: a ``--path_t`` resolved to a network with its weights, through one registry of
+teacher kinds (a checkpoint file; ``torchvision:<name>``), and the checks that name what a file
+holds when it does not fit an architecture."""
+import os
+
+import torch
+
+from models import get_model, imagenet_model_dict, model_dict
+from .core.files import file_digest
+from .core.checkpoint import load_checkpoint
+from .core.util import UserError
+
+
+def _shapes(state):
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def guess_architecture(state, num_classes, dataset):
+    """The registry's architecture whose state dict has exactly ``state``'s keys and shapes (at
+    ``num_classes``, else at any class count), as ``'name'`` or ``'name with N classes'``; None
+    when none does. Models are built on the meta device, which allocates nothing."""
+    target = _shapes(state)
+    names = list(imagenet_model_dict if dataset == 'imagenet' else model_dict)
+    with torch.device('meta'):
+        for name in names:
+            shapes = _shapes(get_model(name, num_classes, dataset).state_dict())
+            if shapes == target:
+                return name
+            if shapes.keys() == target.keys():
+                layer = [k for k in shapes if shapes[k] != target[k]]
+                if all(len(target[k]) in (1, 2) for k in layer):  # only the classifier differs
+                    return f'{name} with {target[layer[-1]][0]} classes'
+    return None
+
+
+def mismatch_summary(model, state):
+    """Counts and first keys of what differs between ``model`` and a state dict."""
+    want, have = _shapes(model.state_dict()), _shapes(state)
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    reshaped = [k for k in want if k in have and want[k] != have[k]]
+    parts = [f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
+             for label, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                 ('keys of another shape', reshaped)) if keys]
+    return '; '.join(parts) or 'buffers differ'
+
+
+def get_teacher_name(path, ckpt=None):
+    """The teacher's architecture: the checkpoint's ``arch`` entry when present, else parsed from
+    the folder name as RepDistiller (``wrn_40_2_vanilla/``) and SimKD (``S:vgg8_T:...``) name it."""
+    if ckpt is not None and ckpt.get('arch') in model_dict:
+        return ckpt['arch']
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if folder.startswith('S:'):
+        folder = folder[2:].split('_T:')[0]
+    # Longest registry name that the folder name starts with, followed by '_' or nothing.
+    matches = [n for n in model_dict if folder == n or folder.startswith(n + '_')]
+    if not matches:
+        raise UserError(f"cannot tell the teacher's architecture from '{path}': its folder should "
+                        f"start with a model name (e.g. save/models/resnet32x4_vanilla/"
+                        f"ckpt_epoch_240.pth)")
+    return max(matches, key=len)
+
+
+# torchvision model name -> this repository's name (same state-dict keys)
+TORCHVISION_TEACHERS = {
+    'resnet18': 'ResNet18', 'resnet34': 'ResNet34', 'resnet50': 'ResNet50',
+    'resnext50_32x4d': 'resnext50_32x4d', 'wide_resnet50_2': 'wrn_50_2',
+    'mobilenet_v2': 'MobileNetV2_Imagenet', 'shufflenet_v2_x1_0': 'ShuffleV2_Imagenet',
+}
+
+
+def load_torchvision_teacher(spec, num_classes):
+    """``torchvision:<name>``: torchvision's ImageNet weights (downloaded once into torch's
+    cache) in this repository's architecture."""
+    tv_name = spec.split(':', 1)[1]
+    if tv_name not in TORCHVISION_TEACHERS:
+        raise UserError(f"--path_t {spec}: torchvision teachers are "
+                        f"{', '.join('torchvision:' + n for n in TORCHVISION_TEACHERS)}")
+    if num_classes != 1000:
+        raise UserError(f'--path_t {spec} has 1000 ImageNet classes; use --dataset imagenet')
+    from torchvision.models import get_model_weights
+    url = get_model_weights(tv_name).DEFAULT.url
+    try:
+        state = torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
+    except OSError as e:  # URLError included
+        raise UserError(f"could not get torchvision's {tv_name} weights ({getattr(e, 'reason', e)}"
+                        f"); offline, put {os.path.basename(url)} into "
+                        f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}") from None
+    name = TORCHVISION_TEACHERS[tv_name]
+    model = get_model(name, num_classes, 'imagenet')
+    model.load_state_dict(state)
+    return model, name
+
+
+def is_teacher_file(path):
+    """Whether a ``--path_t`` names a file (not ``torchvision:<name>``)."""
+    return not path.startswith('torchvision:')
+
+
+def teacher_identity(path):
+    """What a run records of its teacher, to recognise it on resume: the file's sha256, the
+    torchvision name, or that there is none (a DML peer trained from scratch)."""
+    if path is None:
+        return 'none (trained from scratch)'
+    return f'sha256 {file_digest(path)}' if is_teacher_file(path) else path
+
+
+def load_teacher(path, num_classes, dataset):
+    """Build the teacher named by ``path`` and load its weights strictly."""
+    if not is_teacher_file(path):
+        return load_torchvision_teacher(path, num_classes)
+    ckpt = load_checkpoint(path)
+    name = get_teacher_name(path, ckpt)
+    model = load_weights(get_model(name, num_classes, dataset), ckpt['model'], path, name,
+                         num_classes, dataset, 'Check the folder name or --dataset',
+                         role='architecture ')
+    return model, name
+
+
+def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role=''):
+    """The one-line error for weights in ``state`` that do not fit ``arch``: what differs, and
+    which architecture of the registry they fit. ``role`` comes before the name ('architecture
+    ')."""
+    model = get_model(arch, num_classes, dataset)
+    guess = guess_architecture(state, num_classes, dataset)
+    hint = (f'the weights look like {guess}' if guess
+            else 'the weights match no architecture of the registry')
+    return UserError(f"'{path}' does not match {role}{arch} with {num_classes} classes "
+                     f"({mismatch_summary(model, state)}); {hint}. {fix}")
+
+
+def load_weights(model, state, path, arch, num_classes, dataset, fix, role=''):
+    """``model`` with ``state`` loaded strictly, else ``architecture_mismatch``'s error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise architecture_mismatch(path, arch, num_classes, dataset, state, fix,
+                                    role) from None
+    return model
