@@ -3,23 +3,23 @@
     python eval_student.py --path save/student_model/<run>/resnet8x4_best.pth
 
 The architecture comes from the checkpoint or its folder name (or ``--model``), the data set
-from the options the run stored (or ``--dataset``). A DML checkpoint's peer is evaluated too. Students of methods that predict through
+from the options the run stored (or ``--dataset``). Students of methods that predict through
 their own modules (SimKD: a projector and a copy of the teacher's classifier) are rebuilt with
-the options and modules stored in their checkpoint; the teacher's file is not needed. Only the
-test split is read.
+the options and modules stored in their checkpoint; the teacher's file is not needed. A DML
+checkpoint's peer is evaluated too. Only the test split is read.
 """
 import os
 import sys
 
-from dataset import DATASETS, get_dataloaders
+from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
-from helper.teachers import get_teacher_name, load_weights
+from helper.cli import run_cli
 from helper.core.checkpoint import load_checkpoint
+from helper.core.util import FrozenNamespace, non_negative_int, positive_int
 from helper.distillation import rebuild_student, run_options
 from helper.loops import validate
 from helper.options import Parser, select_device
-from helper.cli import run_cli
-from helper.core.util import non_negative_int, positive_int
+from helper.teachers import get_teacher_name, load_weights
 from models import get_model, model_dict
 
 
@@ -38,7 +38,7 @@ def parse_option(argv=None):
     parser.add_argument('--gpu_id', default=None, help='GPU(s) to use (CUDA_VISIBLE_DEVICES)')
     opt = parser.parse_args(argv)
     opt.num_workers = min(opt.num_workers, os.cpu_count() or 1)
-    return opt
+    return FrozenNamespace(**vars(opt))
 
 
 def stored_dataset(ckpt, path):
@@ -47,25 +47,25 @@ def stored_dataset(ckpt, path):
     return dataset if dataset in DATASETS else None
 
 
-def build_predictor(ckpt, opt, num_classes):
+def build_predictor(ckpt, opt, num_classes, dataset=None):
     """Return ``(module, predict, name)``: the module holding the weights, the function that
     maps images to logits, and a name for the report."""
     arch = opt.model or get_teacher_name(opt.path, ckpt)
     fix = 'Pass the right --model' if opt.model else 'Pass --model (or --dataset)'
-    module = rebuild_student(ckpt, arch, num_classes, opt.dataset, opt.path, fix)
+    module = rebuild_student(ckpt, arch, num_classes, dataset, opt.path, fix)
     if isinstance(module, Distiller):
-        return module, module.forward_test, f'{arch} ({module.options["distill"]})'
+        return module, module.forward_test, f'{arch} ({module.config.name})'
     return module, module, arch
 
 
-def build_peer(ckpt, opt, num_classes):
+def build_peer(ckpt, path, num_classes, dataset):
     """A DML checkpoint's second network (under ``'peer'``), named by the run's ``--model_t``;
     None for other checkpoints."""
-    arch = run_options(ckpt, opt.path).get('model_t')
+    arch = run_options(ckpt, path).get('model_t')
     if 'peer' not in ckpt or arch not in model_dict:
         return None
-    return load_weights(get_model(arch, num_classes, opt.dataset), ckpt['peer'], opt.path,
-                        arch, num_classes, opt.dataset, 'Its peer is not the run\'s --model_t')
+    return load_weights(get_model(arch, num_classes, dataset), ckpt['peer'], path, arch,
+                        num_classes, dataset, 'Its peer is not the run\'s --model_t')
 
 
 def report(name, dataset, count, result):
@@ -76,19 +76,19 @@ def report(name, dataset, count, result):
 def run(opt):
     device = select_device(opt)
     ckpt = load_checkpoint(opt.path)
-    opt.dataset = opt.dataset or stored_dataset(ckpt, opt.path) or 'cifar100'
-    # get_dataloaders gives the test loader half the batch size (RepDistiller's convention).
-    _, test_loader, num_classes = get_dataloaders(opt.dataset, opt.data_folder,
-                                                  2 * opt.batch_size, opt.num_workers,
-                                                  train=False)
-    module, predict, name = build_predictor(ckpt, opt, num_classes)
+    dataset = opt.dataset or stored_dataset(ckpt, opt.path) or 'cifar100'
+    # build_loaders gives the test loader half the batch size (RepDistiller's convention).
+    _, test_loader = build_loaders(dataset, opt.data_folder, 2 * opt.batch_size,
+                                   opt.num_workers, loader='classic', device=device, train=False)
+    num_classes = DATASETS[dataset].num_classes
+    module, predict, name = build_predictor(ckpt, opt, num_classes, dataset)
     module.to(device).eval()
     result = validate(test_loader, predict, device)
-    report(name, opt.dataset, len(test_loader.dataset), result)
-    peer = build_peer(ckpt, opt, num_classes)
+    report(name, dataset, len(test_loader.dataset), result)
+    peer = build_peer(ckpt, opt.path, num_classes, dataset)
     if peer is not None:  # DML: the peer trained beside the student
         peer.to(device).eval()
-        report(f'peer {run_options(ckpt, opt.path)["model_t"]}', opt.dataset,
+        report(f'peer {run_options(ckpt, opt.path)["model_t"]}', dataset,
                len(test_loader.dataset), validate(test_loader, peer, device, desc='peer'))
     return result
 

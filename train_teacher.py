@@ -3,15 +3,15 @@ import os
 import shutil
 import sys
 
-from dataset import get_dataloaders
+from dataset import DATASETS, build_loaders
+from helper.cli import run_cli
 from helper.core.accel import make_sgd, prepare_modules
+from helper.core.distributed import is_main
+from helper.core.util import set_seed
 from helper.logger import RunLogger
 from helper.loops import Supervised, Trainer
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder, first_epoch
-from helper.cli import run_cli
-from helper.core.distributed import is_main
-from helper.core.util import set_seed
 from models import get_model
 
 
@@ -28,22 +28,21 @@ def run(opt):
     run_name = (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
                 f'_trial_{opt.trial}')
     folder = RunFolder(opt, 'models', 'tensorboard', run_name)
-    opt.seed = folder.seed
-    set_seed(opt.seed)
-    train_loader, test_loader, num_classes = get_dataloaders(
-        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
-        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device,
-        dali=opt.dali)
-    model = get_model(opt.model, num_classes, opt.dataset).to(device)
+    record = folder.record(opt)
+    set_seed(folder.seed)
+    train_loader, test_loader = build_loaders(
+        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, loader=opt.loader,
+        device=device, dali=opt.dali, seed=folder.seed)
+    model = get_model(opt.model, DATASETS[opt.dataset].num_classes, opt.dataset).to(device)
     with folder.claimed():
         prepare_modules(opt, [model], [model])
         print(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}', flush=True)
         logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
         trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model,
-                          folder.run_dir, logger, device)
+                          folder.run_dir, logger, device, record)
         best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device),
                                  folder.resume)
-        logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
+        logger.write_summary(record, best, last, trainer.wall_seconds(), device,
                              {'model': (opt.model, model)})
         logger.close()
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '

@@ -15,19 +15,20 @@ import sys
 import torch
 import torch.nn as nn
 
-from dataset import DATASETS, get_dataloaders
+from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
-from helper.core.accel import make_sgd, prepare_modules
-from helper.teachers import get_teacher_name
-from helper.core.checkpoint import load_checkpoint
-from helper.distillation import rebuild_student, run_options
 from helper.cli import run_cli
-from helper.logger import RunLogger
-from helper.loops import Learner, Trainer
+from helper.core.accel import make_sgd, prepare_modules
+from helper.core.checkpoint import load_checkpoint
 from helper.core.files import file_digest
+from helper.core.learner import Learner
+from helper.core.util import UserError, run_label, set_seed
+from helper.distillation import rebuild_student, run_options
+from helper.logger import RunLogger
+from helper.loops import Trainer
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder, first_epoch
-from helper.core.util import UserError, run_label, set_seed
+from helper.teachers import get_teacher_name
 
 TARGETS = ('stl10', 'tinyimagenet')
 
@@ -46,7 +47,9 @@ def parse_option(argv=None):
     if opt.dataset not in TARGETS:
         raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
                         f"{', '.join(TARGETS)}")
-    return opt
+    if opt.model_s is None:  # the student's architecture sets the default learning rate
+        opt.model_s = get_teacher_name(opt.path_s, load_checkpoint(opt.path_s))
+    return finish_options(opt, opt.model_s)
 
 
 class LinearProbe(Learner):
@@ -62,13 +65,11 @@ class LinearProbe(Learner):
         nn.init.zeros_(self.fc.bias)
         self.criterion = nn.CrossEntropyLoss()
 
-    def forward_train(self, image, target, *extra):
+    def forward_train(self, batch):
         with torch.no_grad():
-            feats = self.features(image)
+            feats = self.features(batch.image)
         logits = self.fc(feats)
-        return logits, {'cls': self.criterion(logits, target)}
-
-    forward = forward_train  # what DistributedDataParallel calls
+        return logits, {'cls': self.criterion(logits, batch.target)}
 
     def forward_test(self, image):
         return self.fc(self.features(image))
@@ -111,44 +112,45 @@ def probed_checkpoint(path, arch):
 def run(opt):
     device = select_device(opt)
     ckpt = load_checkpoint(opt.path_s)
-    opt.model_s = opt.model_s or get_teacher_name(opt.path_s, ckpt)
-    finish_options(opt, opt.model_s)
     source = run_options(ckpt, opt.path_s)
-    opt.distill = source.get('distill', 'vanilla')  # the row summarize.py files it under
-    opt.alpha = source.get('alpha', 0.0)
-    opt.model_t = source.get('model_t', '-')
+    # The student's method and teacher: the row and column summarize.py files the probe under.
+    student_of = dict(distill=source.get('distill', 'vanilla'), alpha=source.get('alpha', 0.0),
+                      model_t=source.get('model_t', '-'))
     probed = probed_checkpoint(opt.path_s, opt.model_s)
     run_name = (f'{os.path.basename(os.path.dirname(os.path.abspath(opt.path_s)))}'
                 f'_{probed}_to_{opt.dataset}_trial_{opt.trial}')
     identity = {'source': f'sha256 {file_digest(opt.path_s)}'}
-    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name, identity=identity)
-    opt.seed = folder.seed
-    set_seed(opt.seed)
+    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name, identity=identity,
+                       resolved=student_of)
+    record = folder.record(opt, **student_of)
+    set_seed(folder.seed)
     backbone, features = build_backbone(ckpt, opt, source)
     backbone.to(device)
-    train_loader, test_loader, num_classes = get_dataloaders(
-        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, variant='plain',
-        seed=opt.seed, pin_memory=device.type == 'cuda', loader=opt.loader, device=device)
+    train_loader, test_loader = build_loaders(
+        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, loader=opt.loader,
+        device=device, seed=folder.seed)
+    num_classes = DATASETS[opt.dataset].num_classes
     with torch.no_grad():
         backbone.eval()
-        dim = features(next(iter(test_loader))[0][:2].to(device)).shape[1]
+        dim = features(next(iter(test_loader)).image[:2].to(device)).shape[1]
     probe = LinearProbe(backbone, features, dim, num_classes).to(device)
+    method, teacher = student_of['distill'], student_of['model_t']
     with folder.claimed():
         prepare_modules(opt, [probe], [probe])
-        print(f'linear probe of {opt.model_s} ({opt.distill} from {opt.model_t}) on '
-              f'{opt.dataset}: {dim} features -> {num_classes} classes ({device}) -> '
-              f'{folder.run_dir}', flush=True)
+        print(f'linear probe of {opt.model_s} ({method} from {teacher}) on {opt.dataset}: '
+              f'{dim} features -> {num_classes} classes ({device}) -> {folder.run_dir}',
+              flush=True)
         logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
         trainer = Trainer(probe, train_loader, test_loader, opt, opt.model_s, folder.run_dir,
-                          logger, device, identity=identity)
+                          logger, device, record, identity=identity)
         best, last = trainer.run(lambda: make_sgd(probe.fc.parameters(), opt, device),
                                  folder.resume)
-        logger.write_summary(opt, best, last, trainer.wall_seconds(), device,
-                             {'student': (opt.model_s, backbone)}, teacher=opt.model_t,
-                             method=opt.distill, source=opt.path_s, source_args=source,
+        logger.write_summary(record, best, last, trainer.wall_seconds(), device,
+                             {'student': (opt.model_s, backbone)}, teacher=teacher,
+                             method=method, source=opt.path_s, source_args=source,
                              probed=probed)
         logger.close()
-    print(f'done: {opt.model_s} ({opt.distill}) on {opt.dataset}: best acc@1 {best:.2f}, last '
+    print(f'done: {opt.model_s} ({method}) on {opt.dataset}: best acc@1 {best:.2f}, last '
           f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 

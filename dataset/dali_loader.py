@@ -35,7 +35,7 @@ class DaliLoader(EncodedLoader):
         self.decoder = 'mixed' if backend == 'gpu' else 'cpu'
         self.device_id = (self.device.index or 0) if on_gpu else None
 
-    def batches(self, order, augment):
+    def batches(self, order):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         def encoded():
@@ -48,7 +48,8 @@ class DaliLoader(EncodedLoader):
         pipe.build()
         for out in DALIGenericIterator(pipe, ['images', 'index'],
                                        last_batch_policy=LastBatchPolicy.PARTIAL):
-            yield self.assemble(out[0]['images'].to(self.device), out[0]['index'].view(-1))
+            yield self.make_batch(out[0]['images'].to(self.device),
+                                  out[0]['index'].view(-1).to(self.device), normalized=True)
 
     def _pipeline(self, source, **pipeline_args):
         from nvidia import dali

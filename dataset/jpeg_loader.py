@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
-from .batch_loader import BatchLoader
+from .loaders import BatchLoader
 
 SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop defaults
 RATIO = (3 / 4, 4 / 3)
@@ -22,9 +22,9 @@ ATTEMPTS = 10
 
 
 class EncodedLoader(BatchLoader):
-    def __init__(self, dataset, batch_size, device, mean, std, image_size=224, train=True,
-                 num_threads=8, **kwargs):
-        super().__init__(dataset, batch_size, device, mean, std, train=train, **kwargs)
+    def __init__(self, dataset, batch_size, device, mean, std, image_size=224, num_threads=8,
+                 **kwargs):
+        super().__init__(dataset, batch_size, device, mean, std, crop=False, **kwargs)
         self.paths = [path for path, _ in dataset.samples]
         self.image_size = image_size
         self.num_threads = max(1, num_threads)
@@ -87,9 +87,11 @@ class JpegLoader(EncodedLoader):
         super().__init__(*args, **kwargs)
         self.resize_to = int(self.image_size * 256 / 224)  # the short side before the crop
 
-    def batches(self, order, augment):
+    def batches(self, order):
         for index, encoded in self.encoded_batches(order):
-            yield self.assemble(self.transform(self.decode(encoded), augment), index)
+            index = index.to(self.device, non_blocking=True)
+            yield self.make_batch(self.transform(self.decode(encoded), self.train), index,
+                                  augmented=True)
 
     def decode(self, encoded):
         """RGB uint8 ``(3, H, W)`` tensors on the device."""
@@ -118,7 +120,7 @@ class JpegLoader(EncodedLoader):
             for k, (image, (resized, (top, left))) in enumerate(
                     zip(images, center_boxes(sizes, self.resize_to, size))):
                 out[k] = _resize(image, resized)[:, top:top + size, left:left + size]
-        return self.normalize(out)
+        return out
 
 
 def _resize(image, size):

@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 
 from models.util import Connector
-from .base import Distiller, register_method
+from helper.core.learner import InitStage
+from .base import FEATURES, PREACT, Distiller, Recipe, register_method
 from .options import INIT_EPOCHS
 
 
@@ -29,13 +30,13 @@ class ABLoss(nn.Module):
 
 @register_method('abound', 'ab')
 class AB(Distiller):
-    default_weights = (1.0, 0.0, 1.0)
-    preact = True
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {PREACT},
+                    teacher_reads=FEATURES | {PREACT})
     options = (INIT_EPOCHS,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         shapes_s = [f.shape for f in feat_s[1:-1]]
         shapes_t = [f.shape for f in feat_t[1:-1]]
         if len(shapes_s) != len(shapes_t):
@@ -45,11 +46,12 @@ class AB(Distiller):
         self.criterion_kd = ABLoss(len(shapes_s))
         self.frozen = [self.connector]  # used only by the init stage
 
-    def init_modules(self):
-        return nn.ModuleList([self.connector, self.student.get_feat_modules()])
+    def init_stage(self):
+        return InitStage(nn.ModuleList([self.connector, self.student.get_feat_modules()]),
+                         self.config.options.init_epochs)
 
     def init_loss(self, feat_s, feat_t):
         return sum(self.criterion_kd(self.connector(feat_s[1:-1]), feat_t[1:-1]))
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return torch.zeros((), device=logit_s.device)
+    def kd_loss(self, s, t, batch):
+        return torch.zeros((), device=s.logits.device)

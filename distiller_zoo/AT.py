@@ -3,7 +3,7 @@ channel-averaged squared activations at every stage."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, pool_to_smaller, register_method
+from .base import Distiller, Recipe, pool_to_smaller, register_method
 
 
 class Attention(nn.Module):
@@ -24,11 +24,11 @@ class Attention(nn.Module):
 
 @register_method('attention', 'at')
 class AT(Distiller):
-    default_weights = (1.0, 0.0, 1000.0)
+    recipe = Recipe(weights=(1.0, 0.0, 1000.0))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
         self.criterion_kd = Attention()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return sum(self.criterion_kd(feat_s[1:-1], feat_t[1:-1]))
+    def kd_loss(self, s, t, batch):
+        return sum(self.criterion_kd(s.feats[1:-1], t.feats[1:-1]))

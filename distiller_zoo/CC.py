@@ -4,7 +4,7 @@ embedding on each side."""
 import torch.nn as nn
 
 from models.util import LinearEmbed
-from .base import Distiller, register_method
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
 from .options import FEAT_DIM
 
 
@@ -16,16 +16,15 @@ class Correlation(nn.Module):
 
 @register_method('correlation', 'cc')
 class CC(Distiller):
-    default_weights = (1.0, 0.0, 0.02)
-    teacher_outputs = ('logits', 'embedding')
+    recipe = Recipe(weights=(1.0, 0.0, 0.02), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
-        self.embed_s = LinearEmbed(feat_s[-1].shape[1], opt.feat_dim)
-        self.embed_t = LinearEmbed(feat_t[-1].shape[1], opt.feat_dim)  # trained as well
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
+        self.embed_s = LinearEmbed(feat_s[-1].shape[1], config.options.feat_dim)
+        self.embed_t = LinearEmbed(feat_t[-1].shape[1], config.options.feat_dim)  # trained too
         self.criterion_kd = Correlation()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(self.embed_s(feat_s[-1]), self.embed_t(feat_t[-1]))
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(self.embed_s(s.feats[-1]), self.embed_t(t.feats[-1]))

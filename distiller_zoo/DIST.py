@@ -4,7 +4,7 @@ and per class across the batch (intra-class), instead of the probabilities thems
 import torch.nn as nn
 
 from helper.core.util import non_negative_float, positive_float
-from .base import Distiller, register_method
+from .base import LOGITS, Distiller, Recipe, register_method
 from .options import Option
 
 
@@ -41,8 +41,8 @@ class DIST(nn.Module):
 
 @register_method('dist')
 class DISTMethod(Distiller):
-    default_weights = (1.0, 0.0, 2.0)  # DIST's CIFAR recipe: 1 x CE + 2 x DIST, no KL term
-    teacher_outputs = ('logits',)
+    # DIST's CIFAR recipe: 1 x CE + 2 x DIST, no KL term
+    recipe = Recipe(weights=(1.0, 0.0, 2.0), teacher_reads=frozenset({LOGITS}))
 
     options = (
         Option('--dist_beta', type=non_negative_float, default=1.0,
@@ -52,13 +52,14 @@ class DISTMethod(Distiller):
         Option('--dist_tau', type=positive_float, default=4.0,
                help='DIST: temperature (4 on CIFAR, 1 on ImageNet)'))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.criterion_kd = DIST(opt.dist_beta, opt.dist_gamma, opt.dist_tau)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        o = config.options
+        self.criterion_kd = DIST(o.dist_beta, o.dist_gamma, o.dist_tau)
 
     def describe(self):
         c = self.criterion_kd
         return f'beta {c.beta:g} (inter-class), gamma {c.gamma:g} (intra-class), tau {c.tau:g}'
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(logit_s, logit_t)
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(s.logits, t.logits)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helper.core.util import non_negative_float, non_negative_int, positive_float
-from .base import Distiller, register_method
+from .base import LOGITS, Distiller, Recipe, register_method
 from .options import Option
 
 # The authors' per-pair NCKD weight (mdistiller's CIFAR-100 configs); 8 elsewhere.
@@ -43,9 +43,8 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
 
 @register_method('dkd')
 class DKD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)  # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
-    uses_target = True
-    teacher_outputs = ('logits',)
+    # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
 
     options = (
         Option('--dkd_alpha', type=non_negative_float, default=1.0,
@@ -59,18 +58,18 @@ class DKD(Distiller):
                help='DKD: epochs over which the term grows linearly to full weight (epoch e of '
                     'the run weighs min(e / warmup, 1); 0: none)'))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.dkd_alpha, self.dkd_T, self.warmup = opt.dkd_alpha, opt.dkd_T, opt.dkd_warmup
-        self.dkd_beta = (DKD_BETAS.get((opt.model_t, opt.model_s), DKD_DEFAULT_BETA)
-                         if opt.dkd_beta is None else opt.dkd_beta)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        o = config.options
+        self.dkd_alpha, self.dkd_T, self.warmup = o.dkd_alpha, o.dkd_T, o.dkd_warmup
+        self.dkd_beta = (DKD_BETAS.get((config.model_t, config.model_s), DKD_DEFAULT_BETA)
+                         if o.dkd_beta is None else o.dkd_beta)
 
     def describe(self):
         return (f'alpha {self.dkd_alpha:g} (TCKD), beta {self.dkd_beta:g} (NCKD), T '
                 f'{self.dkd_T:g}, warm-up {self.warmup} epochs')
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None,
-                target=None):
-        return self.warmup_weight(self.warmup) * dkd_loss(logit_s, logit_t, target,
+    def kd_loss(self, s, t, batch):
+        return self.warmup_weight(self.warmup) * dkd_loss(s.logits, t.logits, batch.target,
                                                           self.dkd_alpha, self.dkd_beta,
                                                           self.dkd_T)

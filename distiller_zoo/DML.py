@@ -1,44 +1,38 @@
 """Deep Mutual Learning (Zhang et al., CVPR 2018), as the SRD seed runs it: two networks learn
 together, each from the labels and from the other's softened predictions (the other's output
-detached). The second network (the "teacher" slot: ``--path_t`` to start from a checkpoint,
-or ``--model_t`` to start from scratch) is trained, evaluated every epoch and checkpointed
-beside the student (under ``'peer'``).
+detached). The second network (a ``TrainedPeer`` in the teacher's place: ``--path_t`` to start
+from a checkpoint, or ``--model_t`` to start from scratch) is trained, evaluated every epoch and
+checkpointed beside the student (under ``'peer'``).
 
 Both networks sit in one SGD: each parameter keeps its own momentum buffer, and each loss
 reaches only its own network, so this is the same update as two optimizers with the same
 schedule stepping on the same batch (except under --max_grad_norm, which clips them jointly).
 """
 from helper.core.util import positive_float
-from .base import Distiller, DistillKL, register_method
+from .base import LOGITS, Distiller, DistillKL, Recipe, register_method
 from .options import Option
 
 
 @register_method('dml')
 class DML(Distiller):
     # student: -r x CE + -a x KL(peer || student); peer: -r x CE + -b x KL(student || peer)
-    default_weights = (1.0, 1.0, 1.0)
-    teacher_frozen = False
-    teacher_outputs = ('logits',)
-
+    recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
+                    teacher_trains=True)
     options = (Option('--dml_T', type=positive_float, default=1.0,
                       help='DML: temperature of both mimicry terms (-a: the student\'s, -b: the '
                            'peer\'s); --path_t is optional with --distill dml (--model_t then '
                            'names the peer, trained from scratch)'),)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.criterion_div = DistillKL(opt.dml_T)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        self.criterion_div = DistillKL(config.options.dml_T)
 
     def describe(self):
         return (f'student and peer trained together, temperature {self.criterion_div.T:g}; '
                 f'the peer is evaluated and checkpointed too')
 
-    def forward_nets(self, image, index=None):
-        image_s, image_t = self.split_views(image)
-        return self.run_network(self.student, image_s), self.run_network(self.teacher, image_t)
-
-    def forward_train(self, image, target, index=None, contrast_idx=None):
-        s, t = self.forward_nets(image)
+    def losses(self, s, t, batch):
+        target = batch.target
         return s.logits, {
             'cls': self.gamma * self.criterion_cls(s.logits, target),
             'div': self.alpha * self.criterion_div(s.logits, t.logits.detach()),
@@ -46,12 +40,12 @@ class DML(Distiller):
             'peer_div': self.beta * self.criterion_div(t.logits, s.logits.detach())}
 
     def extra_predictors(self):
-        return {'peer': self.teacher}
+        return {'peer': self.teacher_net}
 
     def checkpoint_state(self):
-        return {**super().checkpoint_state(), 'peer': self.teacher.state_dict()}
+        return {**super().checkpoint_state(), 'peer': self.teacher_net.state_dict()}
 
     def load_checkpoint_state(self, state):
         super().load_checkpoint_state(state)
-        self.teacher.load_state_dict(state['peer'])
+        self.teacher_net.load_state_dict(state['peer'])
 

@@ -4,7 +4,8 @@ proper is then plain training (loss_kd = 0). Needs equal channel counts stage by
 import torch
 import torch.nn as nn
 
-from .base import Distiller, pool_to_smaller, register_method
+from helper.core.learner import InitStage
+from .base import Distiller, Recipe, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 
 
@@ -38,19 +39,20 @@ class FSP(nn.Module):
 
 @register_method('fsp')
 class FSPMethod(Distiller):
-    default_weights = (1.0, 0.0, 50.0)
+    recipe = Recipe(weights=(1.0, 0.0, 50.0))
     options = (INIT_EPOCHS,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         self.criterion_kd = FSP([f.shape for f in feat_s[:-1]], [f.shape for f in feat_t[:-1]])
 
-    def init_modules(self):
-        return nn.ModuleList([self.student.get_feat_modules()])
+    def init_stage(self):
+        return InitStage(nn.ModuleList([self.student.get_feat_modules()]),
+                         self.config.options.init_epochs)
 
     def init_loss(self, feat_s, feat_t):
         return sum(self.criterion_kd(feat_s[:-1], feat_t[:-1]))
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return torch.zeros((), device=logit_s.device)
+    def kd_loss(self, s, t, batch):
+        return torch.zeros((), device=s.logits.device)

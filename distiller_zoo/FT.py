@@ -5,7 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.util import Paraphraser, Translator
-from .base import Distiller, pool_to_smaller, register_method
+from helper.core.learner import InitStage
+from .base import Distiller, Recipe, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 
 
@@ -29,33 +30,29 @@ class FactorTransfer(nn.Module):
 
 @register_method('factor', 'ft')
 class FT(Distiller):
-    default_weights = (1.0, 0.0, 200.0)
+    recipe = Recipe(weights=(1.0, 0.0, 200.0))
     options = (INIT_EPOCHS,)
     FACTOR_RATE = 0.5
     INIT_LR_RESNET_WRN = 0.01  # RepDistiller's paraphraser lr for resnet*/wrn* students
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.model_s = opt.model_s
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         self.translator = Translator(feat_s[-2].shape, feat_t[-2].shape, k=self.FACTOR_RATE)
         self.paraphraser = Paraphraser(feat_t[-2].shape, k=self.FACTOR_RATE)
         self.criterion_kd = FactorTransfer()
         self.frozen = [self.paraphraser]  # trained only in the init stage
 
-    def init_modules(self):
-        return nn.ModuleList([self.paraphraser])
-
-    def init_learning_rate(self, opt):
-        if self.model_s.startswith(('resnet', 'wrn')):
-            return self.INIT_LR_RESNET_WRN
-        return opt.learning_rate
+    def init_stage(self):
+        resnet_or_wrn = self.config.model_s.startswith(('resnet', 'wrn'))
+        return InitStage(nn.ModuleList([self.paraphraser]), self.config.options.init_epochs,
+                         self.INIT_LR_RESNET_WRN if resnet_or_wrn else None)
 
     def init_loss(self, feat_s, feat_t):
         _, reconstruction = self.paraphraser(feat_t[-2])
         return F.mse_loss(reconstruction, feat_t[-2])
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        factor_s = self.translator(feat_s[-2])
-        factor_t = self.paraphraser(feat_t[-2], is_factor=True)
+    def kd_loss(self, s, t, batch):
+        factor_s = self.translator(s.feats[-2])
+        factor_t = self.paraphraser(t.feats[-2], is_factor=True)
         return self.criterion_kd(factor_s, factor_t)

@@ -3,7 +3,7 @@ hint-layer feature onto the teacher's; the loss is their mean squared error."""
 import torch.nn as nn
 
 from models.util import ConvReg
-from .base import Distiller, register_method
+from .base import Distiller, Recipe, register_method
 from .options import HINT_LAYER
 
 
@@ -18,13 +18,13 @@ class HintLoss(nn.Module):
 
 @register_method('hint', 'fitnet')
 class FitNet(Distiller):
-    default_weights = (1.0, 0.0, 100.0)
+    recipe = Recipe(weights=(1.0, 0.0, 100.0))
     options = (HINT_LAYER,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.hint_layer = opt.hint_layer
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        self.hint_layer = config.options.hint_layer
+        feat_s, feat_t = self.probe_features(config.image_size)
         for role, feats in (('student', feat_s), ('teacher', feat_t)):
             if self.hint_layer >= len(feats) or feats[self.hint_layer].dim() != 4:
                 maps = sum(f.dim() == 4 for f in feats)
@@ -34,5 +34,6 @@ class FitNet(Distiller):
         self.regress_s = ConvReg(feat_s[self.hint_layer].shape, feat_t[self.hint_layer].shape)
         self.criterion_kd = HintLoss()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(self.regress_s(feat_s[self.hint_layer]), feat_t[self.hint_layer])
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(self.regress_s(s.feats[self.hint_layer]),
+                                 t.feats[self.hint_layer])

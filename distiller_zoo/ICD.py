@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, register_method, with_embedding_dims
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM
 
 
@@ -65,14 +65,14 @@ class ICDLoss(DCDLoss):
 
 @register_method('icd', 'dcd')
 class ICD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
-    teacher_outputs = ('logits', 'embedding')
+    # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
-        self.criterion_kd = DCDLoss(with_embedding_dims(opt, feat_s, feat_t))
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
+        self.criterion_kd = DCDLoss(with_embedding_dims(config, feat_s, feat_t))
 
     def describe(self):
         tau = self.criterion_kd.params.tau.item()
@@ -80,5 +80,5 @@ class ICD(Distiller):
                 f'{self.criterion_kd.max_tau:g}; consistency weight '
                 f'{self.criterion_kd.alpha:g}')
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(feat_s[-1], feat_t[-1])
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(s.feats[-1], t.feats[-1])

@@ -1,8 +1,7 @@
 """Vanilla knowledge distillation (Hinton et al., 2015): the KL term of the base recipe."""
-from .base import Distiller, register_method
+from .base import LOGITS, Distiller, Recipe, register_method
 
 
 @register_method('kd')
 class KD(Distiller):
-    default_weights = (0.1, 0.9, 0.0)
-    teacher_outputs = ('logits',)
+    recipe = Recipe(weights=(0.1, 0.9, 0.0), teacher_reads=frozenset({LOGITS}))

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, register_method
+from .base import Distiller, Recipe, register_method
 
 
 def _leading_singular_vectors(f, n):
@@ -55,11 +55,11 @@ class KDSVD(nn.Module):
 
 @register_method('kdsvd')
 class KDSVDMethod(Distiller):
-    default_weights = (1.0, 0.0, 1.0)  # RepDistiller publishes no weight for KD-SVD
+    recipe = Recipe(weights=(1.0, 0.0, 1.0))  # RepDistiller publishes no weight for KD-SVD
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         c_s = [f.shape[1] for f in feat_s[1:-1]]
         c_t = [f.shape[1] for f in feat_t[1:-1]]
         if c_s != c_t:
@@ -67,5 +67,5 @@ class KDSVDMethod(Distiller):
                              f'teacher {c_t}')
         self.criterion_kd = KDSVD()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return sum(self.criterion_kd(feat_s[1:-1], feat_t[1:-1]))
+    def kd_loss(self, s, t, batch):
+        return sum(self.criterion_kd(s.feats[1:-1], t.feats[1:-1]))

@@ -14,10 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.util import Embed
-from .base import Distiller, register_method, with_embedding_dims
+from dataset.batch import BatchSpec
+from dataset.views import RotatedViews
+from .base import Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM
 
-VIEWS = 4  # rotations by k quarter-turns, k = 0..3, image-major in a batch
+VIEWS = RotatedViews.count  # rotations by k quarter-turns, k = 0..3, image-major in a batch
 
 
 class MLPHead(nn.Module):
@@ -94,15 +96,15 @@ class AlignLoss(nn.Module):
 
 @register_method('mlkd')
 class MLKD(Distiller):
-    default_weights = (1.0, 50.0, 1.0, 20.0)  # -r -a -b -d of the authors' scripts
-    rotation_views = True
+    # -r -a -b -d of the authors' scripts; each image as its four rotations, seen in one pass
+    recipe = Recipe(weights=(1.0, 50.0, 1.0, 20.0), batch=BatchSpec(views=RotatedViews()))
     options = (FEAT_DIM,)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
-        dims = with_embedding_dims(opt, feat_s, feat_t)
-        self.delta = opt.delta
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
+        dims = with_embedding_dims(config, feat_s, feat_t)
+        self.delta = config.weights[3]
         self.criterion_corr = CorrLoss(dims)
         self.criterion_kd = SupConLoss(dims)
         self.criterion_align = AlignLoss(dims)
@@ -112,10 +114,9 @@ class MLKD(Distiller):
                 f'contrastive x {self.beta:g}, alignment x {self.delta:g} (-d); 4 rotated views '
                 f'per image')
 
-    def forward_train(self, image, target, index=None, contrast_idx=None):
-        """``image``: (B, 4, C, H, W), the rotations of each image in order."""
-        s, t = self.forward_nets(image.flatten(0, 1))
-        h_s, h_t = s.feats[-1], t.feats[-1]
+    def losses(self, s, t, batch):
+        """``s``, ``t``: the networks on the ``B x 4`` views, image by image."""
+        h_s, h_t, target = s.feats[-1], t.feats[-1], batch.target
         logits = s.logits[::VIEWS]  # the unrotated views
         return logits, {
             'cls': self.gamma * self.criterion_cls(logits, target),

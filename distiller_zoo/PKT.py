@@ -3,7 +3,7 @@ probability distributions that cosine similarities induce over the batch."""
 import torch
 import torch.nn as nn
 
-from .base import Distiller, register_method
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 class PKT(nn.Module):
@@ -26,12 +26,11 @@ class PKT(nn.Module):
 
 @register_method('pkt')
 class PKTMethod(Distiller):
-    default_weights = (1.0, 0.0, 30000.0)
-    teacher_outputs = ('logits', 'embedding')
+    recipe = Recipe(weights=(1.0, 0.0, 30000.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
         self.criterion_kd = PKT()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(feat_s[-1], feat_t[-1])
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(s.feats[-1], t.feats[-1])

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, register_method
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 def pdist(e, squared=False, eps=1e-12):
@@ -44,12 +44,11 @@ class RKDLoss(nn.Module):
 
 @register_method('rkd')
 class RKD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)
-    teacher_outputs = ('logits', 'embedding')
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
         self.criterion_kd = RKDLoss()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(feat_s[-1], feat_t[-1])
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(s.feats[-1], t.feats[-1])

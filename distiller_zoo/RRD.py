@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from helper.core import distributed
 from helper.core.util import UserError, positive_float
-from .base import Distiller, register_method, with_embedding_dims
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 
 
@@ -53,8 +53,8 @@ class RRDLoss(nn.Module):
 
 @register_method('rrd', 'rcd')
 class RRD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)  # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
-    teacher_outputs = ('logits', 'embedding')
+    # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     options = (FEAT_DIM, NCE_K,
                Option('--nce_t_s', type=positive_float, default=0.04,
@@ -74,10 +74,10 @@ class RRD(Distiller):
                   f'({batch}): each step compares with the last {opt.nce_k} teacher embeddings '
                   f'of the step before only', flush=True)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
-        self.criterion_kd = RRDLoss(with_embedding_dims(opt, feat_s, feat_t))
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
+        self.criterion_kd = RRDLoss(with_embedding_dims(config, feat_s, feat_t))
         # The teacher's embedding only ever meets detached targets, so it gets no gradient;
         # the authors' weight decay on it scales weight and bias alike, which the L2 norm
         # cancels. It is kept fixed (and out of the optimizer, which DDP needs).
@@ -89,5 +89,5 @@ class RRD(Distiller):
         return (f'queue of {c.nce_k} teacher embeddings, temperatures {c.nce_t_s:g} (student) '
                 f'and {c.nce_t_t:g} (teacher)')
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(feat_s[-1], feat_t[-1])
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(s.feats[-1], t.feats[-1])

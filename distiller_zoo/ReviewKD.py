@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helper.core.util import non_negative_float, non_negative_int
-from .base import Distiller, NetOutput, register_method
+from .base import FEATURES, PREACT, Distiller, Recipe, register_method
 from .options import Option
 
 MAX_MID_CHANNELS = 512
@@ -74,7 +74,8 @@ def review_levels(feats, depth):
 
 @register_method('reviewkd')
 class ReviewKD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)  # 1 x CE + -b x weight x warm-up x HCL
+    # 1 x CE + -b x weight x warm-up x HCL; the teacher's stages before their last ReLU
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=FEATURES | {PREACT})
 
     options = (
         Option('--reviewkd_weight', type=non_negative_float, default=None,
@@ -85,9 +86,9 @@ class ReviewKD(Distiller):
                help='ReviewKD: epochs over which the loss grows linearly to full weight (epoch '
                     'e weighs min(e / warmup, 1); 0: none)'))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         # Stage counts may differ across families: the deepest stages are paired.
         self.depth = min(len(feat_s), len(feat_t)) - 2
         levels_s, levels_t = review_levels(feat_s, self.depth), review_levels(feat_t, self.depth)
@@ -99,21 +100,15 @@ class ReviewKD(Distiller):
         abfs = [ABF(c_in, mid, c_out, i < len(in_channels) - 1)
                 for i, (c_in, c_out) in enumerate(zip(in_channels, out_channels))]
         self.abfs = nn.ModuleList(abfs[::-1])
-        self.weight = (REVIEWKD_WEIGHTS.get((opt.model_t, opt.model_s), REVIEWKD_DEFAULT_WEIGHT)
-                       if opt.reviewkd_weight is None else opt.reviewkd_weight)
-        self.warmup = opt.reviewkd_warmup
+        o = config.options
+        self.weight = (REVIEWKD_WEIGHTS.get((config.model_t, config.model_s),
+                                            REVIEWKD_DEFAULT_WEIGHT)
+                       if o.reviewkd_weight is None else o.reviewkd_weight)
+        self.warmup = o.reviewkd_warmup
 
     def describe(self):
         return (f'HCL weight {self.weight:g}, warm-up {self.warmup} epochs, {self.depth} stages '
                 f'+ embedding ({sum(p.numel() for p in self.abfs.parameters()):,} ABF parameters)')
-
-    def forward_nets(self, image, index=None):
-        """The student's stage outputs as they are; the teacher's before their last ReLU."""
-        image_s, image_t = self.split_views(image)
-        student = NetOutput(*self.student(image_s, is_feat=True))
-        with torch.no_grad():
-            teacher = NetOutput(*self.teacher(image_t, is_feat=True, preact=True))
-        return student, teacher
 
     def review(self, feat_s):
         """The ABF outputs, shallow to deep, of the student's levels."""
@@ -126,6 +121,6 @@ class ReviewKD(Distiller):
             results.insert(0, out)
         return results
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        loss = hcl_loss(self.review(feat_s), review_levels(feat_t, self.depth))
+    def kd_loss(self, s, t, batch):
+        loss = hcl_loss(self.review(s.feats), review_levels(t.feats, self.depth))
         return self.weight * self.warmup_weight(self.warmup) * loss

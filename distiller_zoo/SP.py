@@ -3,7 +3,7 @@ matrices of the last stage's features."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, register_method
+from .base import Distiller, Recipe, register_method
 
 
 class Similarity(nn.Module):
@@ -21,11 +21,11 @@ class Similarity(nn.Module):
 
 @register_method('similarity', 'sp')
 class SP(Distiller):
-    default_weights = (1.0, 0.0, 3000.0)
+    recipe = Recipe(weights=(1.0, 0.0, 3000.0))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
         self.criterion_kd = Similarity()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return sum(self.criterion_kd([feat_s[-2]], [feat_t[-2]]))
+    def kd_loss(self, s, t, batch):
+        return sum(self.criterion_kd([s.feats[-2]], [t.feats[-2]]))

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helper.core.util import non_negative_float
-from .base import Distiller, pool_to_smaller, register_method
+from .base import FEATURES, HEAD_MAP, Distiller, Recipe, pool_to_smaller, register_method
 from .DIST import inter_class_relation, intra_class_relation
 from .options import Option
 
@@ -57,8 +57,8 @@ class DISTV2(nn.Module):
 
 @register_method('srd')
 class SRD(Distiller):
-    default_weights = (1.0, 0.0, 1.0)
-    uses_head_map = True
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+                    teacher_reads=FEATURES | {HEAD_MAP})
 
     options = (
         Option('--srd_feat_loss', choices=['mse', 'stat'], default='mse',
@@ -71,36 +71,37 @@ class SRD(Distiller):
                help="weight of the logit term (default: srd 2 with mse, 1 with stat; srd_dist "
                     "the seed's per-pair weight, 10 or 4)"))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        s, t = self.probe(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        s, t = self.probe(config.image_size)
         self.adaptor = transfer_conv(s.head_map.shape[1], t.head_map.shape[1])
-        self.feat_loss_name = opt.srd_feat_loss
-        self.criterion_feat = statm_loss() if opt.srd_feat_loss == 'stat' else nn.MSELoss()
+        o = config.options
+        self.feat_loss_name = o.srd_feat_loss
+        self.criterion_feat = statm_loss() if o.srd_feat_loss == 'stat' else nn.MSELoss()
         self.criterion_logit = self.logit_criterion()
-        feat_weight, logit_weight = self.default_term_weights(opt)
-        self.feat_weight = feat_weight if opt.srd_feat_weight is None else opt.srd_feat_weight
-        self.logit_weight = logit_weight if opt.srd_logit_weight is None else opt.srd_logit_weight
+        feat_weight, logit_weight = self.default_term_weights(config)
+        self.feat_weight = feat_weight if o.srd_feat_weight is None else o.srd_feat_weight
+        self.logit_weight = logit_weight if o.srd_logit_weight is None else o.srd_logit_weight
 
     def logit_criterion(self):
         return nn.MSELoss()
 
-    def default_term_weights(self, opt):
-        if opt.srd_feat_loss == 'stat':
-            return (10.0 if opt.model_s == 'ShuffleV1' else 1.0), 1.0
+    def default_term_weights(self, config):
+        if config.options.srd_feat_loss == 'stat':
+            return (10.0 if config.model_s == 'ShuffleV1' else 1.0), 1.0
         return 1.0, 2.0
 
     def describe(self):
         return (f'{self.feat_weight:g} x feature {self.feat_loss_name} + {self.logit_weight:g} x '
                 f'logit {type(self.criterion_logit).__name__} (weighted by -b)')
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, head_s=None, head_t=None, index=None,
-                contrast_idx=None):
-        adapted = self.adaptor(head_s)
+    def kd_loss(self, s, t, batch):
+        adapted = self.adaptor(s.head_map)
         # Cross-network logits: the adapted map through the teacher's pooling and classifier.
-        cross = self.teacher.get_classifier()(F.adaptive_avg_pool2d(adapted, 1).flatten(1))
-        return {'feat': self.feat_weight * self.criterion_feat(*pool_to_smaller(adapted, head_t)),
-                'logit': self.logit_weight * self.criterion_logit(cross, logit_t)}
+        cross = self.teacher_net.get_classifier()(F.adaptive_avg_pool2d(adapted, 1).flatten(1))
+        return {'feat': self.feat_weight * self.criterion_feat(*pool_to_smaller(adapted,
+                                                                                t.head_map)),
+                'logit': self.logit_weight * self.criterion_logit(cross, t.logits)}
 
 
 # The seed's per-pair logit weight for SRDwithDIST (-B; -A, the feature weight, is 1).
@@ -114,7 +115,7 @@ class SRDwithDIST(SRD):
     def logit_criterion(self):
         return DISTV2()
 
-    def default_term_weights(self, opt):
-        feat_weight = super().default_term_weights(opt)[0]
-        return feat_weight, SRD_DIST_LOGIT_WEIGHTS.get((opt.model_t, opt.model_s),
+    def default_term_weights(self, config):
+        feat_weight = super().default_term_weights(config)[0]
+        return feat_weight, SRD_DIST_LOGIT_WEIGHTS.get((config.model_t, config.model_s),
                                                        SRD_DIST_DEFAULT_LOGIT_WEIGHT)

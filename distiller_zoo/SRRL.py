@@ -4,7 +4,7 @@ embedding onto the teacher's; the loss matches the embeddings and, through the f
 classifier, the teacher's logits. The student's own head predicts."""
 import torch.nn as nn
 
-from .base import Distiller, register_method
+from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 class SRRL(nn.Module):
@@ -24,15 +24,15 @@ class SRRL(nn.Module):
 
 @register_method('srrl')
 class SRRLMethod(Distiller):
-    default_weights = (1.0, 1.0, 1.0)  # the SimKD toolbox's -c 1 -d 1 -b 1
-    teacher_outputs = ('logits', 'embedding')
+    # the SimKD toolbox's -c 1 -d 1 -b 1
+    recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         self.connector = SRRL(s_n=feat_s[-1].shape[1], t_n=feat_t[-1].shape[1])
         self.criterion_kd = nn.MSELoss()
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        connected, logits = self.connector(feat_s[-1], self.teacher.get_classifier())
-        return self.criterion_kd(connected, feat_t[-1]) + self.criterion_kd(logits, logit_t)
+    def kd_loss(self, s, t, batch):
+        connected, logits = self.connector(s.feats[-1], self.teacher_net.get_classifier())
+        return self.criterion_kd(connected, t.feats[-1]) + self.criterion_kd(logits, t.logits)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from helper.core.util import positive_float
 from .SimKD import align_maps
-from .base import Distiller, register_method
+from .base import Distiller, Recipe, register_method
 from .options import Option
 
 ATTENTION_FACTOR = 4  # query/key width = batch size / 4
@@ -103,29 +103,29 @@ class SemCKDLoss(nn.Module):
 
 @register_method('semckd')
 class SemCKD(Distiller):
-    default_weights = (1.0, 1.0, 400.0)  # the SimKD toolbox's -c 1 -d 1 -b 400
-    full_batches_only = True
+    # the SimKD toolbox's -c 1 -d 1 -b 400
+    recipe = Recipe(weights=(1.0, 1.0, 400.0), full_batches_only=True)
 
     options = (Option('-s', '--soft', type=positive_float, default=1.0,
                       help='SemCKD: attention temperature. SemCKD\'s attention is sized by '
                            '--batch_size (per process), so the last, shorter batch of each '
                            'epoch is skipped, as in its authors\' code'),)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        if opt.batch_size < ATTENTION_FACTOR:
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        if config.batch_size < ATTENTION_FACTOR:
             raise ValueError(f'its attention embeds each batch into --batch_size / '
                              f'{ATTENTION_FACTOR} dimensions; use --batch_size '
                              f'{ATTENTION_FACTOR} or more')
-        feat_s, feat_t = self.probe_features(image_size)
-        self.batch_size = opt.batch_size
-        self.attention = SelfA(opt.batch_size, [f.shape[1] for f in feat_s[1:-1]],
-                               [f.shape[1] for f in feat_t[1:-1]], opt.soft)
+        feat_s, feat_t = self.probe_features(config.image_size)
+        self.batch_size = config.batch_size
+        self.attention = SelfA(config.batch_size, [f.shape[1] for f in feat_s[1:-1]],
+                               [f.shape[1] for f in feat_t[1:-1]], config.options.soft)
         self.criterion_kd = SemCKDLoss()
 
     def describe(self):
         return (f'attention temperature {self.attention.soft:g}, sized for batches of '
                 f'{self.batch_size} (the last, shorter batch of each epoch is skipped)')
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return self.criterion_kd(*self.attention(feat_s[1:-1], feat_t[1:-1]))
+    def kd_loss(self, s, t, batch):
+        return self.criterion_kd(*self.attention(s.feats[1:-1], t.feats[1:-1]))

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helper.core.util import positive_int
-from .base import Distiller, register_method
+from .base import FEATURES, HEAD_MAP, Distiller, Recipe, register_method
 from .options import Option
 
 
@@ -53,24 +53,24 @@ class SimKD(nn.Module):
 
 @register_method('simkd')
 class SimKDMethod(Distiller):
-    default_weights = (0.0, 0.0, 1.0)  # the SimKD toolbox's -c 0 -d 0 -b 1
-    uses_head_map = True
-    student_predicts = False
+    # the SimKD toolbox's -c 0 -d 0 -b 1
+    recipe = Recipe(weights=(0.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+                    teacher_reads=FEATURES | {HEAD_MAP}, student_predicts=False)
 
     options = (Option('-f', '--factor', type=positive_int, default=2,
                       help='SimKD: projector bottleneck, teacher channels / factor (the paper '
                            'uses 2, 4 and 8; smaller is larger and better)'),)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        s, t = self.probe(image_size)
-        self.factor = opt.factor
-        if t.head_map.shape[1] // opt.factor < 1:
-            raise ValueError(f'--factor {opt.factor} leaves no channels of the teacher\'s '
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        s, t = self.probe(config.image_size)
+        self.factor = config.options.factor
+        if t.head_map.shape[1] // self.factor < 1:
+            raise ValueError(f'--factor {self.factor} leaves no channels of the teacher\'s '
                              f'{t.head_map.shape[1]}')
         self.teacher_side = t.head_map.shape[2]
-        self.proj = SimKD(s_n=s.head_map.shape[1], t_n=t.head_map.shape[1], factor=opt.factor)
-        self.cls_t = copy.deepcopy(teacher.get_classifier()).requires_grad_(False)
+        self.proj = SimKD(s_n=s.head_map.shape[1], t_n=t.head_map.shape[1], factor=self.factor)
+        self.cls_t = copy.deepcopy(self.teacher_net.get_classifier()).requires_grad_(False)
         self.frozen.append(self.cls_t)
         self.criterion_kd = nn.MSELoss()
 
@@ -79,10 +79,10 @@ class SimKDMethod(Distiller):
         return (f'projector factor {self.factor} ({size:,} parameters); predictions through the '
                 f'teacher\'s classifier')
 
-    def forward_train(self, image, target, index=None, contrast_idx=None):
-        s, t = self.forward_nets(image)
+    def losses(self, s, t, batch):
+        """The projector's prediction; CE and KL (-c/-d) on the student's own head."""
         projected, target_map, logits = self.proj(s.head_map, t.head_map, self.cls_t)
-        losses = self.base_losses(s.logits, t.logits, target)  # the student's own head: -c/-d
+        losses = self.base_losses(s.logits, t.logits, batch.target)
         return logits, self.add_method_loss(losses, self.criterion_kd(projected, target_map))
 
     def prediction_features(self, image):

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, pool_to_smaller, register_method
+from .base import Distiller, Recipe, pool_to_smaller, register_method
 
 
 class VIDLoss(nn.Module):
@@ -37,15 +37,15 @@ class VIDLoss(nn.Module):
 
 @register_method('vid')
 class VID(Distiller):
-    default_weights = (1.0, 0.0, 1.0)
+    recipe = Recipe(weights=(1.0, 0.0, 1.0))
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        feat_s, feat_t = self.probe_features(image_size)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        feat_s, feat_t = self.probe_features(config.image_size)
         self.criterion_kd = nn.ModuleList(
             VIDLoss(s.shape[1], t.shape[1], t.shape[1])
             for s, t in zip(feat_s[1:-1], feat_t[1:-1]))
 
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        return sum(c(f_s, f_t) for c, f_s, f_t in zip(self.criterion_kd, feat_s[1:-1],
-                                                      feat_t[1:-1]))
+    def kd_loss(self, s, t, batch):
+        return sum(c(f_s, f_t) for c, f_s, f_t in zip(self.criterion_kd, s.feats[1:-1],
+                                                      t.feats[1:-1]))

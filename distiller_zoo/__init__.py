@@ -2,7 +2,9 @@
 
 Importing a method's module registers its ``--distill`` name(s).
 """
-from .base import METHODS, Distiller, DistillKL, get_method, register_method
+from .base import (METHODS, Distiller, DistillKL, MethodConfig, NetOutput, Recipe, get_method,
+                   register_method)
+from .sources import FrozenTeacher, TeacherSource, TrainedPeer
 from .AB import ABLoss
 from .AT import Attention
 from .CC import Correlation
@@ -29,7 +31,8 @@ from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
 from .VID import VIDLoss
 
-__all__ = ['METHODS', 'Distiller', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
+__all__ = ['METHODS', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'TeacherSource',
+           'FrozenTeacher', 'TrainedPeer', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
            'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
            'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
            'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',

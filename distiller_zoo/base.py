@@ -1,10 +1,14 @@
-"""The method registry and the base recipe every distillation method extends.
+"""The method registry, the declaration every method makes, and the base every method extends.
 
 A method is one file in ``distiller_zoo/``: its loss module (RepDistiller's class name where
 one exists) and a ``Distiller`` subclass registered under its ``--distill`` name(s). The subclass
-declares what it consumes and adds, and computes its loss term; the training loop only calls
-``forward_train`` / ``forward_test`` and sums the returned dict of named loss terms.
+declares, in its ``recipe``, what it needs (what its batches carry, what it reads of each
+network, whether the second network trains, ...); loaders, the loop, the teacher plug-ins
+(CKD, the teacher-output cache) and the scripts read that declaration. It computes its loss in
+``kd_loss(s, t, batch)``, with ``s`` and ``t`` the student's and the teacher's outputs; the
+training loop only calls ``forward_train(batch)`` and sums the returned dict of named terms.
 """
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import NamedTuple, Optional
 
@@ -12,15 +16,73 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dataset.batch import BatchSpec
+from helper.core.learner import Learner
+
 METHODS = {}
+
+# What a method reads of a network's forward (``Recipe.student_reads`` / ``teacher_reads``).
+LOGITS, EMBEDDING, STAGES = 'logits', 'embedding', 'stages'
+PREACT = 'preact'  # the stage outputs before their last ReLU (instead of after it)
+HEAD_MAP = 'head_map'  # the map the classifier pools (models.base's head contract)
+FEATURES = frozenset({LOGITS, EMBEDDING, STAGES})
 
 
 class NetOutput(NamedTuple):
-    """One network's outputs for a batch: the contract's feature list, the logits, and (for
-    methods with ``uses_head_map``) the map its classifier pools."""
+    """One network's outputs for a batch: the contract's feature list (stem, stages,
+    embedding), the logits, and (with ``HEAD_MAP``) the map its classifier pools."""
     feats: list
     logits: torch.Tensor
     head_map: Optional[torch.Tensor] = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a method needs, declared once in its class.
+
+    ``weights``: the default ``-r -a -b`` (a fourth entry: the method's own ``-d`` weight);
+    ``batch``: what its training batches carry (``dataset.batch.BatchSpec``: CRD's contrast
+    indices, several views of each image; a method whose batch depends on its options
+    overrides ``Distiller.batch_spec``); ``student_reads`` / ``teacher_reads``: what it reads of
+    each network (``LOGITS``, ``EMBEDDING``, ``STAGES``, ``PREACT``, ``HEAD_MAP``; a teacher that
+    gives only logits and embeddings can be replaced by the teacher-output cache);
+    ``teacher_trains``: the second network is trained too (DML); ``full_batches_only``: its
+    modules are sized by the batch, so a shorter last batch is skipped; ``student_predicts``:
+    False when predictions go through the method's own modules (SimKD), whose checkpoints
+    then carry them."""
+    weights: tuple = (1.0, 0.0, 0.0)
+    batch: BatchSpec = field(default_factory=BatchSpec)
+    student_reads: frozenset = FEATURES
+    teacher_reads: frozenset = FEATURES
+    teacher_trains: bool = False
+    full_batches_only: bool = False
+    student_predicts: bool = True
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """What a method is built from: its ``--distill`` name, the weights ``(-r, -a, -b[, -d])``,
+    the KD temperature, its own options' values (``options.<dest>``), the architectures, the
+    input side and the training set's size and batch size (for modules sized by them). A
+    checkpoint of a method that predicts through its own modules stores it (``as_dict``)."""
+    name: str
+    weights: tuple
+    kd_T: float
+    options: SimpleNamespace
+    model_s: str
+    model_t: str
+    image_size: int = 32
+    n_data: int = 0
+    batch_size: int = 64
+
+    def as_dict(self):
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
+                'weights': list(self.weights), 'options': vars(self.options)}
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**{**values, 'weights': tuple(values['weights']),
+                      'options': SimpleNamespace(**values['options'])})
 
 
 def register_method(*names):
@@ -55,47 +117,32 @@ class DistillKL(nn.Module):
         return kl * self.T ** 2 / y_s.shape[0]
 
 
-class Distiller(nn.Module):
-    """Student + frozen teacher + the method's own modules.
+def run_network(net, image, reads):
+    """``net``'s ``NetOutput`` for ``image``, with what ``reads`` asks of it."""
+    return NetOutput(*net(image, is_feat=True, preact=PREACT in reads,
+                          with_head_map=HEAD_MAP in reads))
 
-    Class attributes a method sets:
-      ``default_weights``: ``(gamma, alpha, beta)``, the ``-r/-a/-b`` used when not given (a
-      fourth entry: the method has a ``-d`` weight, ``delta``, of its own);
-      ``data_variant``: ``'instance'`` (batches carry the sample index) or ``'sample'``
-      (index and CRD's contrast indices);
-      ``preact``: read pre-activation features;
-      ``uses_head_map``: ``kd_loss`` also receives ``head_s``/``head_t``, the maps the
-      student's and the teacher's classifiers pool (see ``models.base``);
-      ``uses_target``: ``kd_loss`` also receives the labels (``target``);
-      ``full_batches_only``: the training loop skips a batch smaller than ``--batch_size`` (the
-      last one of an epoch), for modules sized by the batch;
-      ``teacher_frozen``: False for methods that train the second network too (DML);
-      ``rotation_views``: training batches hold each image's four rotations, (B, 4, C, H, W);
-      ``teacher_outputs``: what the method reads of the teacher; a method that reads only
-      ``'logits'`` and ``'embedding'`` (the pooled feature) can train from the teacher-output
-      cache (``--teacher_cache``), which then stands in for the teacher's forward;
-      ``student_predicts``: False for methods whose ``forward_test`` goes through their own
-      modules (e.g. a copy of the teacher's classifier); their checkpoints carry those modules
-      and the options needed to rebuild them, so they evaluate without the teacher's file.
-    A method overrides ``kd_loss`` (the ``-b`` term: one loss, or a dict of named terms, each
-    weighted by ``-b`` and logged on its own). Its modules, created in ``__init__``, are
+
+class Distiller(Learner):
+    """Student + teacher (a ``distiller_zoo.sources.TeacherSource``) + the method's modules.
+
+    A method sets ``recipe`` and ``options`` (the command-line options it reads,
+    ``distiller_zoo.options.Option``), builds its modules in ``__init__`` (sized with
+    ``self.probe(config.image_size)``), and overrides ``kd_loss`` (the ``-b`` term: one loss,
+    or a dict of named terms, each weighted by ``-b`` and logged on its own). Its modules are
     trained with the student, except those listed in ``self.frozen`` (kept in eval mode, out of
-    the optimizer). A two-stage method also overrides ``init_modules`` and ``init_loss``: its
-    init stage trains those modules on that loss before distillation starts. A method lists the
-    command-line options it reads in ``options`` (``distiller_zoo.options.Option``) and says
-    what it uses in ``describe``.
+    the optimizer). A two-stage method also overrides ``init_stage`` and ``init_loss``; a method
+    whose loss terms are not the usual three overrides ``losses``; one that predicts through
+    its own modules overrides ``forward_test`` and ``prediction_features``.
     """
-    default_weights = (1.0, 0.0, 0.0)
-    data_variant = 'instance'
-    preact = False
-    uses_head_map = False
-    uses_target = False
-    full_batches_only = False
-    teacher_frozen = True
-    rotation_views = False
-    teacher_outputs = ('logits', 'feature maps')
-    student_predicts = True
+    recipe = Recipe()
     options = ()
+
+    @classmethod
+    def batch_spec(cls, options):
+        """What the training batches carry, given the method's option values (``options``
+        has at least the attributes of ``cls.options``)."""
+        return cls.recipe.batch
 
     @classmethod
     def check_options(cls, opt):
@@ -116,24 +163,29 @@ class Distiller(nn.Module):
         """A line on the method's own settings, printed at start ('' when it has none)."""
         return ''
 
-    def __init__(self, student, teacher, opt, image_size=32):
+    def __init__(self, student, teacher, config):
         super().__init__()
-        self.options = dict(vars(opt), image_size=image_size)
+        self.config = config
         self.student = student
-        self.teacher = teacher.eval().requires_grad_(not self.teacher_frozen)
-        self.gamma, self.alpha, self.beta = opt.gamma, opt.alpha, opt.beta
+        self.teacher = teacher
+        self.gamma, self.alpha, self.beta = config.weights[:3]
         self.criterion_cls = nn.CrossEntropyLoss()
-        self.criterion_div = DistillKL(opt.kd_T)
+        self.criterion_div = DistillKL(config.kd_T)
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
-        # With CKD's coded teacher inputs, a batch holds both views, (B, 2, C, H, W).
-        self.coded_teacher = False
-        self.teacher_store = None  # helper.teacher_cache.TeacherStore with --teacher_cache
+        self.views = self.batch_spec(config.options).views
+
+    @property
+    def teacher_net(self):
+        return self.teacher.network
+
+    @property
+    def full_batches_only(self):
+        return self.recipe.full_batches_only
 
     def set_epoch(self, epoch):
         self.epoch = epoch
-        if self.teacher_store is not None:
-            self.teacher_store.set_epoch(epoch)
+        self.teacher.set_epoch(epoch)
 
     def warmup_weight(self, epochs):
         """``min(epoch / epochs, 1)``: a term's linear warm-up over the first ``epochs`` epochs
@@ -144,18 +196,20 @@ class Distiller(nn.Module):
 
     def train(self, mode=True):
         super().train(mode)
-        for module in [self.teacher] * self.teacher_frozen + self.frozen:
+        for module in [self.teacher_net] * (not self.teacher.trains) + self.frozen:
             module.eval()  # a frozen teacher's BN statistics never move
         return self
 
     @torch.no_grad()
     def probe(self, image_size):
-        """Student's and teacher's ``NetOutput`` for a random 2-image batch (to size modules)."""
+        """Student's and teacher's ``NetOutput`` for a random 2-image batch (to size modules),
+        with what the recipe reads of each."""
         x = torch.randn(2, 3, image_size, image_size)
-        modes = self.student.training, self.teacher.training
-        self.student.eval(), self.teacher.eval()
-        outputs = self.run_network(self.student, x), self.run_network(self.teacher, x)
-        self.student.train(modes[0]), self.teacher.train(modes[1])
+        modes = self.student.training, self.teacher_net.training
+        self.student.eval(), self.teacher_net.eval()
+        outputs = (run_network(self.student, x, self.recipe.student_reads),
+                   run_network(self.teacher_net, x, self.recipe.teacher_reads))
+        self.student.train(modes[0]), self.teacher_net.train(modes[1])
         return outputs
 
     def probe_features(self, image_size):
@@ -167,43 +221,41 @@ class Distiller(nn.Module):
         frozen = {id(p) for m in self.frozen for p in m.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
 
-    def init_modules(self):
-        """The modules a two-stage method trains in its init stage, or ``None``."""
-        return None
-
-    def init_learning_rate(self, opt):
-        return opt.learning_rate
-
     def init_loss(self, feat_s, feat_t):
         raise NotImplementedError
 
-    def forward_init(self, image):
-        """Loss of one init-stage batch: student and teacher features, no CE or KL."""
-        feat_s, _ = self.student(image, is_feat=True, preact=self.preact)
+    def forward_init(self, batch):
+        """Loss of one init-stage batch: student and teacher features, no CE or KL. Init stages
+        train on ordinary batches, the teacher on the student's images."""
+        feat_s = run_network(self.student, batch.image, self.recipe.student_reads).feats
         with torch.no_grad():
-            feat_t, _ = self.teacher(image, is_feat=True, preact=self.preact)
+            feat_t = run_network(self.teacher_net, batch.image, self.recipe.teacher_reads).feats
         return self.init_loss(feat_s, feat_t)
 
-    def run_network(self, net, image):
-        if self.uses_head_map:
-            return NetOutput(*net(image, is_feat=True, preact=self.preact, with_head_map=True))
-        return NetOutput(*net(image, is_feat=True, preact=self.preact))
+    def forward_nets(self, batch):
+        """The student's and the teacher's outputs for a batch: one ``NetOutput`` each, or
+        with views a list of one per view (all views in one pass for joint views)."""
+        views = self.views if batch.image.dim() == 5 else None
+        if views is None:
+            return (run_network(self.student, batch.image, self.recipe.student_reads),
+                    self.teacher(batch, self.recipe.teacher_reads))
+        if views.joint:
+            image = batch.image.flatten(0, 1)
+            return (run_network(self.student, image, self.recipe.student_reads),
+                    self.teacher(batch, self.recipe.teacher_reads, image))
+        images = batch.image.unbind(1)
+        return ([run_network(self.student, x, self.recipe.student_reads) for x in images],
+                [self.teacher(batch, self.recipe.teacher_reads, x) for x in images])
 
-    def split_views(self, image):
-        """``(student input, teacher input)``: the same batch, or with CKD the clean and the
-        coded views."""
-        return image.unbind(1) if self.coded_teacher else (image, image)
+    def forward_train(self, batch):
+        """The prediction's logits and the weighted loss terms of one batch."""
+        return self.losses(*self.forward_nets(batch), batch)
 
-    def forward_nets(self, image, index=None):
-        """The student's and the (frozen, gradient-free) teacher's outputs of one batch; with
-        the teacher-output cache, the teacher's are looked up by sample ``index``."""
-        image_s, image_t = self.split_views(image)
-        student = self.run_network(self.student, image_s)
-        if self.teacher_store is not None:
-            return student, self.teacher_store.lookup(index)
-        with torch.no_grad():
-            teacher = self.run_network(self.teacher, image_t)
-        return student, teacher
+    def losses(self, s, t, batch):
+        """``-r`` x CE and ``-a`` x KL on the student's logits, and ``-b`` x the method's
+        term(s); returns ``(logits, {name: weighted term})``."""
+        return s.logits, self.add_method_loss(
+            self.base_losses(s.logits, t.logits, batch.target), self.kd_loss(s, t, batch))
 
     def base_losses(self, logit_s, logit_t, target):
         """The ``-r`` (cross-entropy) and ``-a`` (KL) terms."""
@@ -218,21 +270,9 @@ class Distiller(nn.Module):
             losses['kd'] = self.beta * loss_kd
         return losses
 
-    def forward_train(self, image, target, index=None, contrast_idx=None):
-        """Return the student's logits and the weighted loss terms of one batch."""
-        s, t = self.forward_nets(image, index)
-        extra = {'head_s': s.head_map, 'head_t': t.head_map} if self.uses_head_map else {}
-        if self.uses_target:
-            extra['target'] = target
-        loss_kd = self.kd_loss(s.feats, t.feats, s.logits, t.logits, index=index,
-                               contrast_idx=contrast_idx, **extra)
-        return s.logits, self.add_method_loss(self.base_losses(s.logits, t.logits, target),
-                                              loss_kd)
-
-    forward = forward_train  # what DistributedDataParallel calls
-
-    def kd_loss(self, feat_s, feat_t, logit_s, logit_t, index=None, contrast_idx=None):
-        """The method's own term (weighted by ``-b``); ``None`` when it has none."""
+    def kd_loss(self, s, t, batch):
+        """The method's own term (weighted by ``-b``) from the student's and the teacher's
+        ``NetOutput`` and the batch; ``None`` when it has none."""
         return None
 
     def forward_test(self, image):
@@ -242,10 +282,6 @@ class Distiller(nn.Module):
         """The vector the prediction's final linear layer takes (a linear probe reads it): the
         student's pooled embedding, unless the method predicts through modules of its own."""
         return self.student(image, is_feat=True)[0][-1]
-
-    def extra_predictors(self):
-        """Other networks the training loop also evaluates each epoch, by name (DML's peer)."""
-        return {}
 
     def load_checkpoint_state(self, state):
         self.student.load_state_dict(state['model'])
@@ -257,10 +293,11 @@ class Distiller(nn.Module):
 
     def checkpoint_state(self):
         """The student under RepDistiller's ``'model'`` key; the method's own modules (connectors,
-        memory banks) under ``'method_state'``."""
+        memory banks) under ``'method_state'``; for a method that predicts through its own
+        modules, what rebuilds it (``'method'``)."""
         state = {'model': self.student.state_dict()}
-        if not self.student_predicts:
-            state['method_opt'] = self.options
+        if not self.recipe.student_predicts:
+            state['method'] = self.config.as_dict()
         method_state = {k: v for k, v in self.state_dict().items()
                         if not k.startswith(('student.', 'teacher.'))}
         if method_state:
@@ -278,6 +315,8 @@ def pool_to_smaller(a, b):
     return a, b
 
 
-def with_embedding_dims(opt, feat_s, feat_t):
-    """``opt`` plus ``s_dim``/``t_dim``, the embedding sizes the authors' losses read from it."""
-    return SimpleNamespace(**vars(opt), s_dim=feat_s[-1].shape[1], t_dim=feat_t[-1].shape[1])
+def with_embedding_dims(config, feat_s, feat_t):
+    """The method's options plus ``s_dim``/``t_dim``, the embedding sizes, and ``n_data``: the
+    ``opt`` the authors' losses read."""
+    return SimpleNamespace(**vars(config.options), s_dim=feat_s[-1].shape[1],
+                           t_dim=feat_t[-1].shape[1], n_data=config.n_data)

@@ -16,16 +16,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataset import DATASETS, get_dataloaders
-from dataset.ckd import (FIELDS, CodedRounds, candidate_qualities, check_codable, code_images,
-                         crop_and_flip)
-from dataset.device_loader import PAD
+from dataset import DATASETS
+from dataset.augment import PAD, Normalizer, crop_and_flip
+from dataset.rounds import FIELDS, StoredRounds, candidate_qualities, code_images
+from distiller_zoo.options import Option
 from .core import distributed
 from .core.accel import autocast
 from .core.checkpoint import save_checkpoint
 from .core.files import file_digest, waiting_lock
 from .core.stop import STOP
-from .core.util import UserError
+from .core.util import UserError, positive_int
+from .teachers import TeacherPlugin, is_teacher_file
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
 TEACHER_BATCH = 1024
@@ -80,20 +81,14 @@ def rounds_path(opt):
     return fallback
 
 
-def normalizer(source, device):
-    """``(scale, shift)`` turning 0-255 pixels into the data set's normalised inputs."""
-    std, mean = torch.tensor(source.std, device=device), torch.tensor(source.mean, device=device)
-    return (1 / (255 * std)).view(1, 3, 1, 1), (-mean / std).view(1, 3, 1, 1)
-
-
 @torch.no_grad()
 def teacher_outputs(teacher, views, source, device, opt):
     """The teacher's logits and pooled embeddings (on the CPU, fp32) of uint8 views
     (M, C, H, W), in large batches."""
-    scale, shift = normalizer(source, device)
+    normalize = Normalizer(source.mean, source.std, device)
     logits, embeddings = [], []
     for start in range(0, len(views), TEACHER_BATCH):
-        x = views[start:start + TEACHER_BATCH].to(device).float() * scale + shift
+        x = normalize(views[start:start + TEACHER_BATCH].to(device))
         if opt.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(opt, device):
@@ -177,16 +172,48 @@ def load_or_prepare(teacher, images, labels, source, device, opt, path=None):
     return cache['choices'].numpy()
 
 
-def coded_train_loader(opt, teacher, method, device, path):
-    """The training loader of a ``--ckd`` run: pairs of clean and teacher views from the
-    rounds stored at ``path`` for this teacher (prepared first if need be)."""
-    source = DATASETS[opt.dataset]
-    train_set = source.splits(opt.data_folder, ('train',))[0]
-    choices = load_or_prepare(teacher, check_codable(train_set, '--ckd'), train_set.targets,
-                              source, device, opt, path)
-    coded = CodedRounds(choices, mode=opt.ckd, seed=opt.seed)
-    loader, _, _ = get_dataloaders(
-        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
-        variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
-        pin_memory=device.type == 'cuda', loader=opt.loader, device=device, coded=coded)
-    return loader
+class CodedTeacherInputs(TeacherPlugin):
+    """``--ckd ckd|clean``: the training batches come from CKD's stored rounds (prepared once
+    per teacher); with ``ckd`` each batch carries the teacher's JPEG-coded view, which the
+    frozen teacher then sees (``Batch.teacher_image``); ``clean`` is the authors' control, the
+    same crops with the teacher on the clean view."""
+    title = ('CKD: the teacher sees adaptive-JPEG-coded inputs (README, CKD; 32x32 in-memory '
+             'data)')
+    options = (
+        Option('--ckd', choices=['ckd', 'clean'], default=None,
+               help='ckd: the teacher sees each image\'s stored JPEG-coded copy, the student the '
+                    'clean image (same crop and flip); clean: the same stored rounds, the '
+                    'teacher on the clean view (the authors\' control)'),
+        Option('--ckd_delta', type=positive_int, default=5,
+               help='quality step of the JPEG candidates (0, delta, ..., 100)'),
+        Option('--ckd_rounds', type=positive_int, default=20,
+               help='rounds of stored choices; each epoch uses one, cycling'),
+        Option('--ckd_select', choices=['correct', 'all'], default='correct',
+               help='candidates a round may choose: those the teacher classifies correctly (the '
+                    'authors\' release), or all'))
+    defining = ('ckd', 'ckd_delta', 'ckd_rounds', 'ckd_select')
+
+    def enabled(self, opt):
+        return opt.ckd is not None
+
+    def check(self, opt, method, source):
+        if not source.codable:
+            raise UserError(f'--ckd works on 32x32 data sets held in memory (cifar10, cifar100, '
+                            f'synthetic), not --dataset {opt.dataset}')
+        if opt.ckd_delta > 100:
+            raise UserError(f'--ckd_delta must be 1 to 100, got {opt.ckd_delta}')
+        views = method.batch_spec(opt).views
+        if views is not None:
+            raise UserError(f'--ckd cannot combine with --distill {opt.distill}, which builds '
+                            f'its own {views.name} of each image')
+        if opt.path_t is None or not is_teacher_file(opt.path_t):
+            raise UserError('--ckd needs the teacher\'s file (--path_t): its rounds are cached '
+                            'beside it')
+
+    def suffix(self, opt):
+        return f'_ckd:{opt.ckd}'
+
+    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+        choices = load_or_prepare(teacher.network, train_set.images, train_set.targets,
+                                  DATASETS[opt.dataset], device, opt, rounds_path(opt))
+        return StoredRounds(choices, seed=seed, coded=opt.ckd == 'ckd')

@@ -4,14 +4,38 @@ import os
 from types import SimpleNamespace
 
 from distiller_zoo import get_method
+from distiller_zoo.base import MethodConfig
+from distiller_zoo.sources import FrozenTeacher
 from models import get_model
+from .core.util import UserError
 from .teachers import load_weights
+
+
+def method_config(opt, method, model_t, n_data, image_size):
+    """The ``MethodConfig`` of a run: its weights, the method's own options and what is
+    derived (the teacher's architecture, the training set's size)."""
+    weights = (opt.gamma, opt.alpha, opt.beta) + (
+        (opt.delta,) if len(method.recipe.weights) > 3 else ())
+    return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
+                        options=SimpleNamespace(**method.option_values(opt)),
+                        model_s=opt.model_s, model_t=model_t, image_size=image_size,
+                        n_data=n_data, batch_size=opt.batch_size)
+
+
+def build_distiller(method, student, source, config):
+    """The method around ``student`` and the teacher ``source``; a pair it cannot serve is one
+    line."""
+    try:
+        return method(student, source, config)
+    except ValueError as e:
+        raise UserError(f'--distill {config.name} cannot distil {config.model_t} into '
+                        f'{config.model_s}: {e}') from None
 
 
 def run_options(ckpt, path):
     """The options of the run that wrote a checkpoint: stored in it (``'opt'``, also as
-    RepDistiller's Namespace, or ``'method_opt'``), else in its folder's summary.json; ``{}``
-    when neither says (a checkpoint from elsewhere)."""
+    RepDistiller's Namespace, or an older version's ``'method_opt'``), else in its folder's
+    summary.json; ``{}`` when neither says (a checkpoint from elsewhere)."""
     for key in ('opt', 'method_opt'):
         options = ckpt.get(key)
         options = vars(options) if hasattr(options, '__dict__') else options
@@ -24,18 +48,31 @@ def run_options(ckpt, path):
         return {}
 
 
+def stored_config(ckpt):
+    """The ``MethodConfig`` a checkpoint of a method that predicts through its own modules
+    carries (``'method'``; older versions stored the run's whole options, ``'method_opt'``);
+    None for other checkpoints."""
+    if 'method' in ckpt:
+        return MethodConfig.from_dict(ckpt['method'])
+    if 'method_opt' not in ckpt:
+        return None
+    opt = SimpleNamespace(**ckpt['method_opt'])
+    method = get_method(opt.distill)
+    return method_config(opt, method, opt.model_t, opt.n_data, opt.image_size)
+
+
 def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):
     """The network a student checkpoint describes: the model with its weights, or, for a
-    method that predicts through modules of its own (the checkpoint carries ``'method_opt'``),
-    the method rebuilt around it. Such a checkpoint holds every module the prediction needs (a
-    copy of the teacher's classifier included); the teacher's architecture only sizes them.
-    ``fix`` ends the message of a checkpoint that does not fit ``arch``."""
+    method that predicts through modules of its own, the method rebuilt around it. Such a
+    checkpoint holds every module the prediction needs (a copy of the teacher's classifier
+    included); the teacher's architecture only sizes them. ``fix`` ends the message of a
+    checkpoint that does not fit ``arch``."""
     model = load_weights(get_model(arch, num_classes, dataset), ckpt['model'], path, arch,
                          num_classes, dataset, fix)
-    if 'method_opt' not in ckpt:
+    config = stored_config(ckpt)
+    if config is None:
         return model
-    method_opt = SimpleNamespace(**ckpt['method_opt'])
-    teacher = get_model(method_opt.model_t, num_classes, dataset)
-    distiller = get_method(method_opt.distill)(model, teacher, method_opt, method_opt.image_size)
+    teacher = FrozenTeacher(get_model(config.model_t, num_classes, dataset))
+    distiller = get_method(config.name)(model, teacher, config)
     distiller.load_checkpoint_state(ckpt)
     return distiller

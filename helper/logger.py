@@ -79,11 +79,12 @@ class RunLogger:
               f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
               f'{images_per_second:.0f} img/s', flush=True)
 
-    def write_summary(self, opt, best_acc, last_acc, wall_seconds, device, models, **extra):
-        """``models``: role -> (name, model), e.g. {'student': ..., 'teacher': ...}."""
+    def write_summary(self, record, best_acc, last_acc, wall_seconds, device, models, **extra):
+        """``record``: the run's options as it ran them (``RunFolder.record``); ``models``:
+        role -> (name, model), e.g. {'student': ..., 'teacher': ...}."""
         if not self.enabled:
             return
-        summary = {'args': vars(opt), **extra,
+        summary = {'args': record, **extra,
                    **{role: name for role, (name, _) in models.items()},
                    **{f'{role}_params': count_parameters(m) for role, (_, m) in models.items()},
                     'best_acc': best_acc, 'last_acc': last_acc, 'wall_seconds': wall_seconds,

@@ -1,8 +1,9 @@
-"""The generic training loop. It knows a "learner" only through ``forward_train(image, target,
-*extra) -> (logits, {name: weighted loss})``, ``forward_test(image)``, ``set_epoch(epoch)``
-(for warm-ups), ``checkpoint_state()`` and ``load_checkpoint_state(state)``, plus
-``init_modules()``/``forward_init(image)`` for two-stage methods, ``extra_predictors()`` (other
-networks to evaluate each epoch) and the flag ``full_batches_only``; it never names a method.
+"""The generic training loop. It knows what it trains only through the ``Learner`` interface
+(``helper.core.learner``): ``forward_train(batch) -> (logits, {name: weighted loss})``,
+``forward_test(image)``, ``set_epoch(epoch)`` (for warm-ups), ``checkpoint_state()`` and
+``load_checkpoint_state(state)``, ``init_stage()``/``forward_init(batch)`` for two-stage methods,
+``extra_predictors()`` (other networks to evaluate each epoch) and ``full_batches_only``; it
+never names a method.
 
 Every epoch draws its randomness (data order, augmentation, CRD negatives) from generators
 seeded by ``(seed, stage, epoch)``, and ``ckpt_last.pth`` holds everything else, so a resumed
@@ -24,24 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 from .core import distributed
 from .core.accel import autocast, grad_scaler
 from .core.checkpoint import LAST, save_checkpoint
+from .core.learner import Learner
 from .core.stop import STOP
 from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 
 CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
-
-
-class Learner(nn.Module):
-    """The parts of the learner interface most learners leave as they are: no init stage,
-    nothing per epoch, no other network to evaluate."""
-
-    def init_modules(self):
-        return None
-
-    def set_epoch(self, epoch):
-        pass
-
-    def extra_predictors(self):
-        return {}
 
 
 class Supervised(Learner):
@@ -52,11 +40,9 @@ class Supervised(Learner):
         self.model = model
         self.criterion = nn.CrossEntropyLoss()
 
-    def forward_train(self, image, target, *extra):
-        logits = self.model(image)
-        return logits, {'cls': self.criterion(logits, target)}
-
-    forward = forward_train  # what DistributedDataParallel calls
+    def forward_train(self, batch):
+        logits = self.model(batch.image)
+        return logits, {'cls': self.criterion(logits, batch.target)}
 
     def forward_test(self, image):
         return self.model(image)
@@ -121,31 +107,31 @@ def validate(loader, predict, device, desc='test', opt=None):
     if isinstance(predict, nn.Module):
         predict.eval()
     stats = EpochStats()
-    for image, target, *_ in _progress(loader, desc):
-        image, target = image.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        if opt is not None and opt.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+    for batch in _progress(loader, desc):
+        batch = batch.to(device, channels_last=opt is not None and opt.channels_last)
         with autocast(opt, device) if opt is not None else contextlib.nullcontext():
-            logits = predict(image).float()
-        top1, top5 = accuracy(logits, target, topk=(1, 5))
-        stats.update(target.shape[0], loss=nn.functional.cross_entropy(logits, target),
-                     top1=top1, top5=top5)
+            logits = predict(batch.image).float()
+        top1, top5 = accuracy(logits, batch.target, topk=(1, 5))
+        stats.update(batch.target.shape[0], top1=top1, top5=top5,
+                     loss=nn.functional.cross_entropy(logits, batch.target))
     return stats.averages()
 
 
 class Trainer:
     """Runs the init stage (two-stage methods) and the training epochs of one run, writing
     RepDistiller's checkpoints (``<arch>_best.pth``, ``ckpt_epoch_<N>.pth`` every
-    ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch."""
+    ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch.
+    ``opt``: the parsed options (read only); ``record``: the run's options as resolved (the
+    seed drawn, the teacher's architecture), stored in checkpoints; ``identity``: what
+    ``ckpt_last.pth`` records of the run's inputs besides its options (the teacher's digest),
+    checked on resume; ``init_loader``: the init stage's batches when they differ from
+    training's (ordinary batches, where a plug-in changes the training ones)."""
 
     def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device,
-                 init_loader=None, identity=None):
-        """``init_loader``: the init stage's batches when they differ from training's (CKD
-        trains on coded pairs, its init stages on the ordinary loader). ``identity``: what
-        ``ckpt_last.pth`` records of the run's inputs besides its options (the teacher's
-        digest), checked on resume."""
-        self.identity = identity or {}
+                 record, init_loader=None, identity=None):
         self.learner, self.opt, self.arch = learner, opt, arch
+        self.record, self.seed = record, record['seed']
+        self.identity = identity or {}
         self.train_loader, self.test_loader = train_loader, test_loader
         self.loaders = {'init': init_loader or train_loader, 'train': train_loader}
         self.run_dir, self.logger, self.device = run_dir, logger, device
@@ -161,18 +147,12 @@ class Trainer:
 
     # -- one epoch ---------------------------------------------------------------------------
     def _seed_epoch(self, stage, epoch):
-        seed = (self.opt.seed * 1_000_003 + epoch * 2 + (stage == 'init')) % 2 ** 32
-        set_seed((seed + self.rank) % 2 ** 32)  # per-process augmentation streams
+        seed = (self.seed * 1_000_003 + epoch * 2 + (stage == 'init')) % 2 ** 32
+        set_seed((seed + self.rank) % 2 ** 32)  # per-process streams (workers' per-image draws)
         loader = self.loaders[stage]
-        generator = getattr(loader, 'generator', None)
-        if generator is not None:  # DeviceLoader: the shared order; DataLoader: worker seeds
-            own = isinstance(loader, torch.utils.data.DataLoader)
-            generator.manual_seed(seed + self.rank * own)
-        sampler = getattr(loader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):  # DistributedSampler: the same order on every rank
-            sampler.set_epoch(epoch * 2 + (stage == 'init'))
-        if hasattr(loader, 'set_epoch'):  # loaders whose data change by epoch (CKD's rounds)
-            loader.set_epoch(epoch)
+        if hasattr(loader, 'generator'):  # a BatchLoader (a list of batches in tests)
+            loader.generator.manual_seed(seed)  # the shared order; each rank derives its draws
+            loader.set_epoch(epoch)  # stored rounds change by epoch
 
     def _healthy(self, bad_step, terms, bad_terms, where):
         """Read the device-side non-finite flags (a GPU sync) and, with several processes,
@@ -211,12 +191,9 @@ class Trainer:
         for step, batch in enumerate(_progress(self.loaders[stage], f'{stage} {epoch}')):
             if step < start_step:
                 continue
-            if (getattr(self.learner, 'full_batches_only', False)
-                    and len(batch[0]) < self.opt.batch_size):
+            if self.learner.full_batches_only and len(batch.target) < self.opt.batch_size:
                 continue  # a module sized by the batch cannot take the short last batch
-            batch = [t.to(self.device, non_blocking=True) for t in batch]
-            if self.opt.channels_last and batch[0].dim() == 4:  # not views (B, V, C, H, W)
-                batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+            batch = batch.to(self.device, channels_last=self.opt.channels_last)
             with autocast(self.opt, self.device):
                 losses, metrics = step_fn(batch)
             # One flag per term, as they were at the first bad step.
@@ -240,7 +217,7 @@ class Trainer:
                     self.opt.max_grad_norm)
             self.scaler.step(optimizer)
             self.scaler.update()
-            stats.update(batch[0].shape[0], loss=loss, **metrics,
+            stats.update(len(batch.target), loss=loss, **metrics,
                          **{f'loss_{name}': v for name, v in losses.items()})
             checkpoint_step = (step + 1) % CHECK_EVERY == 0
             if checkpoint_step:
@@ -253,13 +230,12 @@ class Trainer:
         return stats, None
 
     def _train_step(self, batch):
-        image, target, *extra = batch
-        logits, losses = self.forward_train(image, target, *extra)
-        top1, top5 = accuracy(logits.float(), target, topk=(1, 5))
+        logits, losses = self.forward_train(batch)
+        top1, top5 = accuracy(logits.float(), batch.target, topk=(1, 5))
         return losses, {'top1': top1, 'top5': top5}
 
     def _init_step(self, batch):
-        return {'init': self.learner.forward_init(batch[0])}, {}
+        return {'init': self.learner.forward_init(batch)}, {}
 
     # -- checkpoints -------------------------------------------------------------------------
     def _save(self, state, name):
@@ -273,7 +249,7 @@ class Trainer:
                     **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
                     'best_acc': self.best_acc, 'last_acc': self.last_acc,
                     'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
-                    'epoch_stats': epoch_stats, 'opt': vars(self.opt),
+                    'epoch_stats': epoch_stats, 'opt': self.record,
                     'identity': self.identity}, LAST)
 
     def _interrupted(self, stage, epoch, step, optimizer, stats=None):
@@ -315,23 +291,23 @@ class Trainer:
         return self._train(optimizer, resume)
 
     def _init_stage(self, resume):
-        """Two-stage methods (AB, FT, FSP): train ``init_modules()`` on the method's init loss
-        alone for ``opt.init_epochs`` epochs, constant lr, with an optimizer discarded
-        afterwards; the student's parts outside those modules stay in eval mode. Then the
-        method's init-only modules are frozen."""
+        """Two-stage methods (AB, FT, FSP): train the ``init_stage()`` modules on the method's
+        init loss alone for its epochs, constant lr, with an optimizer discarded afterwards; the
+        student's parts outside those modules stay in eval mode. Then the method's init-only
+        modules are frozen."""
         learner, opt = self.learner, self.opt
-        modules = learner.init_modules()
-        if modules is not None and opt.init_epochs > 0:
-            lr = learner.init_learning_rate(opt)
-            optimizer = torch.optim.SGD(modules.parameters(), lr=lr, momentum=opt.momentum,
-                                        weight_decay=opt.weight_decay)
+        stage = learner.init_stage()
+        if stage is not None and stage.epochs > 0:
+            lr = stage.learning_rate or opt.learning_rate
+            optimizer = torch.optim.SGD(stage.modules.parameters(), lr=lr,
+                                        momentum=opt.momentum, weight_decay=opt.weight_decay)
             start_epoch, start_step = 1, 0
             if resume:
                 optimizer.load_state_dict(resume['optimizer'])
                 start_epoch, start_step = resume['epoch'], resume['step']
-            for epoch in range(start_epoch, opt.init_epochs + 1):
+            for epoch in range(start_epoch, stage.epochs + 1):
                 learner.eval()
-                modules.train()
+                stage.modules.train()
                 start = time.time()
                 first = epoch == start_epoch
                 stats, stopped_at = self._run_epoch(
@@ -339,7 +315,7 @@ class Trainer:
                     average_grads=True, carried=resume.get('epoch_stats') if resume else None)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer, stats)
-                print(f'init {epoch:>3}/{opt.init_epochs} | lr {lr:.4g} | loss '
+                print(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
                       f'{stats.averages().get("loss", math.nan):.4f} | '
                       f'{time.time() - start:.1f}s', flush=True)
                 self._save_last('init', epoch + 1, 0, optimizer)
@@ -384,7 +360,7 @@ class Trainer:
             self._save_last('train', epoch + 1, 0, optimizer)
             if self.stop.requested and epoch < opt.epochs:
                 self._interrupted('train', epoch + 1, 0, optimizer)
-        self._save({'opt': vars(opt), 'epoch': opt.epochs, 'arch': self.arch,
+        self._save({'opt': self.record, 'epoch': opt.epochs, 'arch': self.arch,
                     **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
                    f'{self.arch}_last.pth')
         return self.best_acc, self.last_acc

@@ -9,8 +9,9 @@ from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
 from .core import distributed
 from .core.checkpoint import LAST
-from .core.util import (UserError, non_negative_float, non_negative_int, parse_decay_epochs,
-                   positive_float, positive_int, run_label, seed_int, unit_interval)
+from .core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
+                        parse_decay_epochs, positive_float, positive_int, seed_int,
+                        unit_interval)
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
 
@@ -104,12 +105,14 @@ def add_model_argument(parser, flag, default, help):
 
 
 def finish_options(opt, model_name):
-    """Validate and derive shared options; raises UserError with the fix."""
+    """The parsed options, validated, with the shared derived values filled in (the decay
+    epochs as a list, the learning rate for ``model_name``, the workers capped at the CPU
+    count), frozen: nothing changes them afterwards. Raises UserError with the fix."""
     opt.lr_decay_epochs = parse_decay_epochs(opt.lr_decay_epochs)
     if opt.learning_rate is None:
         opt.learning_rate = SMALL_MODEL_LR if model_name in SMALL_LR_MODELS else DEFAULT_LR
     opt.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))
-    return opt
+    return FrozenNamespace(**vars(opt))
 
 
 def select_device(opt):

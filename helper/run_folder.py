@@ -38,12 +38,14 @@ def _canonical(key, value):
     return value
 
 
-def check_resume_options(opt, stored, refused=(), identity=None, stored_identity=None):
+def check_resume_options(opt, stored, refused=(), identity=None, stored_identity=None,
+                         resolved=None):
     """Refuse to resume a checkpoint of another experiment: another method, architecture or
     data set, another value of an option in ``refused``, or another ``identity`` (the teacher
     file's digest, say) than the checkpoint records. Print a note for every other option that
-    differs. The resumed run keeps its seed."""
-    current = vars(opt)
+    differs. ``resolved``: values derived from the options (the teacher's architecture),
+    compared in their place. The resumed run keeps its seed."""
+    current = {**vars(opt), **(resolved or {})}
     keys = list(IDENTITY) + [k for k in refused if k not in IDENTITY]
     differ = [f'--{k} is {current[k]} here, {stored[k]} in the checkpoint' for k in keys
               if k in stored and k in current
@@ -71,9 +73,9 @@ def check_resume_options(opt, stored, refused=(), identity=None, stored_identity
 class RunFolder:
     """The folders of one run and the state it resumes from (``resume``, None for a new run);
     ``seed`` is the run's seed: the resumed run's, the one given, or a new random one.
-    ``refused`` and ``identity``: see ``check_resume_options``."""
+    ``refused``, ``identity`` and ``resolved``: see ``check_resume_options``."""
 
-    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None):
+    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None, resolved=None):
         self.run_dir = os.path.join(opt.save_dir, kind, name)
         self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
         self.identity = dict(identity or {})
@@ -83,7 +85,7 @@ class RunFolder:
                 raise UserError('the checkpoint to resume has no training state; resume from '
                                 f'{LAST}, which every run writes each epoch')
             check_resume_options(opt, self.resume['opt'], refused, self.identity,
-                                 self.resume.get('identity'))
+                                 self.resume.get('identity'), resolved)
             if self.resume['stage'] == 'train' and self.resume['epoch'] > opt.epochs:
                 where = (os.path.dirname(os.path.abspath(opt.resume))
                          if opt.resume not in (None, 'auto') else self.run_dir)
@@ -97,6 +99,11 @@ class RunFolder:
         else:
             self.seed = opt.seed
         self._lock = None
+
+    def record(self, opt, **resolved):
+        """The run's options as it runs them, for its checkpoints and summary: the parsed
+        ones, the values derived from them (``resolved``) and the seed."""
+        return {**vars(opt), **resolved, 'seed': self.seed}
 
     def has_checkpoints(self):
         return bool(glob.glob(os.path.join(self.run_dir, '*.pth')))

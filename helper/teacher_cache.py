@@ -21,15 +21,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataset import DATASETS, get_dataloaders
-from dataset.ckd import CLEAN, FIELDS, CodedRounds, check_codable, code_images, crop_and_flip
-from dataset.device_loader import PAD
-from distiller_zoo.base import NetOutput
+from dataset import DATASETS
+from dataset.augment import PAD, crop_and_flip
+from dataset.rounds import CLEAN, FIELDS, StoredRounds, code_images, round_for_epoch
+from distiller_zoo.base import HEAD_MAP, PREACT, STAGES, NetOutput
+from distiller_zoo.options import Option
+from distiller_zoo.sources import STORABLE, TeacherSource
 from .core import distributed
-from .ckd import data_digest, load_or_prepare, teacher_outputs
+from .ckd import data_digest, teacher_outputs
 from .core.files import disk_full, file_digest, waiting_lock, write_text_atomic
 from .core.stop import STOP
-from .core.util import UserError
+from .core.util import UserError, positive_int
+from .teachers import TeacherPlugin, is_teacher_file
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
 IMAGES_PER_CHUNK = 2048
@@ -37,25 +40,33 @@ META = 'meta.json'  # written last: a folder without it is no store
 FLOAT_BYTES = 4
 
 
-class TeacherStore:
-    """The stored outputs, memory-mapped; ``set_epoch`` loads the epoch's round (one round,
-    never the whole store) onto ``device``, and ``lookup(index)`` gives the teacher's
-    ``NetOutput`` (feature list: the embedding only) without a trip to the host."""
+class CachedTeacher(TeacherSource):
+    """The teacher's outputs read from a store instead of a forward: ``source(batch, reads)``
+    looks the batch's samples up in the epoch's round, which ``set_epoch`` loads (one round,
+    never the whole store) onto the network's device; the feature list holds the embedding
+    alone. The store is opened, through memory maps, at the first epoch."""
+    serves = STORABLE
+    takes_views = False
 
-    def __init__(self, folder, rounds, device='cpu'):
-        self.arrays = {name: np.load(os.path.join(folder, f'{name}.npy'), mmap_mode='r')
-                       for name in OUTPUTS}
-        self.rounds, self.device, self.current = rounds, device, None
+    def __init__(self, network, folder, rounds, seed):
+        super().__init__(network.eval().requires_grad_(False))
+        self.folder, self.rounds, self.seed = folder, rounds, seed
+        self.arrays, self.current = None, None
 
     def set_epoch(self, epoch):
-        self.load_round(self.rounds.round_for_epoch(epoch))
+        self.load_round(round_for_epoch(epoch, self.rounds, self.seed))
 
     def load_round(self, r):
-        self.current = {name: torch.from_numpy(np.array(array[r])).to(self.device)
+        if self.arrays is None:
+            self.arrays = {name: np.load(os.path.join(self.folder, f'{name}.npy'), mmap_mode='r')
+                           for name in OUTPUTS}
+        device = next(self.network.parameters()).device
+        self.current = {name: torch.from_numpy(np.array(array[r])).to(device)
                         for name, array in self.arrays.items()}
 
-    def lookup(self, index):
-        return NetOutput([self.current['embedding'][index]], self.current['logits'][index])
+    def forward(self, batch, reads, image=None):
+        return NetOutput([self.current['embedding'][batch.index]],
+                         self.current['logits'][batch.index])
 
 
 def draw_rounds(count, n_images, seed):
@@ -147,22 +158,16 @@ def build_store(teacher, images, choices, source, device, opt, folder):
     return shapes
 
 
-def store_folder(opt, data_key):
+def store_folder(opt, seed, data_key):
     rounds = (f'ckd{opt.ckd}_delta{opt.ckd_delta}_{opt.ckd_select}' if opt.ckd
-              else f'seed{opt.seed}')
-    key = (f'{opt.dataset}_{file_digest(opt.path_t)[:16]}_data{data_key}_R{opt.teacher_cache}_{rounds}_'
-           f'{"+".join(OUTPUTS)}')
+              else f'seed{seed}')
+    key = (f'{opt.dataset}_{file_digest(opt.path_t)[:16]}_data{data_key}_R{opt.teacher_cache}_'
+           f'{rounds}_{"+".join(OUTPUTS)}')
     return os.path.join(opt.save_dir, 'teacher_cache', key)
 
 
-def check_method(method, opt):
-    """Only methods that read nothing of the teacher but its logits and embedding can train
-    from the store."""
-    missing = [need for need in method.teacher_outputs if need not in OUTPUTS]
-    if missing or not method.teacher_frozen:
-        needs = ', '.join(missing) if missing else 'a teacher that trains'
-        raise UserError(f'--teacher_cache stores the teacher\'s logits and pooled embeddings; '
-                        f'--distill {opt.distill} needs {needs}')
+READ_NAMES = {STAGES: 'feature maps', PREACT: 'pre-activation feature maps',
+              HEAD_MAP: 'head maps'}
 
 
 def _complete(folder):
@@ -214,20 +219,13 @@ def _check_store(folder, shapes):
                         f"this run needs {shapes}; delete the folder to build it again")
 
 
-def cached_teacher_loader(opt, teacher, method, device, ckd_rounds=None):
-    """``(training loader of student views, TeacherStore)`` for ``--teacher_cache`` (after
-    ``check_method``); the store is built (by the main process) when missing. With ``--ckd``
-    its rounds are CKD's, from the file ``ckd_rounds``."""
+def ensure_store(opt, teacher, images, choices, device, folder):
+    """The store at ``folder`` of the teacher's outputs on ``choices`` (the main process builds
+    it when missing, while other runs that need it wait), checked against its expected
+    shapes."""
     source = DATASETS[opt.dataset]
-    train_set = source.splits(opt.data_folder, ('train',))[0]
-    images = check_codable(train_set, '--teacher_cache')
-    if opt.ckd:
-        choices = load_or_prepare(teacher, images, train_set.targets, source, device, opt,
-                                  ckd_rounds)
-    else:
-        choices = draw_rounds(opt.teacher_cache, len(images), opt.seed)
-    folder = store_folder(opt, data_digest(images, train_set.targets))
-    shapes = store_shapes(len(choices), len(images), output_widths(teacher, source, device, opt))
+    shapes = store_shapes(len(choices), len(images),
+                          output_widths(teacher, source, device, opt))
     if distributed.is_main() and not _complete(folder):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         announce = (lambda: print(f'teacher cache: another run is building {folder}; waiting '
@@ -238,20 +236,66 @@ def cached_teacher_loader(opt, teacher, method, device, ckd_rounds=None):
                 print(f'teacher cache: running the teacher over {len(choices)} rounds of '
                       f'{len(images)} images ({_size(store_bytes(shapes))}; once; stored in '
                       f'{folder})', flush=True)
-                teacher_rounds = choices.copy()
-                if opt.ckd == 'clean':  # the control: CKD's crops and flips, clean views
-                    teacher_rounds[..., 0] = CLEAN
                 _build_in_place(folder, lambda partial: {
-                    'shapes': build_store(teacher, images, teacher_rounds, source, device, opt,
+                    'shapes': build_store(teacher, images, choices, source, device, opt,
                                           partial),
                     'path_t': opt.path_t, 'dataset': opt.dataset}, store_bytes(shapes))
     distributed.broadcast_object(None)  # the other processes wait for the store
     _check_store(folder, shapes)
     print(f'teacher cache: {folder} ({_size(store_bytes(shapes))}, read through memory maps)',
           flush=True)
-    rounds = CodedRounds(choices, mode='student', seed=opt.seed)  # the loader's and the store's
-    loader, _, _ = get_dataloaders(
-        opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers,
-        variant=method.data_variant, k=opt.nce_k, mode=opt.mode, seed=opt.seed,
-        pin_memory=device.type == 'cuda', loader=opt.loader, device=device, coded=rounds)
-    return loader, TeacherStore(folder, rounds, device)
+
+
+class TeacherOutputCache(TeacherPlugin):
+    """``--teacher_cache R``: R rounds of crops and flips are fixed (CKD's, with ``--ckd``),
+    the teacher runs once per round and its outputs are stored; the method's teacher is then a
+    ``CachedTeacher`` reading them, and the training batches crop as the rounds say."""
+    title = 'teacher-output cache (README, Teacher-output cache; 32x32 in-memory data)'
+    options = (Option('--teacher_cache', type=positive_int, default=None, metavar='R',
+                      help='fix R rounds of crops and flips, run the teacher once per round and '
+                           'store its logits and embeddings under <save_dir>/teacher_cache; '
+                           'epochs then train from the store, with no teacher forward (methods '
+                           'that read only those)'),)
+    defining = ('teacher_cache',)
+
+    def enabled(self, opt):
+        return opt.teacher_cache is not None
+
+    def check(self, opt, method, source):
+        if not source.codable:
+            raise UserError(f'--teacher_cache works on 32x32 data sets held in memory (cifar10, '
+                            f'cifar100, synthetic), not --dataset {opt.dataset}')
+        recipe = method.recipe
+        missing = [READ_NAMES.get(r, r) for r in sorted(recipe.teacher_reads - STORABLE)]
+        if missing or recipe.teacher_trains or method.batch_spec(opt).views is not None:
+            needs = (', '.join(missing) if missing else 'a teacher that trains'
+                     if recipe.teacher_trains else 'the teacher on views it makes of each image')
+            raise UserError(f'--teacher_cache stores the teacher\'s logits and pooled '
+                            f'embeddings; --distill {opt.distill} needs {needs}')
+        if opt.ckd and opt.teacher_cache != opt.ckd_rounds:
+            raise UserError(f'with --ckd the cache stores CKD\'s rounds: give --teacher_cache '
+                            f'{opt.ckd_rounds} (= --ckd_rounds)')
+        if not opt.ckd and opt.teacher_cache > opt.epochs:
+            raise UserError(f'--teacher_cache {opt.teacher_cache} would store rounds that a run '
+                            f'of {opt.epochs} epochs never uses (one round per epoch); give at '
+                            f'most --teacher_cache {opt.epochs}')
+        if opt.path_t is None or not is_teacher_file(opt.path_t):
+            raise UserError('--teacher_cache keys its store by the teacher file; give --path_t '
+                            'a file')
+
+    def suffix(self, opt):
+        return f'_cache:{opt.teacher_cache}'
+
+    def source(self, opt, teacher, train_set, seed, previous):
+        folder = store_folder(opt, seed, data_digest(train_set.images, train_set.targets))
+        return CachedTeacher(teacher.network, folder, opt.teacher_cache, seed)
+
+    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+        if rounds is None:
+            rounds = StoredRounds(draw_rounds(opt.teacher_cache, len(train_set), seed), seed)
+        teacher_views = rounds.choices.copy()
+        if not rounds.coded:  # the teacher's views are clean (CKD's control, or no CKD)
+            teacher_views[..., 0] = CLEAN
+        folder = store_folder(opt, seed, data_digest(train_set.images, train_set.targets))
+        ensure_store(opt, teacher.network, train_set.images, teacher_views, device, folder)
+        return StoredRounds(rounds.choices, seed=seed)  # the student's crops; nothing coded

@@ -2,8 +2,11 @@
 teacher kinds (a checkpoint file; ``torchvision:<name>``), and the checks that name what a file
 holds when it does not fit an architecture."""
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
+import torch.nn as nn
 
 from models import get_model, imagenet_model_dict, model_dict
 from .core.files import file_digest
@@ -93,29 +96,64 @@ def load_torchvision_teacher(spec, num_classes):
     return model, name
 
 
-def is_teacher_file(path):
-    """Whether a ``--path_t`` names a file (not ``torchvision:<name>``)."""
-    return not path.startswith('torchvision:')
-
-
-def teacher_identity(path):
-    """What a run records of its teacher, to recognise it on resume: the file's sha256, the
-    torchvision name, or that there is none (a DML peer trained from scratch)."""
-    if path is None:
-        return 'none (trained from scratch)'
-    return f'sha256 {file_digest(path)}' if is_teacher_file(path) else path
-
-
-def load_teacher(path, num_classes, dataset):
-    """Build the teacher named by ``path`` and load its weights strictly."""
-    if not is_teacher_file(path):
-        return load_torchvision_teacher(path, num_classes)
+def load_teacher_file(path, num_classes, dataset):
+    """A teacher checkpoint (RepDistiller's layout and the others ``load_checkpoint`` takes),
+    its architecture from the file or its folder's name, its weights loaded strictly."""
     ckpt = load_checkpoint(path)
     name = get_teacher_name(path, ckpt)
     model = load_weights(get_model(name, num_classes, dataset), ckpt['model'], path, name,
                          num_classes, dataset, 'Check the folder name or --dataset',
                          role='architecture ')
     return model, name
+
+
+# ``--path_t <kind>:<name>`` -> the loader of that kind of teacher; anything else is a file.
+TEACHER_KINDS = {'torchvision': load_torchvision_teacher}
+
+
+def teacher_kind(spec):
+    kind = spec.split(':', 1)[0] if ':' in spec else None
+    return kind if kind in TEACHER_KINDS else None
+
+
+def is_teacher_file(spec):
+    """Whether a ``--path_t`` names a file (not ``torchvision:<name>`` or another kind)."""
+    return teacher_kind(spec) is None
+
+
+def teacher_identity(spec):
+    """What a run records of its teacher, to recognise it on resume: the file's sha256, the
+    spec of a named teacher, or that there is none (a DML peer trained from scratch)."""
+    if spec is None:
+        return 'none (trained from scratch)'
+    return f'sha256 {file_digest(spec)}' if is_teacher_file(spec) else spec
+
+
+def load_teacher(spec, num_classes, dataset):
+    """The teacher network ``spec`` names and its architecture."""
+    kind = teacher_kind(spec)
+    if kind is None:
+        return load_teacher_file(spec, num_classes, dataset)
+    return TEACHER_KINDS[kind](spec, num_classes)
+
+
+@dataclass
+class Teacher:
+    """A run's teacher: the network, its architecture, what identifies it (``teacher_identity``)
+    and its file (None for a named or a from-scratch network)."""
+    network: nn.Module
+    arch: str
+    identity: str
+    path: Optional[str] = None
+
+
+def resolve_teacher(spec, num_classes, dataset, scratch=None):
+    """The ``Teacher`` of ``--path_t spec``, or, without one, a network ``scratch`` (an
+    architecture name) with fresh weights (DML's peer)."""
+    if spec is None:
+        return Teacher(get_model(scratch, num_classes, dataset), scratch, teacher_identity(None))
+    network, arch = load_teacher(spec, num_classes, dataset)
+    return Teacher(network, arch, teacher_identity(spec), spec if is_teacher_file(spec) else None)
 
 
 def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role=''):
@@ -138,3 +176,33 @@ def load_weights(model, state, path, arch, num_classes, dataset, fix, role=''):
         raise architecture_mismatch(path, arch, num_classes, dataset, state, fix,
                                     role) from None
     return model
+
+
+class TeacherPlugin:
+    """A change, chosen by its own flags, to what the teacher sees or where its outputs come
+    from (CKD's coded views, the teacher-output cache). A run applies the enabled plug-ins in
+    order: ``check`` before any work; ``source`` chooses the ``TeacherSource`` the method is
+    built with; ``prepare``, the long work, runs inside the run and returns the stored rounds
+    (``dataset.rounds.StoredRounds``) the training batches then use. ``options`` are its flags
+    (``distiller_zoo.options.Option``), shown under ``title``; changing one of ``defining``
+    makes another experiment (a resumed run refuses it)."""
+    title = ''
+    options = ()
+    defining = ()
+
+    def enabled(self, opt):
+        raise NotImplementedError
+
+    def check(self, opt, method, source):
+        """Refuse (``UserError``) what it cannot do for ``method`` on the data set ``source``
+        (a ``dataset.DataSource``)."""
+
+    def suffix(self, opt):
+        """What the run folder's name gets."""
+        return ''
+
+    def source(self, opt, teacher, train_set, seed, previous):
+        return previous
+
+    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+        return rounds

@@ -32,28 +32,67 @@ CIFAR_TRAIN = 50000
 
 
 class Limited:
-    """The first ``n`` batches of a loader, keeping the loader's generator."""
+    """The first ``n`` batches of a loader, keeping the loader's generator and epoch."""
 
     def __init__(self, loader, n):
         self.loader, self.n = loader, n
-        self.generator = getattr(loader, 'generator', None)
+        self.generator = loader.generator
+
+    def set_epoch(self, epoch):
+        if hasattr(self.loader, 'set_epoch'):
+            self.loader.set_epoch(epoch)
 
     def __iter__(self):
         return itertools.islice(iter(self.loader), self.n)
 
 
+def reference_loader(data, batch_size, num_workers, device):
+    """RepDistiller's loop, for comparison: DataLoader workers applying torchvision's PIL crop,
+    flip and normalisation image by image."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    from dataset import DATASETS
+    from dataset.batch import Batch
+    source = DATASETS['cifar100']
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=4),
+                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                    transforms.Normalize(source.mean, source.std)])
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            return transform(Image.fromarray(data.images[i])), data.targets[i], i
+
+    def collate(items):
+        images, targets, index = torch.utils.data.default_collate(items)
+        return Batch(images, targets, index)
+    return torch.utils.data.DataLoader(
+        Items(), batch_size=batch_size, shuffle=True, num_workers=num_workers,
+        collate_fn=collate, pin_memory=device.type == 'cuda',
+        generator=torch.Generator().manual_seed(0))
+
+
 def measure(config):
-    """Train ``warmup + steps`` steps of one configuration; return its figures."""
+    """Train ``warmup + steps`` steps of one configuration; return its figures. The method is
+    parsed and built as train_student.py builds it."""
     import numpy as np
     import torch
 
-    from dataset import DATASETS, get_transforms
-    from dataset.base import ArrayDataset, ContrastSampleDataset, IndexedDataset
-    from dataset.device_loader import DeviceLoader
+    import train_student
+    from dataset import DATASETS
+    from dataset.base import ArrayDataset
+    from dataset.loaders import DeviceLoader
+    from dataset.rounds import StoredRounds, candidate_qualities
     from dataset.synthetic import make_synthetic
     from distiller_zoo import get_method
+    from distiller_zoo.sources import FrozenTeacher
     from helper.core.accel import make_sgd, prepare_modules
-    from helper.loops import Trainer
+    from helper.distillation import build_distiller, method_config
+    from helper.loops import Supervised, Trainer
     from models import get_model
 
     c = SimpleNamespace(**config)
@@ -63,67 +102,53 @@ def measure(config):
     images, labels = make_synthetic(n_images, num_classes=100)
     data = ArrayDataset(images, labels)
     source = DATASETS['cifar100']
-    method = get_method(c.distill)
     fast = c.path.startswith('fast') or c.path == 'student'  # the device-resident loader
-    gamma, alpha, beta = method.default_weights[:3]
-    opt = SimpleNamespace(
-        gamma=gamma, alpha=alpha, beta=beta, kd_T=4, hint_layer=2, feat_dim=128, nce_k=c.nce_k,
-        nce_t=0.07, nce_m=0.5, n_data=CIFAR_TRAIN, model_s=c.student, init_epochs=0,
-        learning_rate=0.0, momentum=0.9, weight_decay=5e-4, seed=0, max_grad_norm=None,
-        amp=c.amp if fast else 'off', channels_last=c.channels_last and fast,
-        compile=c.compile and fast, sgd_impl='auto' if fast else 'for-loop',
-        num_workers=c.num_workers)
+    speed = (['--amp', c.amp] + ['--channels_last'] * c.channels_last + ['--compile'] * c.compile
+             if fast else ['--sgd_impl', 'for-loop'])
+    # A learning rate of almost zero: the weights (random) stay put, the work is the same.
+    opt = train_student.parse_option([
+        '--path_t', f'{c.teacher}_vanilla/random.pth', '--distill', c.distill, '--model_s',
+        c.student, '--batch_size', str(c.batch_size), '--nce_k', str(c.nce_k),
+        '--learning_rate', '1e-30', '--seed', '0', '--num_workers', str(c.num_workers)] + speed)
+    method = get_method(opt.distill)
+    spec = method.batch_spec(opt)
+    student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
+    rounds, teacher_source, build_seconds = None, FrozenTeacher(teacher), None
     if c.path == 'fast+ckd':  # CKD's pairs: the epoch's teacher views coded as it starts
-        from dataset.ckd import CodedPairLoader, CodedRounds, candidate_qualities
         qualities = np.array(candidate_qualities(5))
         rng = np.random.default_rng(0)
         choices = np.stack([rng.choice(qualities, n_images), rng.integers(0, 9, n_images),
                             rng.integers(0, 9, n_images), rng.integers(0, 2, n_images)], 1)
-        loader = CodedPairLoader(data, c.batch_size, device, source.mean, source.std,
-                                 CodedRounds(choices[None].astype(np.int16)),
-                                 workers=c.num_workers, variant=method.data_variant, k=c.nce_k)
-        loader.set_epoch(1)
+        rounds = StoredRounds(choices[None].astype(np.int16), coded=True)
     elif c.path == 'fast+cache':  # student views; the teacher's outputs from a built store
-        from dataset.ckd import CodedPairLoader, CodedRounds
-        from helper.teacher_cache import draw_rounds
-        rounds = CodedRounds(draw_rounds(1, n_images, 0), mode='student')
-        loader = CodedPairLoader(data, c.batch_size, device, source.mean, source.std, rounds,
-                                 variant=method.data_variant, k=c.nce_k)
-        loader.set_epoch(1)
-    elif fast:
-        loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std,
-                              variant=method.data_variant, k=c.nce_k)
-    else:
-        data.transform = get_transforms(source)[0]
-        wrapped = (ContrastSampleDataset(data, k=c.nce_k) if method.data_variant == 'sample'
-                   else IndexedDataset(data))
-        loader = torch.utils.data.DataLoader(
-            wrapped, batch_size=c.batch_size, shuffle=True, num_workers=c.num_workers,
-            pin_memory=device.type == 'cuda', generator=torch.Generator().manual_seed(0))
-    student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
-    distiller = method(student, teacher, opt).to(device)
-    distiller.coded_teacher = c.path == 'fast+ckd'
-    build_seconds = None
-    if c.path == 'fast+cache':
-        from helper.teacher_cache import TeacherStore, build_store
+        from helper.teacher_cache import CachedTeacher, build_store, draw_rounds
+        rounds = StoredRounds(draw_rounds(1, n_images, 0))
         folder = tempfile.mkdtemp()
         started = time.perf_counter()
         build_store(teacher.to(device), images, rounds.choices, source, device, opt, folder)
         build_seconds = time.perf_counter() - started
-        distiller.teacher_store = TeacherStore(folder, rounds, device)
-        distiller.set_epoch(1)
+        teacher_source = CachedTeacher(teacher, folder, 1, 0)
+    if fast:
+        loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std, spec=spec,
+                              rounds=rounds, workers=c.num_workers)
+    else:
+        loader = reference_loader(data, c.batch_size, c.num_workers, device)
     if c.path == 'student':  # plain CE training of the student: the floor of any KD step
-        from helper.loops import Supervised
-        distiller = Supervised(student).to(device)
-    prepare_modules(opt, [distiller], [student, teacher])
+        learner = Supervised(student).to(device)
+    else:
+        config = method_config(opt, method, c.teacher, CIFAR_TRAIN, source.image_size)
+        learner = build_distiller(method, student, teacher_source, config).to(device)
+    learner.set_epoch(1)
+    prepare_modules(opt, [learner], [student, teacher])
     trained = (student.parameters() if c.path == 'student'
-               else distiller.trainable_parameters())
+               else learner.trainable_parameters())
     optimizer = make_sgd(trained, opt, device)
-    trainer = Trainer(distiller, None, None, opt, c.student, tempfile.mkdtemp(), None, device)
+    trainer = Trainer(learner, None, None, opt, c.student, tempfile.mkdtemp(), None, device,
+                      {'seed': 0})
 
     def run(n_steps):
         trainer.loaders['train'] = trainer.train_loader = Limited(loader, n_steps)
-        distiller.train()
+        learner.train()
         trainer._run_epoch('train', 1, optimizer, trainer._train_step, 0)
         if device.type == 'cuda':
             torch.cuda.synchronize()

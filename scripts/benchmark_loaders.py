@@ -28,9 +28,10 @@ SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(SCRIPTS), SCRIPTS]
 
 from benchmark import device_label  # noqa: E402
-from dataset import DATASETS, get_transforms  # noqa: E402
+from dataset import DATASETS  # noqa: E402
 from dataset.dali_loader import DaliLoader, dali_available  # noqa: E402
 from dataset.jpeg_loader import JpegLoader  # noqa: E402
+from dataset.loaders import ClassicLoader  # noqa: E402
 
 LOADERS = ('classic', 'nvjpeg', 'dali-cpu', 'dali-gpu')
 
@@ -61,10 +62,9 @@ class Subfolder(ImageFolder):
 def build(name, data, args, device):
     source = DATASETS['imagenet']
     if name == 'classic':
-        data.transform = get_transforms(source)[0]
-        return torch.utils.data.DataLoader(
-            data, batch_size=args.batch_size, shuffle=True,
-            num_workers=args.num_workers, pin_memory=device.type == 'cuda')
+        return ClassicLoader(data, args.batch_size, device, source.mean, source.std,
+                             num_workers=args.num_workers, transform=source.image_transform(True),
+                             augmented=True, crop=False, pin_memory=device.type == 'cuda')
     common = dict(mean=source.mean, std=source.std, image_size=source.image_size,
                   num_threads=args.num_workers)
     if name == 'nvjpeg':

@@ -8,13 +8,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import train_student  # noqa: E402
 from dataset import DATASETS  # noqa: E402
-from dataset.ckd import check_codable  # noqa: E402
-from helper.teachers import load_teacher  # noqa: E402
-from helper.ckd import load_or_prepare  # noqa: E402
+from helper.ckd import CodedTeacherInputs  # noqa: E402
 from helper.cli import run_cli  # noqa: E402
 from helper.options import select_device  # noqa: E402
-import train_student  # noqa: E402
+from helper.teachers import resolve_teacher  # noqa: E402
 
 
 def parse_option(argv=None):
@@ -27,10 +26,10 @@ def parse_option(argv=None):
 def run(opt):
     device = select_device(opt)
     source = DATASETS[opt.dataset]
-    teacher, _ = load_teacher(opt.path_t, source.num_classes, opt.dataset)
+    teacher = resolve_teacher(opt.path_t, source.num_classes, opt.dataset)
+    teacher.network.to(device)
     train_set = source.splits(opt.data_folder, ('train',))[0]
-    load_or_prepare(teacher.to(device), check_codable(train_set), train_set.targets, source,
-                    device, opt)
+    CodedTeacherInputs().prepare(opt, teacher, train_set, device, seed=0, rounds=None)
 
 
 def main(argv=None):

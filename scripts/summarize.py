@@ -102,7 +102,7 @@ def method_key(args):
     if method is None:
         return args['distill']
     name = method.names[0]
-    with_kl = args.get('alpha', 0) > 0 and method.default_weights[1] == 0
+    with_kl = args.get("alpha", 0) > 0 and method.recipe.weights[1] == 0
     return f'{name}+kd' if name != 'kd' and with_kl else name
 
 

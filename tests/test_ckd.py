@@ -10,9 +10,12 @@ from PIL import Image
 import helper.ckd
 import train_student
 from dataset import DATASETS
-from dataset.ckd import (CLEAN, CodedPairLoader, CodedPairs, CodedRounds, candidate_qualities,
-                         code_images, crop_and_flip, jpeg_round_trip)
+from dataset.augment import crop_and_flip
 from dataset.base import ArrayDataset
+from dataset.batch import Batch
+from dataset.loaders import ClassicLoader, DeviceLoader
+from dataset.rounds import (CLEAN, StoredRounds, candidate_qualities, code_images,
+                            jpeg_round_trip)
 from helper.core.checkpoint import load_checkpoint
 from helper.ckd import cache_path, load_or_prepare, select_candidates
 from test_methods import build, fixed_batch
@@ -67,7 +70,7 @@ def test_selection_rule_on_hand_made_teacher_outputs():
 
 
 def test_rounds_cycle_in_a_new_shuffled_order_each_time():
-    rounds = CodedRounds(np.zeros((5, 3, 4), dtype=np.int16), seed=7)
+    rounds = StoredRounds(np.zeros((5, 3, 4), dtype=np.int16), seed=7)
     first = [rounds.round_for_epoch(e) for e in range(1, 6)]
     second = [rounds.round_for_epoch(e) for e in range(6, 11)]
     assert sorted(first) == sorted(second) == list(range(5))
@@ -93,20 +96,16 @@ def known_rounds(n=6):
 @pytest.mark.parametrize('loader', ['device', 'classic'])
 def test_both_views_share_crop_and_flip_and_only_the_teacher_view_is_coded(mode, loader):
     data, choices = tiny_set(), known_rounds()
-    rounds = CodedRounds(choices, mode=mode, seed=3)
+    rounds = StoredRounds(choices, seed=3, coded=mode == 'ckd')
     mean, std = DATASETS['cifar100'].mean, DATASETS['cifar100'].std
-    if loader == 'device':
-        pairs = CodedPairLoader(data, 6, 'cpu', mean, std, rounds, variant='instance')
-    else:
-        from torchvision import transforms
-        pairs = CodedPairs(data, rounds, transforms.Normalize(mean, std))
+    make = DeviceLoader if loader == 'device' else ClassicLoader
+    pairs = make(data, 6, 'cpu', mean, std, rounds=rounds)
     pairs.set_epoch(2)
     chosen = choices[rounds.round_for_epoch(2)]
-    if loader == 'device':
-        views, targets, index = next(iter(pairs))
-    else:
-        items = [pairs[i] for i in range(6)]
-        views, index = torch.stack([v for v, _ in items]), torch.arange(6)
+    batch = next(iter(pairs))
+    index = batch.index
+    teacher = batch.teacher_image if batch.teacher_image is not None else batch.image
+    views = torch.stack([batch.image, teacher], 1)  # the student's and the teacher's
     scale = torch.tensor(std).view(1, 3, 1, 1) * 255
     shift = torch.tensor(mean).view(1, 3, 1, 1) * 255
     pixels = (views.flatten(0, 1) * scale + shift).round().view_as(views)
@@ -123,15 +122,13 @@ def test_both_views_share_crop_and_flip_and_only_the_teacher_view_is_coded(mode,
 def test_teacher_gets_the_coded_view_and_student_the_clean_one():
     for name in ('kd', 'crd', 'simkd', 'reviewkd', 'dml'):
         distiller, teacher, student = build(name)
-        distiller.coded_teacher = True
         seen = {}
         for role, net in (('student', student), ('teacher', teacher)):
             original = net.forward
             net.forward = (lambda role, original: lambda image, **kw: (
                 seen.__setitem__(role, image) or original(image, **kw)))(role, original)
         x, y, index, contrast_idx = fixed_batch(n=4)
-        pair = torch.stack([x, -x], 1)
-        distiller.train().forward_train(pair, y, index, contrast_idx)
+        distiller.train().forward_train(Batch(x, y, index, contrast_idx, teacher_image=-x))
         assert torch.equal(seen['student'], x) and torch.equal(seen['teacher'], -x), name
 
 

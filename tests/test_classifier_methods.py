@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 import eval_student
 import train_student
-from distiller_zoo import DISTV2, SRRL, SimKD, get_method, statm_loss, transfer_conv
+from distiller_zoo import DISTV2, SRRL, SimKD, statm_loss, transfer_conv
 from helper.core.checkpoint import load_checkpoint
 from models import get_model
-from test_methods import build, fixed_batch, method_opt
+from dataset.batch import Batch
+from test_methods import build, fixed_batch, make
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,9 +119,9 @@ def test_srd_method_loss_is_the_seeds_composition():
     distiller, teacher, student = build('srd', teacher='wrn_40_2', student='wrn_16_2')
     distiller.train()
     x, y, *_ = fixed_batch()
-    s, t = distiller.forward_nets(x)
-    terms = distiller.kd_loss(s.feats, t.feats, s.logits, t.logits, head_s=s.head_map,
-                              head_t=t.head_map)
+    batch = Batch(x, y)
+    s, t = distiller.forward_nets(batch)
+    terms = distiller.kd_loss(s, t, batch)
     adapted = distiller.adaptor(s.head_map)
     expected_logit = F.mse_loss(teacher.fc(F.avg_pool2d(adapted, 8).flatten(1)), t.logits)
     assert terms['feat'].item() == pytest.approx(F.mse_loss(adapted, t.head_map).item(), rel=1e-5)
@@ -133,8 +134,8 @@ def test_srd_method_loss_is_the_seeds_composition():
     ('vgg13', 'vgg8', {2: 854016, 4: 280064, 8: 103680})])
 def test_simkd_projector_sizes(teacher, student, count):
     for factor, n in count.items():
-        opt = method_opt('simkd', model_s=student, model_t=teacher, factor=factor)
-        distiller = get_method('simkd')(get_model(student, 100), get_model(teacher, 100), opt)
+        distiller = make('simkd', get_model(student, 100), get_model(teacher, 100), student,
+                         teacher, factor=factor)
         assert sum(p.numel() for p in distiller.proj.parameters()) == n
 
 
@@ -146,15 +147,14 @@ def test_simkd_projector_sizes(teacher, student, count):
     ('srd_dist', 'adaptor', 'wrn_40_4', 'wrn_16_2', 33280),
     ('srd_dist', 'adaptor', 'wrn_40_4', 'wrn_16_4', 66048)])
 def test_module_sizes_match_the_references(method, module, teacher, student, count):
-    opt = method_opt(method, model_s=student, model_t=teacher)
-    distiller = get_method(method)(get_model(student, 100), get_model(teacher, 100), opt)
+    distiller = make(method, get_model(student, 100), get_model(teacher, 100), student, teacher)
     assert sum(p.numel() for p in getattr(distiller, module).parameters()) == count
 
 
 def test_srd_default_weights_per_variant_and_pair():
     def weights(method, teacher, student, **flags):
-        opt = method_opt(method, model_s=student, model_t=teacher, **flags)
-        d = get_method(method)(get_model(student, 10), get_model(teacher, 10), opt)
+        d = make(method, get_model(student, 10), get_model(teacher, 10), student, teacher,
+                 **flags)
         return d.feat_weight, d.logit_weight
     assert weights('srd', 'wrn_40_2', 'wrn_40_1') == (1.0, 2.0)
     assert weights('srd', 'resnet32x4', 'ShuffleV1', srd_feat_loss='stat') == (10.0, 1.0)
@@ -176,9 +176,8 @@ def test_every_pair_trains(teacher, student):
     t, s = get_model(teacher, 10).eval(), get_model(student, 10)
     x, y, *_ = fixed_batch(n=4)
     for method in CLASSIFIER_METHODS:
-        opt = method_opt(method, model_s=student, model_t=teacher)
-        distiller = get_method(method)(s, t, opt).train()
-        logits, losses = distiller.forward_train(x, y)
+        distiller = make(method, s, t, student, teacher).train()
+        logits, losses = distiller.forward_train(Batch(x, y))
         assert logits.shape == (4, 10) and all(torch.isfinite(v) for v in losses.values())
         sum(losses.values()).backward()
         assert distiller.eval().forward_test(x).shape == (4, 10)
@@ -191,9 +190,8 @@ def test_imagenet_pairs_build_and_step(teacher, student):
     s = get_model(student, 20, 'imagenet')
     x = torch.randn(2, 3, 224, 224)
     for method in CLASSIFIER_METHODS:
-        opt = method_opt(method, model_s=student, model_t=teacher)
-        distiller = get_method(method)(s, t, opt, image_size=224).train()
-        _, losses = distiller.forward_train(x, torch.tensor([0, 1]))
+        distiller = make(method, s, t, student, teacher, image_size=224).train()
+        _, losses = distiller.forward_train(Batch(x, torch.tensor([0, 1])))
         assert all(torch.isfinite(v) for v in losses.values())
 
 
@@ -201,7 +199,7 @@ def test_simkd_predicts_through_projector_and_teacher_classifier_without_the_tea
     distiller, teacher, student = build('simkd', teacher='resnet32x4', student='resnet8x4')
     x, y, *_ = fixed_batch(n=4)
     distiller.train()
-    logits, losses = distiller.forward_train(x, y)
+    logits, losses = distiller.forward_train(Batch(x, y))
     assert set(losses) == {'cls', 'div', 'kd'}
     assert not torch.allclose(logits, student(x))  # training accuracy uses the SimKD prediction
     distiller.eval()
@@ -248,7 +246,7 @@ def test_simkd_toolbox_command_and_self_contained_checkpoint(simkd_layout, capsy
                        'S:resnet8x4_T:resnet8x4_cifar100_simkd_r:0.0_a:0.0_b:1.0_0')
     last = float(out.split('done:')[1].split('last acc@1 ')[1].split(';')[0])
     ckpt = load_checkpoint(os.path.join(run, 'resnet8x4_last.pth'))
-    assert {'model', 'method_state', 'method_opt', 'proj'} <= set(ckpt)
+    assert {'model', 'method_state', 'method', 'proj'} <= set(ckpt)
     assert 'cls_t.weight' in ckpt['method_state']
     os.rename(teacher, teacher + '.away')  # evaluation needs no teacher file
     try:
@@ -286,8 +284,6 @@ def test_eval_student_builds_simkd_from_its_checkpoint_alone(simkd_layout):
     state = {**distiller.checkpoint_state(), 'arch': 'resnet8x4'}
     opt = eval_student.parse_option(['--path', 'nowhere/resnet8x4_last.pth', '--dataset',
                                      'cifar10'])
-    state['method_opt'] = {**state['method_opt'], 'distill': 'simkd',
-                           'path_t': '/nonexistent/teacher.pth'}
     module, predict, name = eval_student.build_predictor(state, opt, 10)
     x = fixed_batch(n=2)[0]
     distiller.eval(), module.eval()

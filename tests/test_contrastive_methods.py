@@ -7,14 +7,15 @@ import torch
 import torch.nn.functional as F
 
 import train_student
-from dataset import DATASETS, get_dataloaders
+from dataset import DATASETS, build_loaders
 from dataset.base import ArrayDataset
-from distiller_zoo import (AlignLoss, CorrLoss, DCDLoss, ICDLoss, METHODS, RRDLoss, SupConLoss,
-                           get_method)
+from distiller_zoo import AlignLoss, CorrLoss, DCDLoss, ICDLoss, METHODS, RRDLoss, SupConLoss
 from models import get_model
 from test_classifier_methods import det, grad_stats
 from test_logit_review_methods import fill_by_name
-from test_methods import build, fixed_batch, method_opt
+from dataset.batch import Batch, BatchSpec
+from dataset.views import RotatedViews
+from test_methods import build, fixed_batch, make
 
 # Values from running the authors' code on the inputs below: DCDLoss from
 # giakoumoglou/distillers at a2ee80b (cifar/distillers/DCD.py), RRDLoss from the same repository
@@ -87,7 +88,7 @@ def test_icd_temperature_is_learned_and_capped():
     before = distiller.criterion_kd.params.tau.item()
     x, y, *_ = fixed_batch()
     optimizer.zero_grad()
-    sum(distiller.train().forward_train(x, y)[1].values()).backward()
+    sum(distiller.train().forward_train(Batch(x, y))[1].values()).backward()
     optimizer.step()
     assert distiller.criterion_kd.params.tau.item() != before
     assert METHODS['dcd'] is METHODS['icd']
@@ -143,9 +144,8 @@ def test_mlkd_losses_match_the_authors(name):
     ('icd', ['criterion_kd'], 65794), ('rrd', ['criterion_kd'], 65792),
     ('mlkd', ['criterion_corr', 'criterion_kd', 'criterion_align'], 132096 + 65792 + 2109696)])
 def test_module_sizes_match_the_references(method, modules, count):
-    opt = method_opt(method, model_s='resnet8x4', model_t='resnet32x4', nce_k=16384,
-                     feat_dim=128)
-    distiller = get_method(method)(get_model('resnet8x4', 100), get_model('resnet32x4', 100), opt)
+    distiller = make(method, get_model('resnet8x4', 100), get_model('resnet32x4', 100),
+                     'resnet8x4', 'resnet32x4', nce_k=16384, feat_dim=128)
     assert sum(p.numel() for m in modules for p in getattr(distiller, m).parameters()) == count
 
 
@@ -167,12 +167,13 @@ def test_mlkd_step_uses_unrotated_views_for_ce_and_all_views_for_the_rest():
     seen = []
     original = teacher.forward
     teacher.forward = lambda image, **kw: seen.append(len(image)) or original(image, **kw)
-    logits, losses = distiller.forward_train(views, y)
+    logits, losses = distiller.forward_train(Batch(views, y))
     assert seen == [12] and logits.shape == (3, 10)
     assert set(losses) == {'cls', 'corr', 'kd', 'align'}
     student.eval()
     with torch.no_grad():
-        assert torch.allclose(distiller.eval().forward_train(views, y)[0], student(x), atol=1e-5)
+        assert torch.allclose(distiller.eval().forward_train(Batch(views, y))[0], student(x),
+                              atol=1e-5)
 
 
 def square_images(n=3, size=32):
@@ -184,19 +185,18 @@ def square_images(n=3, size=32):
 def test_rotated_views_in_the_authors_order_on_both_loaders(loader, monkeypatch):
     """Without the crops, view k is view 0 turned k quarter-turns counter-clockwise (numpy's
     rot90), and view 0 is the image or its mirror."""
-    import dataset
-    from dataset.device_loader import DeviceLoader
+    import dataset.views
     data = square_images()
     monkeypatch.setitem(DATASETS, 'synthetic', DATASETS['synthetic'].__class__(
         lambda root, splits=('train', 'test'): [square_images() for _ in splits], 3, (0.0,) * 3,
         (1 / 255,) * 3))
-    if loader == 'device':
-        monkeypatch.setattr(DeviceLoader, 'augment', lambda self, images, flip=True: images)
-    else:
-        monkeypatch.setattr(dataset.transforms, 'RandomCrop', lambda *a, **k: (lambda img: img))
-    train, _, _ = get_dataloaders('synthetic', batch_size=3, num_workers=0, variant='plain',
-                                  seed=0, loader=loader, rotations=True)
-    views, labels = next(iter(train))
+    def centred(count, draws, device, flip=True):  # crops at offset 4: the images themselves
+        return (torch.full((count,), 4), torch.full((count,), 4),
+                torch.zeros(count, dtype=torch.bool))
+    monkeypatch.setattr(dataset.views, 'random_crops', centred)
+    train, _ = build_loaders('synthetic', batch_size=3, num_workers=0, seed=0, loader=loader,
+                             spec=BatchSpec(views=RotatedViews()))
+    views, labels, *_ = next(iter(train))
     order = [int(t) for t in labels]
     assert views.shape == (3, 4, 3, 32, 32)
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float()

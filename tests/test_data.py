@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import write_cifar100, write_imagenet
-from dataset import DATASETS, get_dataloaders, get_transforms
-from dataset.base import ArrayDataset, ContrastSampleDataset, DatasetError
+from dataset import DATASETS, build_loaders
+from dataset.base import ArrayDataset, DatasetError
+from dataset.batch import BatchSpec, ContrastSampling
+from dataset.loaders import DeviceLoader
 from dataset.cifar import load_cifar_arrays
 from dataset.synthetic import make_synthetic
 
@@ -60,23 +61,28 @@ def test_corrupt_cifar_gives_clear_error(tmp_path):
         load_cifar_arrays('cifar100', str(tmp_path), True)
 
 
+def loader_images(images, train, batch_size=None):
+    """The images a CIFAR-100 loader makes of ``images`` (N, 32, 32, 3), in their order."""
+    data = ArrayDataset(np.asarray(images), np.zeros(len(images), dtype=np.int64))
+    source = DATASETS['cifar100']
+    loader = DeviceLoader(data, batch_size or len(data), 'cpu', source.mean, source.std,
+                          train=train)
+    return loader.batches(torch.arange(len(data)))
+
+
 def test_test_transform_is_totensor_and_normalize():
-    _, test_tf = get_transforms(DATASETS['cifar100'])
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    out = test_tf(Image.fromarray(img))
+    out = next(loader_images([img], train=False)).image[0]
     expected = (torch.from_numpy(img).permute(2, 0, 1).float() / 255 - CIFAR_MEAN) / CIFAR_STD
     assert torch.allclose(out, expected, atol=1e-6)
 
 
 def test_train_augmentation_crops_with_zero_padding_and_flips():
-    train_tf, _ = get_transforms(DATASETS['cifar100'])
     img = np.full((32, 32, 3), 255, dtype=np.uint8)  # white: padding shows as black borders
-    torch.manual_seed(0)
     zero = (0 - CIFAR_MEAN) / CIFAR_STD
     white = (1 - CIFAR_MEAN) / CIFAR_STD
     saw_padding = False
-    for _ in range(50):
-        out = train_tf(Image.fromarray(img))
+    for out in next(loader_images([img] * 50, train=True)).image:
         assert out.shape == (3, 32, 32)
         is_zero = torch.isclose(out, zero.expand_as(out), atol=1e-5)
         is_white = torch.isclose(out, white.expand_as(out), atol=1e-5)
@@ -89,8 +95,8 @@ def test_train_augmentation_crops_with_zero_padding_and_flips():
 
     ramp = np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3))
     flips = 0
-    for _ in range(200):
-        row = train_tf(Image.fromarray(ramp))[0, 16]
+    for out in next(loader_images([ramp] * 200, train=True)).image:
+        row = out[0, 16]
         inside = row[~torch.isclose(row, zero[0, 0, 0].expand_as(row), atol=1e-5)]
         flips += int(inside[0] > inside[-1])
     assert 60 < flips < 140  # p = 0.5
@@ -98,50 +104,49 @@ def test_train_augmentation_crops_with_zero_padding_and_flips():
 
 def test_contrast_sample_indices():
     targets = np.repeat(np.arange(5), 20)  # 5 classes x 20 samples
-    base = ArrayDataset(np.zeros((100, 32, 32, 3), np.uint8), targets)
-    exact = ContrastSampleDataset(base, k=30, mode='exact')
-    for index in (0, 37, 99):
-        img, target, idx, sample_idx = exact[index]
-        assert idx == index and target == targets[index]
+    draws = torch.Generator().manual_seed(0)
+    exact = ContrastSampling(k=30, mode='exact').sampler(torch.from_numpy(targets))
+    samples = exact(torch.tensor([0, 37, 99]), draws)
+    for index, sample_idx in zip((0, 37, 99), samples.numpy()):
+        target = targets[index]
         assert sample_idx.shape == (31,) and sample_idx[0] == index
         assert (targets[sample_idx[1:]] != target).all()
         assert len(set(sample_idx[1:])) == 30  # without replacement when k <= negatives
-    relax = ContrastSampleDataset(base, k=200, mode='relax')
-    _, target, index, sample_idx = relax[5]
+    relax = ContrastSampling(k=200, mode='relax').sampler(torch.from_numpy(targets))
+    sample_idx = relax(torch.tensor([5]), draws)[0].numpy()
+    target = targets[5]
     assert targets[sample_idx[0]] == target and (targets[sample_idx[1:]] != target).all()
-    assert len(relax.cls_negative[0]) == 80
-    half = ContrastSampleDataset(base, k=10, percent=0.5)
-    assert all(len(neg) == 40 for neg in half.cls_negative)
+    assert int(relax.neg_count[0]) == 80
     with pytest.raises(ValueError):
-        ContrastSampleDataset(base, mode='loose')
+        ContrastSampling(mode='loose')
 
 
-def test_loader_variants(cifar_root):
-    plain, test, num_classes = get_dataloaders('cifar100', cifar_root, 16, 0, variant='plain')
+@pytest.mark.parametrize('loader', ['device', 'classic'])
+def test_loader_variants(cifar_root, loader):
+    plain, test = build_loaders('cifar100', cifar_root, 16, 0, loader=loader)
+    num_classes = DATASETS['cifar100'].num_classes
     assert num_classes == 100 and len(plain.dataset) == 128 and len(test.dataset) == 64
-    x, y = next(iter(plain))
+    x, y, idx, *_ = next(iter(plain))
     assert x.shape == (16, 3, 32, 32) and y.dtype == torch.int64
     assert test.batch_size == 8  # half the training batch, as RepDistiller
-    inst, _, _ = get_dataloaders('cifar100', cifar_root, 16, 0, variant='instance')
-    x, y, idx = next(iter(inst))
     assert idx.shape == (16,)
-    sample, _, _ = get_dataloaders('cifar100', cifar_root, 16, 0, variant='sample', k=7)
-    x, y, idx, sample_idx = next(iter(sample))
+    sample, _ = build_loaders('cifar100', cifar_root, 16, 0, loader=loader,
+                              spec=BatchSpec(ContrastSampling(k=7)))
+    x, y, idx, sample_idx, _ = next(iter(sample))
     assert sample_idx.shape == (16, 8) and torch.equal(sample_idx[:, 0], idx)
 
 
 def test_loader_order_is_seeded(cifar_root):
     def first_indices(seed):
-        loader, _, _ = get_dataloaders('cifar100', cifar_root, 16, 0, variant='instance',
-                                       seed=seed)
-        return next(iter(loader))[2]
+        loader, _ = build_loaders('cifar100', cifar_root, 16, 0, seed=seed)
+        return next(iter(loader)).index
     assert torch.equal(first_indices(1), first_indices(1))
     assert not torch.equal(first_indices(1), first_indices(2))
 
 
 def test_unknown_dataset():
     with pytest.raises(DatasetError, match='choose one of'):
-        get_dataloaders('mnist')
+        build_loaders('mnist')
 
 
 def test_synthetic_is_deterministic_and_class_conditional():
@@ -158,10 +163,10 @@ def test_synthetic_is_deterministic_and_class_conditional():
 
 def test_imagenet_class_folders(tmp_path):
     write_imagenet(str(tmp_path), per_class=3, size=(40, 50))
-    train, test, num_classes = get_dataloaders('imagenet', str(tmp_path), 4, 0)
-    x, y, idx = next(iter(train))
+    train, test = build_loaders('imagenet', str(tmp_path), 4, 0)
+    x, y, idx, *_ = next(iter(train))
     assert x.shape == (4, 3, 224, 224) and set(y.tolist()) <= {0, 1}
-    x, y = next(iter(test))
+    x, y, *_ = next(iter(test))
     assert x.shape == (2, 3, 224, 224)
     with pytest.raises(DatasetError, match='imagenet/{train,val}'):
-        get_dataloaders('imagenet', str(tmp_path / 'nothing'), 4, 0)
+        build_loaders('imagenet', str(tmp_path / 'nothing'), 4, 0)

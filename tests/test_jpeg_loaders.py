@@ -15,7 +15,9 @@ import dataset
 import train_student
 import train_teacher
 from conftest import write_imagenet
-from dataset import DATASETS, get_dataloaders
+from dataset import DATASETS, build_loaders
+from dataset.batch import BatchSpec, ContrastSampling
+from dataset.loaders import ClassicLoader
 from dataset.dali_loader import DaliLoader, dali_available
 from dataset.jpeg_loader import JpegLoader, random_resized_boxes
 
@@ -68,9 +70,9 @@ def test_test_images_match_torchvisions_resize_and_center_crop(folder):
 
 def test_training_crops_are_the_drawn_boxes_resized_and_flipped(folder):
     train = folder[0]
-    jpeg = loader(JpegLoader, train, variant='instance')
+    jpeg = loader(JpegLoader, train)
     jpeg.generator.manual_seed(4)
-    images, targets, index = next(iter(jpeg))
+    images, targets, index, *_ = next(iter(jpeg))
     draws = torch.Generator().manual_seed(4)
     order = torch.randperm(len(train), generator=draws)[:4]
     assert torch.equal(index, order) and torch.equal(targets, torch.tensor(train.targets)[order])
@@ -115,11 +117,12 @@ def test_shards_cover_each_epoch_with_consistent_targets_and_crd_indices(folder,
     for seed in (7, 7, 8):
         seen = []
         for rank in range(2):
-            shard = loader(cls, train, variant='sample', k=5, rank=rank, world=2, **extra)
+            shard = loader(cls, train, spec=BatchSpec(ContrastSampling(k=5)), rank=rank, world=2,
+                           **extra)
             shard.generator.manual_seed(seed)
             batches = list(shard)
             assert len(batches) == len(shard) == 2  # 8 of the 15 samples each (one repeated)
-            for images, y, index, sample_idx in batches:
+            for images, y, index, sample_idx, _ in batches:
                 assert images.shape == (len(index), 3, 32, 32) and images.dtype == torch.float32
                 assert torch.equal(y, targets[index]) and torch.equal(sample_idx[:, 0], index)
                 assert (targets[sample_idx[:, 1:]] != y[:, None]).all()
@@ -144,7 +147,7 @@ def test_dali_training_images_look_like_random_resized_crops(tmp_path):
     train = ImageFolder(str(tmp_path / 'train'))
     dali = loader(DaliLoader, train, size=48, backend='cpu')
     mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
-    for images, targets in dali:
+    for images, targets, *_ in dali:
         assert images.shape[1:] == (3, 48, 48)
         pixels = (images * std + mean) * 255
         expected = torch.tensor(colours, dtype=torch.float)[targets][:, :, None, None]
@@ -167,30 +170,30 @@ def note_count(capsys, text):
 def test_dali_flag_chooses_the_loader_and_says_once_what_it_does(folder, tmp_path,
                                                                  monkeypatch, capsys):
     root = str(tmp_path)
-    choose = dataset._batch_loaders
+    choose = dataset._loader_kinds
     source = DATASETS['imagenet']
     monkeypatch.setattr(dataset, 'dali_available', lambda: False)
-    train, test, _ = get_dataloaders('imagenet', root, 4, 0, dali='cpu')
-    assert isinstance(train, torch.utils.data.DataLoader)
+    train, test = build_loaders('imagenet', root, 4, 0, dali='cpu')
+    assert isinstance(train, ClassicLoader)
     assert note_count(capsys, 'NVIDIA DALI is not installed') == 1
-    train, _, _ = get_dataloaders('imagenet', root, 4, 0, dali='gpu')
-    assert isinstance(train, torch.utils.data.DataLoader)
+    train, _ = build_loaders('imagenet', root, 4, 0, dali='gpu')
+    assert isinstance(train, ClassicLoader)
     assert note_count(capsys, '--dali gpu needs a GPU') == 1
     # On a GPU without DALI, --dali gpu decodes with torchvision's nvJPEG.
-    train_cls, test_cls = choose(source, folder[0], 'device', 'gpu', 'cuda', 2)
-    assert train_cls.func is JpegLoader and test_cls.func is JpegLoader
+    kinds, _ = choose(source, folder[0], 'device', 'gpu', 'cuda')
+    assert kinds == ('jpeg', 'jpeg')
     assert note_count(capsys, "torchvision's nvJPEG") == 1
     monkeypatch.setattr(dataset, 'dali_available', lambda: True)
-    train_cls, test_cls = choose(source, folder[0], 'device', 'gpu', 'cuda', 2)
-    assert train_cls.func is DaliLoader and train_cls.keywords['backend'] == 'gpu'
-    assert test_cls.func is JpegLoader and note_count(capsys, 'note:') == 0
-    train_cls, _ = choose(source, folder[0], 'device', 'gpu', 'cpu', 2)
-    assert train_cls.keywords['backend'] == 'cpu'
+    kinds, backend = choose(source, folder[0], 'device', 'gpu', 'cuda')
+    assert kinds == ('dali', 'jpeg') and backend == 'gpu'
+    assert note_count(capsys, 'note:') == 0
+    _, backend = choose(source, folder[0], 'device', 'gpu', 'cpu')
+    assert backend == 'cpu'
     assert note_count(capsys, 'DALI decodes on the CPU instead') == 1
 
 
 def test_dali_flag_on_in_memory_data_says_so(cifar_root, capsys):
-    train, _, _ = get_dataloaders('cifar100', cifar_root, 8, 0, loader='device', dali='gpu')
+    train, _ = build_loaders('cifar100', cifar_root, 8, 0, loader='device', dali='gpu')
     assert type(train).__name__ == 'DeviceLoader'
     assert note_count(capsys, '--dali applies to folders of JPEGs') == 1
 

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from distiller_zoo import METHODS, DistillKL, get_method
+from dataset.batch import Batch
+from distiller_zoo import METHODS, DistillKL, FrozenTeacher, MethodConfig, get_method
 from models import get_model
 
 
@@ -33,14 +34,15 @@ def test_distill_kl_gradient_reaches_student_only():
     assert y_s.grad.abs().sum() > 0 and y_t.grad is None
 
 
-def opt_for(method, **over):
-    gamma, alpha, beta = method.default_weights
-    return SimpleNamespace(gamma=gamma, alpha=alpha, beta=beta, kd_T=4, **over)
+def config_for(method, weights=None):
+    """A ``MethodConfig`` with the method's default weights (or ``weights``) and T = 4."""
+    return MethodConfig(name=method.names[0], weights=weights or method.recipe.weights, kd_T=4,
+                        options=SimpleNamespace(), model_s='resnet8', model_t='resnet14')
 
 
 def test_kd_registered_with_repdistiller_weights():
     assert get_method('kd') is METHODS['kd']
-    assert METHODS['kd'].default_weights == (0.1, 0.9, 0.0)
+    assert METHODS['kd'].recipe.weights == (0.1, 0.9, 0.0)
     with pytest.raises(KeyError, match='choose one of'):
         get_method('kdd')
 
@@ -49,7 +51,7 @@ def test_kd_step_trains_student_and_leaves_teacher_untouched():
     torch.manual_seed(0)
     teacher, student = get_model('resnet14', 10), get_model('resnet8', 10)
     method = get_method('kd')
-    distiller = method(student, teacher, opt_for(method))
+    distiller = method(student, FrozenTeacher(teacher), config_for(method))
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
     params = distiller.trainable_parameters()
@@ -60,7 +62,7 @@ def test_kd_step_trains_student_and_leaves_teacher_untouched():
     assert not teacher.training and student.training
     losses_seen = []
     for _ in range(5):
-        logits, losses = distiller.forward_train(x, y, torch.arange(8))
+        logits, losses = distiller.forward_train(Batch(x, y, torch.arange(8)))
         assert set(losses) == {'cls', 'div'}
         loss = sum(losses.values())
         optimizer.zero_grad()
@@ -79,9 +81,10 @@ def test_weighted_terms_follow_gamma_alpha():
     method = get_method('kd')
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     torch.manual_seed(0)
-    _, base = method(student, teacher, opt_for(method, )).forward_train(x, y)
-    opt = opt_for(method)
-    opt.gamma, opt.alpha = 0.2, 1.8
-    _, doubled = method(student, teacher, opt).forward_train(x, y)
+    _, base = method(student, FrozenTeacher(teacher), config_for(method)).forward_train(
+        Batch(x, y))
+    doubled_weights = config_for(method, weights=(0.2, 1.8, 0.0))
+    _, doubled = method(student, FrozenTeacher(teacher), doubled_weights).forward_train(
+        Batch(x, y))
     assert torch.allclose(doubled['cls'], 2 * base['cls'])
     assert torch.allclose(doubled['div'], 2 * base['div'])

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 import train_student
-from distiller_zoo import ABF, DIST, DISTV2, SelfA, SemCKDLoss, dkd_loss, get_method, hcl_loss
+from distiller_zoo import ABF, DIST, DISTV2, SelfA, SemCKDLoss, dkd_loss, hcl_loss
 from helper.core.checkpoint import load_checkpoint
 from helper.loops import Trainer
 from models import get_model
 from test_classifier_methods import det, grad_stats
-from test_methods import build, fixed_batch, method_opt
+from dataset.batch import Batch
+from test_methods import build, fixed_batch, make, method_opt
 
 # Values from running the authors' code on the inputs below: DIST from
 # hunto/image_classification_sota at d9662f7 (lib/models/losses/dist_kd.py, the commit DIST_KD
@@ -156,8 +157,8 @@ def test_selfa_matches_the_authors_module():
     ('reviewkd', 'abfs', 'resnet32x4', 'resnet8x4', 1808774, 64),  # mdistiller's config
     ('semckd', 'attention', 'resnet32x4', 'resnet8x4', 10233632, 64)])  # without unused parts
 def test_module_sizes_match_the_references(method, module, teacher, student, count, batch):
-    opt = method_opt(method, model_s=student, model_t=teacher, batch_size=batch)
-    distiller = get_method(method)(get_model(student, 100), get_model(teacher, 100), opt)
+    distiller = make(method, get_model(student, 100), get_model(teacher, 100), student, teacher,
+                     batch_size=batch)
     assert sum(p.numel() for p in getattr(distiller, module).parameters()) == count
 
 
@@ -192,7 +193,7 @@ def test_warmup_counts_epochs_from_one(method):
     for epoch in (1, 10, 20, 30):
         distiller.set_epoch(epoch)
         torch.manual_seed(0)
-        terms[epoch] = distiller.forward_train(x, y)[1]['kd'].item()
+        terms[epoch] = distiller.forward_train(Batch(x, y))[1]['kd'].item()
         assert distiller.warmup_weight(20) == min(epoch / 20, 1.0)
     assert terms[1] == pytest.approx(terms[20] / 20, rel=1e-4)
     assert terms[10] == pytest.approx(terms[20] / 2, rel=1e-4)
@@ -205,17 +206,17 @@ def test_the_loop_gives_the_epoch_and_skips_short_batches_for_semckd(tmp_path):
     distiller.set_epoch = seen.append
     original = distiller.forward_train
 
-    def forward_train(image, target, *extra):
-        sizes.append(len(image))
-        return original(image, target, *extra)
+    def forward_train(batch):
+        sizes.append(len(batch.image))
+        return original(batch)
     distiller.forward_train = forward_train
     x, y, index, _ = fixed_batch(n=20)
-    batches = [(x[:8], y[:8], index[:8]), (x[8:16], y[8:16], index[8:16]),
-               (x[16:], y[16:], index[16:])]  # the last one is short
-    test = [(x[:4], y[:4])]
+    batches = [Batch(x[:8], y[:8], index[:8]), Batch(x[8:16], y[8:16], index[8:16]),
+               Batch(x[16:], y[16:], index[16:])]  # the last one is short
+    test = [Batch(x[:4], y[:4])]
     opt = method_opt('semckd', epochs=2, save_freq=100)
     trainer = Trainer(distiller, batches, test, opt, 'resnet8', str(tmp_path), NullLogger(),
-                      torch.device('cpu'))
+                      torch.device('cpu'), {'seed': 0})
     trainer.run(lambda: torch.optim.SGD(distiller.trainable_parameters(), lr=0.01))
     assert seen == [1, 2] and sizes == [8, 8, 8, 8]
 
@@ -236,9 +237,8 @@ def test_every_pair_trains(teacher, student):
         if method == 'semckd' and teacher == 'ResNet50':
             continue  # works, but its 2048-channel projections take 600M parameters here
         t, s = get_model(teacher, 10), get_model(student, 10)
-        opt = method_opt(method, model_s=student, model_t=teacher, batch_size=4)
-        distiller = get_method(method)(s, t, opt).train()
-        logits, losses = distiller.forward_train(x, y)
+        distiller = make(method, s, t, student, teacher, batch_size=4).train()
+        logits, losses = distiller.forward_train(Batch(x, y))
         assert all(torch.isfinite(v) for v in losses.values()), (method, losses)
         sum(losses.values()).backward()
 
@@ -250,9 +250,8 @@ def test_imagenet_pairs_build_and_step(teacher, student):
     t = get_model(teacher, 20, 'imagenet').eval()
     s = get_model(student, 20, 'imagenet')
     for method in ('dist', 'dkd', 'reviewkd') + ('semckd',) * (teacher != 'ResNet50'):
-        opt = method_opt(method, model_s=student, model_t=teacher, batch_size=4)
-        distiller = get_method(method)(s, t, opt, image_size=224).train()
-        _, losses = distiller.forward_train(x, torch.tensor([0, 1, 2, 3]))
+        distiller = make(method, s, t, student, teacher, image_size=224, batch_size=4).train()
+        _, losses = distiller.forward_train(Batch(x, torch.tensor([0, 1, 2, 3])))
         assert all(torch.isfinite(v) for v in losses.values()), method
 
 
@@ -289,9 +288,8 @@ def test_dml_trains_both_checkpoints_both_and_needs_no_teacher_file(tiny, capsys
 
 def test_semckd_refuses_batches_too_small_for_its_attention():
     with pytest.raises(ValueError, match='--batch_size 4 or more'):
-        build_semckd = get_method('semckd')
-        build_semckd(get_model('resnet8', 10), get_model('resnet14', 10),
-                     method_opt('semckd', batch_size=2))
+        make('semckd', get_model('resnet8', 10), get_model('resnet14', 10), 'resnet8',
+             'resnet14', batch_size=2)
 
 
 def test_dml_without_path_t_needs_model_t(tiny, capsys):

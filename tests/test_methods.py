@@ -11,7 +11,11 @@ from crd import ContrastLoss, ContrastMemory, CRDLoss
 from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, FactorTransfer,
                            FSP, HintLoss, KDSVD, NSTLoss, PKT, RKDLoss, Similarity, VIDLoss,
                            get_method)
+from dataset.batch import Batch
+from distiller_zoo.base import PREACT
+from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.core.checkpoint import load_checkpoint
+from helper.distillation import method_config
 from helper.loops import Trainer
 from models import get_model
 
@@ -175,7 +179,7 @@ CANONICAL = sorted(DEFAULT_WEIGHTS) + ['kdsvd']
 
 def test_registry_names_aliases_and_default_weights():
     for name, weights in DEFAULT_WEIGHTS.items():
-        assert get_method(name).default_weights == weights, name
+        assert get_method(name).recipe.weights == weights, name
     for alias, name in ALIASES.items():
         assert METHODS[alias] is METHODS[name]
     assert set(METHODS) == set(CANONICAL) | set(ALIASES)
@@ -185,16 +189,33 @@ def method_opt(name, **over):
     """train_student.py's options for ``--distill name`` (every method's own defaults), with
     small sizes for tests."""
     opt = vars(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]))
-    opt.update(feat_dim=16, nce_k=20, n_data=64, model_s='resnet8', model_t='resnet14',
-               init_epochs=1, seed=0, batch_size=8)
+    opt.update(feat_dim=16, nce_k=20, model_s='resnet8', init_epochs=1, seed=0, batch_size=8)
     opt.update(over)
     return SimpleNamespace(**opt)
 
 
-def build(name, teacher='resnet14', student='resnet8', num_classes=10):
+def config_for(name, teacher='resnet14', student='resnet8', n_data=64, **over):
+    """The ``MethodConfig`` train_student.py builds for these options and sizes."""
+    return method_config(method_opt(name, model_s=student, **over), get_method(name), teacher,
+                         n_data, 32)
+
+
+def make(name, s, t, model_s, model_t, image_size=32, **over):
+    """The method around the networks ``s`` (a ``model_s``) and ``t`` (a ``model_t``)."""
+    method = get_method(name)
+    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
+    config = method_config(method_opt(name, model_s=model_s, **over), method, model_t, 64,
+                           image_size)
+    return method(s, source, config)
+
+
+def build(name, teacher='resnet14', student='resnet8', num_classes=10, **over):
+    """The method around fresh networks (a frozen teacher, or a peer that trains)."""
     torch.manual_seed(0)
     t, s = get_model(teacher, num_classes), get_model(student, num_classes)
-    return get_method(name)(s, t, method_opt(name, model_s=student, model_t=teacher)), t, s
+    method = get_method(name)
+    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
+    return method(s, source, config_for(name, teacher, student, **over)), t, s
 
 
 def fixed_batch(n=8, num_classes=10):
@@ -226,12 +247,12 @@ def test_training_steps_update_student_and_method_modules_only(name):
     student_before = snapshot(student)
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
     x, y, index, contrast_idx = fixed_batch()
-    if distiller.rotation_views:  # MLKD's batches: each image's four rotations
+    if distiller.views is not None:  # MLKD's batches: each image's four rotations
         x = torch.stack([x.rot90(k, dims=(2, 3)) for k in range(4)], 1)
     totals = []
     distiller.train()
     for _ in range(6):
-        _, losses = distiller.forward_train(x, y, index, contrast_idx)
+        _, losses = distiller.forward_train(Batch(x, y, index, contrast_idx))
         assert all(torch.isfinite(v).all() for v in losses.values())
         loss = sum(losses.values())
         optimizer.zero_grad()
@@ -239,7 +260,7 @@ def test_training_steps_update_student_and_method_modules_only(name):
         optimizer.step()
         totals.append(loss.item())
     assert totals[-1] < totals[0], totals
-    if distiller.teacher_frozen:
+    if not distiller.recipe.teacher_trains:
         assert not changed(teacher_before, teacher)  # weights and BN statistics
         assert all(p.grad is None for p in teacher.parameters())
     else:  # DML's peer learns too
@@ -262,12 +283,12 @@ def test_training_steps_update_student_and_method_modules_only(name):
     ('fsp', 'resnet14', {'student_features'})])
 def test_init_stage_trains_exactly_its_modules(name, teacher, trains, tmp_path):
     distiller, teacher, student = build(name, teacher=teacher)
-    batches = [fixed_batch()[:2] for _ in range(3)]
+    batches = [Batch(*fixed_batch()[:2]) for _ in range(3)]
     feature_keys = {f'{i}.{k}' for i, m in enumerate(student.get_feat_modules())
                     for k in m.state_dict()}
     before = snapshot(distiller)
     trainer = Trainer(distiller, batches, None, method_opt(name), 'resnet8', str(tmp_path), None,
-                      torch.device('cpu'))
+                      torch.device('cpu'), {'seed': 0})
     trainer._init_stage(resume=None)
     after = distiller.state_dict()
     moved = {k for k, v in after.items() if not torch.equal(v, before[k])}
@@ -289,7 +310,8 @@ def test_init_stage_trains_exactly_its_modules(name, teacher, trains, tmp_path):
 
 
 def test_ab_reads_preactivations_and_others_do_not():
-    assert get_method('abound').preact and not get_method('kd').preact
+    assert PREACT in get_method('abound').recipe.student_reads
+    assert PREACT not in get_method('kd').recipe.student_reads
 
 
 def test_fitnet_regressor_follows_hint_layer():
@@ -343,12 +365,13 @@ def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, mon
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
     canonical = ALIASES.get(name, name)
-    r, a, b = [float(w) for w in get_method(canonical).default_weights][:3]
+    r, a, b = [float(w) for w in get_method(canonical).recipe.weights][:3]
     assert f'weights -r {r} -a {a} -b {b}' in out
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
     d = '_d:20.0' if canonical == 'mlkd' else ''
+    suffix = NAME_SUFFIXES.get(canonical, '')
     run = os.path.join(save, 'student_model', f'S:resnet8_T:resnet14_cifar100_{name}_r:{r}_a:{a}'
-                                              f'_b:{b}{d}_cli_{name}{NAME_SUFFIXES.get(canonical, "")}')
+                                              f'_b:{b}{d}_cli_{name}{suffix}')
     ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
     get_model('resnet8', 100).load_state_dict(ckpt['model'])
     if canonical == 'crd':

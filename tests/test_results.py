@@ -82,7 +82,7 @@ def test_no_runs(tmp_path, capsys):
 import eval_student  # noqa: E402
 import train_student  # noqa: E402
 from conftest import train_teacher_run, write_cifar100  # noqa: E402
-from distiller_zoo import METHODS, Distiller  # noqa: E402
+from distiller_zoo import METHODS, Distiller, Recipe  # noqa: E402
 
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0']
 
@@ -91,11 +91,11 @@ class TeacherHead(Distiller):
     """A test-only method that predicts with (a copy of) the teacher's classifier on student
     features."""
     names = ('teacherhead',)
-    student_predicts = False
+    recipe = Recipe(student_predicts=False)
 
-    def __init__(self, student, teacher, opt, image_size=32):
-        super().__init__(student, teacher, opt, image_size)
-        self.cls_t = copy.deepcopy(teacher.get_classifier()).requires_grad_(False)
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        self.cls_t = copy.deepcopy(self.teacher_net.get_classifier()).requires_grad_(False)
         self.frozen.append(self.cls_t)
 
     def forward_test(self, image):

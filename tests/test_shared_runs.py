@@ -82,7 +82,7 @@ def test_two_concurrent_runs_build_one_store_and_train_alike(tmp_path):
 def test_a_run_waits_for_a_store_another_process_is_building(tiny, tmp_path):
     save = str(tmp_path / 'save')
     key = helper.teacher_cache.store_folder(
-        train_student.parse_option(argv(tiny, save, '--teacher_cache', '2')),
+        train_student.parse_option(argv(tiny, save, '--teacher_cache', '2')), 11,
         helper.ckd.data_digest(*_train_arrays(tiny[0])))
     os.makedirs(os.path.dirname(key))
     lock = try_lock(f'{key}.lock')  # another process is building

@@ -4,12 +4,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from dataset import DATASETS, get_transforms
-from dataset.base import ArrayDataset, IndexedDataset
-from dataset.device_loader import DeviceLoader
-from distiller_zoo import get_method
+from dataset import DATASETS
+from dataset.base import ArrayDataset
+from dataset.batch import Batch, BatchSpec, ContrastSampling
+from dataset.loaders import ClassicLoader, DeviceLoader
+from distiller_zoo import FrozenTeacher, get_method
 from helper.core.accel import autocast, make_sgd
 from models import get_model
 
@@ -64,12 +64,9 @@ def test_fast_and_classic_paths_give_the_same_batches_for_the_same_order():
     data = ArrayDataset(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
                         rng.integers(0, 100, 40))
     order = torch.randperm(40, generator=torch.Generator().manual_seed(5))
-    _, test_tf = get_transforms(DATASETS['cifar100'])
-    classic_set = IndexedDataset(ArrayDataset(data.images, data.targets, transform=test_tf))
-    classic = DataLoader(classic_set, batch_size=16, sampler=order.tolist())
-    fast = DeviceLoader(data, 16, 'cpu', MEAN, STD, variant='instance').batches(order,
-                                                                                augment=False)
-    for (x1, y1, i1), (x2, y2, i2) in zip(classic, fast, strict=True):
+    classic = ClassicLoader(data, 16, 'cpu', MEAN, STD, train=False).batches(order)
+    fast = DeviceLoader(data, 16, 'cpu', MEAN, STD, train=False).batches(order)
+    for (x1, y1, i1, *_), (x2, y2, i2, *_) in zip(classic, fast, strict=True):
         assert torch.allclose(x1, x2, atol=1e-5)
         assert torch.equal(y1, y2) and torch.equal(i1, i2)
 
@@ -77,22 +74,25 @@ def test_fast_and_classic_paths_give_the_same_batches_for_the_same_order():
 def test_device_contrast_indices():
     targets = np.repeat(np.arange(4), 10)
     data = ArrayDataset(np.zeros((40, 32, 32, 3), np.uint8), targets)
-    loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='sample', k=25)
-    for x, y, index, sample_idx in loader:
+    loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, spec=BatchSpec(ContrastSampling(25)))
+    for x, y, index, sample_idx, _ in loader:
         assert sample_idx.shape == (len(index), 26) and torch.equal(sample_idx[:, 0], index)
         negatives = sample_idx[:, 1:]
         assert (torch.from_numpy(targets)[negatives] != y[:, None]).all()
         assert all(len(set(row.tolist())) == 25 for row in negatives)  # without replacement
-    relax = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='sample', k=50, mode='relax')
-    _, y, index, sample_idx = next(iter(relax))  # k > 30 negatives: drawn with replacement
+    relax = DeviceLoader(data, 8, 'cpu', MEAN, STD,
+                         spec=BatchSpec(ContrastSampling(50, mode='relax')))
+    _, y, index, sample_idx, _ = next(iter(relax))  # k > 30 negatives: drawn with replacement
     assert (torch.from_numpy(targets)[sample_idx[:, 0]] == y).all()
     assert (torch.from_numpy(targets)[sample_idx[:, 1:]] != y[:, None]).all()
 
 
 def kd_distiller():
+    from test_kd import config_for
     torch.manual_seed(0)
-    opt = SimpleNamespace(gamma=0.1, alpha=0.9, beta=0.0, kd_T=4)
-    return get_method('kd')(get_model('resnet8', 10), get_model('resnet14', 10), opt)
+    method = get_method('kd')
+    return method(get_model('resnet8', 10), FrozenTeacher(get_model('resnet14', 10)),
+                  config_for(method))
 
 
 def test_bf16_autocast_trains_on_cpu_without_nans():
@@ -103,7 +103,7 @@ def test_bf16_autocast_trains_on_cpu_without_nans():
     distiller.train()
     for _ in range(3):
         with autocast(opt, torch.device('cpu')):
-            logits, losses = distiller.forward_train(x, y)
+            logits, losses = distiller.forward_train(Batch(x, y))
         assert logits.dtype == torch.bfloat16
         loss = sum(losses.values())
         assert torch.isfinite(loss)
@@ -118,8 +118,8 @@ def test_channels_last_keeps_fp32_losses():
     plain = kd_distiller().train()
     fast = kd_distiller().train()
     fast.to(memory_format=torch.channels_last)
-    _, a = plain.forward_train(x, y)
-    _, b = fast.forward_train(x.contiguous(memory_format=torch.channels_last), y)
+    _, a = plain.forward_train(Batch(x, y))
+    _, b = fast.forward_train(Batch(x.contiguous(memory_format=torch.channels_last), y))
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-5), name
 
@@ -165,7 +165,7 @@ def test_device_loader_shards_cover_the_set_with_equal_step_counts():
     data = ArrayDataset(np.zeros((37, 32, 32, 3), np.uint8), np.arange(37) % 5)
     shards = []
     for rank in range(2):
-        loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, variant='instance', rank=rank, world=2)
+        loader = DeviceLoader(data, 8, 'cpu', MEAN, STD, rank=rank, world=2)
         loader.generator.manual_seed(3)
         batches = [b[2] for b in loader]
         assert len(batches) == len(loader) == 3  # 19 samples each (one repeated): 8, 8, 3
@@ -183,9 +183,9 @@ def test_sync_bn_converts_the_trained_network_only():
     distiller = kd_distiller()
     keys = list(distiller.student.state_dict())
     opt = SimpleNamespace(sync_bn=True, channels_last=False, compile=False)
-    prepare_modules(opt, [distiller], [distiller.student, distiller.teacher])
+    prepare_modules(opt, [distiller], [distiller.student, distiller.teacher_net])
     kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
     assert torch.nn.SyncBatchNorm in kinds(distiller.student)
     assert torch.nn.BatchNorm2d not in kinds(distiller.student)
-    assert torch.nn.SyncBatchNorm not in kinds(distiller.teacher)
+    assert torch.nn.SyncBatchNorm not in kinds(distiller.teacher_net)
     assert list(distiller.student.state_dict()) == keys  # checkpoints keep their keys

@@ -9,9 +9,13 @@ import torch
 import helper.teacher_cache
 import train_student
 from dataset import DATASETS
-from dataset.ckd import CodedRounds, crop_and_flip, jpeg_round_trip
+from dataset.augment import crop_and_flip
+from dataset.batch import Batch
+from dataset.rounds import jpeg_round_trip
+from distiller_zoo import get_method
+from distiller_zoo.sources import STORABLE
 from helper.core.checkpoint import load_checkpoint
-from helper.teacher_cache import TeacherStore, build_store, draw_rounds
+from helper.teacher_cache import CachedTeacher, build_store, draw_rounds
 from models import get_model
 from test_ckd import tiny_set
 from test_methods import build
@@ -46,10 +50,10 @@ def test_stored_outputs_equal_the_live_teachers(tmp_path, coded):
         choices[..., 0] = [[100, 0, 50, -1, 25, 75], [10, 20, 30, 40, 60, -1]]
     opt = SimpleNamespace(num_workers=0, amp='off', channels_last=False)
     build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), opt, str(tmp_path))
-    store = TeacherStore(str(tmp_path), CodedRounds(choices, mode='student'))
+    store = CachedTeacher(teacher, str(tmp_path), 2, seed=0)
     for r in range(2):
         store.load_round(r)
-        stored = store.lookup(torch.arange(6))
+        stored = store(Batch(None, None, torch.arange(6)), STORABLE)
         logits, embedding = live_outputs(teacher, data.images, choices[r])
         assert torch.allclose(stored.logits, logits, atol=1e-5)
         assert torch.allclose(stored.feats[-1], embedding, atol=1e-5)
@@ -61,7 +65,7 @@ def test_cached_and_live_teacher_give_the_same_losses(tmp_path):
     choices = draw_rounds(1, 8, seed=2)
     opt = SimpleNamespace(num_workers=0, amp='off', channels_last=False)
     build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), opt, str(tmp_path))
-    store = TeacherStore(str(tmp_path), CodedRounds(choices, mode='student'))
+    store = CachedTeacher(teacher, str(tmp_path), 1, seed=0)
     store.set_epoch(1)
     views = normalised(crop_and_flip(torch.from_numpy(data.images).permute(0, 3, 1, 2),
                                      *torch.from_numpy(choices[0, :, 1:3].astype(np.int64)).unbind(1),
@@ -70,11 +74,13 @@ def test_cached_and_live_teacher_give_the_same_losses(tmp_path):
     contrast = torch.randint(0, 8, (8, 21), generator=torch.Generator().manual_seed(0))
     distiller.train()
     state = {k: v.clone() for k, v in distiller.state_dict().items()}
-    live = distiller.forward_train(views, y, index, contrast)[1]
-    distiller.load_state_dict(state)  # CRD's memory moved; start again from the same state
-    distiller.teacher_store = store
+    live = distiller.forward_train(Batch(views, y, index, contrast))[1]
+    # The same method (CRD's memory as it was before the live step) with the store instead.
+    cached_distiller = get_method('crd')(student, store, distiller.config)
+    cached_distiller.load_state_dict(state)
+    cached_distiller.train()
     teacher.forward = None  # no teacher forward may happen
-    cached = distiller.forward_train(views, y, index, contrast)[1]
+    cached = cached_distiller.forward_train(Batch(views, y, index, contrast))[1]
     assert live.keys() == cached.keys()
     for name in live:
         assert cached[name].item() == pytest.approx(live[name].item(), rel=1e-5, abs=1e-6), name

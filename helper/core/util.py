@@ -11,6 +11,21 @@ class UserError(Exception):
     """A problem with the user's input; scripts print its message and exit with status 2."""
 
 
+class FrozenNamespace:
+    """A namespace whose attributes are set once, at construction: ``vars()`` reads them, and
+    setting one afterwards is an error (parsed options are never changed after parsing)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"'{name}' cannot be set: options are read-only once parsed; "
+                             f"compute what is derived from them and pass it on")
+
+    def __repr__(self):
+        return f'{type(self).__name__}({", ".join(f"{k}={v!r}" for k, v in vars(self).items())})'
+
+
 class RunFinished(Exception):
     """There is nothing to do: the run to resume has already finished."""
 
