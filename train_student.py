@@ -7,15 +7,14 @@ from distiller_zoo import METHODS, get_method
 from distiller_zoo.options import method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.cli import run_cli
-from helper.core.accel import make_sgd, prepare_modules
+from helper.core.accel import prepare_modules
 from helper.core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
 from helper.distillation import build_distiller, method_config
-from helper.logger import RunLogger
-from helper.loops import Trainer, validate
+from helper.loops import train_and_record, validate
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options, enabled_plugins
-from helper.run_folder import RunFolder, first_epoch
+from helper.run_folder import RunFolder
 from helper.teachers import resolve_teacher
 from models import get_model
 
@@ -166,18 +165,13 @@ def run(opt):
             rounds = plugin.prepare(opt, teacher, train_set, device, seed, rounds)
         train_loader = (plain_loader if rounds is None
                         else build_loaders(opt.dataset, **loaders, rounds=rounds)[0])
-        logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
         # Init stages keep the ordinary batches, as CKD's authors' code does.
-        trainer = Trainer(distiller, train_loader, test_loader, opt, opt.model_s, folder.run_dir,
-                          logger, device, record, init_loader=plain_loader,
-                          identity={'teacher': teacher.identity})
-        best, last = trainer.run(lambda: make_sgd(distiller.trainable_parameters(), opt, device),
-                                 folder.resume)
-        logger.write_summary(record, best, last, trainer.wall_seconds(), device,
-                             {'student': (opt.model_s, student),
-                              'teacher': (teacher.arch, teacher.network)},
-                             teacher_acc=teacher_acc, method=opt.distill)
-        logger.close()
+        best, last = train_and_record(
+            distiller, train_loader, test_loader, opt, opt.model_s, folder, device, record,
+            distiller.trainable_parameters, {'student': (opt.model_s, student),
+                                             'teacher': (teacher.arch, teacher.network)},
+            init_loader=plain_loader, identity={'teacher': teacher.identity},
+            teacher_acc=teacher_acc, method=opt.distill)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
     print(f'done: {teacher.arch}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '
           f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')

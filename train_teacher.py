@@ -5,13 +5,12 @@ import sys
 
 from dataset import DATASETS, build_loaders
 from helper.cli import run_cli
-from helper.core.accel import make_sgd, prepare_modules
+from helper.core.accel import prepare_modules
 from helper.core.distributed import is_main
 from helper.core.util import set_seed
-from helper.logger import RunLogger
-from helper.loops import Supervised, Trainer
+from helper.loops import Supervised, train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
-from helper.run_folder import RunFolder, first_epoch
+from helper.run_folder import RunFolder
 from models import get_model
 
 
@@ -37,14 +36,9 @@ def run(opt):
     with folder.claimed():
         prepare_modules(opt, [model], [model])
         print(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}', flush=True)
-        logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
-        trainer = Trainer(Supervised(model), train_loader, test_loader, opt, opt.model,
-                          folder.run_dir, logger, device, record)
-        best, last = trainer.run(lambda: make_sgd(model.parameters(), opt, device),
-                                 folder.resume)
-        logger.write_summary(record, best, last, trainer.wall_seconds(), device,
-                             {'model': (opt.model, model)})
-        logger.close()
+        best, last = train_and_record(Supervised(model), train_loader, test_loader, opt,
+                                      opt.model, folder, device, record, model.parameters,
+                                      {'model': (opt.model, model)})
     print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
           f'checkpoints in {folder.run_dir}')
     if opt.dataset == 'cifar100' and is_main():

@@ -18,16 +18,15 @@ import torch.nn as nn
 from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
-from helper.core.accel import make_sgd, prepare_modules
+from helper.core.accel import prepare_modules
 from helper.core.checkpoint import load_checkpoint
 from helper.core.files import file_digest
 from helper.core.learner import Learner
 from helper.core.util import UserError, run_label, set_seed
 from helper.distillation import rebuild_student, run_options
-from helper.logger import RunLogger
-from helper.loops import Trainer
+from helper.loops import train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
-from helper.run_folder import RunFolder, first_epoch
+from helper.run_folder import RunFolder
 from helper.teachers import get_teacher_name
 
 TARGETS = ('stl10', 'tinyimagenet')
@@ -140,16 +139,11 @@ def run(opt):
         print(f'linear probe of {opt.model_s} ({method} from {teacher}) on {opt.dataset}: '
               f'{dim} features -> {num_classes} classes ({device}) -> {folder.run_dir}',
               flush=True)
-        logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
-        trainer = Trainer(probe, train_loader, test_loader, opt, opt.model_s, folder.run_dir,
-                          logger, device, record, identity=identity)
-        best, last = trainer.run(lambda: make_sgd(probe.fc.parameters(), opt, device),
-                                 folder.resume)
-        logger.write_summary(record, best, last, trainer.wall_seconds(), device,
-                             {'student': (opt.model_s, backbone)}, teacher=teacher,
-                             method=method, source=opt.path_s, source_args=source,
-                             probed=probed)
-        logger.close()
+        best, last = train_and_record(
+            probe, train_loader, test_loader, opt, opt.model_s, folder, device, record,
+            probe.fc.parameters, {'student': (opt.model_s, backbone)}, identity=identity,
+            teacher=teacher, method=method, source=opt.path_s, source_args=source,
+            probed=probed)
     print(f'done: {opt.model_s} ({method}) on {opt.dataset}: best acc@1 {best:.2f}, last '
           f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 

@@ -26,7 +26,7 @@ from .core.checkpoint import save_checkpoint
 from .core.files import file_digest, waiting_lock
 from .core.stop import STOP
 from .core.util import UserError, positive_int
-from .teachers import TeacherPlugin, is_teacher_file
+from .teachers import TeacherPlugin
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
 TEACHER_BATCH = 1024
@@ -192,23 +192,19 @@ class CodedTeacherInputs(TeacherPlugin):
                help='candidates a round may choose: those the teacher classifies correctly (the '
                     'authors\' release), or all'))
     defining = ('ckd', 'ckd_delta', 'ckd_rounds', 'ckd_select')
+    flag = '--ckd'
 
     def enabled(self, opt):
         return opt.ckd is not None
 
     def check(self, opt, method, source):
-        if not source.codable:
-            raise UserError(f'--ckd works on 32x32 data sets held in memory (cifar10, cifar100, '
-                            f'synthetic), not --dataset {opt.dataset}')
+        self.check_data_and_teacher(opt, source, 'its rounds (cached beside it)')
         if opt.ckd_delta > 100:
             raise UserError(f'--ckd_delta must be 1 to 100, got {opt.ckd_delta}')
         views = method.batch_spec(opt).views
         if views is not None:
             raise UserError(f'--ckd cannot combine with --distill {opt.distill}, which builds '
                             f'its own {views.name} of each image')
-        if opt.path_t is None or not is_teacher_file(opt.path_t):
-            raise UserError('--ckd needs the teacher\'s file (--path_t): its rounds are cached '
-                            'beside it')
 
     def suffix(self, opt):
         return f'_ckd:{opt.ckd}'

@@ -23,11 +23,13 @@ from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 
 from .core import distributed
-from .core.accel import autocast, grad_scaler
+from .core.accel import autocast, grad_scaler, make_sgd
 from .core.checkpoint import LAST, save_checkpoint
 from .core.learner import Learner
 from .core.stop import STOP
 from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from .logger import RunLogger
+from .run_folder import first_epoch
 
 CHECK_EVERY = 50  # steps between the checks that make the host wait for the device
 
@@ -364,3 +366,18 @@ class Trainer:
                     **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
                    f'{self.arch}_last.pth')
         return self.best_acc, self.last_acc
+
+
+def train_and_record(learner, train_loader, test_loader, opt, arch, folder, device, record,
+                     parameters, models, init_loader=None, identity=None, **summary):
+    """A whole run in its claimed ``folder`` (``helper.run_folder.RunFolder``): train
+    ``learner`` with SGD on ``parameters()`` (taken once the init stage is over), logging each
+    epoch, then write summary.json with ``models`` (role -> (name, model)) and ``summary``.
+    Returns ``(best top-1, last top-1)``."""
+    logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
+    trainer = Trainer(learner, train_loader, test_loader, opt, arch, folder.run_dir, logger,
+                      device, record, init_loader=init_loader, identity=identity)
+    best, last = trainer.run(lambda: make_sgd(parameters(), opt, device), folder.resume)
+    logger.write_summary(record, best, last, trainer.wall_seconds(), device, models, **summary)
+    logger.close()
+    return best, last

@@ -36,10 +36,10 @@ class Parser(argparse.ArgumentParser):
 
 def base_parser(description):
     parser = Parser(description)
-    parser.add_argument('--print_freq', type=positive_int, default=100,
-                        help='accepted for RepDistiller compatibility (a progress bar is shown)')
-    parser.add_argument('--tb_freq', type=positive_int, default=500,
-                        help='accepted for RepDistiller compatibility (TensorBoard logs per epoch)')
+    # RepDistiller's logging intervals, accepted and unused (a progress bar and one line per
+    # epoch replace them).
+    parser.add_argument('--print_freq', type=positive_int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument('--tb_freq', type=positive_int, default=500, help=argparse.SUPPRESS)
     parser.add_argument('--save_freq', type=positive_int, default=40,
                         help='save ckpt_epoch_N every N epochs')
     parser.add_argument('--batch_size', type=positive_int, default=64, help='training batch size')
@@ -100,8 +100,9 @@ def base_parser(description):
 
 
 def add_model_argument(parser, flag, default, help):
+    """A model name of the registry (README, Models; a wrong one is answered with the list)."""
     parser.add_argument(flag, type=str, default=default, choices=sorted(model_dict),
-                        metavar='NAME', help=f'{help}; one of: {", ".join(sorted(model_dict))}')
+                        metavar='NAME', help=f'{help} (a name of the model registry)')
 
 
 def finish_options(opt, model_name):

@@ -32,7 +32,7 @@ from .ckd import data_digest, teacher_outputs
 from .core.files import disk_full, file_digest, waiting_lock, write_text_atomic
 from .core.stop import STOP
 from .core.util import UserError, positive_int
-from .teachers import TeacherPlugin, is_teacher_file
+from .teachers import TeacherPlugin
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
 IMAGES_PER_CHUNK = 2048
@@ -257,14 +257,13 @@ class TeacherOutputCache(TeacherPlugin):
                            'epochs then train from the store, with no teacher forward (methods '
                            'that read only those)'),)
     defining = ('teacher_cache',)
+    flag = '--teacher_cache'
 
     def enabled(self, opt):
         return opt.teacher_cache is not None
 
     def check(self, opt, method, source):
-        if not source.codable:
-            raise UserError(f'--teacher_cache works on 32x32 data sets held in memory (cifar10, '
-                            f'cifar100, synthetic), not --dataset {opt.dataset}')
+        self.check_data_and_teacher(opt, source, 'its store')
         recipe = method.recipe
         missing = [READ_NAMES.get(r, r) for r in sorted(recipe.teacher_reads - STORABLE)]
         if missing or recipe.teacher_trains or method.batch_spec(opt).views is not None:
@@ -279,9 +278,6 @@ class TeacherOutputCache(TeacherPlugin):
             raise UserError(f'--teacher_cache {opt.teacher_cache} would store rounds that a run '
                             f'of {opt.epochs} epochs never uses (one round per epoch); give at '
                             f'most --teacher_cache {opt.epochs}')
-        if opt.path_t is None or not is_teacher_file(opt.path_t):
-            raise UserError('--teacher_cache keys its store by the teacher file; give --path_t '
-                            'a file')
 
     def suffix(self, opt):
         return f'_cache:{opt.teacher_cache}'

@@ -187,11 +187,22 @@ class TeacherPlugin:
     (``distiller_zoo.options.Option``), shown under ``title``; changing one of ``defining``
     makes another experiment (a resumed run refuses it)."""
     title = ''
+    flag = ''  # its main flag, in messages
     options = ()
     defining = ()
 
     def enabled(self, opt):
         raise NotImplementedError
+
+    def check_data_and_teacher(self, opt, source, keyed):
+        """What the plug-ins that store data per teacher and image share: 32x32 data held in
+        memory, and a teacher file (``keyed``: what they key by it)."""
+        if not source.codable:
+            raise UserError(f'{self.flag} works on 32x32 data sets held in memory (cifar10, '
+                            f'cifar100, synthetic), not --dataset {opt.dataset}')
+        if opt.path_t is None or not is_teacher_file(opt.path_t):
+            raise UserError(f'{self.flag} keys {keyed} by the teacher file; give --path_t a '
+                            f'file')
 
     def check(self, opt, method, source):
         """Refuse (``UserError``) what it cannot do for ``method`` on the data set ``source``

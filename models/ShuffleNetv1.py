@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, ShuffleBlock, run_stages
+from .base import ShuffleBlock, ShuffleStages
 
 
 class Bottleneck(nn.Module):
@@ -35,7 +35,7 @@ class Bottleneck(nn.Module):
         return (out, pre) if self.is_last else out
 
 
-class ShuffleNet(KDModel):
+class ShuffleNet(ShuffleStages):
     classifier_name = 'linear'
 
     def __init__(self, cfg, num_classes=10):
@@ -58,17 +58,8 @@ class ShuffleNet(KDModel):
             self.in_planes = out_planes
         return nn.Sequential(*layers)
 
-    def get_feat_modules(self):
-        return nn.ModuleList([self.conv1, self.bn1, self.layer1, self.layer2, self.layer3])
-
     def forward_maps(self, x, preact):
-        out = F.relu(self.bn1(self.conv1(x)))
-        stem = out
-        out, stages = run_stages(out, [self.layer1, self.layer2, self.layer3], preact)
-        return [stem, *stages], out
-
-    def pool_head_map(self, head_map):
-        return F.avg_pool2d(head_map, 4).flatten(1)
+        return self.stem_and_stages(x, preact)
 
 
 def ShuffleV1(**kwargs):

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, ShuffleBlock, run_stages
+from .base import ShuffleBlock, ShuffleStages
 
 
 class SplitBlock(nn.Module):
@@ -71,7 +71,7 @@ CONFIGS = {
 }
 
 
-class ShuffleNetV2(KDModel):
+class ShuffleNetV2(ShuffleStages):
     classifier_name = 'linear'
 
     def __init__(self, net_size, num_classes=10):
@@ -95,17 +95,9 @@ class ShuffleNetV2(KDModel):
         self.in_channels = out_channels
         return nn.Sequential(*layers)
 
-    def get_feat_modules(self):
-        return nn.ModuleList([self.conv1, self.bn1, self.layer1, self.layer2, self.layer3])
-
     def forward_maps(self, x, preact):
-        out = F.relu(self.bn1(self.conv1(x)))
-        stem = out
-        out, stages = run_stages(out, [self.layer1, self.layer2, self.layer3], preact)
-        return [stem, *stages], F.relu(self.bn2(self.conv2(out)))
-
-    def pool_head_map(self, head_map):
-        return F.avg_pool2d(head_map, 4).flatten(1)
+        feats, out = self.stem_and_stages(x, preact)
+        return feats, F.relu(self.bn2(self.conv2(out)))
 
 
 def ShuffleV2(**kwargs):

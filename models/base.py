@@ -102,3 +102,19 @@ class ShuffleBlock(nn.Module):
     def forward(self, x):
         n, c, h, w = x.shape
         return x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ShuffleStages(KDModel):
+    """What ShuffleNet v1 and v2 share: a conv-BN-ReLU stem, three stages and a 4x4 pool."""
+
+    def get_feat_modules(self):
+        return nn.ModuleList([self.conv1, self.bn1, self.layer1, self.layer2, self.layer3])
+
+    def stem_and_stages(self, x, preact):
+        """``([stem, stage 1, 2, 3], the last stage's output)``."""
+        stem = F.relu(self.bn1(self.conv1(x)))
+        out, stages = run_stages(stem, [self.layer1, self.layer2, self.layer3], preact)
+        return [stem, *stages], out
+
+    def pool_head_map(self, head_map):
+        return F.avg_pool2d(head_map, 4).flatten(1)

@@ -20,6 +20,7 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distiller_zoo import METHODS  # noqa: E402
+from helper.logger import read_metrics  # noqa: E402
 
 # RepDistiller's row order; other methods follow alphabetically.
 ROW_ORDER = ['kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt',
@@ -69,18 +70,6 @@ def read_runs(folder):
         summary['folder'] = os.path.join(folder, name)
         runs.append(summary)
     return runs
-
-
-def read_metrics(path):
-    """The records of a metrics.jsonl; a line that does not parse ends them."""
-    records = []
-    with open(path) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                break
-    return records
 
 
 def experiment(r):
