@@ -3,7 +3,9 @@ import argparse
 import sys
 
 from dataset import DATASETS, build_loaders
-from distiller_zoo import METHODS, get_method
+from distiller_zoo import LSKD, METHODS, Distiller, get_method
+from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS
+from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.cli import run_cli
@@ -11,16 +13,19 @@ from helper.core.accel import prepare_modules
 from helper.core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
 from helper.distillation import build_distiller, method_config
+from helper.dot import OPTIONS as DOT_OPTIONS, describe as describe_optimizer
 from helper.loops import train_and_record, validate
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options, enabled_plugins
 from helper.run_folder import RunFolder
-from helper.teachers import resolve_teacher
+from helper.teachers import resolve_teacher, teacher_architecture
 from models import get_model
 
 # What defines a distillation run besides its method, architectures and data set: resuming
-# with any of these changed, the method's own options or a plug-in's, is refused.
+# with any of these changed, the method's own options, a modifier's or a plug-in's, is refused.
 WEIGHTS = ('gamma', 'alpha', 'beta', 'delta', 'kd_T')
+MODIFIER_DESTS = tuple(o.dest for m in MODIFIERS for o in m.options) + tuple(
+    o.dest for o in DOT_OPTIONS)
 
 
 def method_list():
@@ -56,6 +61,11 @@ def build_parser(distill=None):
                         help='weight of the method\'s own loss (default: the method\'s)')
     parser.add_argument('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
     add_plugin_options(parser)
+    for title, options in [(m.title, m.options) for m in MODIFIERS] + [
+            ('optimizer (DOT: distillation-oriented momenta)', DOT_OPTIONS)]:
+        group = parser.add_argument_group(title)
+        for option in options:
+            option.add_to(group)
     chosen = METHODS[distill].options if distill in METHODS else ()
     if chosen:
         group = parser.add_argument_group(f'options of --distill {distill}')
@@ -78,6 +88,42 @@ def given_distill(argv):
     return pre.parse_known_args(argv)[0].distill
 
 
+def given_options(argv):
+    """The destinations of the options a command line gives (not left to their defaults)."""
+    parser = build_parser(given_distill(argv))
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}
+
+
+def apply_run_defaults(opt, method, argv):
+    """The authors' recipe of the method for the pair (``run_defaults``) and, with
+    ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
+    line leaves to their defaults; says what it set."""
+    needed = (method.run_defaults is not Distiller.run_defaults) or opt.logit_stand
+    if not needed:
+        return
+    teacher = teacher_architecture(opt.path_t, opt.model_t)
+    given = given_options(argv)
+    if 'div' in given and len(method.recipe.weights) <= 3:
+        given.add('alpha')  # -d is -a's other spelling
+    pair = f'{teacher or "?"} -> {opt.model_s}'
+    for what, defaults in (
+            (f'the authors\' recipe for {pair}', method.run_defaults(teacher, opt.model_s)),
+            (f'--logit_stand: the authors\' settings for {pair}',
+             LSKD.run_defaults(method, teacher, opt.model_s, opt) if opt.logit_stand else {})):
+        applied = {dest: value for dest, value in defaults.items() if dest not in given}
+        for dest, value in applied.items():
+            setattr(opt, dest, value)
+        if applied:
+            print(f'note: --distill {opt.distill}, {what}: ' + ' '.join(
+                f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
+                + ' (give them to change them)', flush=True)
+
+
 def parse_option(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     opt = build_parser(given_distill(argv)).parse_args(argv)
@@ -88,6 +134,8 @@ def parse_option(argv=None):
         if option.dest not in own and value != option.default:
             print(f'note: --distill {opt.distill} does not use {option.flags[-1]} '
                   f'(given {value})', flush=True)
+    check_modifiers(opt, method)
+    apply_run_defaults(opt, method, argv)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
     weights = method.recipe.weights
     opt.delta = opt.div if len(weights) > 3 else None
@@ -111,6 +159,24 @@ def parse_option(argv=None):
     return finish_options(opt, opt.model_s)
 
 
+def check_modifiers(opt, method):
+    """Refuse modifiers the method cannot take, in one line."""
+    modifiers = [m.flag for m, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, opt.ctkd))
+                 if on]
+    if modifiers and not method.logit_kl:
+        raise UserError(f'--distill {opt.distill} has no logit KL for {" and ".join(modifiers)} '
+                        f'to modify')
+    if opt.optimizer == 'dot' and opt.dot_delta >= min(opt.momentum, 1 - opt.momentum):
+        raise UserError(f'--dot_delta {opt.dot_delta} must be below --momentum and 1 - '
+                        f'--momentum (DOT\'s momenta are --momentum -/+ delta)')
+
+
+def modifier_options(opt):
+    """The modifiers' options (and the optimizer's) that differ from their defaults."""
+    options = [o for m in MODIFIERS for o in m.options] + list(DOT_OPTIONS)
+    return {o.dest: getattr(opt, o.dest) for o in options if getattr(opt, o.dest) != o.default}
+
+
 def run_name(opt, method, model_t, plugins):
     """RepDistiller's folder name, plus what else tells runs apart: the fourth weight, the
     method's options that differ from their defaults and the plug-ins. A DML peer trained
@@ -119,6 +185,8 @@ def run_name(opt, method, model_t, plugins):
     weights = f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}' + (
         f'_d:{opt.delta}' if opt.delta is not None else '')
     options = ''.join(f'_{name}:{value}' for name, value in method.changed_options(opt).items())
+    options += ''.join(f'_{name}' if value is True else f'_{name}:{value}'
+                       for name, value in modifier_options(opt).items())
     return (f'S:{opt.model_s}_T:{teacher}_{opt.dataset}_{opt.distill}{weights}_{opt.trial}'
             + options + ''.join(plugin.suffix(opt) for plugin in plugins))
 
@@ -128,7 +196,7 @@ def run(opt):
     method, data = get_method(opt.distill), DATASETS[opt.dataset]
     teacher = resolve_teacher(opt.path_t, data.num_classes, opt.dataset, scratch=opt.model_t)
     plugins = enabled_plugins(opt)
-    defining = (WEIGHTS + tuple(o.dest for o in method.options)
+    defining = (WEIGHTS + tuple(o.dest for o in method.options) + MODIFIER_DESTS
                 + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
     folder = RunFolder(opt, 'student_model', 'student_tensorboards',
                        run_name(opt, method, teacher.arch, plugins), refused=defining,
@@ -153,8 +221,9 @@ def run(opt):
               f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
               + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}',
               flush=True)
-        if distiller.describe():
-            print(f'{opt.distill}: {distiller.describe()}', flush=True)
+        for line in (distiller.describe(), describe_modifiers(config), describe_optimizer(opt)):
+            if line:
+                print(f'{opt.distill}: {line}', flush=True)
         teacher_acc = None  # a peer trained from scratch has none yet
         if opt.path_t:
             teacher_acc = validate(test_loader, teacher.network, device, desc='teacher',

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from helper.core.util import non_negative_float, non_negative_int, positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
+from .LSKD import normalize
 from .options import Option
 
 # The authors' per-pair NCKD weight (mdistiller's CIFAR-100 configs); 8 elsewhere.
@@ -20,13 +21,17 @@ def _kl_sum(log_p_s, p_t):
     return F.kl_div(log_p_s, p_t, reduction='sum')
 
 
-def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
-    """``alpha * TCKD + beta * NCKD`` (the authors' name and signature), each ``T^2 KL`` averaged
-    over the batch. Computed in fp32 even under autocast: the log of the target / non-target
-    sums is -inf in fp16 once a mass underflows."""
+def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature,
+             logit_stand=False):
+    """``alpha * TCKD + beta * NCKD`` (the authors' name and signature; ``logit_stand``, LSKD's
+    seventh argument, standardises both logits first), each ``T^2 KL`` averaged over the batch.
+    ``temperature`` may be a learned tensor (CTKD). Computed in fp32 even under autocast: the
+    log of the target / non-target sums is -inf in fp16 once a mass underflows."""
     with torch.autocast(logits_student.device.type, enabled=False):
-        z_s = logits_student.float() / temperature
-        z_t = logits_teacher.float() / temperature
+        logits_student, logits_teacher = logits_student.float(), logits_teacher.float()
+        if logit_stand:
+            logits_student, logits_teacher = normalize(logits_student), normalize(logits_teacher)
+        z_s, z_t = logits_student / temperature, logits_teacher / temperature
         is_target = F.one_hot(target, z_s.shape[1]).bool()
         p_s, p_t = z_s.softmax(1), z_t.softmax(1)
 
@@ -34,17 +39,26 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
             target_mass = p.masked_fill(~is_target, 0).sum(1, keepdim=True)
             return torch.cat([target_mass, p.masked_fill(is_target, 0).sum(1, keepdim=True)], 1)
         tckd = _kl_sum(torch.log(binary(p_s)), binary(p_t))
-        # The target logit is pushed 1000 down, which removes it from the softmax.
+        # The target logit is pushed 1000 down, which removes it from the softmax. With a
+        # learned temperature the teacher's side carries gradients, and the KL of its zero
+        # target probability would give them a NaN (0 log 0): there the KL is taken between
+        # log-probabilities.
         masked = 1000.0 * is_target
-        nckd = _kl_sum(F.log_softmax(z_s - masked, 1), F.softmax(z_t - masked, 1))
+        log_q_s = F.log_softmax(z_s - masked, 1)
+        if z_t.requires_grad:
+            nckd = F.kl_div(log_q_s, F.log_softmax(z_t - masked, 1), reduction='sum',
+                            log_target=True)
+        else:
+            nckd = _kl_sum(log_q_s, F.softmax(z_t - masked, 1))
         scale = temperature ** 2 / target.shape[0]
-        return alpha * tckd * scale + beta * nckd * scale
+        return (alpha * tckd * scale + beta * nckd * scale).reshape(())
 
 
 @register_method('dkd')
 class DKD(Distiller):
     # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
+    lskd_settings = 'dkd'
 
     options = (
         Option('--dkd_alpha', type=non_negative_float, default=1.0,
@@ -58,6 +72,14 @@ class DKD(Distiller):
                help='DKD: epochs over which the term grows linearly to full weight (epoch e of '
                     'the run weighs min(e / warmup, 1); 0: none)'))
 
+    @classmethod
+    def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
+        """LSKD: T tau, alpha w, beta w times the pair's beta (LSKD's, else DKD's)."""
+        if beta is None:
+            beta = DKD_BETAS.get((teacher, student), DKD_DEFAULT_BETA)
+        return {'dkd_T': tau, 'dkd_alpha': weight,
+                'dkd_beta': None if weight is None else weight * beta}
+
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
         o = config.options
@@ -66,10 +88,12 @@ class DKD(Distiller):
                          if o.dkd_beta is None else o.dkd_beta)
 
     def describe(self):
+        temperature = 'learned (CTKD)' if self.learned_T is not None else f'{self.dkd_T:g}'
         return (f'alpha {self.dkd_alpha:g} (TCKD), beta {self.dkd_beta:g} (NCKD), T '
-                f'{self.dkd_T:g}, warm-up {self.warmup} epochs')
+                f'{temperature}, warm-up {self.warmup} epochs'
+                + (', logits standardised (LSKD)' if self.config.logit_stand else ''))
 
     def kd_loss(self, s, t, batch):
-        return self.warmup_weight(self.warmup) * dkd_loss(s.logits, t.logits, batch.target,
-                                                          self.dkd_alpha, self.dkd_beta,
-                                                          self.dkd_T)
+        return self.warmup_weight(self.warmup) * dkd_loss(
+            s.logits, t.logits, batch.target, self.dkd_alpha, self.dkd_beta,
+            self.kd_temperature(self.dkd_T), self.config.logit_stand)

@@ -25,7 +25,7 @@ class DML(Distiller):
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
-        self.criterion_div = DistillKL(config.options.dml_T)
+        self.criterion_div = DistillKL(config.options.dml_T, config.logit_stand)
 
     def describe(self):
         return (f'student and peer trained together, temperature {self.criterion_div.T:g}; '
@@ -35,9 +35,9 @@ class DML(Distiller):
         target = batch.target
         return s.logits, {
             'cls': self.gamma * self.criterion_cls(s.logits, target),
-            'div': self.alpha * self.criterion_div(s.logits, t.logits.detach()),
+            'div': self.alpha * self.kd_div(s.logits, t.logits.detach()),
             'peer_cls': self.gamma * self.criterion_cls(t.logits, target),
-            'peer_div': self.beta * self.criterion_div(t.logits, s.logits.detach())}
+            'peer_div': self.beta * self.kd_div(t.logits, s.logits.detach())}
 
     def extra_predictors(self):
         return {'peer': self.teacher_net}

@@ -5,3 +5,4 @@ from .base import LOGITS, Distiller, Recipe, register_method
 @register_method('kd')
 class KD(Distiller):
     recipe = Recipe(weights=(0.1, 0.9, 0.0), teacher_reads=frozenset({LOGITS}))
+    lskd_settings = 'kd'

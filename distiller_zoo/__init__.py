@@ -9,6 +9,7 @@ from .AB import ABLoss
 from .AT import Attention
 from .CC import Correlation
 from .CRD import CRD
+from .CTKD import CTKD
 from .DIST import DIST
 from .DKD import dkd_loss
 from .DML import DML
@@ -19,6 +20,9 @@ from .FSP import FSP
 from .FT import FactorTransfer
 from .KD import KD
 from .KDSVD import KDSVD
+from .LSKD import logit_standardize, normalize
+from .MLLD import MLLD, bc_loss, cc_loss, mlld_loss
+from .OFD import OFD, ConnectorConvBN, feat_loss, get_margin_from_BN
 from .NST import NSTLoss
 from .PKT import PKT
 from .ReviewKD import ABF, hcl_loss
@@ -27,6 +31,8 @@ from .RRD import RRDLoss
 from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
 from .SP import Similarity
+from .temperature import (CosineDecay, Global_T, GradientReversal, GradientReversalFunction,
+                          LearnedTemperature, LinearDecay)
 from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
 from .VID import VIDLoss
@@ -37,4 +43,7 @@ __all__ = ['METHODS', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'Teach
            'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
            'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',
            'SemCKDLoss', 'SelfA', 'DML', 'DCDLoss', 'ICDLoss', 'RRDLoss', 'CorrLoss', 'SupConLoss',
-           'AlignLoss', 'MLPHead']
+           'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'CTKD', 'Global_T',
+           'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
+           'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
+           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN']

@@ -8,6 +8,7 @@ network, whether the second network trains, ...); loaders, the loop, the teacher
 ``kd_loss(s, t, batch)``, with ``s`` and ``t`` the student's and the teacher's outputs; the
 training loop only calls ``forward_train(batch)`` and sums the returned dict of named terms.
 """
+import contextlib
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import NamedTuple, Optional
@@ -18,6 +19,8 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from helper.core.learner import Learner
+from .LSKD import normalize
+from .temperature import LearnedTemperature
 
 METHODS = {}
 
@@ -25,6 +28,9 @@ METHODS = {}
 LOGITS, EMBEDDING, STAGES = 'logits', 'embedding', 'stages'
 PREACT = 'preact'  # the stage outputs before their last ReLU (instead of after it)
 HEAD_MAP = 'head_map'  # the map the classifier pools (models.base's head contract)
+# The teacher's BatchNorm layers normalise with the batch's statistics (train mode), their
+# running statistics untouched (OFD's authors run the teacher so).
+BATCH_STATS = 'batch_stats'
 FEATURES = frozenset({LOGITS, EMBEDDING, STAGES})
 
 
@@ -44,8 +50,9 @@ class Recipe:
     ``batch``: what its training batches carry (``dataset.batch.BatchSpec``: CRD's contrast
     indices, several views of each image; a method whose batch depends on its options
     overrides ``Distiller.batch_spec``); ``student_reads`` / ``teacher_reads``: what it reads of
-    each network (``LOGITS``, ``EMBEDDING``, ``STAGES``, ``PREACT``, ``HEAD_MAP``; a teacher that
-    gives only logits and embeddings can be replaced by the teacher-output cache);
+    each network (``LOGITS``, ``EMBEDDING``, ``STAGES``, ``PREACT``, ``HEAD_MAP``,
+    ``BATCH_STATS``; a teacher that gives only logits and embeddings can be replaced by the
+    teacher-output cache);
     ``teacher_trains``: the second network is trained too (DML); ``full_batches_only``: its
     modules are sized by the batch, so a shorter last batch is skipped; ``student_predicts``:
     False when predictions go through the method's own modules (SimKD), whose checkpoints
@@ -63,8 +70,10 @@ class Recipe:
 class MethodConfig:
     """What a method is built from: its ``--distill`` name, the weights ``(-r, -a, -b[, -d])``,
     the KD temperature, its own options' values (``options.<dest>``), the architectures, the
-    input side and the training set's size and batch size (for modules sized by them). A
-    checkpoint of a method that predicts through its own modules stores it (``as_dict``)."""
+    input side and the training set's size and batch size (for modules sized by them), and the
+    modifiers of its logit KLs: ``logit_stand`` (LSKD) and ``learned_T`` (CTKD's
+    ``LearnedTemperature`` arguments, None for a fixed temperature). A checkpoint of a method
+    that predicts through its own modules stores it (``as_dict``)."""
     name: str
     weights: tuple
     kd_T: float
@@ -74,6 +83,8 @@ class MethodConfig:
     image_size: int = 32
     n_data: int = 0
     batch_size: int = 64
+    logit_stand: bool = False
+    learned_T: Optional[dict] = None
 
     def as_dict(self):
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
@@ -104,23 +115,54 @@ def get_method(name):
 
 class DistillKL(nn.Module):
     """Hinton's KD: ``T^2 * KL(softmax(y_t/T) || softmax(y_s/T))`` summed over classes and
-    averaged over the batch."""
+    averaged over the batch. ``T`` (here, or per call) may be a tensor: of shape (1,), a learned
+    temperature (CTKD), or (B,), one per sample (the batch mean of ``T_i^2 KL_i``).
+    ``logit_stand``: both logits are standardised first (LSKD's ``normalize``)."""
 
-    def __init__(self, T):
+    def __init__(self, T, logit_stand=False):
         super().__init__()
-        self.T = T
+        self.T, self.logit_stand = T, logit_stand
 
-    def forward(self, y_s, y_t):
-        log_p_s = F.log_softmax(y_s / self.T, dim=1)
-        log_p_t = F.log_softmax(y_t / self.T, dim=1)
+    def forward(self, y_s, y_t, T=None):
+        T = self.T if T is None else T
+        if self.logit_stand:
+            y_s, y_t = normalize(y_s), normalize(y_t)
+        if torch.is_tensor(T) and T.numel() > 1:  # one temperature per sample
+            T = T.reshape(-1, 1)
+            log_p_s, log_p_t = F.log_softmax(y_s / T, dim=1), F.log_softmax(y_t / T, dim=1)
+            kl = F.kl_div(log_p_s, log_p_t, reduction='none', log_target=True).sum(1)
+            return (kl * T.flatten() ** 2).mean()
+        log_p_s = F.log_softmax(y_s / T, dim=1)
+        log_p_t = F.log_softmax(y_t / T, dim=1)
         kl = F.kl_div(log_p_s, log_p_t, reduction='sum', log_target=True)
-        return kl * self.T ** 2 / y_s.shape[0]
+        return (kl * T ** 2 / y_s.shape[0]).reshape(())
 
 
 def run_network(net, image, reads):
     """``net``'s ``NetOutput`` for ``image``, with what ``reads`` asks of it."""
-    return NetOutput(*net(image, is_feat=True, preact=PREACT in reads,
-                          with_head_map=HEAD_MAP in reads))
+    with batch_statistics(net) if BATCH_STATS in reads else contextlib.nullcontext():
+        return NetOutput(*net(image, is_feat=True, preact=PREACT in reads,
+                              with_head_map=HEAD_MAP in reads))
+
+
+@contextlib.contextmanager
+def batch_statistics(net):
+    """``net``'s BatchNorm layers in train mode (batch statistics) with momentum 0, so their
+    running statistics stay as they are; modes and counters restored afterwards."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.momentum, None if m.num_batches_tracked is None
+              else m.num_batches_tracked.clone()) for m in layers]
+    for m in layers:
+        m.train()
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (training, momentum, count) in zip(layers, saved):
+            m.train(training)
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
 
 
 class Distiller(Learner):
@@ -137,6 +179,9 @@ class Distiller(Learner):
     """
     recipe = Recipe()
     options = ()
+    logit_kl = True  # it has a logit KL that LSKD and CTKD can modify
+    learns_temperature = False  # its KL's temperature is always CTKD's learned one
+    lskd_settings = None  # its column of LSKD's per-pair settings (distiller_zoo.LSKD)
 
     @classmethod
     def batch_spec(cls, options):
@@ -147,6 +192,18 @@ class Distiller(Learner):
     @classmethod
     def check_options(cls, opt):
         """Refuse (``UserError``) option values this method cannot work with."""
+
+    @classmethod
+    def run_defaults(cls, teacher, student):
+        """The authors' recipe for a pair, where it is not the common one: ``{dest: value}``
+        for options the command line does not give (``teacher`` may be None: unknown)."""
+        return {}
+
+    @classmethod
+    def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
+        """With ``--logit_stand``: the options that take LSKD's temperature ``tau`` and weight
+        ``weight`` (and DKD's ``beta``) unless given."""
+        return {'kd_T': tau, 'alpha': weight}
 
     @classmethod
     def option_values(cls, opt):
@@ -170,10 +227,15 @@ class Distiller(Learner):
         self.teacher = teacher
         self.gamma, self.alpha, self.beta = config.weights[:3]
         self.criterion_cls = nn.CrossEntropyLoss()
-        self.criterion_div = DistillKL(config.kd_T)
+        self.criterion_div = DistillKL(config.kd_T, config.logit_stand)
+        # CTKD: the logit KLs' temperature is learned (saved and trained with the method)
+        self.learned_T = LearnedTemperature(**config.learned_T) if config.learned_T else None
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         self.views = self.batch_spec(config.options).views
+        # what it reads of each network (a method whose reads depend on its options sets them)
+        self.student_reads = self.recipe.student_reads
+        self.teacher_reads = self.recipe.teacher_reads
 
     @property
     def teacher_net(self):
@@ -186,6 +248,19 @@ class Distiller(Learner):
     def set_epoch(self, epoch):
         self.epoch = epoch
         self.teacher.set_epoch(epoch)
+        if self.learned_T is not None:
+            self.learned_T.set_epoch(epoch)
+
+    def kd_temperature(self, fixed=None):
+        """The temperature of a logit KL: the learned one (CTKD), else ``fixed`` (None: the
+        ``-a`` term's ``--kd_T``)."""
+        return self.learned_T() if self.learned_T is not None else fixed
+
+    def epoch_metrics(self):
+        if self.learned_T is None:
+            return {}
+        with torch.no_grad():
+            return {'temperature': self.learned_T().item()}
 
     def warmup_weight(self, epochs):
         """``min(epoch / epochs, 1)``: a term's linear warm-up over the first ``epochs`` epochs
@@ -207,8 +282,8 @@ class Distiller(Learner):
         x = torch.randn(2, 3, image_size, image_size)
         modes = self.student.training, self.teacher_net.training
         self.student.eval(), self.teacher_net.eval()
-        outputs = (run_network(self.student, x, self.recipe.student_reads),
-                   run_network(self.teacher_net, x, self.recipe.teacher_reads))
+        outputs = (run_network(self.student, x, self.student_reads),
+                   run_network(self.teacher_net, x, self.teacher_reads - {BATCH_STATS}))
         self.student.train(modes[0]), self.teacher_net.train(modes[1])
         return outputs
 
@@ -227,9 +302,9 @@ class Distiller(Learner):
     def forward_init(self, batch):
         """Loss of one init-stage batch: student and teacher features, no CE or KL. Init stages
         train on ordinary batches, the teacher on the student's images."""
-        feat_s = run_network(self.student, batch.image, self.recipe.student_reads).feats
+        feat_s = run_network(self.student, batch.image, self.student_reads).feats
         with torch.no_grad():
-            feat_t = run_network(self.teacher_net, batch.image, self.recipe.teacher_reads).feats
+            feat_t = run_network(self.teacher_net, batch.image, self.teacher_reads).feats
         return self.init_loss(feat_s, feat_t)
 
     def forward_nets(self, batch):
@@ -237,15 +312,15 @@ class Distiller(Learner):
         with views a list of one per view (all views in one pass for joint views)."""
         views = self.views if batch.image.dim() == 5 else None
         if views is None:
-            return (run_network(self.student, batch.image, self.recipe.student_reads),
-                    self.teacher(batch, self.recipe.teacher_reads))
+            return (run_network(self.student, batch.image, self.student_reads),
+                    self.teacher(batch, self.teacher_reads))
         if views.joint:
             image = batch.image.flatten(0, 1)
-            return (run_network(self.student, image, self.recipe.student_reads),
-                    self.teacher(batch, self.recipe.teacher_reads, image))
+            return (run_network(self.student, image, self.student_reads),
+                    self.teacher(batch, self.teacher_reads, image))
         images = batch.image.unbind(1)
-        return ([run_network(self.student, x, self.recipe.student_reads) for x in images],
-                [self.teacher(batch, self.recipe.teacher_reads, x) for x in images])
+        return ([run_network(self.student, x, self.student_reads) for x in images],
+                [self.teacher(batch, self.teacher_reads, x) for x in images])
 
     def forward_train(self, batch):
         """The prediction's logits and the weighted loss terms of one batch."""
@@ -260,7 +335,13 @@ class Distiller(Learner):
     def base_losses(self, logit_s, logit_t, target):
         """The ``-r`` (cross-entropy) and ``-a`` (KL) terms."""
         return {'cls': self.gamma * self.criterion_cls(logit_s, target),
-                'div': self.alpha * self.criterion_div(logit_s, logit_t)}
+                'div': self.alpha * self.kd_div(logit_s, logit_t)}
+
+    def kd_div(self, logit_s, logit_t):
+        """``criterion_div`` at the -a term's temperature (CTKD's learned one, if any)."""
+        T = self.kd_temperature()
+        return (self.criterion_div(logit_s, logit_t) if T is None
+                else self.criterion_div(logit_s, logit_t, T))
 
     def add_method_loss(self, losses, loss_kd):
         """Weight the method's term(s) by ``-b`` into ``losses``."""

@@ -26,6 +26,8 @@ class Option:
 
     @property
     def default(self):
+        if self.kwargs.get('action') == 'store_true':
+            return self.kwargs.get('default', False)
         return self.kwargs.get('default')
 
     def add_to(self, parser, hidden=False):

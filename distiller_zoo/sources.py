@@ -9,9 +9,9 @@ the run checks a method's ``recipe`` against that before any work.
 import torch
 import torch.nn as nn
 
-from .base import EMBEDDING, FEATURES, HEAD_MAP, LOGITS, PREACT, run_network
+from .base import BATCH_STATS, EMBEDDING, FEATURES, HEAD_MAP, LOGITS, PREACT, run_network
 
-EVERYTHING = FEATURES | {PREACT, HEAD_MAP}
+EVERYTHING = FEATURES | {PREACT, HEAD_MAP, BATCH_STATS}
 
 
 class TeacherSource(nn.Module):
@@ -39,8 +39,9 @@ class TeacherSource(nn.Module):
 
 
 class FrozenTeacher(TeacherSource):
-    """The frozen teacher, in eval mode and without gradients (its weights and BatchNorm
-    statistics never change)."""
+    """The frozen teacher, without gradients, in eval mode (or, for a method that reads
+    ``BATCH_STATS``, on each batch's statistics); its weights and BatchNorm statistics never
+    change."""
 
     def __init__(self, network):
         super().__init__(network.eval().requires_grad_(False))

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 from distiller_zoo import get_method
 from distiller_zoo.base import MethodConfig
+from distiller_zoo.modifiers import config_fields
 from distiller_zoo.sources import FrozenTeacher
 from models import get_model
 from .core.util import UserError
@@ -12,14 +13,15 @@ from .teachers import load_weights
 
 
 def method_config(opt, method, model_t, n_data, image_size):
-    """The ``MethodConfig`` of a run: its weights, the method's own options and what is
-    derived (the teacher's architecture, the training set's size)."""
+    """The ``MethodConfig`` of a run: its weights, the method's own options, the modifiers of
+    its logit KLs and what is derived (the teacher's architecture, the training set's
+    size)."""
     weights = (opt.gamma, opt.alpha, opt.beta) + (
         (opt.delta,) if len(method.recipe.weights) > 3 else ())
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
                         options=SimpleNamespace(**method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
-                        n_data=n_data, batch_size=opt.batch_size)
+                        n_data=n_data, batch_size=opt.batch_size, **config_fields(opt, method))
 
 
 def build_distiller(method, student, source, config):

@@ -56,25 +56,30 @@ class RunLogger:
         self.records = [r for r in read_metrics(self.metrics_path)
                         if r.get('epoch', first_epoch) < first_epoch]
 
-    def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second):
+    def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second, extra=None):
+        """``extra``: what the learner reports of the epoch (``epoch_metrics``)."""
         if not self.enabled:
             return
+        extra = extra or {}
         for name, value in train.items():
             self.writer.add_scalar(f'train/{name}', value, epoch)
         for name, value in test.items():
             self.writer.add_scalar(f'test/{name}', value, epoch)
         self.writer.add_scalar('lr', lr, epoch)
+        for name, value in extra.items():
+            self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
         record = {'epoch': epoch, 'lr': lr,
                   **{f'train_{k}': v for k, v in train.items()},
                   **{f'test_{k}': v for k, v in test.items()},
-                  'epoch_seconds': seconds, 'images_per_second': images_per_second}
+                  **extra, 'epoch_seconds': seconds, 'images_per_second': images_per_second}
         self.records.append(record)
         write_text_atomic(self.metrics_path, ''.join(json.dumps(r) + '\n' for r in self.records))
         terms = ' '.join(f'{k[5:]} {v:.4f}' for k, v in train.items() if k.startswith('loss_'))
         others = ''.join(f' | {k[:-5]} acc@1 {v:.2f}' for k, v in test.items()
                          if k.endswith('_top1'))  # other networks evaluated (DML's peer)
-        print(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g} | train loss {train["loss"]:.4f} '
+        learner = ''.join(f' | {name} {value:.4g}' for name, value in extra.items())
+        print(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g}{learner} | train loss {train["loss"]:.4f} '
               f'({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
               f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
               f'{images_per_second:.0f} img/s', flush=True)

@@ -28,6 +28,7 @@ from .core.checkpoint import LAST, save_checkpoint
 from .core.learner import Learner
 from .core.stop import STOP
 from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from .dot import is_task, make_dot
 from .logger import RunLogger
 from .run_folder import first_epoch
 
@@ -96,6 +97,18 @@ class EpochStats:
         return {name: total / max(self.count, 1) for name, total in state['sums'].items()}
 
 
+def _parameters(optimizer):
+    return [p for group in optimizer.param_groups for p in group['params']]
+
+
+class DistillationPhase:
+    """What the grad scaler unscales and steps for DOT's first gradient: the optimizer's
+    parameters, and ``step_kd`` as the step."""
+
+    def __init__(self, optimizer):
+        self.param_groups, self.step = optimizer.param_groups, optimizer.step_kd
+
+
 def _progress(loader, desc):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                 disable=not (sys.stderr.isatty() and distributed.is_main()))
@@ -143,6 +156,7 @@ class Trainer:
         self.stop = STOP
         self.rank, self.world = distributed.rank_and_world()
         self.forward_train = learner.forward_train  # wrapped for DDP once the init stage is over
+        self.average_grads = False  # the main stage's gradients averaged by hand (not DDP)
 
     def wall_seconds(self):
         return self.elapsed + time.time() - self._started
@@ -205,19 +219,16 @@ class Trainer:
             bad_step = torch.where(bad.any(), step, bad_step)
             terms = list(losses)
             loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if average_grads and self.world > 1:
-                for group in optimizer.param_groups:
-                    for p in group['params']:
-                        if p.grad is not None:
-                            distributed.all_reduce_sum(p.grad).div_(self.world)
-            if self.opt.max_grad_norm:
-                self.scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(
-                    [p for group in optimizer.param_groups for p in group['params']],
-                    self.opt.max_grad_norm)
-            self.scaler.step(optimizer)
+            if hasattr(optimizer, 'step_kd'):
+                self._two_gradient_step(optimizer, losses, average_grads)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self._average_grads(optimizer, average_grads)
+                if self.opt.max_grad_norm:
+                    self.scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(_parameters(optimizer), self.opt.max_grad_norm)
+                self.scaler.step(optimizer)
             self.scaler.update()
             stats.update(len(batch.target), loss=loss, **metrics,
                          **{f'loss_{name}': v for name, v in losses.items()})
@@ -230,6 +241,43 @@ class Trainer:
                 return stats, step + 1
         self._healthy(bad_step, terms, bad_terms, where)
         return stats, None
+
+    def _average_grads(self, optimizer, average_grads):
+        if average_grads and self.world > 1:
+            for p in _parameters(optimizer):
+                if p.grad is not None:
+                    distributed.all_reduce_sum(p.grad).div_(self.world)
+
+    def _two_gradient_step(self, optimizer, losses, average_grads):
+        """DOT's step (``helper.dot``): the distillation terms' gradients are taken first
+        (``step_kd``), then the task terms' (``step``), each unscaled (fp16), averaged over
+        processes and, with ``--max_grad_norm``, clipped jointly; a non-finite gradient in
+        either set skips the whole step."""
+        task = sum(v for name, v in losses.items() if is_task(name))
+        distillation = sum(v for name, v in losses.items() if not is_task(name))
+        optimizer.kd_grads = None
+        optimizer.zero_grad(set_to_none=True)
+        distils = torch.is_tensor(distillation) and distillation.requires_grad
+        if distils:
+            self.scaler.scale(distillation).backward(retain_graph=True)
+            self._average_grads(optimizer, average_grads)
+            phase = DistillationPhase(optimizer)
+            self.scaler.unscale_(phase)
+            self.scaler.step(phase)  # skipped on a non-finite gradient
+            optimizer.zero_grad(set_to_none=True)
+        if torch.is_tensor(task) and task.requires_grad:
+            self.scaler.scale(task).backward()
+            self._average_grads(optimizer, average_grads)
+        self.scaler.unscale_(optimizer)
+        if distils and optimizer.kd_grads is None:
+            return  # the distillation gradient was not finite: no update
+        if self.opt.max_grad_norm:
+            grads = [p.grad for p in _parameters(optimizer) if p.grad is not None]
+            grads += list((optimizer.kd_grads or {}).values())
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                         for g in grads]))
+            torch._foreach_mul_(grads, (self.opt.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
+        self.scaler.step(optimizer)
 
     def _train_step(self, batch):
         logits, losses = self.forward_train(batch)
@@ -277,7 +325,13 @@ class Trainer:
         if stage == 'init':
             self._init_stage(resume)
             resume = None
-        if self.world > 1:
+        optimizer = optimizer_fn()
+        # DOT takes two gradients per step, which DDP's one reduction per backward cannot
+        # serve: its gradients are averaged by hand, as the init stage's.
+        self.average_grads = hasattr(optimizer, 'step_kd')
+        if self.world > 1 and self.average_grads:
+            distributed.broadcast_(list(self.learner.parameters()) + list(self.learner.buffers()))
+        elif self.world > 1:
             ids = [self.device.index] if self.device.type == 'cuda' else None
             # Buffers (BN statistics, CRD's memory) are copied from rank 0 once, here;
             # after that each method keeps them in step, without a broadcast every step.
@@ -287,7 +341,6 @@ class Trainer:
                 warnings.filterwarnings('ignore', message='Grad strides do not match bucket')
             self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
                                                          forward_sync_buffers=False)
-        optimizer = optimizer_fn()
         if resume:
             optimizer.load_state_dict(resume['optimizer'])
         return self._train(optimizer, resume)
@@ -337,7 +390,7 @@ class Trainer:
             first = epoch == start_epoch
             train, stopped_at = self._run_epoch(
                 'train', epoch, optimizer, self._train_step, start_step if first else 0,
-                carried=resume.get('epoch_stats') if resume else None)
+                average_grads=self.average_grads, carried=resume.get('epoch_stats') if resume else None)
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer, train)
             train_seconds = time.time() - start
@@ -350,7 +403,8 @@ class Trainer:
             self.last_acc = test['top1']
             averages = train.averages()
             self.logger.log_epoch(epoch, opt.epochs, lr, averages, test, time.time() - start,
-                                  (train.count - train.carried_count) / train_seconds)
+                                  (train.count - train.carried_count) / train_seconds,
+                                  self.learner.epoch_metrics())
 
             state = {'epoch': epoch, 'arch': self.arch, **self.learner.checkpoint_state(),
                      'optimizer': optimizer.state_dict()}
@@ -368,16 +422,23 @@ class Trainer:
         return self.best_acc, self.last_acc
 
 
+def make_optimizer(params, opt, device):
+    """The main stage's optimizer: RepDistiller's SGD, or DOT with ``--optimizer dot``."""
+    if getattr(opt, 'optimizer', 'sgd') == 'dot':
+        return make_dot(params, opt)
+    return make_sgd(params, opt, device)
+
+
 def train_and_record(learner, train_loader, test_loader, opt, arch, folder, device, record,
                      parameters, models, init_loader=None, identity=None, **summary):
     """A whole run in its claimed ``folder`` (``helper.run_folder.RunFolder``): train
-    ``learner`` with SGD on ``parameters()`` (taken once the init stage is over), logging each
-    epoch, then write summary.json with ``models`` (role -> (name, model)) and ``summary``.
+    ``learner`` with SGD (DOT with ``--optimizer dot``) on ``parameters()`` (taken once the
+    init stage is over), logging each epoch, then write summary.json with ``models`` (role -> (name, model)) and ``summary``.
     Returns ``(best top-1, last top-1)``."""
     logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
     trainer = Trainer(learner, train_loader, test_loader, opt, arch, folder.run_dir, logger,
                       device, record, init_loader=init_loader, identity=identity)
-    best, last = trainer.run(lambda: make_sgd(parameters(), opt, device), folder.resume)
+    best, last = trainer.run(lambda: make_optimizer(parameters(), opt, device), folder.resume)
     logger.write_summary(record, best, last, trainer.wall_seconds(), device, models, **summary)
     logger.close()
     return best, last

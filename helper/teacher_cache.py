@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dataset import DATASETS
 from dataset.augment import PAD, crop_and_flip
 from dataset.rounds import CLEAN, FIELDS, StoredRounds, code_images, round_for_epoch
-from distiller_zoo.base import HEAD_MAP, PREACT, STAGES, NetOutput
+from distiller_zoo.base import BATCH_STATS, HEAD_MAP, PREACT, STAGES, NetOutput
 from distiller_zoo.options import Option
 from distiller_zoo.sources import STORABLE, TeacherSource
 from .core import distributed
@@ -167,7 +167,7 @@ def store_folder(opt, seed, data_key):
 
 
 READ_NAMES = {STAGES: 'feature maps', PREACT: 'pre-activation feature maps',
-              HEAD_MAP: 'head maps'}
+              HEAD_MAP: 'head maps', BATCH_STATS: 'a teacher on batch statistics'}
 
 
 def _complete(folder):

@@ -129,6 +129,24 @@ def teacher_identity(spec):
     return f'sha256 {file_digest(spec)}' if is_teacher_file(spec) else spec
 
 
+def teacher_architecture(spec, scratch=None):
+    """The architecture a ``--path_t`` names, read before the run (for per-pair defaults):
+    from a torchvision name, the folder name, or else the checkpoint; None when the file
+    cannot tell (the run then says what is wrong with it)."""
+    if spec is None:
+        return scratch
+    if teacher_kind(spec) == 'torchvision':
+        return TORCHVISION_TEACHERS.get(spec.split(':', 1)[1])
+    try:
+        return get_teacher_name(spec)
+    except UserError:
+        pass
+    try:
+        return get_teacher_name(spec, load_checkpoint(spec))
+    except (UserError, OSError, RuntimeError, ValueError):
+        return None
+
+
 def load_teacher(spec, num_classes, dataset):
     """The teacher network ``spec`` names and its architecture."""
     kind = teacher_kind(spec)

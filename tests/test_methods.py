@@ -171,6 +171,8 @@ DEFAULT_WEIGHTS = {
     'simkd': (0, 0, 1), 'srrl': (1, 1, 1), 'srd': (1, 0, 1), 'srd_dist': (1, 0, 1),
     'dist': (1, 0, 2), 'dkd': (1, 0, 1), 'reviewkd': (1, 0, 1), 'semckd': (1, 1, 400),
     'dml': (1, 1, 1), 'icd': (1, 0, 1), 'rrd': (1, 0, 1), 'mlkd': (1, 50, 1, 20),
+    # METHODS_WAVE3.md: CTKD's script, MLLD's configs (CE 0.1, KD 0.9), mdistiller's OFD
+    'ctkd': (0.1, 0.9, 0), 'mlld': (0.1, 0.9, 0), 'ofd': (1, 0, 0.001),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
@@ -247,8 +249,8 @@ def test_training_steps_update_student_and_method_modules_only(name):
     student_before = snapshot(student)
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
     x, y, index, contrast_idx = fixed_batch()
-    if distiller.views is not None:  # MLKD's batches: each image's four rotations
-        x = torch.stack([x.rot90(k, dims=(2, 3)) for k in range(4)], 1)
+    if distiller.views is not None:  # MLKD's four rotations of each image, MLLD's two views
+        x = torch.stack([x.rot90(k, dims=(2, 3)) for k in range(distiller.views.count)], 1)
     totals = []
     distiller.train()
     for _ in range(6):

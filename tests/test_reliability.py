@@ -68,22 +68,15 @@ def final_state(save):
     return ckpt['model'], last.get('method_state', {}), last['optimizer'], last.get('peer', {})
 
 
-# Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
-# 5th falls in epoch 1's validation), and inside the init stage of a two-stage method (FSP).
-@pytest.mark.parametrize('distill, stop_at, loader', [('kd', 7, 'device'), ('crd', 5, 'device'),
-                                                     ('fsp', 3, 'device'), ('kd', 3, 'classic'),
-                                                     ('crd', 7, 'classic'),
-                                                     ('simkd', 3, 'device'),
-                                                     ('dml', 3, 'device'),
-                                                     ('rrd', 3, 'classic')])
-def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
-                                                      stop_at, loader):
+def straight_and_resumed(setup, monkeypatch, capsys, distill, flags, stop_at, tag):
+    """A run straight through, and the same run stopped by a signal at the ``stop_at``-th step
+    update and resumed; checks they end in the same state with the same figures and returns
+    their save folders."""
     root = setup[2]
-    flags = ['--loader', loader]
-    straight = str(root / f'straight_{distill}_{loader}')
+    straight = str(root / f'straight_{tag}')
     assert train_student.main(student_argv(setup, straight, distill, flags)) == 0
 
-    resumed = str(root / f'resumed_{distill}_{loader}')
+    resumed = str(root / f'resumed_{tag}')
     signal_after(monkeypatch, stop_at)
     assert train_student.main(student_argv(setup, resumed, distill, flags)) == 130
     err = capsys.readouterr().err
@@ -100,6 +93,21 @@ def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys
                 assert torch.equal(a[key], b[key]), key
     # The interrupted epoch's figures cover all its steps, before and after the stop.
     assert metric_records(straight) == metric_records(resumed)
+    return straight, resumed
+
+
+# Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
+# 5th falls in epoch 1's validation), and inside the init stage of a two-stage method (FSP).
+@pytest.mark.parametrize('distill, stop_at, loader', [('kd', 7, 'device'), ('crd', 5, 'device'),
+                                                     ('fsp', 3, 'device'), ('kd', 3, 'classic'),
+                                                     ('crd', 7, 'classic'),
+                                                     ('simkd', 3, 'device'),
+                                                     ('dml', 3, 'device'),
+                                                     ('rrd', 3, 'classic')])
+def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
+                                                      stop_at, loader):
+    straight, resumed = straight_and_resumed(setup, monkeypatch, capsys, distill,
+                                             ['--loader', loader], stop_at, f'{distill}_{loader}')
     if distill == 'crd':
         assert 'criterion_kd.contrast.memory_v1' in final_state(resumed)[1]
     if distill == 'rrd':  # the queue (30 slots, batches of 16: it wraps) resumes exactly

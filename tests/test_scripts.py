@@ -37,6 +37,11 @@ def commands(script, launcher, *args, env=None):
                                                      ('run_cifar_distill.sh', 'PYTHON', 26),
                                                      ('run_cifar_mlkd.sh', 'PYTHON', 11),
                                                      ('run_cifar_ckd.sh', 'PYTHON', 30),
+                                                     ('run_cifar_lskd.sh', 'PYTHON', 56),
+                                                     ('run_cifar_mlld.sh', 'PYTHON', 14),
+                                                     ('run_cifar_ctkd.sh', 'PYTHON', 12),
+                                                     ('run_cifar_dot.sh', 'PYTHON', 3),
+                                                     ('run_cifar_ofd.sh', 'PYTHON', 6),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -50,6 +55,11 @@ def test_script_commands_parse(script, launcher, count):
                                                     ('run_cifar_distill.sh', 'python', 26),
                                                     ('run_cifar_mlkd.sh', 'python', 11),
                                                     ('run_cifar_ckd.sh', 'python', 30),
+                                                    ('run_cifar_lskd.sh', 'python', 56),
+                                                    ('run_cifar_mlld.sh', 'python', 14),
+                                                    ('run_cifar_ctkd.sh', 'python', 12),
+                                                    ('run_cifar_dot.sh', 'python', 3),
+                                                    ('run_cifar_ofd.sh', 'python', 6),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in

@@ -58,6 +58,13 @@ def broadcast_object(obj):
     return holder[0]
 
 
+def broadcast_(tensors):
+    """Rank 0's values of ``tensors``, in place, on every rank."""
+    if rank_and_world()[1] > 1:
+        for tensor in tensors:
+            dist.broadcast(tensor.data, src=0)
+
+
 def all_reduce_sum(tensor):
     if rank_and_world()[1] > 1:
         dist.all_reduce(tensor)

@@ -17,7 +17,7 @@ class Learner(nn.Module):
     """``forward_train(batch) -> (logits, {name: weighted loss})`` on a ``dataset.batch.Batch``
     and ``forward_test(image) -> logits``; ``checkpoint_state()`` and
     ``load_checkpoint_state(state)``. The rest has defaults: no init stage, nothing per epoch,
-    no other network to evaluate, any batch size."""
+    no other network to evaluate, nothing else to log, any batch size."""
     full_batches_only = False  # the loop skips a batch shorter than --batch_size
 
     def forward(self, batch):  # what DistributedDataParallel calls
@@ -31,6 +31,10 @@ class Learner(nn.Module):
 
     def set_epoch(self, epoch):
         pass
+
+    def epoch_metrics(self):
+        """Values the loop logs with each epoch (CTKD's temperature), by name."""
+        return {}
 
     def extra_predictors(self):
         """Other networks the loop also evaluates each epoch, by name (DML's peer)."""

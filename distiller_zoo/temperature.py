@@ -1,0 +1,115 @@
+"""CTKD's learned temperature (Li et al., "Curriculum Temperature for Knowledge Distillation",
+AAAI 2023; zhengli97/CTKD), under its authors' names: one parameter ``theta`` behind a gradient
+reversal layer gives ``tau = t_start + t_end * sigmoid(theta)``; the student minimises the
+KD loss while the reversed gradient makes ``theta`` maximise it, with a strength ``lambda``
+that a cosine (or linear) curriculum raises from 0 to 1 over the first epochs.
+
+With ``--ctkd`` (or ``--distill ctkd``) the ``-a`` term's temperature, and DKD's, become the
+learned one (``Distiller`` holds a ``LearnedTemperature`` then); ``theta`` is trained with the
+student (in its SGD, weight decay included) and saved with the method.
+"""
+import math
+
+import torch
+import torch.nn as nn
+from torch.autograd import Function
+
+from helper.core.util import positive_float, positive_int
+from .options import Option
+
+
+class GradientReversalFunction(Function):
+    """Identity forward; the backward multiplies the gradient by ``lambda_`` (CTKD's lambda is
+    at most 0, which reverses it)."""
+
+    @staticmethod
+    def forward(ctx, x, lambda_):
+        ctx.lambda_ = lambda_
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grads):
+        return grads.new_tensor(ctx.lambda_) * grads, None
+
+
+class GradientReversal(nn.Module):
+    def forward(self, x, lambda_):
+        return GradientReversalFunction.apply(x, lambda_)
+
+
+class Global_T(nn.Module):
+    """The global temperature parameter (``global_T``, initialised to 1) through the reversal
+    layer; the two inputs are unused, as in the authors' signature."""
+
+    def __init__(self):
+        super().__init__()
+        self.global_T = nn.Parameter(torch.ones(1))
+        self.grl = GradientReversal()
+
+    def forward(self, fake_input1, fake_input2, lambda_):
+        return self.grl(self.global_T, lambda_)
+
+
+class CosineDecay:
+    """``min + (max - min) * (1 + cos(pi * min(i, loops) / loops)) / 2``."""
+
+    def __init__(self, max_value, min_value, num_loops):
+        self.max_value, self.min_value, self.num_loops = max_value, min_value, num_loops
+
+    def get_value(self, i):
+        i = min(max(i, 0), self.num_loops)
+        cosine = (math.cos(i * math.pi / self.num_loops) + 1.0) / 2
+        return cosine * (self.max_value - self.min_value) + self.min_value
+
+
+class LinearDecay:
+    """``-(max - min) * min(i, loops - 1) / loops``: it never reaches ``min`` and ignores the
+    offset ``max`` (the authors' quirk, kept)."""
+
+    def __init__(self, max_value, min_value, num_loops):
+        self.max_value, self.min_value, self.num_loops = max_value, min_value, num_loops
+
+    def get_value(self, i):
+        i = min(max(i, 0), self.num_loops - 1)
+        return -i * (self.max_value - self.min_value) / self.num_loops
+
+
+CURRICULA = {'cosine': CosineDecay, 'linear': LinearDecay}
+
+
+class LearnedTemperature(nn.Module):
+    """``tau = t_start + t_end * sigmoid(theta)``, ``theta`` behind the reversal layer at the
+    epoch's ``lambda`` (``set_epoch``, epochs from 1, as the authors' loop)."""
+
+    def __init__(self, t_start=1.0, t_end=20.0, decay='cosine', lambda_max=0.0,
+                 lambda_min=-1.0, lambda_epochs=10):
+        super().__init__()
+        self.t_start, self.t_end = t_start, t_end
+        self.global_T = Global_T()
+        self.curriculum = CURRICULA[decay](lambda_max, lambda_min, lambda_epochs)
+        self.lambda_ = self.curriculum.get_value(1)
+
+    def set_epoch(self, epoch):
+        self.lambda_ = self.curriculum.get_value(epoch)
+
+    def forward(self):
+        theta = self.global_T(None, None, self.lambda_)
+        return self.t_start + self.t_end * torch.sigmoid(theta)
+
+
+OPTIONS = (
+    Option('--ctkd', action='store_true',
+           help='CTKD: the -a term\'s temperature (and DKD\'s) is learned, adversarially, on '
+                'a curriculum (--distill ctkd is KD with it)'),
+    Option('--ctkd_t_start', type=positive_float, default=1.0,
+           help='CTKD: the lowest temperature (tau = t_start + t_end * sigmoid(theta))'),
+    Option('--ctkd_t_end', type=positive_float, default=20.0,
+           help='CTKD: the range of the temperature above t_start'),
+    Option('--ctkd_decay', choices=sorted(CURRICULA), default='cosine',
+           help='CTKD: the curriculum of the reversal strength lambda'),
+    Option('--ctkd_lambda_max', type=float, default=0.0,
+           help='CTKD: lambda at epoch 0 (the authors\' script: 0)'),
+    Option('--ctkd_lambda_min', type=float, default=-1.0,
+           help='CTKD: lambda once the curriculum ends (the authors\' script: -1)'),
+    Option('--ctkd_lambda_epochs', type=positive_int, default=10,
+           help='CTKD: epochs over which lambda moves from max to min'))

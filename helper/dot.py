@@ -1,0 +1,106 @@
+"""DOT, the Distillation-Oriented Trainer (Zhao et al., ICCV 2023; mdistiller's
+``DistillationOrientedTrainer``): SGD with two momenta, a smaller one (``momentum``) for the
+gradient of the task loss and a larger one (``momentum_kd``) for the gradient of the
+distillation loss.
+
+One step is ``step_kd()`` after the distillation loss's backward (it takes those gradients),
+then ``step()`` after the task loss's backward. Per parameter: the task gradient plus weight
+decay goes into the task buffer, with ``momentum`` when the parameter also has a distillation
+gradient and the mean of both momenta otherwise, and the parameter moves by ``-lr`` times the
+buffer; then the distillation gradient goes into its own buffer (``momentum_kd`` when the
+parameter also had a task gradient; else the mean, with weight decay), and the parameter moves
+by ``-lr`` times that buffer. A buffer starts as the first gradient it receives (the
+distillation buffer without weight decay). Both buffers live in the optimizer's state
+(``momentum_buffer``, ``momentum_kd_buffer``), so checkpoints resume them.
+"""
+import torch
+from torch.optim.optimizer import Optimizer, required
+
+from distiller_zoo.options import Option
+from .core.util import non_negative_float
+
+TASK = 'cls'  # the task terms: 'cls' and '<network>_cls'; every other term distils
+
+
+def is_task(term):
+    return term == TASK or term.endswith(f'_{TASK}')
+
+
+class DistillationOrientedTrainer(Optimizer):
+    """The authors' name and signature; one parameter group."""
+
+    def __init__(self, params, lr=required, momentum=0, momentum_kd=0, dampening=0,
+                 weight_decay=0):
+        for name, value in (('learning rate', lr if lr is not required else 0),
+                            ('momentum', momentum), ('momentum_kd', momentum_kd),
+                            ('weight_decay', weight_decay)):
+            if value < 0:
+                raise ValueError(f'invalid {name}: {value}')
+        super().__init__(params, dict(lr=lr, momentum=momentum, momentum_kd=momentum_kd,
+                                      dampening=dampening, weight_decay=weight_decay))
+        if len(self.param_groups) != 1:
+            raise ValueError('DistillationOrientedTrainer takes one parameter group')
+        self.kd_grads = None  # parameter -> distillation gradient, from step_kd to step
+
+    @torch.no_grad()
+    def step_kd(self):
+        """Take the distillation loss's gradients (the parameters' ``grad`` now)."""
+        self.kd_grads = {p: p.grad for p in self.param_groups[0]['params']
+                         if p.grad is not None}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Update every parameter from the task gradients (their ``grad`` now) and the
+        distillation gradients ``step_kd`` took."""
+        group = self.param_groups[0]
+        lr, wd, damp = group['lr'], group['weight_decay'], group['dampening']
+        m_task, m_kd = group['momentum'], group['momentum_kd']
+        m_mean = (m_task + m_kd) / 2
+        kd_grads, self.kd_grads = self.kd_grads or {}, None
+        task_params = [p for p in group['params'] if p.grad is not None]
+        for p in task_params:
+            grad = p.grad.add(p, alpha=wd) if wd else p.grad
+            buffer = self._update(p, 'momentum_buffer', grad,
+                                  m_task if p in kd_grads else m_mean, damp)
+            p.add_(buffer, alpha=-lr)
+        task = set(task_params)
+        for p, grad in kd_grads.items():
+            state = self.state[p]
+            if 'momentum_kd_buffer' in state and p not in task and wd:
+                grad = grad.add(p, alpha=wd)
+            buffer = self._update(p, 'momentum_kd_buffer', grad,
+                                  m_kd if p in task else m_mean, damp)
+            p.add_(buffer, alpha=-lr)
+
+    def _update(self, p, key, grad, momentum, dampening):
+        """The buffer ``key`` of ``p`` after ``grad``: the gradient itself the first time."""
+        state = self.state[p]
+        if key not in state:
+            state[key] = torch.clone(grad).detach()
+        else:
+            state[key].mul_(momentum).add_(grad, alpha=1 - dampening)
+        return state[key]
+
+
+OPTIONS = (
+    Option('--optimizer', choices=['sgd', 'dot'], default='sgd',
+           help='dot: DOT, separate momenta for the task (CE) gradient and the distillation '
+                'gradient (every other term); init stages keep SGD'),
+    Option('--dot_delta', type=non_negative_float, default=0.075,
+           help='DOT: momentum --momentum - delta for the task gradient, + delta for the '
+                'distillation gradient'))
+
+
+def make_dot(params, opt):
+    """DOT for ``--optimizer dot``: momenta ``--momentum`` -/+ ``--dot_delta``."""
+    return DistillationOrientedTrainer(params, lr=opt.learning_rate,
+                                       momentum=opt.momentum - opt.dot_delta,
+                                       momentum_kd=opt.momentum + opt.dot_delta,
+                                       weight_decay=opt.weight_decay)
+
+
+def describe(opt):
+    if opt.optimizer != 'dot':
+        return ''
+    return (f'DOT: momentum {opt.momentum - opt.dot_delta:g} for the task gradient, '
+            f'{opt.momentum + opt.dot_delta:g} for the distillation gradient')
