@@ -1,5 +1,6 @@
 """Distil a frozen teacher into a student, RepDistiller-style (``--distill <method>``)."""
 import argparse
+import os
 import sys
 
 from dataset import DATASETS, build_loaders
@@ -103,7 +104,7 @@ def apply_run_defaults(opt, method, argv):
     """The authors' recipe of the method for the pair (``run_defaults``) and, with
     ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
     line leaves to their defaults; says what it set."""
-    needed = (method.run_defaults is not Distiller.run_defaults) or opt.logit_stand
+    needed = method.run_defaults.__func__ is not Distiller.run_defaults.__func__ or opt.logit_stand
     if not needed:
         return
     teacher = teacher_architecture(opt.path_t, opt.model_t)
@@ -189,6 +190,13 @@ def run_name(opt, method, model_t, plugins):
                        for name, value in modifier_options(opt).items())
     return (f'S:{opt.model_s}_T:{teacher}_{opt.dataset}_{opt.distill}{weights}_{opt.trial}'
             + options + ''.join(plugin.suffix(opt) for plugin in plugins))
+
+
+def run_dir(opt):
+    """The folder a run with these options writes (scripts/reproduce.py looks there)."""
+    model_t = teacher_architecture(opt.path_t, opt.model_t)
+    return os.path.join(opt.save_dir, 'student_model',
+                        run_name(opt, get_method(opt.distill), model_t, enabled_plugins(opt)))
 
 
 def run(opt):

@@ -22,11 +22,19 @@ def parse_option(argv=None):
     return finish_options(opt, opt.model)
 
 
+def run_name(opt):
+    return (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
+            f'_trial_{opt.trial}')
+
+
+def run_dir(opt):
+    """The folder a run with these options writes (scripts/reproduce.py looks there)."""
+    return os.path.join(opt.save_dir, 'models', run_name(opt))
+
+
 def run(opt):
     device = select_device(opt)
-    run_name = (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
-                f'_trial_{opt.trial}')
-    folder = RunFolder(opt, 'models', 'tensorboard', run_name)
+    folder = RunFolder(opt, 'models', 'tensorboard', run_name(opt))
     record = folder.record(opt)
     set_seed(folder.seed)
     train_loader, test_loader = build_loaders(

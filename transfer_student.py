@@ -108,6 +108,17 @@ def probed_checkpoint(path, arch):
     return stem[len(arch) + 1:] if stem.startswith(f'{arch}_') else stem
 
 
+def run_name(opt):
+    probed = probed_checkpoint(opt.path_s, opt.model_s)
+    return (f'{os.path.basename(os.path.dirname(os.path.abspath(opt.path_s)))}'
+            f'_{probed}_to_{opt.dataset}_trial_{opt.trial}')
+
+
+def run_dir(opt):
+    """The folder a run with these options writes (scripts/reproduce.py looks there)."""
+    return os.path.join(opt.save_dir, 'transfer', run_name(opt))
+
+
 def run(opt):
     device = select_device(opt)
     ckpt = load_checkpoint(opt.path_s)
@@ -116,10 +127,8 @@ def run(opt):
     student_of = dict(distill=source.get('distill', 'vanilla'), alpha=source.get('alpha', 0.0),
                       model_t=source.get('model_t', '-'))
     probed = probed_checkpoint(opt.path_s, opt.model_s)
-    run_name = (f'{os.path.basename(os.path.dirname(os.path.abspath(opt.path_s)))}'
-                f'_{probed}_to_{opt.dataset}_trial_{opt.trial}')
     identity = {'source': f'sha256 {file_digest(opt.path_s)}'}
-    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name, identity=identity,
+    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name(opt), identity=identity,
                        resolved=student_of)
     record = folder.record(opt, **student_of)
     set_seed(folder.seed)

@@ -80,12 +80,20 @@ class DKD(Distiller):
         return {'dkd_T': tau, 'dkd_alpha': weight,
                 'dkd_beta': None if weight is None else weight * beta}
 
+    @classmethod
+    def resolved_options(cls, options, teacher, student):
+        """``dkd_beta`` left to None: the authors' value for the pair."""
+        options = dict(options)
+        if options.get('dkd_beta') is None:
+            options['dkd_beta'] = DKD_BETAS.get((teacher, student), DKD_DEFAULT_BETA)
+        return options
+
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
         o = config.options
         self.dkd_alpha, self.dkd_T, self.warmup = o.dkd_alpha, o.dkd_T, o.dkd_warmup
-        self.dkd_beta = (DKD_BETAS.get((config.model_t, config.model_s), DKD_DEFAULT_BETA)
-                         if o.dkd_beta is None else o.dkd_beta)
+        self.dkd_beta = self.resolved_options(vars(o), config.model_t,
+                                              config.model_s)['dkd_beta']
 
     def describe(self):
         temperature = 'learned (CTKD)' if self.learned_T is not None else f'{self.dkd_T:g}'

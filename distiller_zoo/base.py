@@ -200,6 +200,12 @@ class Distiller(Learner):
         return {}
 
     @classmethod
+    def resolved_options(cls, options, teacher, student):
+        """The method's option values (a dict) as it uses them for a pair: those it resolves
+        itself when left to None (a per-pair default) filled in."""
+        return dict(options)
+
+    @classmethod
     def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
         """With ``--logit_stand``: the options that take LSKD's temperature ``tau`` and weight
         ``weight`` (and DKD's ``beta``) unless given."""

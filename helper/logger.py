@@ -1,5 +1,6 @@
 """What a run records: a console line, TensorBoard scalars and ``metrics.jsonl`` per epoch, and
 ``summary.json`` at the end. Both files are replaced atomically, never appended to in place."""
+import hashlib
 import json
 import os
 import subprocess
@@ -43,18 +44,34 @@ def read_metrics(path):
     return records
 
 
+def wandb_run(run_dir, config):
+    """A Weights & Biases run for the run folder (``--wandb``): the project is the folder's
+    kind (``student_model``, ``models``, ``transfer``; ``WANDB_PROJECT`` replaces it), the name
+    the folder's, and its id is derived from the folder, so a resumed run continues the same
+    W&B run. ``WANDB_MODE=offline`` logs without a network (``wandb sync`` uploads later)."""
+    import wandb
+    folder = os.path.abspath(run_dir)
+    return wandb.init(project=os.environ.get('WANDB_PROJECT', os.path.basename(
+                          os.path.dirname(folder))),
+                      name=os.path.basename(folder), dir=folder, config=config,
+                      id=hashlib.sha256(folder.encode()).hexdigest()[:16], resume='allow')
+
+
 class RunLogger:
     """Writes only in the main process of a multi-process run. ``first_epoch``: the epoch the
     run starts or resumes at; records of that epoch and later, left by an interrupted session,
-    are dropped (it is trained again)."""
+    are dropped (it is trained again). ``wandb_config``: also log to Weights & Biases, with this
+    configuration (the run's options)."""
 
-    def __init__(self, run_dir, tb_dir, first_epoch=1):
+    def __init__(self, run_dir, tb_dir, first_epoch=1, wandb_config=None):
         self.run_dir = run_dir
         self.enabled = is_main()
         self.writer = SummaryWriter(log_dir=tb_dir) if self.enabled else None
         self.metrics_path = os.path.join(run_dir, 'metrics.jsonl')
         self.records = [r for r in read_metrics(self.metrics_path)
                         if r.get('epoch', first_epoch) < first_epoch]
+        self.wandb = (wandb_run(run_dir, wandb_config)
+                      if self.enabled and wandb_config is not None else None)
 
     def log_epoch(self, epoch, epochs, lr, train, test, seconds, images_per_second, extra=None):
         """``extra``: what the learner reports of the epoch (``epoch_metrics``)."""
@@ -75,6 +92,8 @@ class RunLogger:
                   **extra, 'epoch_seconds': seconds, 'images_per_second': images_per_second}
         self.records.append(record)
         write_text_atomic(self.metrics_path, ''.join(json.dumps(r) + '\n' for r in self.records))
+        if self.wandb is not None:
+            self.wandb.log(record, step=epoch)
         terms = ' '.join(f'{k[5:]} {v:.4f}' for k, v in train.items() if k.startswith('loss_'))
         others = ''.join(f' | {k[:-5]} acc@1 {v:.2f}' for k, v in test.items()
                          if k.endswith('_top1'))  # other networks evaluated (DML's peer)
@@ -97,7 +116,12 @@ class RunLogger:
                    'git_commit': git_commit()}
         write_text_atomic(os.path.join(self.run_dir, 'summary.json'),
                           json.dumps(summary, indent=2, default=str))
+        if self.wandb is not None:
+            self.wandb.summary.update({'best_acc': best_acc, 'last_acc': last_acc,
+                                       'wall_seconds': wall_seconds})
 
     def close(self):
         if self.enabled:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -435,7 +435,8 @@ def train_and_record(learner, train_loader, test_loader, opt, arch, folder, devi
     ``learner`` with SGD (DOT with ``--optimizer dot``) on ``parameters()`` (taken once the
     init stage is over), logging each epoch, then write summary.json with ``models`` (role -> (name, model)) and ``summary``.
     Returns ``(best top-1, last top-1)``."""
-    logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume))
+    logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume),
+                       wandb_config=record if getattr(opt, 'wandb', False) else None)
     trainer = Trainer(learner, train_loader, test_loader, opt, arch, folder.run_dir, logger,
                       device, record, init_loader=init_loader, identity=identity)
     best, last = trainer.run(lambda: make_optimizer(parameters(), opt, device), folder.resume)

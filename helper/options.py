@@ -1,6 +1,7 @@
 """Command-line options shared by train_teacher.py and train_student.py (RepDistiller's names
 and defaults), and the checks and derived values both scripts need."""
 import argparse
+import importlib.util
 import os
 
 import torch
@@ -83,6 +84,10 @@ def base_parser(description):
                        help='decode and augment ImageNet JPEGs with NVIDIA DALI on the GPU '
                             'or in CPU threads (pip install -r requirements-dali.txt); without '
                             'DALI, gpu decodes with torchvision\'s nvJPEG')
+    parser.add_argument('--wandb', action='store_true',
+                        help='also log to Weights & Biases (pip install wandb; project and run '
+                             'name from the run folder; WANDB_MODE=offline works without a '
+                             'network)')
     speed = parser.add_argument_group('speed (see docs/PERFORMANCE.md)')
     speed.add_argument('--loader', choices=LOADERS, default='device',
                        help='device: keep CIFAR/synthetic on the training device and augment '
@@ -110,6 +115,8 @@ def finish_options(opt, model_name):
     epochs as a list, the learning rate for ``model_name``, the workers capped at the CPU
     count), frozen: nothing changes them afterwards. Raises UserError with the fix."""
     opt.lr_decay_epochs = parse_decay_epochs(opt.lr_decay_epochs)
+    if opt.wandb and importlib.util.find_spec('wandb') is None:
+        raise UserError('--wandb needs the wandb package: pip install wandb')
     if opt.learning_rate is None:
         opt.learning_rate = SMALL_MODEL_LR if model_name in SMALL_LR_MODELS else DEFAULT_LR
     opt.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))

@@ -43,7 +43,7 @@ def ordered_methods(methods):
 # Options that do not define an experiment: trials of one experiment may differ in them.
 NOT_DEFINING = {'trial', 'seed', 'resume', 'gpu_id', 'num_workers', 'print_freq', 'tb_freq',
                 'dist_url', 'multiprocessing_distributed', 'data_folder', 'save_dir', 'save_freq',
-                'n_data', 'div'}
+                'n_data', 'div', 'wandb'}
 # ... of which these may change the numbers a little; trials that differ in them are noted.
 SETTINGS = {'path_t', 'path_s', 'loader', 'dali', 'amp', 'channels_last', 'compile',
             'sgd_impl', 'sync_bn'}

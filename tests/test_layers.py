@@ -14,9 +14,13 @@ ALLOWED = {
     'dataset': {'helper.core', 'dataset'},
     'distiller_zoo': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo'},
     'helper': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo', 'helper'},
+    # above the entry points: it parses their options and finds their run folders
+    'reproduction': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo', 'helper',
+                     'train_student', 'train_teacher', 'transfer_student', 'scripts',
+                     'reproduction'},
 }
 PROJECT = ('helper', 'models', 'crd', 'dataset', 'distiller_zoo', 'scripts', 'train_student',
-           'train_teacher', 'eval_student', 'transfer_student')
+           'train_teacher', 'eval_student', 'transfer_student', 'reproduction')
 
 
 def layer_of(module):

@@ -1,0 +1,292 @@
+"""Running a table's runs (``reproduction.tables.Run``): on local GPUs or CPU processes, or as
+SLURM jobs through submitit, idempotently.
+
+A run is done once its ``done_file`` exists (a run's summary.json, a teacher's weights). A run
+that is not done starts with ``--resume auto`` when its folder holds a ``ckpt_last.pth`` (it
+continues where it stopped), else fresh. What the runner knows besides the run folders (each
+run's log, its last exit status, the SLURM job that holds it) is kept in ``state.json`` under
+``<save_dir>/reproduce/<table>/``, written atomically.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+from helper.core.checkpoint import LAST
+from helper.core.files import write_text_atomic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DONE, RUNNING, QUEUED, FAILED, BLOCKED = 'done', 'running', 'queued', 'failed', 'blocked'
+SLURM_ACTIVE = {'PENDING', 'RUNNING', 'REQUEUED', 'CONFIGURING', 'COMPLETING', 'RESIZING',
+                'SUSPENDED', 'UNKNOWN'}
+
+
+def command(run, python=sys.executable):
+    """The command lines of a run, as it would start now (``--resume auto`` once it has a
+    checkpoint to continue from)."""
+    resume = os.path.isfile(os.path.join(run.run_dir, LAST))
+    return [[python] + argv + (['--resume', 'auto'] if resume and i == len(run.commands) - 1
+                               else []) for i, argv in enumerate(run.commands)]
+
+
+def log_name(run):
+    return run.id.replace(':', '_').replace('/', '_') + '.log'
+
+
+class State:
+    """``state.json``: per run id, its attempts, last exit status, log and SLURM job."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, 'state.json')
+        self.logs = os.path.join(folder, 'logs')
+        try:
+            with open(self.path) as f:
+                self.runs = json.load(f)
+        except (OSError, ValueError):
+            self.runs = {}
+
+    def log(self, run):
+        return os.path.join(self.logs, log_name(run))
+
+    def get(self, run):
+        return self.runs.setdefault(run.id, {})
+
+    def save(self):
+        os.makedirs(self.folder, exist_ok=True)
+        write_text_atomic(self.path, json.dumps(self.runs, indent=1, sort_keys=True))
+
+
+def statuses(runs, state, active=lambda run: False):
+    """Each run's status: done, running (``active``: a job holds it), failed (its last attempt
+    failed), blocked (a run it needs failed) or queued."""
+    by_id = {run.id: run for run in runs}
+    status = {}
+    for run in runs:
+        if os.path.isfile(run.done_file):
+            status[run.id] = DONE
+        elif active(run):
+            status[run.id] = RUNNING
+        elif state.get(run).get('exit') not in (None, 0):
+            status[run.id] = FAILED
+        else:
+            status[run.id] = QUEUED
+    changed = True
+    while changed:  # what a failed or blocked run would have fed cannot start
+        changed = False
+        for run in runs:
+            if status[run.id] == QUEUED and any(
+                    status.get(need) in (FAILED, BLOCKED) for need in run.needs
+                    if need in by_id):
+                status[run.id] = BLOCKED
+                changed = True
+    return status
+
+
+def ready(run, status):
+    return status[run.id] == QUEUED and all(status.get(n, DONE) == DONE for n in run.needs)
+
+
+def progress_line(status):
+    counts = Counter(status.values())
+    return ' | '.join(f'{counts.get(k, 0)} {k}' for k in (DONE, RUNNING, QUEUED, FAILED, BLOCKED))
+
+
+def report_failures(runs, status, state):
+    for run in runs:
+        if status[run.id] == FAILED:
+            print(f'  failed: {run.id} (exit {state.get(run).get("exit")}): '
+                  f'{state.get(run).get("log", state.log(run))}', flush=True)
+
+
+def execute(run, log_path, env=None, on_start=None):
+    """Run a run's commands in turn (a teacher: fetch, else train) until one succeeds, output
+    to ``log_path``; returns the last exit status. ``on_start(process)`` sees each process."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    code = 1
+    with open(log_path, 'a') as log:
+        for argv in command(run):
+            log.write(f'$ {" ".join(argv)}\n')
+            log.flush()
+            process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                       env=env)
+            if on_start:
+                on_start(process)
+            code = process.wait()
+            if code == 0:
+                break
+    return code
+
+
+class _Slot:
+    """One run in progress in a thread of the local executor."""
+
+    def __init__(self, run, device, log_path, env):
+        self.run, self.device, self.process, self.code = run, device, None, None
+        self.thread = threading.Thread(target=self._work, args=(log_path, env), daemon=True)
+        self.thread.start()
+
+    def _work(self, log_path, env):
+        self.code = execute(self.run, log_path, env, lambda p: setattr(self, 'process', p))
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+
+class LocalExecutor:
+    """A queue over slots: ``runs_per_gpu`` runs at once on each listed GPU, or
+    ``cpu_workers`` CPU processes. Ctrl-C or SIGTERM stops every run (each saves its state)
+    and returns; the next invocation resumes them."""
+
+    def __init__(self, gpus, runs_per_gpu=1, cpu_workers=1):
+        self.devices = [g for g in gpus for _ in range(runs_per_gpu)] if gpus \
+            else [None] * cpu_workers
+
+    def env(self, gpu):
+        env = dict(os.environ)
+        if gpu is not None:
+            env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+        else:  # CPU processes share the cores
+            threads = max(1, (os.cpu_count() or 1) // len(self.devices))
+            env.setdefault('OMP_NUM_THREADS', str(threads))
+        return env
+
+    def run(self, runs, state):
+        slots, free, stop = {}, list(self.devices), []
+
+        def request_stop(signum, frame):
+            stop.append(signum)
+            for slot in slots.values():
+                slot.stop()
+        previous = {sig: signal.signal(sig, request_stop)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        shown = None
+        try:
+            while True:
+                for run_id, slot in list(slots.items()):
+                    if slot.code is not None:
+                        slot.thread.join()
+                        del slots[run_id]
+                        free.append(slot.device)
+                        state.get(slot.run)['exit'] = slot.code
+                        state.save()
+                status = statuses(runs, state, lambda r: r.id in slots)
+                for run in runs if not stop else ():
+                    if free and ready(run, status):
+                        record = state.get(run)
+                        record.update(log=state.log(run), exit=None,
+                                      attempts=record.get('attempts', 0) + 1)
+                        state.save()
+                        device = free.pop(0)
+                        slots[run.id] = _Slot(run, device, state.log(run), self.env(device))
+                        status[run.id] = RUNNING
+                line = progress_line(status)
+                if line != shown:
+                    print(f'reproduce: {line}', flush=True)
+                    shown = line
+                if not slots and (stop or not any(ready(r, status) for r in runs)):
+                    break
+                time.sleep(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        status = statuses(runs, state)
+        report_failures(runs, status, state)
+        return status, bool(stop)
+
+
+class RunJob:
+    """What a SLURM job (through submitit) runs: one run, resumed if it has a checkpoint. On
+    preemption or time-out submitit calls ``checkpoint``: the run is told to stop (SIGTERM: it
+    saves its state) and the job is requeued; the requeued job resumes the run."""
+
+    def __init__(self, state_folder):
+        self.state_folder = state_folder
+        self.process = None
+
+    def __call__(self, run):
+        code = execute(run, os.path.join(self.state_folder, 'logs', log_name(run)),
+                       on_start=lambda p: setattr(self, 'process', p))
+        if code != 0:
+            raise RuntimeError(f'{run.id} exited with status {code}')
+        return code
+
+    def checkpoint(self, run):
+        import submitit
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return submitit.helpers.DelayedSubmission(RunJob(self.state_folder), run)
+
+
+class SubmititExecutor:
+    """SLURM job arrays (``cluster='slurm'``) or submitit's local executor (``'local'``, to
+    try a setup on one machine). Each invocation submits the runs that are ready and not held
+    by a job; with ``wait`` it waits for them and submits what becomes ready."""
+
+    def __init__(self, folder, cluster='slurm', wait=False, **parameters):
+        import submitit
+        self.submitit = submitit
+        self.cluster, self.wait = cluster, wait
+        self.folder = os.path.join(folder, 'submitit')
+        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
+        self.executor.update_parameters(**{k: v for k, v in parameters.items()
+                                           if v is not None})
+        self.jobs = {}  # run id -> job submitted by this invocation
+
+    def active(self, state):
+        def is_active(run):
+            job = self.jobs.get(run.id)
+            if job is not None:
+                return not job.done()
+            job_id = state.get(run).get('job')
+            if job_id is None or self.cluster != 'slurm':
+                return False
+            return self.submitit.SlurmJob(folder=self.folder, job_id=job_id).state in \
+                SLURM_ACTIVE
+        return is_active
+
+    def run(self, runs, state):
+        active = self.active(state)
+        while True:
+            status = statuses(runs, state, active)
+            todo = [run for run in runs if ready(run, status)]
+            if todo:
+                jobs = self.executor.map_array(RunJob(state.folder), todo)
+                for run, job in zip(todo, jobs):
+                    self.jobs[run.id] = job
+                    record = state.get(run)
+                    record.update(job=job.job_id, log=os.path.join(state.logs, log_name(run)),
+                                  attempts=record.get('attempts', 0) + 1, exit=None)
+                state.save()
+                print(f'reproduce: submitted {len(todo)} runs ({self.cluster} job '
+                      f'{jobs[0].job_id.split("_")[0]})', flush=True)
+            print(f'reproduce: {progress_line(statuses(runs, state, active))}', flush=True)
+            if not self.wait:
+                waiting = sum(1 for run in runs if statuses(runs, state, active)[run.id] == QUEUED
+                              and run.id not in self.jobs)
+                if waiting:
+                    print(f'reproduce: {waiting} runs wait for the runs they need; run the same '
+                          f'command again once those finish (or add --wait)', flush=True)
+                break
+            pending = [job for job in self.jobs.values() if not job.done()]
+            if not pending and not todo:
+                break
+            while pending and not any(job.done() for job in pending):
+                time.sleep(1)
+            for run in runs:
+                job = self.jobs.get(run.id)
+                if job is not None and job.done():
+                    state.get(run)['exit'] = 0 if os.path.isfile(run.done_file) else 1
+            state.save()
+        status = statuses(runs, state, active)
+        report_failures(runs, status, state)
+        return status, False

@@ -1,0 +1,154 @@
+"""The measured table beside the published one (``scripts/reproduce.py --report``).
+
+For each cell: the published figure, the measured mean and sample standard deviation over the
+finished trials (n) of the statistic the source reports (the last or the best epoch's top-1;
+the teacher's accuracy as the distillation runs measured it), and their difference. A cell is
+marked (``!``) when the published figure lies outside the measured mean +- 2 std, or fewer
+than 2 trials finished.
+"""
+import csv
+import io
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+from .tables import TEACHER
+
+MARK = '!'
+
+
+@dataclass
+class Measured:
+    cell: object
+    values: list
+
+    @property
+    def n(self):
+        return len(self.values)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:
+        return statistics.stdev(self.values) if self.n >= 2 else None
+
+    @property
+    def difference(self):
+        if self.mean is None or self.cell.published is None:
+            return None
+        return self.mean - self.cell.published
+
+    @property
+    def marked(self):
+        published = self.cell.published
+        if published is None:
+            return False
+        if self.n < 2:
+            return True
+        return abs(published - self.mean) > 2 * self.std
+
+
+def _summary(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def measure(table, runs):
+    """``Measured`` per cell of the table, from the runs' summaries."""
+    values = {id(cell): [] for cell in table.cells}
+    for run in runs:
+        for cell in run.cells:
+            if cell.row == TEACHER and not cell.probe:
+                # the teacher's accuracy as every distillation run of the pair measured it once
+                continue
+            summary = _summary(run.done_file)
+            if summary is not None:
+                values[id(cell)].append(summary[f'{cell.statistic}_acc'])
+    for cell in table.cells:
+        if cell.row == TEACHER and not cell.probe:
+            values[id(cell)] = _teacher_accuracy(cell, runs)
+    return [Measured(cell, values[id(cell)]) for cell in table.cells
+            if any(cell in run.cells for run in runs)]
+
+
+def _teacher_accuracy(cell, runs):
+    """The teacher's test accuracy (one value: the same weights every time), read from a
+    finished distillation run of the pair, else from the teacher's own training run."""
+    for run in runs:
+        if run.kind == 'distill' and run.cells and run.cells[0].teacher == cell.teacher:
+            summary = _summary(run.done_file)
+            if summary is not None and summary.get('teacher_acc') is not None:
+                return [summary['teacher_acc']]
+    for run in runs:
+        if run.kind == TEACHER and cell in run.cells:
+            summary = _summary(os.path.join(run.run_dir, 'summary.json'))
+            if summary is not None:
+                return [summary[f'{cell.statistic}_acc']]
+    return []
+
+
+def _fmt(value, digits=2):
+    return '' if value is None else f'{value:.{digits}f}'
+
+
+def column_name(teacher, student, probe):
+    return f'{teacher} -> {student}' + (f' ({probe})' if probe else '')
+
+
+def markdown(table, measured):
+    """A RepDistiller-style table: rows the table's rows, two columns per pair (published,
+    measured mean +- std (n) and the difference)."""
+    columns = table.columns
+    by_row = {}
+    for m in measured:
+        by_row.setdefault((m.cell.row, m.cell.label), {})[
+            (m.cell.teacher, m.cell.student, m.cell.probe)] = m
+    header = ['method'] + [f'{column_name(*c)} {what}' for c in columns
+                           for what in ('published', 'measured')]
+    lines = [f'## {table.title}', '',
+             f'Source: {table.source}. Published figures: {table.statistic} epoch, '
+             f'{table.aggregate}; measured: mean +- std (n trials), difference; {MARK} where '
+             f'the published figure lies outside mean +- 2 std or n < 2.', '',
+             '| ' + ' | '.join(header) + ' |',
+             '| --- |' + ' ---: |' * (len(header) - 1)]
+    for (_, label), cells in by_row.items():
+        row = [label]
+        for column in columns:
+            m = cells.get(column)
+            if m is None or m.cell.published is None and not m.values:
+                row += ['', '']
+                continue
+            measured_text = ''
+            if m.values:
+                spread = f' +- {_fmt(m.std)}' if m.std is not None else ''
+                diff = f', {m.difference:+.2f}' if m.difference is not None else ''
+                measured_text = f'{_fmt(m.mean)}{spread} ({m.n}){diff}'
+            elif m.cell.published is not None:
+                measured_text = '- (0)'
+            row += [_fmt(m.cell.published), measured_text + (f' {MARK}' if m.marked else '')]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'statistic', 'aggregate',
+              'published', 'source', 'mean', 'std', 'n', 'difference', 'marked']
+
+
+def csv_text(measured):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    for m in measured:
+        c = m.cell
+        writer.writerow([c.table, c.row, c.label, c.teacher, c.student, c.probe or '',
+                         c.statistic, c.aggregate, '' if c.published is None else c.published,
+                         c.source, _fmt(m.mean, 4), _fmt(m.std, 4), m.n,
+                         _fmt(m.difference, 4), int(m.marked)])
+    return out.getvalue()

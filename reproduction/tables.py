@@ -1,0 +1,358 @@
+"""Published tables as data (``tables/*.toml``) and the runs that measure them.
+
+A table names its source, its data set, the statistic its figures are (the ``last`` or the
+``best`` epoch's top-1, the ``mean`` of several runs or a ``single`` run), the teacher/student
+pairs (its columns; with ``probes``, a linear probe of each run on those data sets is the
+column instead), the common recipe, and rows. A row is the teacher (``teacher``), the student
+trained alone (``student``) or a method: ``flags`` as the authors' scripts write them (a
+``--distill`` first), ``variant`` the flags among them that make the row differ from the
+method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"``
+where the source has none (the cell is not run), ``"unpublished"`` where it is run and measured
+without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and
+the recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after
+the row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
+(``--model_t``) instead of reading a teacher.
+
+``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
+students alone, then the distillation runs (and the probes), each with the runs it needs.
+"""
+import contextlib
+import functools
+import io
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import train_student
+import train_teacher
+import transfer_student
+from distiller_zoo import METHODS
+from helper.core.util import UserError
+from models import SMALL_LR_MODELS, model_dict
+from scripts.fetch_teachers import TEACHERS
+
+ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_student,
+                'transfer_student.py': transfer_student}
+
+TEACHER, STUDENT = 'teacher', 'student'
+STATISTICS = ('last', 'best')
+AGGREGATES = ('mean', 'single')
+RECIPE_FLAGS = {'epochs': '--epochs', 'learning_rate': '--learning_rate',
+                'batch_size': '--batch_size'}
+SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
+DEFAULT_SAVE, DEFAULT_DATA = './save', './data'
+FETCHED_EPOCHS = 240  # the epoch count in the fetched teachers' file names
+
+
+class TableError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One published figure: a row (``teacher``, ``student`` or a method) on one pair (and
+    probe data set), with the recipe and what the figure is."""
+    table: str
+    row: str
+    label: str
+    teacher: str
+    student: str
+    flags: tuple
+    variant: tuple
+    recipe: dict
+    published: Optional[float]
+    statistic: str
+    aggregate: str
+    source: str
+    probe: Optional[str] = None
+    measured: bool = True  # run and measured (False: the source has no figure; not run)
+    scratch_peer: bool = False
+
+    @property
+    def where(self):
+        column = f'{self.teacher} -> {self.student}' + (f' on {self.probe}' if self.probe else '')
+        return f"{self.table}, row '{self.row}', {column}"
+
+
+@dataclass
+class Run:
+    """One training command (or, for a teacher, commands tried in turn: fetch, else train),
+    the runs it needs finished first, and where it writes."""
+    id: str
+    kind: str  # teacher, student, distill or probe
+    commands: list  # argv lists, script first (tried in order until one succeeds)
+    run_dir: str
+    done_file: str  # exists once the run has finished
+    needs: tuple = ()
+    cells: list = field(default_factory=list)
+
+    @property
+    def argv(self):
+        return self.commands[-1]
+
+
+def _published(value, where):
+    """``(figure, measured)`` of a published entry."""
+    if isinstance(value, str) and value.strip().upper() == 'N/A':
+        return None, False
+    if isinstance(value, str) and value.strip().lower() == 'unpublished':
+        return None, True
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value), True
+    raise TableError(f'{where}: published figure {value!r} is neither a number, "N/A" nor '
+                     f'"unpublished"')
+
+
+def _choice(value, choices, what, where):
+    if value not in choices:
+        raise TableError(f'{where}: {what} {value!r} is not one of {", ".join(choices)}')
+    return value
+
+
+class Table:
+    """A table file, checked: every cell's models, method and flags must be ones the training
+    scripts accept (a bad cell stops with one line that names it)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.name = os.path.splitext(os.path.basename(path))[0]
+        try:
+            with open(path, 'rb') as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise TableError(f'cannot read table {path}: {e.strerror}') from None
+        except tomllib.TOMLDecodeError as e:
+            raise TableError(f'{self.name}: not valid TOML ({e})') from None
+        where = self.name
+        try:
+            self.title = data.get('title', self.name)
+            self.source = data['source']
+            self.note = data.get('note', '')
+            self.dataset = data.get('dataset', 'cifar100')
+            self.statistic = _choice(data.get('statistic', 'last'), STATISTICS, 'statistic', where)
+            self.aggregate = _choice(data.get('aggregate', 'mean'), AGGREGATES, 'aggregate', where)
+            self.trials = int(data.get('trials', 1))
+            self.teacher_epochs = int(data.get('teacher_epochs', FETCHED_EPOCHS))
+            self.fixed_seeds = bool(data.get('fixed_seeds', False))
+            self.fetch_teachers = bool(data.get('fetch_teachers', True))
+            self.probes = list(data.get('probes', [None]))
+            self.probe_checkpoint = data.get('probe_checkpoint', 'last')
+            self.recipe = dict(data.get('recipe', {}))
+            self.pairs = [(p['teacher'], p['student']) for p in data['pairs']]
+            rows = data['rows']
+        except KeyError as e:
+            raise TableError(f'{where}: missing {e.args[0]!r}') from None
+        except (TypeError, ValueError) as e:
+            raise TableError(f'{where}: {e}') from None
+        self.cells = [cell for key, row in rows.items() for cell in self._row_cells(key, row)]
+        for cell in self.cells:
+            check_cell(self, cell)
+
+    @property
+    def columns(self):
+        return [(t, s, probe) for t, s in self.pairs for probe in self.probes]
+
+    def _row_cells(self, key, row):
+        where = f"{self.name}, row '{key}'"
+        if 'published' not in row:
+            raise TableError(f'{where}: no published figures')
+        published = row['published']
+        if not isinstance(published, list) or len(published) != len(self.columns):
+            raise TableError(f'{where}: {len(published) if isinstance(published, list) else 0} '
+                             f'published figures for {len(self.columns)} columns')
+        flags = tuple(row.get('flags', '').split())
+        variant = tuple(row.get('variant', '').split())
+        if key not in (TEACHER, STUDENT) and '--distill' not in flags:
+            raise TableError(f'{where}: flags must name the method (--distill NAME)')
+        recipe = {**self.recipe, **row.get('recipe', {})}
+        statistic = _choice(row.get('statistic', self.statistic), STATISTICS, 'statistic', where)
+        aggregate = _choice(row.get('aggregate', self.aggregate), AGGREGATES, 'aggregate', where)
+        pair_flags = row.get('pair_flags', {})
+        unknown = set(pair_flags) - {f'{t}:{s}' for t, s in self.pairs}
+        if unknown:
+            raise TableError(f'{where}: pair_flags for pairs the table does not have: '
+                             f'{", ".join(sorted(unknown))}')
+        for (teacher, student, probe), value in zip(self.columns, published):
+            figure, measured = _published(value, f'{where}, {teacher} -> {student}')
+            cell_flags = flags + tuple(pair_flags.get(f'{teacher}:{student}', '').split())
+            yield Cell(self.name, key, row.get('label', key), teacher, student, cell_flags,
+                       variant,
+                       recipe, figure, statistic, aggregate, row.get('source', self.source),
+                       probe, measured, bool(row.get('scratch_peer', False)))
+
+    # -- runs ------------------------------------------------------------------------------
+    def teacher_path(self, teacher, save_dir):
+        """Where distillation runs read the teacher: RepDistiller's path on CIFAR-100 (where
+        fetched and trained teachers are published), else the teacher run's last weights."""
+        if self.dataset == 'cifar100':
+            return os.path.join(save_dir, 'models', f'{teacher}_vanilla',
+                                f'ckpt_epoch_{self.teacher_epochs}.pth')
+        run = _parse('train_teacher.py', self.teacher_argv(teacher, save_dir, DEFAULT_DATA))
+        return os.path.join(run_dir_of('train_teacher.py', run), f'{teacher}_last.pth')
+
+    def common(self, save_dir, data_folder):
+        """The data set and the folders, where they are not the scripts' defaults."""
+        dataset = ['--dataset', self.dataset] if self.dataset != 'cifar100' else []
+        return dataset + _folders(save_dir, data_folder)
+
+    def teacher_argv(self, teacher, save_dir, data_folder):
+        epochs = [] if self.teacher_epochs == 240 else ['--epochs', str(self.teacher_epochs)]
+        return (['train_teacher.py', '--model', teacher] + epochs
+                + self.common(save_dir, data_folder))
+
+    def recipe_flags(self, cell, script, base):
+        """The recipe's values that the script would not apply by itself."""
+        opt = _parse(script, base)
+        flags = []
+        for key, flag in RECIPE_FLAGS.items():
+            wanted = recipe_value(cell, key)
+            if flag in cell.flags:  # the cell's own value comes first
+                continue
+            if wanted is not None and getattr(opt, key) != wanted:
+                flags += [flag, _format(wanted)]
+        return flags
+
+    def cell_argv(self, cell, trial, save_dir, data_folder):
+        """``(script, argv)`` of one trial of a cell (without the probe)."""
+        common = self.common(save_dir, data_folder)
+        seed = ['--seed', str(trial)] if self.fixed_seeds else []
+        if cell.row == STUDENT:
+            base = ['--model', cell.student, '--trial', str(trial)] + list(cell.flags) + common
+            script = 'train_teacher.py'
+        else:
+            distill = list(cell.flags)
+            name = distill.pop(distill.index('--distill') + 1)
+            distill.remove('--distill')
+            teacher = (['--model_t', cell.teacher] if cell.scratch_peer
+                       else ['--path_t', self.teacher_path(cell.teacher, save_dir)])
+            base = (teacher + ['--distill', name, '--model_s', cell.student] + distill
+                    + ['--trial', str(trial)] + common)
+            script = 'train_student.py'
+        return script, base + self.recipe_flags(cell, script, base) + seed
+
+    def runs(self, trials=None, save_dir=DEFAULT_SAVE, data_folder=DEFAULT_DATA, extra=(),
+             rows=None, pairs=None):
+        """The runs that measure the table (``rows``/``pairs``: only those), in order."""
+        trials = trials or self.trials
+        extra = list(extra)
+        cells = [c for c in self.cells if c.measured
+                 and (rows is None or c.row in rows)
+                 and (pairs is None or f'{c.teacher}:{c.student}' in pairs)]
+        runs = {}
+
+        def add(run, cell):
+            run = runs.setdefault(run.id, run)
+            if cell is not None and cell not in run.cells:
+                run.cells.append(cell)
+            return run
+
+        teachers = {}
+        for cell in cells:
+            if cell.teacher in teachers or cell.scratch_peer:
+                continue
+            argv = self.teacher_argv(cell.teacher, save_dir, data_folder) + extra
+            commands = [argv]
+            if self.fetch_teachers and self.dataset == 'cifar100' and \
+                    self.teacher_epochs == FETCHED_EPOCHS and cell.teacher in TEACHERS:
+                fetch = ['scripts/fetch_teachers.py', cell.teacher] + (
+                    ['--save_dir', save_dir] if save_dir != DEFAULT_SAVE else [])
+                commands = [fetch, argv]
+            teachers[cell.teacher] = Run(
+                f'teacher:{cell.teacher}', TEACHER, commands,
+                run_dir_of('train_teacher.py', _parse('train_teacher.py', argv)),
+                self.teacher_path(cell.teacher, save_dir))
+        ordered = {STUDENT: [], 'distill': [], 'probe': []}
+        for cell in cells:
+            teacher = None if cell.scratch_peer else add(
+                teachers[cell.teacher], cell if cell.row == TEACHER and not cell.probe else None)
+            for trial in range(1, trials + 1):
+                if cell.row == TEACHER:
+                    source = teacher
+                else:
+                    script, argv = self.cell_argv(cell, trial, save_dir, data_folder)
+                    argv = [script] + argv + extra
+                    kind = STUDENT if cell.row == STUDENT else 'distill'
+                    folder = run_dir_of(script, _parse(script, argv))
+                    source = Run(f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind,
+                                 [argv], folder, os.path.join(folder, 'summary.json'),
+                                 needs=() if teacher is None or kind == STUDENT
+                                 else (teacher.id,))
+                    source = add(source, None if cell.probe else cell)
+                    if source not in ordered[kind]:
+                        ordered[kind].append(source)
+                if cell.probe:
+                    ordered['probe'].append(add(self.probe_run(cell, source, trial, save_dir,
+                                                               data_folder, extra), cell))
+        return list(teachers.values()) + [r for kind in ordered.values() for r in kind]
+
+    def probe_run(self, cell, source, trial, save_dir, data_folder, extra):
+        if source.kind == TEACHER:
+            path, arch = source.done_file, cell.teacher
+        else:
+            arch = cell.student
+            path = os.path.join(source.run_dir, f'{arch}_{self.probe_checkpoint}.pth')
+        argv = (['transfer_student.py', '--path_s', path, '--model_s', arch, '--dataset',
+                 cell.probe, '--trial', str(trial)]
+                + _folders(save_dir, data_folder)
+                + (['--seed', str(trial)] if self.fixed_seeds else []) + list(extra))
+        folder = run_dir_of('transfer_student.py', _parse('transfer_student.py', argv))
+        return Run(f'probe:{cell.row}:{cell.teacher}:{cell.student}:{cell.probe}:{trial}',
+                   'probe', [argv], folder, os.path.join(folder, 'summary.json'),
+                   needs=(source.id,))
+
+
+def _folders(save_dir, data_folder):
+    return ((['--save_dir', save_dir] if save_dir != DEFAULT_SAVE else [])
+            + (['--data_folder', data_folder] if data_folder != DEFAULT_DATA else []))
+
+
+def recipe_value(cell, key):
+    """The recipe's value of ``key`` for the cell (the small-student learning rate for
+    MobileNetV2 and ShuffleNet students)."""
+    if key == 'learning_rate' and cell.student in SMALL_LR_MODELS and SMALL_STUDENT_LR in \
+            cell.recipe:
+        return cell.recipe[SMALL_STUDENT_LR]
+    return cell.recipe.get(key)
+
+
+def _format(value):
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def _parse(script, argv):
+    """The script's parsed options for ``argv`` (its first word may be the script), with the
+    notes a parse prints kept quiet."""
+    argv = tuple(argv[1:] if argv and argv[0] == script else argv)
+    return _parse_cached(script, argv)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(script, argv):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return ENTRY_POINTS[script].parse_option(list(argv))
+
+
+def run_dir_of(script, opt):
+    return ENTRY_POINTS[script].run_dir(opt)
+
+
+def check_cell(table, cell):
+    """Refuse, in one line naming the cell, an unknown model or method or flags the training
+    script rejects."""
+    for role, name in ((TEACHER, cell.teacher), (STUDENT, cell.student)):
+        if name not in model_dict:
+            raise TableError(f'{cell.where}: unknown {role} model {name!r}')
+    if cell.row not in (TEACHER, STUDENT):
+        method = cell.flags[cell.flags.index('--distill') + 1] \
+            if cell.flags.index('--distill') + 1 < len(cell.flags) else ''
+        if method not in METHODS:
+            raise TableError(f'{cell.where}: unknown method {method!r}')
+    if cell.row == TEACHER:
+        return
+    try:
+        script, argv = table.cell_argv(cell, 1, DEFAULT_SAVE, DEFAULT_DATA)
+        _parse(script, argv)
+    except UserError as e:
+        raise TableError(f'{cell.where}: the flags are refused: {e}') from None

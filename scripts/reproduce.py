@@ -1,0 +1,139 @@
+"""Reproduce a published table: expand it into runs, run them (local GPUs or CPU processes, or
+SLURM through submitit), and report the measured figures beside the published ones.
+
+    python scripts/reproduce.py tables/repdistiller_same.toml --gpus 0,1,2,3 --runs_per_gpu 2
+    python scripts/reproduce.py tables/repdistiller_same.toml --report
+
+Running the same command again skips finished runs and resumes interrupted ones.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from helper.core.files import write_text_atomic  # noqa: E402
+from helper.core.util import UserError, non_negative_int, positive_int  # noqa: E402
+from reproduction.jobs import (BLOCKED, FAILED, LocalExecutor, State,  # noqa: E402
+                               SubmititExecutor, command, statuses)
+from reproduction.report import csv_text, markdown, measure  # noqa: E402
+from reproduction.tables import Table  # noqa: E402
+
+EXECUTORS = ('local', 'slurm', 'submitit_local')
+
+
+def parse_option(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.error = lambda message: (_ for _ in ()).throw(
+        UserError(f'{message} (--help lists the options)'))
+    parser.add_argument('table', help='a table file (tables/*.toml)')
+    parser.add_argument('--rows', '--methods', dest='rows', default=None,
+                        help='only these rows (methods, teacher, student), comma-separated '
+                             '(e.g. kd,crd,student)')
+    parser.add_argument('--pairs', default=None,
+                        help='only these pairs, comma-separated TEACHER:STUDENT')
+    parser.add_argument('--trials', type=positive_int, default=None,
+                        help='runs per cell (default: the table\'s)')
+    parser.add_argument('--save_dir', default='./save', help='passed to every run')
+    parser.add_argument('--data_folder', default='./data', help='passed to every run')
+    parser.add_argument('--extra', default='',
+                        help='more flags for every run, e.g. "--amp bf16 --num_workers 4"')
+    parser.add_argument('--dry_run', action='store_true',
+                        help='print the command lines of the runs still to do, run nothing')
+    parser.add_argument('--report', action='store_true',
+                        help='write the measured table beside the published one (markdown and '
+                             'CSV under <save_dir>/reproduce/<table>/) and print it')
+    parser.add_argument('--executor', choices=EXECUTORS, default='local',
+                        help='local: a queue over --gpus (or CPU processes); slurm: job arrays '
+                             'through submitit; submitit_local: submitit on this machine')
+    local = parser.add_argument_group('local executor')
+    local.add_argument('--gpus', default=None,
+                       help='GPU indices to use, comma-separated (default: every visible GPU; '
+                            'none: CPU processes)')
+    local.add_argument('--runs_per_gpu', type=positive_int, default=1,
+                       help='runs at once on each GPU (small CIFAR students leave most of a '
+                            'large GPU idle)')
+    local.add_argument('--cpu_workers', type=positive_int, default=1,
+                       help='runs at once without GPUs')
+    slurm = parser.add_argument_group('slurm executor (submitit)')
+    slurm.add_argument('--partition', default=None, help='SLURM partition')
+    slurm.add_argument('--account', default=None, help='SLURM account')
+    slurm.add_argument('--time', type=positive_int, default=24 * 60,
+                       help='minutes per job; a run that needs longer is requeued and resumes')
+    slurm.add_argument('--gpus_per_job', type=non_negative_int, default=1, help='GPUs per job')
+    slurm.add_argument('--cpus_per_job', type=positive_int, default=8, help='CPUs per job')
+    slurm.add_argument('--array_parallelism', type=positive_int, default=64,
+                       help='jobs of an array running at once')
+    slurm.add_argument('--wait', action='store_true',
+                       help='wait for the jobs, submitting what becomes ready (a teacher\'s '
+                            'students), instead of returning after submitting')
+    opt = parser.parse_args(argv)
+    if opt.gpus is None:
+        import torch
+        opt.gpus = ','.join(str(i) for i in range(torch.cuda.device_count()))
+    opt.gpus = [g for g in opt.gpus.split(',') if g.strip()]
+    return opt
+
+
+def state_folder(opt, table):
+    return os.path.join(opt.save_dir, 'reproduce', table.name)
+
+
+def main_run(opt):
+    table = Table(opt.table)
+    runs = table.runs(opt.trials, opt.save_dir, opt.data_folder, opt.extra.split(),
+                      rows=opt.rows.split(',') if opt.rows else None,
+                      pairs=opt.pairs.split(',') if opt.pairs else None)
+    if not runs:
+        raise UserError(f'{table.name}: no cell matches --rows/--pairs')
+    folder = state_folder(opt, table)
+    state = State(folder)
+    if opt.report:
+        measured = measure(table, runs)
+        text = markdown(table, measured)
+        os.makedirs(folder, exist_ok=True)
+        write_text_atomic(os.path.join(folder, 'report.md'), text)
+        write_text_atomic(os.path.join(folder, 'report.csv'), csv_text(measured))
+        print(text + f'\nwritten: {os.path.join(folder, "report.md")} and report.csv')
+        return 0
+    if opt.dry_run:
+        status = statuses(runs, state)
+        for run in runs:
+            if status[run.id] != 'done':
+                lines = command(run, python='python')
+                print(' || '.join(' '.join(line) for line in lines))
+        return 0
+    for record in state.runs.values():  # an earlier invocation's failures are tried again
+        record['exit'] = None
+    print(f'{table.title}: {len(runs)} runs ({opt.executor} executor); logs in '
+          f'{state.logs}', flush=True)
+    if opt.executor == 'local':
+        executor = LocalExecutor(opt.gpus, opt.runs_per_gpu, opt.cpu_workers)
+    else:
+        executor = SubmititExecutor(
+            folder, cluster='slurm' if opt.executor == 'slurm' else 'local',
+            wait=opt.wait or opt.executor == 'submitit_local', timeout_min=opt.time,
+            slurm_partition=opt.partition, slurm_account=opt.account,
+            gpus_per_node=opt.gpus_per_job, cpus_per_task=opt.cpus_per_job,
+            slurm_array_parallelism=opt.array_parallelism)
+    status, stopped = executor.run(runs, state)
+    if stopped:
+        print('stopped: the runs saved their state; run the same command again to resume',
+              flush=True)
+        return 130
+    unfinished = sum(1 for s in status.values() if s in (FAILED, BLOCKED))
+    return 1 if unfinished else 0
+
+
+def main(argv=None):
+    try:
+        return main_run(parse_option(sys.argv[1:] if argv is None else argv))
+    except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

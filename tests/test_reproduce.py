@@ -1,0 +1,322 @@
+"""Tables as data, the reproduction runner (local queue and submitit's local executor), the
+report, W&B logging and the GPU check's plan."""
+import csv
+import glob
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train_student
+from distiller_zoo import get_method
+from helper.core.checkpoint import load_checkpoint
+from reproduction.tables import STUDENT, TEACHER, Table, _parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLES = sorted(glob.glob(os.path.join(REPO, 'tables', '*.toml')))
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+import gpu_check  # noqa: E402
+import reproduce  # noqa: E402
+
+
+# -- the shipped tables ------------------------------------------------------------------------
+def option_dest(parser, flag):
+    return parser._option_string_actions[flag].dest
+
+
+def without(argv, parser, dest):
+    """``argv`` without every occurrence of the option ``dest`` (and its value)."""
+    out, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        action = parser._option_string_actions.get(word)
+        if action is not None and action.dest == dest:
+            skip = action.nargs != 0
+            continue
+        out.append(word)
+    return out
+
+
+@pytest.mark.parametrize('path', TABLES, ids=lambda p: os.path.basename(p))
+def test_table_flags_are_the_defaults_the_code_applies(path):
+    """One source of truth in practice: every flag of a cell, except those that define its
+    row's variant, is what the training script applies when it is left out, and the recipe
+    (epochs, lr, batch) is what the script resolves, so no recipe flag is ever passed."""
+    table = Table(path)
+    assert table.cells
+    for cell in table.cells:
+        if cell.row == TEACHER:
+            continue
+        script, argv = table.cell_argv(cell, 1, './save', './data')
+        assert table.recipe_flags(cell, script, argv[:argv.index('--trial') + 2]) == [], \
+            cell.where
+        if cell.row == STUDENT:
+            continue
+        name = cell.flags[cell.flags.index('--distill') + 1]
+        parser, method = train_student.build_parser(name), get_method(name)
+
+        def resolved(opt):  # what the method uses: -d is -a; per-pair defaults filled in
+            values = method.resolved_options(vars(opt), cell.teacher, cell.student)
+            return {**values, 'div': values['alpha'] if values.get('delta') is None
+                    else values['delta']}
+        full = resolved(_parse(script, argv))
+        options = parser._option_string_actions
+        exempt = {option_dest(parser, w) for w in cell.variant if w in options}
+        for word in cell.flags:
+            if word not in options or word == '--distill':  # values, the method
+                continue
+            dest = option_dest(parser, word)
+            if dest in exempt:
+                continue
+            reduced = resolved(_parse(script, without(argv, parser, dest)))
+            assert reduced[dest] == full[dest], (cell.where, word)
+
+
+def test_dry_run_gives_the_lines_of_run_cifar_distill_sh(capsys):
+    env = dict(os.environ, PYTHON='echo')
+    script = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'run_cifar_distill.sh')],
+                            capture_output=True, text=True, env=env, check=True).stdout
+    expected = script.splitlines()[:13]  # RepDistiller's methods, KD to CRD
+    assert reproduce.main([os.path.join(REPO, 'tables', 'repdistiller_same.toml'), '--dry_run',
+                           '--pairs', 'resnet32x4:resnet8x4', '--trials', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ('python scripts/fetch_teachers.py resnet32x4 || python train_teacher.py '
+                        '--model resnet32x4')
+    assert lines[1] == 'python train_teacher.py --model resnet8x4 --trial 1'
+    assert [line[len('python '):] for line in lines[2:]] == expected
+
+    assert reproduce.main([os.path.join(REPO, 'tables', 'repdistiller_same.toml'), '--dry_run',
+                           '--pairs', 'resnet32x4:resnet8x4', '--trials', '1',
+                           '--methods', 'crd,student']) == 0
+    assert capsys.readouterr().out.splitlines() == lines[:2] + [lines[-1]]
+
+
+GOOD = '''
+title = "tiny"
+source = "made up"
+dataset = "synthetic"
+trials = 2
+teacher_epochs = 1
+fixed_seeds = true
+[recipe]
+epochs = 1
+batch_size = 256
+[[pairs]]
+teacher = "resnet8"
+student = "resnet8"
+[rows.teacher]
+published = [50.0]
+[rows.kd]
+flags = "--distill kd -r 0.1 -a 0.9 -b 0"
+published = [40.0]
+[rows.dkd]
+flags = "--distill dkd"
+published = [30.0]
+'''
+
+
+def write_table(tmp_path, text, name='tiny'):
+    path = tmp_path / f'{name}.toml'
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize('change, message', [
+    (('--distill dkd', '--distill dkdd'), "tiny, row 'dkd', resnet8 -> resnet8: unknown method"),
+    (('student = "resnet8"', 'student = "resnet9"'),
+     "row 'teacher', resnet8 -> resnet9: unknown student model 'resnet9'"),
+    (('published = [30.0]\n', ''), "tiny, row 'dkd': no published figures"),
+    (('published = [30.0]', 'published = []'), "row 'dkd': 0 published figures for 1 columns"),
+    (('published = [30.0]', 'published = ["?"]'), 'neither a number, "N/A" nor "unpublished"'),
+    (('--distill dkd', '--distill dkd --dkd_T -1'),
+     "tiny, row 'dkd', resnet8 -> resnet8: the flags are refused"),
+    (('--distill dkd', '--distill dkd --no_such_flag'), "row 'dkd', resnet8 -> resnet8: the "
+                                                       "flags are refused"),
+    (('source = "made up"', ''), "tiny: missing 'source'"),
+    (('[[pairs]]', '[[pairs'), 'tiny: not valid TOML')])
+def test_bad_tables_stop_with_one_line_naming_the_cell(tmp_path, capsys, change, message):
+    path = write_table(tmp_path, GOOD.replace(*change))
+    assert reproduce.main([path, '--dry_run']) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+# -- the report --------------------------------------------------------------------------------
+def fake_summary(run, accuracy):
+    os.makedirs(run.run_dir, exist_ok=True)
+    with open(run.done_file, 'w') as f:
+        json.dump({'last_acc': accuracy, 'best_acc': accuracy + 1, 'teacher_acc': 51.0}, f)
+
+
+def test_report_marks_what_it_should(tmp_path, capsys):
+    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 3'))
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in Table(path).runs(save_dir=save)}
+    for trial, value in zip((1, 2, 3), (39.0, 40.5, 41.0)):  # 40 is inside mean +- 2 std
+        fake_summary(runs[f'kd:resnet8:resnet8:{trial}'], value)
+    for trial, value in zip((1, 2), (35.0, 35.2)):  # 30 is far outside
+        fake_summary(runs[f'dkd:resnet8:resnet8:{trial}'], value)
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert '| teacher | 50.00 | 51.00 (1), +1.00 ! |' in out  # one value: marked
+    assert '| kd | 40.00 | 40.17 +- 1.04 (3), +0.17 |' in out
+    assert '| dkd | 30.00 | 35.10 +- 0.14 (2), +5.10 ! |' in out
+    with open(os.path.join(save, 'reproduce', 'tiny', 'report.csv')) as f:
+        rows = {r['row']: r for r in csv.DictReader(f)}
+    assert rows['kd']['n'] == '3' and rows['kd']['marked'] == '0'
+    assert rows['dkd']['marked'] == '1' and rows['dkd']['statistic'] == 'last'
+    assert float(rows['dkd']['difference']) == pytest.approx(5.1)
+
+
+# -- running -----------------------------------------------------------------------------------
+def runner(path, save, *flags):
+    return [sys.executable, os.path.join(REPO, 'scripts', 'reproduce.py'), path, '--save_dir',
+            save, '--extra', '--num_workers 0', *flags]
+
+
+def final_weights(run):
+    return load_checkpoint(os.path.join(run.run_dir, 'resnet8_last.pth'))['model']
+
+
+def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path, monkeypatch,
+                                                                       capsys):
+    # One thread per run, here and in the runs, so that float sums agree bit for bit.
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    path = write_table(tmp_path, GOOD)
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in Table(path).runs(save_dir=save, extra=['--num_workers', '0'])}
+    first = runs['kd:resnet8:resnet8:1']
+    log = os.path.join(save, 'reproduce', 'tiny', 'logs', 'kd_resnet8_resnet8_1.log')
+    process = subprocess.Popen(runner(path, save), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (os.path.isfile(log) and 'teacher resnet8: acc@1' in open(log).read()):
+        assert process.poll() is None and time.time() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    time.sleep(2)  # into the first epoch
+    process.send_signal(signal.SIGTERM)
+    out = process.communicate(timeout=300)[0]
+    assert process.returncode == 130, out
+    assert 'run the same command again to resume' in out
+    assert not os.path.isfile(first.done_file)
+
+    again = subprocess.run(runner(path, save, '--cpu_workers', '2'), cwd=REPO,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 'reproduce: 5 done | 0 running | 0 queued | 0 failed | 0 blocked' in again.stdout
+    text = open(log).read()
+    assert '--resume auto' in text and 'resuming' in text, text
+
+    # The interrupted run ends as one that ran straight through.
+    straight = str(tmp_path / 'straight')
+    argv = [w if w != save else straight for w in first.argv[1:]]
+    argv[argv.index('--path_t') + 1] = runs['teacher:resnet8'].done_file
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_student.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    reference = load_checkpoint(glob.glob(os.path.join(
+        straight, 'student_model', '*', 'resnet8_last.pth'))[0])['model']
+    resumed = final_weights(first)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+    logs_before = {p: os.path.getsize(p) for p in glob.glob(os.path.join(save, 'reproduce',
+                                                                          'tiny', 'logs', '*'))}
+    capsys.readouterr()
+    assert reproduce.main(runner(path, save)[2:]) == 0
+    assert 'reproduce: 5 done' in capsys.readouterr().out
+    assert {p: os.path.getsize(p) for p in logs_before} == logs_before  # nothing ran
+    assert reproduce.main(runner(path, save, '--dry_run')[2:]) == 0
+    assert capsys.readouterr().out == ''  # nothing left to do
+    assert reproduce.main(runner(path, save, '--report')[2:]) == 0
+    report = capsys.readouterr().out
+    assert '| kd | 40.00 |' in report and '(2)' in report
+
+
+def test_submitit_local_executor_runs_a_table(tmp_path):
+    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
+    save = str(tmp_path / 'save')
+    result = subprocess.run(runner(path, save, '--executor', 'submitit_local'), cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the teacher's job first, then its two students' as one array
+    assert 'submitted 1 runs (local job' in result.stdout
+    assert 'submitted 2 runs (local job' in result.stdout
+    runs = Table(path).runs(save_dir=save, extra=['--num_workers', '0'])
+    assert len(runs) == 3 and all(os.path.isfile(r.done_file) for r in runs)
+    state = json.load(open(os.path.join(save, 'reproduce', 'tiny', 'state.json')))
+    assert {r['exit'] for r in state.values()} == {0}
+
+
+def test_a_failing_run_is_reported_with_its_log(tmp_path):
+    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1')
+                       .replace('[rows.kd]', '[rows.kd]\nrecipe = {epochs = 1}'))
+    save = str(tmp_path / 'save')
+    runs = Table(path).runs(save_dir=save)
+    # a teacher file that is not a checkpoint: the distillation runs fail, and say where
+    teacher = runs[0].done_file
+    os.makedirs(os.path.dirname(teacher), exist_ok=True)
+    open(teacher, 'w').write('not a checkpoint')
+    result = subprocess.run(runner(path, save, '--cpu_workers', '2'), cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert '1 done | 0 running | 0 queued | 2 failed' in result.stdout  # the (bad) teacher
+    assert 'failed: kd:resnet8:resnet8:1 (exit 2):' in result.stdout
+    assert 'kd_resnet8_resnet8_1.log' in result.stdout
+
+
+# -- W&B and the GPU check ---------------------------------------------------------------------
+def test_wandb_logs_offline_without_a_network(tmp_path, monkeypatch):
+    from conftest import write_cifar100
+    import train_teacher
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    data = str(tmp_path / 'data')
+    write_cifar100(data, n_train=32, n_test=16)
+    argv = ['--model', 'resnet8', '--data_folder', data, '--save_dir', str(tmp_path / 'save'),
+            '--epochs', '2', '--batch_size', '16', '--num_workers', '0', '--wandb']
+    assert train_teacher.main(argv) == 0
+    run = tmp_path / 'save' / 'models' / 'resnet8_cifar100_lr_0.05_decay_0.0005_trial_0'
+    offline = glob.glob(str(run / 'wandb' / 'offline-run-*'))
+    assert len(offline) == 1 and glob.glob(os.path.join(offline[0], '*.wandb'))
+    summary = json.loads((run / 'summary.json').read_text())
+    assert summary['args']['wandb'] is True
+
+
+def test_wandb_is_imported_only_when_asked(tmp_path):
+    code = ('import sys, train_student; train_student.parse_option(["--path_t", "x.pth"]); '
+            'print("wandb" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == 'False', out.stderr
+
+
+def test_gpu_check_lists_every_method_and_stops_clearly_without_a_gpu(capsys, monkeypatch):
+    from distiller_zoo import METHODS
+    monkeypatch.setattr(gpu_check, 'cuda_devices', lambda: 0)
+    assert gpu_check.main(['--list']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(':')[0] for line in lines]
+    for method in dict.fromkeys(METHODS.values()):
+        assert f'method {method.names[0]}' in names
+    assert 'method kd --compile' in names and 'benchmark' in names
+    assert 'torchrun, 1 process (NCCL)' in names  # one GPU or none: one process
+    for line in lines:
+        assert '--amp bf16 --channels_last' in line or line.startswith(('benchmark', 'DALI'))
+    assert gpu_check.main([]) == 2
+    assert 'no CUDA GPU is visible' in capsys.readouterr().err
+    monkeypatch.setattr(gpu_check, 'cuda_devices', lambda: 2)
+    assert gpu_check.main(['--list', '--only', 'torchrun']) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('torchrun, 2 processes (NCCL)') and '--nproc_per_node 2' in out
+    assert shlex.split(out.split(': ', 1)[1])[0] == 'python'
