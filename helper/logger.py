@@ -44,6 +44,17 @@ def read_metrics(path):
     return records
 
 
+def read_summary(path):
+    """A ``summary.json`` as a dict, or None where it is missing or not a complete one (a run
+    writing it, a damaged file)."""
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def wandb_run(run_dir, config):
     """A Weights & Biases run for the run folder (``--wandb``): the project is the folder's
     kind (``student_model``, ``models``, ``transfer``; ``WANDB_PROJECT`` replaces it), the name

@@ -269,9 +269,10 @@ class SubmititExecutor:
                 state.save()
                 print(f'reproduce: submitted {len(todo)} runs ({self.cluster} job '
                       f'{jobs[0].job_id.split("_")[0]})', flush=True)
-            print(f'reproduce: {progress_line(statuses(runs, state, active))}', flush=True)
+            status = statuses(runs, state, active)  # the submitted runs now count as running
+            print(f'reproduce: {progress_line(status)}', flush=True)
             if not self.wait:
-                waiting = sum(1 for run in runs if statuses(runs, state, active)[run.id] == QUEUED
+                waiting = sum(1 for run in runs if status[run.id] == QUEUED
                               and run.id not in self.jobs)
                 if waiting:
                     print(f'reproduce: {waiting} runs wait for the runs they need; run the same '

@@ -8,12 +8,12 @@ than 2 trials finished.
 """
 import csv
 import io
-import json
 import os
 import statistics
 from dataclasses import dataclass
 from typing import Optional
 
+from helper.logger import read_summary
 from .tables import TEACHER
 
 MARK = '!'
@@ -52,14 +52,6 @@ class Measured:
         return abs(published - self.mean) > 2 * self.std
 
 
-def _summary(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def measure(table, runs):
     """``Measured`` per cell of the table, from the runs' summaries."""
     values = {id(cell): [] for cell in table.cells}
@@ -68,7 +60,7 @@ def measure(table, runs):
             if cell.row == TEACHER and not cell.probe:
                 # the teacher's accuracy as every distillation run of the pair measured it once
                 continue
-            summary = _summary(run.done_file)
+            summary = read_summary(run.done_file)
             if summary is not None:
                 values[id(cell)].append(summary[f'{cell.statistic}_acc'])
     for cell in table.cells:
@@ -83,12 +75,12 @@ def _teacher_accuracy(cell, runs):
     finished distillation run of the pair, else from the teacher's own training run."""
     for run in runs:
         if run.kind == 'distill' and run.cells and run.cells[0].teacher == cell.teacher:
-            summary = _summary(run.done_file)
+            summary = read_summary(run.done_file)
             if summary is not None and summary.get('teacher_acc') is not None:
                 return [summary['teacher_acc']]
     for run in runs:
         if run.kind == TEACHER and cell in run.cells:
-            summary = _summary(os.path.join(run.run_dir, 'summary.json'))
+            summary = read_summary(os.path.join(run.run_dir, 'summary.json'))
             if summary is not None:
                 return [summary[f'{cell.statistic}_acc']]
     return []

@@ -198,7 +198,8 @@ class Table:
         return dataset + _folders(save_dir, data_folder)
 
     def teacher_argv(self, teacher, save_dir, data_folder):
-        epochs = [] if self.teacher_epochs == 240 else ['--epochs', str(self.teacher_epochs)]
+        default = _parse('train_teacher.py', ['--model', teacher]).epochs
+        epochs = [] if self.teacher_epochs == default else ['--epochs', str(self.teacher_epochs)]
         return (['train_teacher.py', '--model', teacher] + epochs
                 + self.common(save_dir, data_folder))
 

@@ -41,21 +41,22 @@ def methods():
 
 def checks(save, gpus):
     """The checks, in order (the first trains the teacher the others read)."""
-    teacher = os.path.join(save, 'models', 'resnet8_synthetic_lr_0.05_decay_0.0005_trial_0',
-                           'resnet8_last.pth')
+    import train_teacher
     common = FAST + ['--save_dir', save]
-    found = [Check('teacher', ['train_teacher.py', '--model', 'resnet8'] + common + SPEED)]
+    teacher_argv = ['train_teacher.py', '--model', 'resnet8'] + common + SPEED
+    teacher = os.path.join(train_teacher.run_dir(train_teacher.parse_option(teacher_argv[1:])),
+                           'resnet8_last.pth')
+    found = [Check('teacher', teacher_argv)]
+
+    def student(name, trial, *more):
+        peer = ['--model_t', 'resnet8'] if name == 'dml' else ['--path_t', teacher]
+        return (['train_student.py'] + peer + ['--model_s', 'resnet8', '--distill', name,
+                                               '--trial', trial] + common + SPEED + list(more))
     for name in methods():
-        student = ['train_student.py', '--path_t', teacher, '--model_s', 'resnet8',
-                   '--distill', name, '--trial', 'gpu_check'] + common
-        if name == 'dml':
-            student = ['train_student.py', '--model_t', 'resnet8', '--model_s', 'resnet8',
-                       '--distill', name, '--trial', 'gpu_check'] + common
-        found.append(Check(f'method {name}', student + SPEED))
+        found.append(Check(f'method {name}', student(name, 'gpu_check')))
         if name in COMPILED:
             found.append(Check(f'method {name} --compile',
-                               student[:-len(common)] + ['--trial', 'compiled'] + common
-                               + SPEED + ['--compile'], timeout=600))
+                               student(name, 'compiled', '--compile'), timeout=600))
     processes = 2 if gpus >= 2 else 1
     found.append(Check(f'torchrun, {processes} process{"es" * (processes > 1)} (NCCL)',
                        ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from helper.core.files import write_text_atomic  # noqa: E402
 from helper.core.util import UserError, non_negative_int, positive_int  # noqa: E402
-from reproduction.jobs import (BLOCKED, FAILED, LocalExecutor, State,  # noqa: E402
+from reproduction.jobs import (BLOCKED, DONE, FAILED, LocalExecutor, State,  # noqa: E402
                                SubmititExecutor, command, statuses)
 from reproduction.report import csv_text, markdown, measure  # noqa: E402
 from reproduction.tables import Table  # noqa: E402
@@ -101,7 +101,7 @@ def main_run(opt):
     if opt.dry_run:
         status = statuses(runs, state)
         for run in runs:
-            if status[run.id] != 'done':
+            if status[run.id] != DONE:
                 lines = command(run, python='python')
                 print(' || '.join(' '.join(line) for line in lines))
         return 0

@@ -20,7 +20,7 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distiller_zoo import METHODS  # noqa: E402
-from helper.logger import read_metrics  # noqa: E402
+from helper.logger import read_metrics, read_summary  # noqa: E402
 
 # RepDistiller's row order; other methods follow alphabetically.
 ROW_ORDER = ['kd', 'hint', 'attention', 'similarity', 'correlation', 'vid', 'rkd', 'pkt',
@@ -59,12 +59,8 @@ def read_runs(folder):
         path = os.path.join(folder, name, 'summary.json')
         if not os.path.isfile(path):
             continue
-        try:
-            with open(path) as f:
-                summary = json.load(f)
-        except ValueError:
-            summary = None
-        if not isinstance(summary, dict) or not isinstance(summary.get('args'), dict):
+        summary = read_summary(path)
+        if summary is None or not isinstance(summary.get('args'), dict):
             print(f'note: skipped {path}: not a complete summary.json', file=sys.stderr)
             continue
         summary['folder'] = os.path.join(folder, name)
