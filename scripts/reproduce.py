@@ -22,6 +22,15 @@ from reproduction.tables import Table  # noqa: E402
 EXECUTORS = ('local', 'slurm', 'submitit_local')
 
 
+def gpu_list(text):
+    """``--gpus``: comma-separated GPU indices ('' for none)."""
+    gpus = [g.strip() for g in text.split(',') if g.strip()]
+    if not all(g.isdigit() for g in gpus):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a comma-separated list of GPU '
+                                         f'indices, e.g. 0,1,2,3')
+    return gpus
+
+
 def parse_option(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
@@ -49,7 +58,7 @@ def parse_option(argv=None):
                         help='local: a queue over --gpus (or CPU processes); slurm: job arrays '
                              'through submitit; submitit_local: submitit on this machine')
     local = parser.add_argument_group('local executor')
-    local.add_argument('--gpus', default=None,
+    local.add_argument('--gpus', type=gpu_list, default=None,
                        help='GPU indices to use, comma-separated (default: every visible GPU; '
                             'none: CPU processes)')
     local.add_argument('--runs_per_gpu', type=positive_int, default=1,
@@ -72,8 +81,7 @@ def parse_option(argv=None):
     opt = parser.parse_args(argv)
     if opt.gpus is None:
         import torch
-        opt.gpus = ','.join(str(i) for i in range(torch.cuda.device_count()))
-    opt.gpus = [g for g in opt.gpus.split(',') if g.strip()]
+        opt.gpus = [str(i) for i in range(torch.cuda.device_count())]
     return opt
 
 

@@ -149,6 +149,13 @@ def test_bad_tables_stop_with_one_line_naming_the_cell(tmp_path, capsys, change,
     assert message in err and len(err.splitlines()) == 1, err
 
 
+def test_bad_gpu_list_is_one_line(tmp_path, capsys):
+    assert reproduce.main([write_table(tmp_path, GOOD), '--gpus', '0,one']) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'0,one' is not a comma-separated list of GPU indices" in err, err
+    assert len(err.splitlines()) == 1
+
+
 # -- the report --------------------------------------------------------------------------------
 def fake_summary(run, accuracy):
     os.makedirs(run.run_dir, exist_ok=True)
