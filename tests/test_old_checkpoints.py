@@ -13,6 +13,7 @@ from conftest import write_cifar100
 from distiller_zoo import SimKD
 from helper.core.checkpoint import load_checkpoint
 from models import get_model
+from reference import assert_same_trajectory
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoints')
 COMMON = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1',
@@ -48,10 +49,8 @@ def final_checkpoint(save):
     return load_checkpoint(os.path.join(folder, run, 'ckpt_last.pth'))
 
 
-def assert_same_tensors(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key].float(), b[key].float(), **TOLERANCE), key
+def momenta(checkpoint):
+    return {i: s['momentum_buffer'] for i, s in checkpoint['optimizer']['state'].items()}
 
 
 def evaluated_top1(capsys, path, data, *extra):
@@ -96,10 +95,9 @@ def test_old_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(workspace,
     argv = student_argv(workspace, save, 'kd', '--resume', fixture('kd_mid_epoch_ckpt_last.pth'))
     assert train_student.main(argv) == 0
     resumed, straight = final_checkpoint(save), load_checkpoint(fixture('kd_final_ckpt_last.pth'))
-    assert_same_tensors(resumed['model'], straight['model'])
-    for a, b in zip(resumed['optimizer']['state'].values(),
-                    straight['optimizer']['state'].values()):
-        assert torch.allclose(a['momentum_buffer'], b['momentum_buffer'], **TOLERANCE)
+    start = load_checkpoint(fixture('kd_mid_epoch_ckpt_last.pth'))
+    assert_same_trajectory(resumed['model'], straight['model'], start['model'])
+    assert_same_trajectory(*(momenta(c) for c in (resumed, straight, start)))
 
 
 def test_old_crd_checkpoint_resumes_with_its_memory_bank(workspace, tmp_path):
@@ -107,8 +105,9 @@ def test_old_crd_checkpoint_resumes_with_its_memory_bank(workspace, tmp_path):
     argv = student_argv(workspace, save, 'crd', '--resume', fixture('crd_epoch1_ckpt_last.pth'))
     assert train_student.main(argv) == 0
     resumed, straight = final_checkpoint(save), load_checkpoint(fixture('crd_final_ckpt_last.pth'))
-    assert_same_tensors(resumed['model'], straight['model'])
-    assert_same_tensors(resumed['method_state'], straight['method_state'])
+    start = load_checkpoint(fixture('crd_epoch1_ckpt_last.pth'))
+    for part in ('model', 'method_state'):
+        assert_same_trajectory(resumed[part], straight[part], start[part])
     assert 'criterion_kd.contrast.memory_v1' in resumed['method_state']
 
 

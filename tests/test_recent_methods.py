@@ -23,6 +23,7 @@ from distiller_zoo import (ConnectorConvBN, CosineDecay, DistillKL, Global_T, Le
 from helper.core.util import UserError
 from helper.dot import DistillationOrientedTrainer
 from helper.core.checkpoint import load_checkpoint
+from reference import assert_close, assert_stats_close, flat, grad_stats
 from test_methods import build, tiny_teacher  # noqa: F401 (a fixture)
 from test_reliability import (final_state, metric_records, setup,  # noqa: F401 (a fixture)
                               straight_and_resumed)
@@ -38,15 +39,6 @@ def det(*shape, phase=0.0, scale=1.0):
             * scale).float().reshape(shape)
 
 
-def grad_stats(g):
-    return [g.sum().item(), g.abs().sum().item(), g.flatten()[:3].tolist()]
-
-
-def assert_close(actual, expected, rel=1e-5, abs_=1e-6):
-    assert np.allclose(np.asarray(actual, dtype=float), np.asarray(expected, dtype=float),
-                       rtol=rel, atol=abs_), (actual, expected)
-
-
 def value_and_grad_stats(fn, x):
     x = x.clone().requires_grad_()
     value = fn(x)
@@ -54,8 +46,21 @@ def value_and_grad_stats(fn, x):
     return [value.item()] + grad_stats(g)
 
 
-def flat(values):
-    return [v for item in values for v in (item if isinstance(item, list) else [item])]
+def assert_matches(got, expected, scalars=1, rel=1e-5):
+    """``scalars`` values, then a gradient's ``grad_stats``, against the authors' figures."""
+    got, expected = flat(got), flat(expected)
+    assert_close(got[:scalars], expected[:scalars], rel=rel)
+    assert_stats_close(got[scalars:], expected[scalars:], rel=max(rel, 1e-5))
+
+
+def assert_learned_temperature_matches(got, expected):
+    """``[T, loss, d loss / d theta] + grad_stats`` against the authors' figures. theta's
+    gradient is dL/dT times dT/dtheta, and dL/dT sums terms of the loss's size that nearly
+    cancel: float32 noise moves it by about 1e-5 of the loss, so it is compared at 1e-4 of the
+    loss besides 5e-4 of itself."""
+    got, expected = flat(got), flat(expected)
+    assert_matches(got[:2] + got[3:], expected[:2] + expected[3:], scalars=2, rel=5e-4)
+    assert_close(got[2:3], expected[2:3], rel=5e-4, abs_=1e-4 * abs(expected[1]))
 
 
 LOGITS_S = det(6, 10, phase=0.2, scale=3)
@@ -79,13 +84,13 @@ def test_normalize_matches_the_authors_and_ignores_affine_changes():
 def test_standardised_kl_matches_the_authors(T, stand):
     key = f'lskd_kd_T{T}' if stand else f'kd_T{T}'
     got = value_and_grad_stats(lambda s: DistillKL(T, logit_stand=stand)(s, LOGITS_T), LOGITS_S)
-    assert_close(flat(got), flat(REFERENCE[key]))
+    assert_matches(got, REFERENCE[key])
 
 
 def test_standardised_dkd_matches_the_authors():
     got = value_and_grad_stats(
         lambda s: dkd_loss(s, LOGITS_T, TARGET, 9.0, 72.0, 2.0, True), LOGITS_S)
-    assert_close(flat(got), flat(REFERENCE['lskd_dkd']), abs_=1e-5)
+    assert_matches(got, REFERENCE['lskd_dkd'])
 
 
 def parse(*flags, teacher='resnet32x4', student='resnet8x4'):
@@ -142,8 +147,9 @@ def test_mlld_terms_and_gradients_match_the_authors(B):
                          ('bc', 'loss_bc')):
         assert terms[ours].item() == pytest.approx(expected[theirs], rel=1e-5), ours
     g_weak, g_strong = torch.autograd.grad(sum(terms.values()), (weak, strong))
-    assert_close(flat(grad_stats(g_weak) + grad_stats(g_strong)),
-                 flat(REFERENCE[f'mlld_B{B}_grads']), abs_=1e-5)
+    expected = flat(REFERENCE[f'mlld_B{B}_grads'])
+    assert_stats_close(grad_stats(g_weak), expected[:5])
+    assert_stats_close(grad_stats(g_strong), expected[5:])
 
 
 @pytest.mark.parametrize('B', [16, 15])
@@ -236,8 +242,7 @@ def test_learned_temperature_kd_matches_the_authors(lambda_):
     g_s, = torch.autograd.grad(value, s, retain_graph=True)
     value.backward()
     got = [temp.item(), value.item(), global_t.global_T.grad.item()] + grad_stats(g_s)
-    # theta's gradient sums terms that nearly cancel: float32 agrees to about 1e-4
-    assert_close(flat(got), flat(REFERENCE[f'ctkd_kd_lambda{lambda_}']), rel=5e-4, abs_=2e-6)
+    assert_learned_temperature_matches(got, REFERENCE[f'ctkd_kd_lambda{lambda_}'])
 
 
 @pytest.mark.parametrize('key, loss', [
@@ -256,7 +261,7 @@ def test_learned_temperature_through_dkd_and_lskd_has_the_authors_gradient(key, 
     theta = learned.global_T.global_T.grad
     assert torch.isfinite(theta).all()
     got = [temp.item(), value.item(), theta.item()] + grad_stats(g_s)
-    assert_close(flat(got), flat(REFERENCE[key]), rel=5e-4, abs_=2e-6)
+    assert_learned_temperature_matches(got, REFERENCE[key])
 
 
 def test_per_sample_temperatures_weigh_each_sample():
@@ -355,7 +360,7 @@ def test_margins_and_partial_l2_match_the_authors():
     got = value_and_grad_stats(
         lambda s: feat_loss(s, det(3, 6, 4, 4, phase=1.5, scale=2), margin),
         det(3, 6, 4, 4, phase=0.5, scale=2))
-    assert_close(got[:3], REFERENCE['ofd_feat_loss'])
+    assert_matches(got[:3], REFERENCE['ofd_feat_loss'][:3])
 
 
 def test_stage_sum_with_connectors_matches_the_authors():
