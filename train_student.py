@@ -5,9 +5,9 @@ import sys
 
 from dataset import DATASETS, build_loaders
 from distiller_zoo import LSKD, METHODS, Distiller, get_method
-from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS
+from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
-from distiller_zoo.options import method_options
+from distiller_zoo.options import Option, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.cli import run_cli
 from helper.core.accel import prepare_modules
@@ -25,6 +25,7 @@ from models import get_model
 # What defines a distillation run besides its method, architectures and data set: resuming
 # with any of these changed, the method's own options, a modifier's or a plug-in's, is refused.
 WEIGHTS = ('gamma', 'alpha', 'beta', 'delta', 'kd_T')
+KD_T = Option('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
 MODIFIER_DESTS = tuple(o.dest for m in MODIFIERS for o in m.options) + tuple(
     o.dest for o in DOT_OPTIONS)
 
@@ -60,7 +61,7 @@ def build_parser(distill=None):
                              'alignment loss (default: the method\'s)')
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
-    parser.add_argument('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
+    KD_T.add_to(parser)
     add_plugin_options(parser)
     for title, options in [(m.title, m.options) for m in MODIFIERS] + [
             ('optimizer (DOT: distillation-oriented momenta)', DOT_OPTIONS)]:
@@ -100,21 +101,23 @@ def given_options(argv):
 FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}
 
 
-def apply_run_defaults(opt, method, argv):
+def apply_run_defaults(opt, method, given):
     """The authors' recipe of the method for the pair (``run_defaults``) and, with
     ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
-    line leaves to their defaults; says what it set."""
+    line leaves to their defaults (``given``: those it gives); says what it set."""
     needed = method.run_defaults.__func__ is not Distiller.run_defaults.__func__ or opt.logit_stand
     if not needed:
         return
     teacher = teacher_architecture(opt.path_t, opt.model_t)
-    given = given_options(argv)
+    given = set(given)
     if 'div' in given and len(method.recipe.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
+    lskd = (f'the authors\' settings for {pair}' if LSKD.has_setting(method, teacher, opt.model_s)
+            else f'the authors\' fallback values (they ran no {pair})')
     for what, defaults in (
             (f'the authors\' recipe for {pair}', method.run_defaults(teacher, opt.model_s)),
-            (f'--logit_stand: the authors\' settings for {pair}',
+            (f'--logit_stand: {lskd}',
              LSKD.run_defaults(method, teacher, opt.model_s, opt) if opt.logit_stand else {})):
         applied = {dest: value for dest, value in defaults.items() if dest not in given}
         for dest, value in applied.items():
@@ -135,8 +138,9 @@ def parse_option(argv=None):
         if option.dest not in own and value != option.default:
             print(f'note: --distill {opt.distill} does not use {option.flags[-1]} '
                   f'(given {value})', flush=True)
-    check_modifiers(opt, method)
-    apply_run_defaults(opt, method, argv)
+    given = given_options(argv)
+    check_modifier_options(opt, method, given)
+    apply_run_defaults(opt, method, given)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
     weights = method.recipe.weights
     opt.delta = opt.div if len(weights) > 3 else None
@@ -147,6 +151,7 @@ def parse_option(argv=None):
     for name, default in zip(('gamma', 'alpha', 'beta', 'delta'), weights):
         if getattr(opt, name) is None:
             setattr(opt, name, default)
+    check_modifiers_act(opt, method)
     if opt.path_t is None and (not method.recipe.teacher_trains or opt.model_t is None):
         raise UserError('--path_t (the teacher checkpoint) is required' + (
             '' if not method.recipe.teacher_trains else f'; --distill {opt.distill} can '
@@ -160,16 +165,53 @@ def parse_option(argv=None):
     return finish_options(opt, opt.model_s)
 
 
-def check_modifiers(opt, method):
-    """Refuse modifiers the method cannot take, in one line."""
-    modifiers = [m.flag for m, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, opt.ctkd))
-                 if on]
-    if modifiers and not method.logit_kl:
-        raise UserError(f'--distill {opt.distill} has no logit KL for {" and ".join(modifiers)} '
-                        f'to modify')
+def flag_of(option):
+    return max((f for f in option.flags if f.startswith('--')), key=len, default=option.flags[0])
+
+
+def check_modifier_options(opt, method, given):
+    """Refuse, in one line, options whose given value would change nothing: a modifier's options
+    without the modifier, DOT's without --optimizer dot, and a fixed temperature where it is
+    learned. A default value written out (the authors' CTKD script gives --kd_T 4) is taken."""
+    def changed(option):
+        return option.dest in given and getattr(opt, option.dest) != option.default
+    learned = learns_temperature(opt, method)
+    for modifier, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, learned)):
+        for option in modifier.options:
+            if changed(option) and not on and flag_of(option) != modifier.flag:
+                raise UserError(f'{flag_of(option)} is an option of {modifier.flag}, which this '
+                                f'command does not give: add {modifier.flag} or leave it out')
+    for option in DOT_OPTIONS[1:]:
+        if changed(option) and opt.optimizer != 'dot':
+            raise UserError(f'{flag_of(option)} is an option of --optimizer dot: add '
+                            f'--optimizer dot or leave it out')
+    if learned:
+        name = '--distill ctkd' if method.learns_temperature else '--ctkd'
+        for option in (KD_T, LSKD.OPTIONS[1]):
+            if changed(option):
+                raise UserError(f'with {name} the temperature is learned, so {flag_of(option)} '
+                                f'is not read: leave it out (--ctkd_t_start and --ctkd_t_end set '
+                                f'its range)')
     if opt.optimizer == 'dot' and opt.dot_delta >= min(opt.momentum, 1 - opt.momentum):
         raise UserError(f'--dot_delta {opt.dot_delta} must be below --momentum and 1 - '
                         f'--momentum (DOT\'s momenta are --momentum -/+ delta)')
+
+
+def check_modifiers_act(opt, method):
+    """Refuse, in one line, a modifier of logit KLs that the run does not weigh in: none in the
+    method, or each of weight 0."""
+    modifiers = [flag for flag, on in (('--logit_stand', opt.logit_stand), ('--ctkd', opt.ctkd))
+                 if on]
+    if not modifiers:
+        return
+    what = ' and '.join(modifiers)
+    if not method.logit_kl_weights:
+        raise UserError(f'--distill {opt.distill} has no logit KL for {what} to modify')
+    if not any(getattr(opt, weight) > 0 for weight in method.logit_kl_weights):
+        terms = ' and '.join(FLAGS[w] for w in method.logit_kl_weights)
+        raise UserError(f'--distill {opt.distill}: {what} would change nothing: the logit KL '
+                        f'of the method is its {terms} term, of weight 0 here (give '
+                        f'{FLAGS[method.logit_kl_weights[0]]} W to add it)')
 
 
 def modifier_options(opt):

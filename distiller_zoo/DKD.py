@@ -59,6 +59,7 @@ class DKD(Distiller):
     # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
     lskd_settings = 'dkd'
+    logit_kl_weights = ('alpha', 'beta')  # -b weighs DKD's own KLs
 
     options = (
         Option('--dkd_alpha', type=non_negative_float, default=1.0,

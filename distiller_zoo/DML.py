@@ -18,6 +18,7 @@ class DML(Distiller):
     # student: -r x CE + -a x KL(peer || student); peer: -r x CE + -b x KL(student || peer)
     recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     teacher_trains=True)
+    logit_kl_weights = ('alpha', 'beta')
     options = (Option('--dml_T', type=positive_float, default=1.0,
                       help='DML: temperature of both mimicry terms (-a: the student\'s, -b: the '
                            'peer\'s); --path_t is optional with --distill dml (--model_t then '

@@ -64,6 +64,12 @@ def run_defaults(method, teacher, student, opt):
     return method.logit_stand_defaults(tau, weight, beta[0] if beta else None, teacher, student)
 
 
+def has_setting(method, teacher, student):
+    """Whether the authors ran ``method`` (a ``Distiller`` class) on the pair; without, LSKD's
+    values are their fallback (2 and 9) or the ones given."""
+    return method.lskd_settings in SETTINGS.get((teacher, student), {})
+
+
 def setting(method, teacher, student, opt):
     """``(tau, w[, beta])`` of ``method`` (kd, dkd, mlld, ctkd) for the pair: ``--base_temp``
     and ``--kd_weight`` when given, else the authors' for the pair, else 2 and 9 (DKD's beta:

@@ -98,7 +98,7 @@ class AlignLoss(nn.Module):
 class MLKD(Distiller):
     # -r -a -b -d of the authors' scripts; each image as its four rotations, seen in one pass
     recipe = Recipe(weights=(1.0, 50.0, 1.0, 20.0), batch=BatchSpec(views=RotatedViews()))
-    logit_kl = False  # its losses are on embeddings
+    logit_kl_weights = ()  # its losses are on embeddings
     options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, config):

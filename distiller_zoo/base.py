@@ -179,7 +179,9 @@ class Distiller(Learner):
     """
     recipe = Recipe()
     options = ()
-    logit_kl = True  # it has a logit KL that LSKD and CTKD can modify
+    # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
+    # CTKD modify; a modifier acts only if one of them is positive.
+    logit_kl_weights = ('alpha',)
     learns_temperature = False  # its KL's temperature is always CTKD's learned one
     lskd_settings = None  # its column of LSKD's per-pair settings (distiller_zoo.LSKD)
 

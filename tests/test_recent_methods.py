@@ -119,9 +119,10 @@ def test_logit_stand_takes_the_authors_settings_for_the_pair(capsys):
     assert (opt.alpha, opt.kd_T) == (6.0, 3.0)
     # A pair without a row: 2 and 9. A method without a column: its own, unless given.
     assert (parse('--distill', 'kd', '--logit_stand', teacher='resnet14').kd_T) == 2.0
-    opt = parse('--distill', 'crd', '--logit_stand')
-    assert (opt.alpha, opt.kd_T) == (0.0, 4)
-    assert parse('--distill', 'crd', '--logit_stand', '--base_temp', '3').kd_T == 3.0
+    opt = parse('--distill', 'crd', '--logit_stand', '-a', '1')
+    assert (opt.alpha, opt.kd_T) == (1.0, 4)
+    assert parse('--distill', 'crd', '--logit_stand', '--kd_weight', '1', '--base_temp',
+                 '3').kd_T == 3.0
     assert parse('--distill', 'kd').alpha == 0.9  # nothing changes without the flag
 
 
@@ -129,6 +130,46 @@ def test_modifiers_refuse_a_method_without_a_logit_kl():
     for flag in ('--logit_stand', '--ctkd'):
         with pytest.raises(UserError, match='mlkd has no logit KL'):
             parse('--distill', 'mlkd', flag)
+
+
+def test_lskd_note_says_when_the_values_are_the_fallback(capsys):
+    parse('--distill', 'kd', '--logit_stand', teacher='resnet14', student='resnet8')
+    out = capsys.readouterr().out
+    assert "the authors' fallback values (they ran no resnet14 -> resnet8): --kd_T 2 -a 9" in out
+    assert "settings for resnet14" not in out
+    parse('--distill', 'dkd', '--logit_stand', teacher='resnet56', student='resnet20')
+    assert "the authors' settings for resnet56 -> resnet20" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--distill', 'crd', '--logit_stand'], 'crd: --logit_stand would change nothing: the logit '
+                                            'KL of the method is its -a term, of weight 0'),
+    (['--distill', 'ofd', '--logit_stand'], 'ofd: --logit_stand would change nothing'),
+    (['--distill', 'crd', '--ctkd'], 'crd: --ctkd would change nothing'),
+    (['--distill', 'crd', '--logit_stand', '--ctkd'], '--logit_stand and --ctkd would change'),
+    (['--distill', 'dkd', '-b', '0', '--ctkd'], 'its -a and -b term'),
+    (['--distill', 'kd', '--base_temp', '3'], '--base_temp is an option of --logit_stand'),
+    (['--distill', 'kd', '--kd_weight', '5'], '--kd_weight is an option of --logit_stand'),
+    (['--distill', 'kd', '--ctkd_t_end', '10'], '--ctkd_t_end is an option of --ctkd'),
+    (['--distill', 'dkd', '--ctkd_decay', 'linear'], '--ctkd_decay is an option of --ctkd'),
+    (['--distill', 'kd', '--dot_delta', '0.1'], '--dot_delta is an option of --optimizer dot'),
+    (['--distill', 'ctkd', '--kd_T', '8'], 'with --distill ctkd the temperature is learned, so '
+                                           '--kd_T is not read'),
+    (['--distill', 'kd', '--ctkd', '--kd_T', '8'], 'with --ctkd the temperature is learned'),
+    (['--distill', 'ctkd', '--logit_stand', '--base_temp', '3'], '--base_temp is not read')])
+def test_modifier_options_that_change_nothing_are_refused(flags, message):
+    with pytest.raises(UserError, match=message):
+        parse(*flags)
+
+
+def test_modifier_options_with_their_modifier_are_taken():
+    assert parse('--distill', 'ctkd', '--ctkd_t_end', '10').ctkd_t_end == 10
+    assert parse('--distill', 'kd', '--ctkd', '--ctkd_decay', 'linear').ctkd_decay == 'linear'
+    assert parse('--distill', 'kd', '--optimizer', 'dot', '--dot_delta', '0.05').dot_delta == 0.05
+    assert parse('--distill', 'dkd', '--ctkd').beta == 1.0
+    # default values written out change nothing and are taken (the authors' CTKD script)
+    assert parse('--distill', 'ctkd', '--kd_T', '4').kd_T == 4
+    assert parse('--distill', 'kd', '--ctkd_t_end', '20', '--dot_delta', '0.075').ctkd is False
 
 
 # -- MLLD --------------------------------------------------------------------------------------
@@ -443,7 +484,7 @@ def test_methods_and_modifiers_train_from_the_command_line(tiny_teacher, capsys,
         assert '_ctkd' in os.path.basename(run) or name == 'ctkd'
     if '--logit_stand' in flags:
         assert '_logit_stand' in os.path.basename(run)
-        assert "--logit_stand: the authors' settings" in out
+        assert "--logit_stand: the authors' fallback values (they ran no resnet14" in out
     if '--optimizer' in flags:
         assert '_optimizer:dot' in os.path.basename(run) and 'DOT: momentum 0.825' in out
         buffers = {k for state in ckpt['optimizer']['state'].values() for k in state}
