@@ -3,6 +3,8 @@ import argparse
 import os
 import sys
 
+import torch
+
 from dataset import DATASETS, build_loaders
 from distiller_zoo import LSKD, METHODS, Distiller, get_method
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
@@ -239,6 +241,17 @@ def run_dir(opt):
     model_t = teacher_architecture(opt.path_t, opt.model_t)
     return os.path.join(opt.save_dir, 'student_model',
                         run_name(opt, get_method(opt.distill), model_t, enabled_plugins(opt)))
+
+
+def check_pair(opt, model_t, n_data=50000):
+    """Refuse (one line) a pair the method cannot serve, as a run would at start, without data
+    or weights: the networks and the method are built on the meta device."""
+    method, data = get_method(opt.distill), DATASETS[opt.dataset]
+    with torch.device('meta'):
+        teacher = get_model(model_t, data.num_classes, opt.dataset)
+        student = get_model(opt.model_s, data.num_classes, opt.dataset)
+        config = method_config(opt, method, model_t, n_data, data.image_size)
+        build_distiller(method, student, FrozenTeacher(teacher), config)
 
 
 def run(opt):

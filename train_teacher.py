@@ -14,11 +14,15 @@ from helper.run_folder import RunFolder
 from models import get_model
 
 
-def parse_option(argv=None):
+def build_parser():
     parser = base_parser('Train a model on its own (teacher or baseline).')
     add_model_argument(parser, '--model', 'resnet110', 'architecture')
     parser.add_argument('--trial', type=int, default=0, help='experiment id (part of the folder)')
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_option(argv=None):
+    opt = build_parser().parse_args(argv)
     return finish_options(opt, opt.model)
 
 

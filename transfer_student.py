@@ -32,7 +32,7 @@ from helper.teachers import get_teacher_name
 TARGETS = ('stl10', 'tinyimagenet')
 
 
-def parse_option(argv=None):
+def build_parser():
     parser = base_parser('Linear probe of a frozen distilled student on STL-10 or '
                          'TinyImageNet-200.')
     parser.add_argument('--path_s', type=str, required=True, help='student checkpoint')
@@ -42,7 +42,11 @@ def parse_option(argv=None):
                         help='experiment id (part of the folder)')
     # The authors' recipe: 120 epochs, lr x0.1 at 30/60/90.
     parser.set_defaults(dataset='stl10', epochs=120, lr_decay_epochs='30,60,90', save_freq=30)
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_option(argv=None):
+    opt = build_parser().parse_args(argv)
     if opt.dataset not in TARGETS:
         raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
                         f"{', '.join(TARGETS)}")

@@ -2,9 +2,11 @@
 
 For each cell: the published figure, the measured mean and sample standard deviation over the
 finished trials (n) of the statistic the source reports (the last or the best epoch's top-1;
-the teacher's accuracy as the distillation runs measured it), and their difference. A cell is
-marked (``!``) when the published figure lies outside the measured mean +- 2 std, or fewer
-than 2 trials finished.
+the teacher's accuracy as the distillation runs measured it), their difference, and the
+cell's status: done, or what keeps it from being done (failed, with its log; stopped; stale:
+finished with other options; missing: not run yet). A cell is marked (``!``) when the published
+figure lies outside the measured mean +- 2 std, or fewer than 2 trials finished (except the
+teacher's row: one set of weights, measured once).
 """
 import csv
 import io
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from helper.logger import read_summary
+from .jobs import DONE, FAILED, STALE, STOPPED, statuses
 from .tables import TEACHER
 
 MARK = '!'
@@ -23,6 +26,7 @@ MARK = '!'
 class Measured:
     cell: object
     values: list
+    run_statuses: tuple = ()  # (status, log) of each of its runs
 
     @property
     def n(self):
@@ -43,21 +47,38 @@ class Measured:
         return self.mean - self.cell.published
 
     @property
+    def status(self):
+        """done, failed, stopped, stale or missing (the first that any of its runs is)."""
+        found = {status for status, _ in self.run_statuses}
+        for status in (FAILED, STOPPED, STALE):
+            if status in found:
+                return status
+        return DONE if found <= {DONE} and self.values else 'missing'
+
+    @property
+    def logs(self):
+        return [log for status, log in self.run_statuses if status == FAILED and log]
+
+    @property
     def marked(self):
         published = self.cell.published
-        if published is None:
-            return False
+        if published is None or not self.values:
+            return published is not None and self.cell.row != TEACHER
         if self.n < 2:
-            return True
+            return self.cell.row != TEACHER
         return abs(published - self.mean) > 2 * self.std
 
 
-def measure(table, runs):
-    """``Measured`` per cell of the table, from the runs' summaries."""
+def measure(table, runs, state):
+    """``Measured`` per cell of the table, from the runs' summaries (a stale run's figure is
+    left out) and their statuses (``state``: the runner's record of their exits and logs)."""
+    status = statuses(runs, state)
     values = {id(cell): [] for cell in table.cells}
+    run_statuses = {id(cell): [] for cell in table.cells}
     for run in runs:
         for cell in run.cells:
-            if cell.row == TEACHER and not cell.probe:
+            run_statuses[id(cell)].append((status[run.id], state.get(run).get('log')))
+            if cell.row == TEACHER and not cell.probe or status[run.id] == STALE:
                 # the teacher's accuracy as every distillation run of the pair measured it once
                 continue
             summary = read_summary(run.done_file)
@@ -66,8 +87,10 @@ def measure(table, runs):
     for cell in table.cells:
         if cell.row == TEACHER and not cell.probe:
             values[id(cell)] = _teacher_accuracy(cell, runs)
-    return [Measured(cell, values[id(cell)]) for cell in table.cells
-            if any(cell in run.cells for run in runs)]
+            if values[id(cell)]:  # measured by the students' runs, whatever the teacher run's
+                run_statuses[id(cell)] = [(DONE, None)]
+    return [Measured(cell, values[id(cell)], tuple(run_statuses[id(cell)]))
+            for cell in table.cells if any(cell in run.cells for run in runs)]
 
 
 def _teacher_accuracy(cell, runs):
@@ -106,8 +129,9 @@ def markdown(table, measured):
                            for what in ('published', 'measured')]
     lines = [f'## {table.title}', '',
              f'Source: {table.source}. Published figures: {table.statistic} epoch, '
-             f'{table.aggregate}; measured: mean +- std (n trials), difference; {MARK} where '
-             f'the published figure lies outside mean +- 2 std or n < 2.', '',
+             f'{table.aggregate}; measured: mean +- std (n trials), difference, and what '
+             f'keeps a cell from being done; {MARK} where the published figure lies outside '
+             f'mean +- 2 std or n < 2.', '',
              '| ' + ' | '.join(header) + ' |',
              '| --- |' + ' ---: |' * (len(header) - 1)]
     for (_, label), cells in by_row.items():
@@ -124,13 +148,15 @@ def markdown(table, measured):
                 measured_text = f'{_fmt(m.mean)}{spread} ({m.n}){diff}'
             elif m.cell.published is not None:
                 measured_text = '- (0)'
+            if m.status != DONE:
+                measured_text += f' {m.status}' + (f': {", ".join(m.logs)}' if m.logs else '')
             row += [_fmt(m.cell.published), measured_text + (f' {MARK}' if m.marked else '')]
         lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines) + '\n'
 
 
 CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'statistic', 'aggregate',
-              'published', 'source', 'mean', 'std', 'n', 'difference', 'marked']
+              'published', 'source', 'mean', 'std', 'n', 'difference', 'marked', 'status', 'logs']
 
 
 def csv_text(measured):
@@ -142,5 +168,5 @@ def csv_text(measured):
         writer.writerow([c.table, c.row, c.label, c.teacher, c.student, c.probe or '',
                          c.statistic, c.aggregate, '' if c.published is None else c.published,
                          c.source, _fmt(m.mean, 4), _fmt(m.std, 4), m.n,
-                         _fmt(m.difference, 4), int(m.marked)])
+                         _fmt(m.difference, 4), int(m.marked), m.status, ' '.join(m.logs)])
     return out.getvalue()

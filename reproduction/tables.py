@@ -16,11 +16,14 @@ the row's: they replace its values); ``scratch_peer = true`` trains DML's peer f
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
 """
+import argparse
 import contextlib
 import functools
 import io
+import json
 import math
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from typing import Optional
@@ -30,6 +33,8 @@ import train_teacher
 import transfer_student
 from distiller_zoo import METHODS
 from helper.core.util import UserError
+from helper.logger import read_summary
+from helper.run_folder import CIRCUMSTANTIAL
 from models import SMALL_LR_MODELS, model_dict
 from scripts.fetch_teachers import TEACHERS
 
@@ -39,9 +44,13 @@ ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_stu
 TEACHER, STUDENT = 'teacher', 'student'
 STATISTICS = ('last', 'best')
 AGGREGATES = ('mean', 'single')
-RECIPE_FLAGS = {'epochs': '--epochs', 'learning_rate': '--learning_rate',
-                'batch_size': '--batch_size'}
 SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
+TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
+              'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
+              'recipe', 'pairs', 'rows'}
+PAIR_KEYS = {'teacher', 'student'}
+ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
+            'recipe', 'pair_flags', 'scratch_peer', 'note'}
 DEFAULT_SAVE, DEFAULT_DATA = './save', './data'
 FETCHED_EPOCHS = 240  # the epoch count in the fetched teachers' file names
 
@@ -105,6 +114,25 @@ def _published(value, where):
                      f'"unpublished"')
 
 
+def recipe_keys():
+    """What a recipe may set: the training options that every training script takes (by their
+    names: ``epochs``, ``learning_rate``, ``lr_decay_epochs``, ...), and the learning rate of
+    the small students."""
+    actions = train_teacher.build_parser()._actions
+    return {a.dest for a in actions if a.option_strings and a.dest != 'help'
+            and a.help != argparse.SUPPRESS} - {'model', 'trial'} | {SMALL_STUDENT_LR}
+
+
+def check_keys(values, known, where, path):
+    """One line naming the first key of ``values`` that is not in ``known``."""
+    if not isinstance(values, dict):
+        raise TableError(f'{where}: expected a table of keys, got {values!r} ({path})')
+    for key in values:
+        if key not in known:
+            raise TableError(f'{path}: unknown key {key!r} in {where} (known: '
+                             f'{", ".join(sorted(known))})')
+
+
 def _choice(value, choices, what, where):
     if value not in choices:
         raise TableError(f'{where}: {what} {value!r} is not one of {", ".join(choices)}')
@@ -126,6 +154,14 @@ class Table:
         except tomllib.TOMLDecodeError as e:
             raise TableError(f'{self.name}: not valid TOML ({e})') from None
         where = self.name
+        check_keys(data, TABLE_KEYS, 'the table', path)
+        recipe = recipe_keys()
+        check_keys(data.get('recipe', {}), recipe, '[recipe]', path)
+        for pair in data.get('pairs', []):
+            check_keys(pair, PAIR_KEYS, '[[pairs]]', path)
+        for key, row in data.get('rows', {}).items():
+            check_keys(row, ROW_KEYS, f'[rows.{key}]', path)
+            check_keys(row.get('recipe', {}), recipe, f'[rows.{key}] recipe', path)
         try:
             self.title = data.get('title', self.name)
             self.source = data['source']
@@ -183,13 +219,15 @@ class Table:
                        probe, measured, bool(row.get('scratch_peer', False)))
 
     # -- runs ------------------------------------------------------------------------------
-    def teacher_path(self, teacher, save_dir):
+    def teacher_path(self, teacher, save_dir, extra=()):
         """Where distillation runs read the teacher: RepDistiller's path on CIFAR-100 (where
-        fetched and trained teachers are published), else the teacher run's last weights."""
+        fetched and trained teachers are published, named by the epochs the teacher's command
+        trains), else the teacher run's last weights."""
+        run = _parse('train_teacher.py',
+                     self.teacher_argv(teacher, save_dir, DEFAULT_DATA) + list(extra))
         if self.dataset == 'cifar100':
             return os.path.join(save_dir, 'models', f'{teacher}_vanilla',
-                                f'ckpt_epoch_{self.teacher_epochs}.pth')
-        run = _parse('train_teacher.py', self.teacher_argv(teacher, save_dir, DEFAULT_DATA))
+                                f'ckpt_epoch_{run.epochs}.pth')
         return os.path.join(run_dir_of('train_teacher.py', run), f'{teacher}_last.pth')
 
     def common(self, save_dir, data_folder):
@@ -207,16 +245,18 @@ class Table:
         """The recipe's values that the script would not apply by itself."""
         opt = _parse(script, base)
         flags = []
-        for key, flag in RECIPE_FLAGS.items():
-            wanted = recipe_value(cell, key)
+        for key in dict.fromkeys(k for k in cell.recipe if k != SMALL_STUDENT_LR):
+            flag, wanted = f'--{key}', recipe_value(cell, key)
             if flag in cell.flags:  # the cell's own value comes first
                 continue
-            if wanted is not None and getattr(opt, key) != wanted:
-                flags += [flag, _format(wanted)]
+            given = [flag, _format(wanted)]
+            if getattr(_parse(script, list(base) + given), key) != getattr(opt, key):
+                flags += given
         return flags
 
-    def cell_argv(self, cell, trial, save_dir, data_folder):
-        """``(script, argv)`` of one trial of a cell (without the probe)."""
+    def cell_argv(self, cell, trial, save_dir, data_folder, teacher_extra=()):
+        """``(script, argv)`` of one trial of a cell (without the probe); ``teacher_extra``:
+        the flags the teacher's run is given, which name its file."""
         common = self.common(save_dir, data_folder)
         seed = ['--seed', str(trial)] if self.fixed_seeds else []
         if cell.row == STUDENT:
@@ -227,17 +267,26 @@ class Table:
             name = distill.pop(distill.index('--distill') + 1)
             distill.remove('--distill')
             teacher = (['--model_t', cell.teacher] if cell.scratch_peer
-                       else ['--path_t', self.teacher_path(cell.teacher, save_dir)])
+                       else ['--path_t', self.teacher_path(cell.teacher, save_dir,
+                                                           teacher_extra)])
             base = (teacher + ['--distill', name, '--model_s', cell.student] + distill
                     + ['--trial', str(trial)] + common)
             script = 'train_student.py'
         return script, base + self.recipe_flags(cell, script, base) + seed
 
     def runs(self, trials=None, save_dir=DEFAULT_SAVE, data_folder=DEFAULT_DATA, extra=(),
-             rows=None, pairs=None):
-        """The runs that measure the table (``rows``/``pairs``: only those), in order."""
+             rows=None, pairs=None, extra_teacher=(), extra_student=()):
+        """The runs that measure the table (``rows``/``pairs``: only those), in order.
+        ``extra``: flags for every script that takes them; ``extra_teacher`` /
+        ``extra_student``: for train_teacher.py (teachers, students alone) / train_student.py
+        (distillation) only."""
         trials = trials or self.trials
-        extra = list(extra)
+        extras = route_extra(extra)
+        extras['train_teacher.py'] += route_extra(extra_teacher, ('train_teacher.py',))[
+            'train_teacher.py']
+        extras['train_student.py'] += route_extra(extra_student, ('train_student.py',))[
+            'train_student.py']
+        self.check_selection(rows, pairs)
         cells = [c for c in self.cells if c.measured
                  and (rows is None or c.row in rows)
                  and (pairs is None or f'{c.teacher}:{c.student}' in pairs)]
@@ -250,20 +299,22 @@ class Table:
             return run
 
         teachers = {}
+        teacher_extra = extras['train_teacher.py']
         for cell in cells:
             if cell.teacher in teachers or cell.scratch_peer:
                 continue
-            argv = self.teacher_argv(cell.teacher, save_dir, data_folder) + extra
+            argv = self.teacher_argv(cell.teacher, save_dir, data_folder) + teacher_extra
             commands = [argv]
+            parsed = _parse('train_teacher.py', argv)
             if self.fetch_teachers and self.dataset == 'cifar100' and \
-                    self.teacher_epochs == FETCHED_EPOCHS and cell.teacher in TEACHERS:
+                    parsed.epochs == FETCHED_EPOCHS and cell.teacher in TEACHERS:
                 fetch = ['scripts/fetch_teachers.py', cell.teacher] + (
                     ['--save_dir', save_dir] if save_dir != DEFAULT_SAVE else [])
                 commands = [fetch, argv]
             teachers[cell.teacher] = Run(
                 f'teacher:{cell.teacher}', TEACHER, commands,
-                run_dir_of('train_teacher.py', _parse('train_teacher.py', argv)),
-                self.teacher_path(cell.teacher, save_dir))
+                run_dir_of('train_teacher.py', parsed),
+                self.teacher_path(cell.teacher, save_dir, teacher_extra))
         ordered = {STUDENT: [], 'distill': [], 'probe': []}
         for cell in cells:
             teacher = None if cell.scratch_peer else add(
@@ -272,8 +323,9 @@ class Table:
                 if cell.row == TEACHER:
                     source = teacher
                 else:
-                    script, argv = self.cell_argv(cell, trial, save_dir, data_folder)
-                    argv = [script] + argv + extra
+                    script, argv = self.cell_argv(cell, trial, save_dir, data_folder,
+                                                  teacher_extra)
+                    argv = [script] + argv + extras[script]
                     kind = STUDENT if cell.row == STUDENT else 'distill'
                     folder = run_dir_of(script, _parse(script, argv))
                     source = Run(f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind,
@@ -284,9 +336,37 @@ class Table:
                     if source not in ordered[kind]:
                         ordered[kind].append(source)
                 if cell.probe:
-                    ordered['probe'].append(add(self.probe_run(cell, source, trial, save_dir,
-                                                               data_folder, extra), cell))
+                    ordered['probe'].append(add(self.probe_run(
+                        cell, source, trial, save_dir, data_folder,
+                        extras['transfer_student.py']), cell))
         return list(teachers.values()) + [r for kind in ordered.values() for r in kind]
+
+    def check_pairs(self, runs):
+        """One line naming the first distillation cell whose method cannot serve its pair, found
+        the way train_student.py finds it at start (the networks built without data), before
+        any teacher trains."""
+        for run in runs:
+            if run.kind != 'distill':
+                continue
+            opt = _parse('train_student.py', run.argv)
+            model_t = run.cells[0].teacher if run.cells else opt.model_t
+            key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(vars(opt).items())
+                                     if k not in ('trial', 'seed'))
+            try:
+                _check_pair(key, opt, model_t)
+            except UserError as e:
+                where = run.cells[0].where if run.cells else run.id
+                raise TableError(f'{where}: {e}') from None
+
+    def check_selection(self, rows, pairs):
+        """One line for a ``--rows`` or ``--pairs`` name that matches nothing in the table."""
+        for what, given, known in (
+                ('--rows', rows, {c.row for c in self.cells}),
+                ('--pairs', pairs, {f'{t}:{s}' for t, s in self.pairs})):
+            for name in given or ():
+                if name not in known:
+                    raise TableError(f'{self.name}: {what} {name!r} matches nothing in the table '
+                                     f'(it has: {", ".join(sorted(known))})')
 
     def probe_run(self, cell, source, trial, save_dir, data_folder, extra):
         if source.kind == TEACHER:
@@ -304,6 +384,30 @@ class Table:
                    needs=(source.id,))
 
 
+def recorded_differences(run):
+    """How a finished run's recorded options differ from those its command now asks for
+    (``['--epochs 1 (now 2)', ...]``); empty when they agree or nothing is recorded (a
+    fetched teacher). Options that do not change what a run computes are left out."""
+    summary = read_summary(os.path.join(run.run_dir, 'summary.json'))
+    if summary is None or not isinstance(summary.get('args'), dict):
+        return []
+    script = os.path.basename(run.argv[0])
+    wanted = vars(_parse(script, run.argv))
+    recorded = summary['args']
+    return [f'--{key} {_shown(recorded[key])} (now {_shown(value)})'
+            for key, value in wanted.items()
+            if key in recorded and key not in CIRCUMSTANTIAL and value is not None
+            and _plain(recorded[key]) != _plain(value)]
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _shown(value):
+    return _format(value) if isinstance(value, (list, tuple, float)) else str(value)
+
+
 def _folders(save_dir, data_folder):
     return ((['--save_dir', save_dir] if save_dir != DEFAULT_SAVE else [])
             + (['--data_folder', data_folder] if data_folder != DEFAULT_DATA else []))
@@ -319,6 +423,8 @@ def recipe_value(cell, key):
 
 
 def _format(value):
+    if isinstance(value, (list, tuple)):
+        return ','.join(_format(v) for v in value)
     return f'{value:g}' if isinstance(value, float) else str(value)
 
 
@@ -332,7 +438,38 @@ def _parse(script, argv):
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(script, argv):
     with contextlib.redirect_stdout(io.StringIO()):
-        return ENTRY_POINTS[script].parse_option(list(argv))
+        try:
+            return ENTRY_POINTS[script].parse_option(list(argv))
+        except UserError as e:
+            raise UserError(f'{script} refuses {shlex.join(argv)}: {e}') from None
+
+
+_PAIRS_CHECKED = set()
+
+
+def _check_pair(key, opt, model_t):
+    if key not in _PAIRS_CHECKED:
+        train_student.check_pair(opt, model_t)
+        _PAIRS_CHECKED.add(key)
+
+
+def route_extra(words, scripts=tuple(ENTRY_POINTS)):
+    """``--extra``'s flags by script: each flag (with its values) goes to every script among
+    ``scripts`` that takes it; a flag none of them takes is one line."""
+    parsers = {script: ENTRY_POINTS[script].build_parser() for script in scripts}
+    routed = {script: [] for script in ENTRY_POINTS}
+    words, i = list(words), 0
+    while i < len(words):
+        flag = words[i].split('=', 1)[0]
+        takers = [s for s, p in parsers.items() if flag in p._option_string_actions]
+        if not takers:
+            raise UserError(f'{words[i]!r} is an option of none of {", ".join(scripts)}')
+        action = parsers[takers[0]]._option_string_actions[flag]
+        count = 1 if '=' in words[i] or action.nargs == 0 else 2
+        for script in takers:
+            routed[script] += words[i:i + count]
+        i += count
+    return routed
 
 
 def run_dir_of(script, opt):

@@ -8,6 +8,7 @@ is moved into place.
 """
 import argparse
 import os
+import shlex
 import sys
 import tarfile
 import urllib.error
@@ -88,7 +89,9 @@ def extract(archive, teacher, dest):
     return member is not None
 
 
-def fetch(teacher, root):
+def fetch(teacher, root, train_flags=''):
+    """Install ``teacher`` under ``root``; ``train_flags``: what the suggested train_teacher.py
+    command needs besides the model (the --save_dir that was given)."""
     folder = os.path.join(root, f'{teacher}_vanilla')
     dest = os.path.join(folder, FILE)
     if os.path.isfile(dest):
@@ -124,11 +127,12 @@ def fetch(teacher, root):
         os.replace(staged, dest)
         print(f'installed {dest} (from {label})')
         return True
-    if not os.listdir(folder):  # leave no empty teacher folder behind
-        os.rmdir(folder)
+    for empty in (folder, cache, root):  # leave no empty folder behind
+        if os.path.isdir(empty) and not os.listdir(empty):
+            os.rmdir(empty)
     print(f'could not fetch {teacher} ({"; ".join(problems)}). If you are offline, copy the '
-          f'file to {dest} by hand, or train it: python train_teacher.py --model {teacher}',
-          file=sys.stderr)
+          f'file to {dest} by hand, or train it: python train_teacher.py --model {teacher}'
+          f'{train_flags}', file=sys.stderr)
     return False
 
 
@@ -144,7 +148,9 @@ def main(argv=None):
               f'{", ".join(TEACHERS)}', file=sys.stderr)
         return 2
     root = os.path.join(args.save_dir, 'models')
-    results = [fetch(name, root) for name in args.names]
+    train_flags = (f' --save_dir {shlex.quote(args.save_dir)}'
+                   if os.path.normpath(args.save_dir) != 'save' else '')
+    results = [fetch(name, root, train_flags) for name in args.names]
     return 0 if all(results) else 1
 
 

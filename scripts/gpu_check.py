@@ -20,6 +20,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 COMPILED = ('kd', 'dkd')  # methods also checked with --compile (slow to start)
+# The modifiers (LSKD, CTKD) and DOT's optimizer, whose two backward passes and fp16 step
+# skipping have code of their own under mixed precision.
+MODIFIED = {'kd --logit_stand': ['--logit_stand'], 'dkd --logit_stand': ['--logit_stand'],
+            'kd --ctkd': ['--ctkd'], 'dkd --ctkd': ['--ctkd'],
+            'kd --optimizer dot': ['--optimizer', 'dot'],
+            'kd --optimizer dot --amp fp16': ['--optimizer', 'dot', '--amp', 'fp16']}
 FAST = ['--dataset', 'synthetic', '--epochs', '1', '--num_workers', '2', '--seed', '0']
 SPEED = ['--amp', 'bf16', '--channels_last']
 
@@ -57,6 +63,10 @@ def checks(save, gpus):
         if name in COMPILED:
             found.append(Check(f'method {name} --compile',
                                student(name, 'compiled', '--compile'), timeout=600))
+    for label, flags in MODIFIED.items():
+        name = label.split()[0]
+        found.append(Check(f'method {label}',
+                           student(name, label.replace(' ', '').replace('-', '_'), *flags)))
     processes = 2 if gpus >= 2 else 1
     found.append(Check(f'torchrun, {processes} process{"es" * (processes > 1)} (NCCL)',
                        ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',

@@ -8,16 +8,17 @@ Running the same command again skips finished runs and resumes interrupted ones.
 """
 import argparse
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helper.core.files import write_text_atomic  # noqa: E402
+from helper.core.files import try_lock, write_text_atomic  # noqa: E402
 from helper.core.util import UserError, non_negative_int, positive_int  # noqa: E402
-from reproduction.jobs import (BLOCKED, DONE, FAILED, LocalExecutor, State,  # noqa: E402
-                               SubmititExecutor, command, statuses)
+from reproduction.jobs import (BLOCKED, DONE, FAILED, STALE, STOPPED, LocalExecutor,  # noqa: E402
+                               State, SubmititExecutor, command, statuses)
 from reproduction.report import csv_text, markdown, measure  # noqa: E402
-from reproduction.tables import Table  # noqa: E402
+from reproduction.tables import Table, recorded_differences  # noqa: E402
 
 EXECUTORS = ('local', 'slurm', 'submitit_local')
 
@@ -48,7 +49,16 @@ def parse_option(argv=None):
     parser.add_argument('--save_dir', default='./save', help='passed to every run')
     parser.add_argument('--data_folder', default='./data', help='passed to every run')
     parser.add_argument('--extra', default='',
-                        help='more flags for every run, e.g. "--amp bf16 --num_workers 4"')
+                        help='more flags, each for every script that takes it, e.g. "--amp bf16 '
+                             '--num_workers 4" (all runs), "--kd_T 8" (distillation runs)')
+    parser.add_argument('--extra_teacher', default='',
+                        help='more flags for train_teacher.py only (teachers, students alone)')
+    parser.add_argument('--extra_student', default='',
+                        help='more flags for train_student.py only (distillation runs)')
+    parser.add_argument('--rerun_stale', action='store_true',
+                        help='run again the finished runs whose recorded options differ from '
+                             'what the table and --extra now ask (their folders are moved aside '
+                             'to <folder>.stale-N); without it they are listed and kept')
     parser.add_argument('--dry_run', action='store_true',
                         help='print the command lines of the runs still to do, run nothing')
     parser.add_argument('--report', action='store_true',
@@ -79,9 +89,17 @@ def parse_option(argv=None):
                        help='wait for the jobs, submitting what becomes ready (a teacher\'s '
                             'students), instead of returning after submitting')
     opt = parser.parse_args(argv)
+    import torch
+    visible = torch.cuda.device_count()
     if opt.gpus is None:
-        import torch
-        opt.gpus = [str(i) for i in range(torch.cuda.device_count())]
+        opt.gpus = [str(i) for i in range(visible)]
+    elif opt.gpus and opt.executor == 'local' and not (opt.dry_run or opt.report):
+        missing = [g for g in opt.gpus if int(g) >= visible]
+        if missing:
+            raise UserError(f'--gpus {",".join(opt.gpus)}: ' + (
+                'no CUDA GPU is visible here' if not visible else
+                f'only {visible} CUDA GPUs are visible here (0-{visible - 1})')
+                + '; leave --gpus out to use every visible GPU, or CPU processes without one')
     return opt
 
 
@@ -89,32 +107,58 @@ def state_folder(opt, table):
     return os.path.join(opt.save_dir, 'reproduce', table.name)
 
 
+def split(text):
+    return shlex.split(text)
+
+
 def main_run(opt):
     table = Table(opt.table)
-    runs = table.runs(opt.trials, opt.save_dir, opt.data_folder, opt.extra.split(),
+    runs = table.runs(opt.trials, opt.save_dir, opt.data_folder, split(opt.extra),
                       rows=opt.rows.split(',') if opt.rows else None,
-                      pairs=opt.pairs.split(',') if opt.pairs else None)
+                      pairs=[p.strip() for p in opt.pairs.split(',')] if opt.pairs else None,
+                      extra_teacher=split(opt.extra_teacher),
+                      extra_student=split(opt.extra_student))
     if not runs:
         raise UserError(f'{table.name}: no cell matches --rows/--pairs')
     folder = state_folder(opt, table)
     state = State(folder)
     if opt.report:
-        measured = measure(table, runs)
+        measured = measure(table, runs, state)
         text = markdown(table, measured)
         os.makedirs(folder, exist_ok=True)
         write_text_atomic(os.path.join(folder, 'report.md'), text)
         write_text_atomic(os.path.join(folder, 'report.csv'), csv_text(measured))
         print(text + f'\nwritten: {os.path.join(folder, "report.md")} and report.csv')
-        return 0
+        return 1 if any(m.status == FAILED for m in measured) else 0
+    table.check_pairs(runs)
     if opt.dry_run:
         status = statuses(runs, state)
         for run in runs:
-            if status[run.id] != DONE:
+            if status[run.id] == STALE and not opt.rerun_stale:
+                print(f'# stale, kept (--rerun_stale runs it again): {run.id}: '
+                      f'{"; ".join(recorded_differences(run))}')
+            elif status[run.id] != DONE:
                 lines = command(run, python='python')
                 print(' || '.join(' '.join(line) for line in lines))
         return 0
+    os.makedirs(folder, exist_ok=True)
+    lock = try_lock(os.path.join(folder, '.runner.lock'))
+    if lock is None:
+        raise UserError(f'{table.name} is being run by another invocation right now (its state: '
+                        f'{folder}); wait for it to finish, or stop it first')
+    with lock:
+        return run_table(opt, table, runs, state, folder)
+
+
+def run_table(opt, table, runs, state, folder):
     for record in state.runs.values():  # an earlier invocation's failures are tried again
         record['exit'] = None
+    if opt.rerun_stale:
+        status = statuses(runs, state)
+        for run in runs:
+            if status[run.id] == STALE:
+                aside = move_aside(run.run_dir)
+                print(f'stale: {run.id} moved aside to {aside}', flush=True)
     print(f'{table.title}: {len(runs)} runs ({opt.executor} executor); logs in '
           f'{state.logs}', flush=True)
     if opt.executor == 'local':
@@ -123,16 +167,29 @@ def main_run(opt):
         executor = SubmititExecutor(
             folder, cluster='slurm' if opt.executor == 'slurm' else 'local',
             wait=opt.wait or opt.executor == 'submitit_local', timeout_min=opt.time,
+            max_running=opt.cpu_workers if opt.executor == 'submitit_local' else None,
             slurm_partition=opt.partition, slurm_account=opt.account,
             gpus_per_node=opt.gpus_per_job, cpus_per_task=opt.cpus_per_job,
             slurm_array_parallelism=opt.array_parallelism)
     status, stopped = executor.run(runs, state)
     if stopped:
-        print('stopped: the runs saved their state; run the same command again to resume',
-              flush=True)
+        saved = sum(1 for s in status.values() if s == STOPPED)
+        failed = sum(1 for s in status.values() if s == FAILED)
+        print(f'stopped: {saved} runs saved their state' + (
+            f', {failed} failed (listed above)' if failed else '')
+            + '; run the same command again to resume', flush=True)
         return 130
-    unfinished = sum(1 for s in status.values() if s in (FAILED, BLOCKED))
+    unfinished = sum(1 for s in status.values() if s in (FAILED, BLOCKED, STALE))
     return 1 if unfinished else 0
+
+
+def move_aside(run_dir):
+    """Rename a run folder to the first free ``<folder>.stale-N``."""
+    n = 1
+    while os.path.exists(f'{run_dir}.stale-{n}'):
+        n += 1
+    os.rename(run_dir, f'{run_dir}.stale-{n}')
+    return f'{run_dir}.stale-{n}'
 
 
 def main(argv=None):

@@ -32,12 +32,23 @@ LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
           'crd+kd': 'CRD+KD', 'simkd': 'SimKD', 'srrl': 'SRRL', 'srd': 'SRD',
           'srd_dist': 'SRDwithDIST', 'dist': 'DIST', 'dkd': 'DKD', 'reviewkd': 'ReviewKD',
           'semckd': 'SemCKD', 'dml': 'DML', 'icd': 'DCD', 'icd+kd': 'DCD+KD', 'rrd': 'RRD',
-          'rrd+kd': 'RRD+KD', 'mlkd': 'MLKD'}
+          'rrd+kd': 'RRD+KD', 'mlkd': 'MLKD', 'ctkd': 'CTKD', 'mlld': 'MLLD', 'ofd': 'OFD'}
+# The modifiers, as the papers add them to a method's name: (suffix, whether a run's options
+# turn it on).
+MODIFIERS = (('LS', lambda args: bool(args.get('logit_stand'))),
+             ('CTKD', lambda args: bool(args.get('ctkd')) and args['distill'] != 'ctkd'),
+             ('DOT', lambda args: args.get('optimizer', 'sgd') == 'dot'))
 
 
 def ordered_methods(methods):
-    """RepDistiller's row order, then the other methods alphabetically."""
-    return [m for m in ROW_ORDER if m in methods] + sorted(set(methods) - set(ROW_ORDER))
+    """RepDistiller's row order (a modified method after its plain one), then the other
+    methods alphabetically."""
+    def key(method):
+        base = method.split('+')[0]
+        known = base in ROW_ORDER or method in ROW_ORDER
+        return (not known, ROW_ORDER.index(method if method in ROW_ORDER else base)
+                if known else 0, base, method)
+    return sorted(methods, key=key)
 
 
 # Options that do not define an experiment: trials of one experiment may differ in them.
@@ -82,13 +93,22 @@ def experiment(r):
 
 
 def method_key(args):
-    """Canonical method name; a method whose recipe has no KL term, run with one, is '+kd'."""
+    """Canonical method name; a method whose recipe has no KL term, run with one, is '+kd';
+    then the modifiers it ran with ('dkd+LS+CTKD+DOT')."""
     method = METHODS.get(args['distill'])
     if method is None:
         return args['distill']
     name = method.names[0]
     with_kl = args.get("alpha", 0) > 0 and method.recipe.weights[1] == 0
-    return f'{name}+kd' if name != 'kd' and with_kl else name
+    name = f'{name}+kd' if name != 'kd' and with_kl else name
+    return name + ''.join(f'+{suffix}' for suffix, on in MODIFIERS if on(args))
+
+
+def own_options(args):
+    """The options of the run's method whose values differ from their defaults."""
+    method = METHODS.get(args['distill'])
+    return {o.dest for o in (method.options if method else ())
+            if o.dest in args and args[o.dest] != o.default}
 
 
 def mean_std(values):
@@ -121,7 +141,8 @@ def row_labels(runs):
     for r in runs:
         method = method_key(r['args'])
         options = experiment(r)[0]
-        shown = ', '.join(f'{k}={_value(options.get(k))}' for k in sorted(varying[method]))
+        keys = sorted(varying[method] | own_options(r['args']))
+        shown = ', '.join(f'{k}={_value(options.get(k))}' for k in keys)
         labels[id(r)] = (method, shown)
     return labels
 
@@ -132,7 +153,11 @@ def column(r):
 
 def label(row):
     method, shown = row
-    return LABELS.get(method, method) + (f' ({shown})' if shown else '')
+    base, *modifiers = method.split('+')
+    if f'{base}+kd' in LABELS and modifiers[:1] == ['kd']:
+        base, modifiers = f'{base}+kd', modifiers[1:]
+    return (LABELS.get(base, base) + ''.join(f'+{m}' for m in modifiers)
+            + (f' ({shown})' if shown else ''))
 
 
 def build_table(runs, baselines, metric):

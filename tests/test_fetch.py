@@ -113,7 +113,8 @@ def test_offline_gives_a_clear_message(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'could not fetch resnet110' in err and 'If you are offline' in err
     assert 'Traceback' not in err
-    assert not (tmp_path / 'models' / 'resnet110_vanilla').exists()
+    assert not (tmp_path / 'models').exists()  # no empty folder left, nor its download cache
+    assert f'python train_teacher.py --model resnet110 --save_dir {tmp_path}' in err
 
 
 def test_unknown_teacher(capsys):

@@ -173,9 +173,9 @@ def test_report_marks_what_it_should(tmp_path, capsys):
         fake_summary(runs[f'dkd:resnet8:resnet8:{trial}'], value)
     assert reproduce.main([path, '--save_dir', save, '--report']) == 0
     out = capsys.readouterr().out
-    assert '| teacher | 50.00 | 51.00 (1), +1.00 ! |' in out  # one value: marked
+    assert '| teacher | 50.00 | 51.00 (1), +1.00 |' in out  # one set of weights: not marked
     assert '| kd | 40.00 | 40.17 +- 1.04 (3), +0.17 |' in out
-    assert '| dkd | 30.00 | 35.10 +- 0.14 (2), +5.10 ! |' in out
+    assert '| dkd | 30.00 | 35.10 +- 0.14 (2), +5.10 missing ! |' in out  # 2 of 3 trials
     with open(os.path.join(save, 'reproduce', 'tiny', 'report.csv')) as f:
         rows = {r['row']: r for r in csv.DictReader(f)}
     assert rows['kd']['n'] == '3' and rows['kd']['marked'] == '0'
@@ -253,12 +253,13 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
 def test_submitit_local_executor_runs_a_table(tmp_path):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
     save = str(tmp_path / 'save')
-    result = subprocess.run(runner(path, save, '--executor', 'submitit_local'), cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(runner(path, save, '--executor', 'submitit_local', '--cpu_workers',
+                                   '2'), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    # the teacher's job first, then its two students' as one array
+    # the teacher's job first, then its two students' as one array (at most --cpu_workers)
     assert 'submitted 1 runs (local job' in result.stdout
     assert 'submitted 2 runs (local job' in result.stdout
+    assert '2 running' not in result.stdout.split('submitted 2 runs')[0]
     runs = Table(path).runs(save_dir=save, extra=['--num_workers', '0'])
     assert len(runs) == 3 and all(os.path.isfile(r.done_file) for r in runs)
     state = json.load(open(os.path.join(save, 'reproduce', 'tiny', 'state.json')))
@@ -317,6 +318,9 @@ def test_gpu_check_lists_every_method_and_stops_clearly_without_a_gpu(capsys, mo
     for method in dict.fromkeys(METHODS.values()):
         assert f'method {method.names[0]}' in names
     assert 'method kd --compile' in names and 'benchmark' in names
+    for modified in ('kd --logit_stand', 'kd --ctkd', 'dkd --ctkd', 'kd --optimizer dot',
+                     'kd --optimizer dot --amp fp16'):
+        assert f'method {modified}' in names
     assert 'torchrun, 1 process (NCCL)' in names  # one GPU or none: one process
     for line in lines:
         assert '--amp bf16 --channels_last' in line or line.startswith(('benchmark', 'DALI'))

@@ -9,10 +9,10 @@ from scripts import summarize
 
 
 def fake_run(folder, name, distill, teacher, student, last, best, alpha=0.0, teacher_acc=79.42,
-             curve=(10.0, 20.0)):
+             curve=(10.0, 20.0), **options):
     run = folder / name
     run.mkdir(parents=True)
-    summary = {'args': {'distill': distill, 'alpha': alpha, 'dataset': 'cifar100'},
+    summary = {'args': {'distill': distill, 'alpha': alpha, 'dataset': 'cifar100', **options},
                'teacher': teacher, 'student': student, 'last_acc': last, 'best_acc': best,
                'teacher_acc': teacher_acc}
     (run / 'summary.json').write_text(json.dumps(summary))
@@ -53,6 +53,24 @@ def test_table_layout_and_means(runs, capsys):
     assert table[6] == '| CRD | 75.50 | - |'
     assert table[7] == '| CRD+KD | 76.00 | - |'
     assert '6 runs, 5 groups, 1-2 trials per group' in out
+
+
+def test_rows_are_labelled_with_modifiers_and_the_methods_own_options(tmp_path, capsys):
+    students = tmp_path / 'student_model'
+    pair = ('resnet32x4', 'resnet8x4')
+    fake_run(students, 'kd', 'kd', *pair, 73.0, 73.5, alpha=0.9)
+    fake_run(students, 'kd_dot', 'kd', *pair, 73.2, 73.5, alpha=0.9, optimizer='dot')
+    fake_run(students, 'dkd_all', 'dkd', *pair, 76.0, 76.5, logit_stand=True, ctkd=True,
+             optimizer='dot')
+    fake_run(students, 'ctkd', 'ctkd', *pair, 74.0, 74.5, alpha=0.9, ctkd=False)
+    fake_run(students, 'ctkd_ls', 'ctkd', *pair, 74.5, 74.5, alpha=9.0, logit_stand=True)
+    fake_run(students, 'ofd', 'ofd', *pair, 75.0, 75.5, ofd_teacher_bn='eval')
+    fake_run(students, 'mlld', 'mlld', *pair, 77.0, 77.5, alpha=0.9)
+    assert summarize.main([str(students), '--metric', 'last']) == 0
+    rows = [line.split(' | ')[0][2:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith('|')][4:]
+    assert rows == ['KD', 'KD+DOT', 'DKD+LS+CTKD+DOT', 'CTKD', 'CTKD+LS', 'MLLD',
+                    'OFD (ofd_teacher_bn=eval)'], rows
 
 
 def test_best_epoch_table(runs, capsys):
