@@ -60,12 +60,11 @@ def run(opt):
 def publish_teacher(opt, run_dir):
     """Make the finished run's weights the teacher at the path RepDistiller's distillation
     commands name, ``<save_dir>/models/<model>_vanilla/ckpt_epoch_<epochs>.pth`` (a hard link,
-    else a copy), unless that folder already holds a teacher (a fetched one, or an earlier
-    trial's)."""
+    else a copy), unless that file already exists (a fetched teacher, or an earlier trial's)."""
     folder = os.path.join(opt.save_dir, 'models', f'{opt.model}_vanilla')
     target = os.path.join(folder, f'ckpt_epoch_{opt.epochs}.pth')
-    if os.path.isdir(folder) and os.listdir(folder):
-        print(f"note: '{folder}' already holds a teacher; left as it is")
+    if os.path.exists(target):
+        print(f"note: '{target}' already exists; left as it is")
         return
     os.makedirs(folder, exist_ok=True)
     source = os.path.join(run_dir, f'{opt.model}_last.pth')

@@ -331,3 +331,197 @@ def test_gpu_check_lists_every_method_and_stops_clearly_without_a_gpu(capsys, mo
     out = capsys.readouterr().out
     assert out.startswith('torchrun, 2 processes (NCCL)') and '--nproc_per_node 2' in out
     assert shlex.split(out.split(': ', 1)[1])[0] == 'python'
+
+
+# -- defects a new user hit ------------------------------------------------------------------
+@pytest.mark.parametrize('change, key, where', [
+    (('statistic = "last"', 'statstic = "best"'), 'statstic', 'the table'),
+    (('\nepochs = 1\n', '\nepoch = 1\n'), 'epoch', '[recipe]'),
+    (('published = [30.0]', 'published = [30.0]\npair_flag = {"resnet8:resnet8" = "--kd_T 3"}'),
+     'pair_flag', '[rows.dkd]'),
+    (('published = [30.0]', 'published = [30.0]\nrecipe = {learning_rat = 0.01}'),
+     'learning_rat', '[rows.dkd] recipe'),
+    (('student = "resnet8"', 'student = "resnet8"\nstudnet = "x"'), 'studnet', '[[pairs]]')])
+def test_unknown_table_keys_are_one_line_naming_the_key_and_the_file(tmp_path, capsys, change,
+                                                                     key, where):
+    path = write_table(tmp_path, GOOD.replace('title = "tiny"', 'title = "tiny"\nstatistic = '
+                                              '"last"').replace(*change))
+    assert reproduce.main([path, '--dry_run']) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{path}: unknown key {key!r} in {where}" in err and len(err.splitlines()) == 1, err
+
+
+def test_every_training_option_of_a_recipe_reaches_the_runs(tmp_path, capsys):
+    path = write_table(tmp_path, GOOD.replace('\nepochs = 1\n', '\nepochs = 1\nlr_decay_epochs '
+                                              '= "1,2"\nweight_decay = 1e-4\n'))
+    assert reproduce.main([path, '--dry_run', '--rows', 'kd', '--trials', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert '--lr_decay_epochs 1,2 --weight_decay 0.0001' in lines[-1], lines
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--rows', 'kd,ofdd'], "--rows 'ofdd' matches nothing in the table"),
+    (['--pairs', 'resnet8:resnet8, resnet8:resnet9'],
+     "--pairs 'resnet8:resnet9' matches nothing"),
+    (['--extra', '--no_such_flag 3'], "'--no_such_flag' is an option of none of "
+                                      "train_teacher.py, train_student.py, transfer_student.py"),
+    (['--extra_teacher', '--kd_T 8'], "'--kd_T' is an option of none of train_teacher.py"),
+    (['--extra', '--kd_T -8'], 'train_student.py refuses'),
+    (['--gpus', '0,1'], '--gpus 0,1: no CUDA GPU is visible here'),
+    (['--executor', 'slurm'], "--executor slurm needs SLURM's sbatch")])
+def test_bad_selections_flags_and_executors_are_one_line(tmp_path, capsys, flags, message):
+    if '--gpus' in flags and torch.cuda.device_count() >= 2:
+        pytest.skip('two GPUs are visible')
+    save = str(tmp_path / 'save')
+    assert reproduce.main([write_table(tmp_path, GOOD), '--save_dir', save] + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not os.path.exists(os.path.join(save, 'models'))  # nothing ran
+
+
+def test_extra_flags_go_to_the_scripts_that_take_them(tmp_path, capsys):
+    cifar = GOOD.replace('dataset = "synthetic"\n', '')  # teachers at RepDistiller's path
+    path = write_table(tmp_path, cifar.replace('trials = 2', 'trials = 1'))
+    assert reproduce.main([path, '--dry_run', '--extra', '--kd_T 8 --epochs 3',
+                           '--extra_student', '--nce_k 30']) == 0
+    teacher, *students = capsys.readouterr().out.splitlines()
+    assert '--epochs 3' in teacher and '--kd_T' not in teacher and '--nce_k' not in teacher
+    for line in students:
+        assert '--kd_T 8' in line and '--epochs 3' in line and '--nce_k 30' in line, line
+        # the students read the teacher the teacher's command writes (3 epochs), not the table's
+        assert 'ckpt_epoch_3.pth' in line, line
+
+
+def test_dry_run_checks_that_each_method_serves_its_pair_before_any_teacher_trains(tmp_path,
+                                                                                   capsys):
+    table = GOOD.replace('teacher = "resnet8"', 'teacher = "ShuffleV1"').replace(
+        '[rows.dkd]\nflags = "--distill dkd"', '[rows.dkd]\nflags = "--distill ofd"')
+    save = str(tmp_path / 'save')
+    for flags in (['--dry_run'], []):
+        assert reproduce.main([write_table(tmp_path, table), '--save_dir', save] + flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert "row 'dkd', ShuffleV1 -> resnet8: --distill ofd cannot distil ShuffleV1 into " \
+               "resnet8" in err and len(err.splitlines()) == 1, err
+        assert not os.path.exists(os.path.join(save, 'models'))
+
+
+def finish_all(runs, **changed):
+    """Every run finished, its summary recording the options its command parses to (with
+    ``changed`` values instead)."""
+    for run in runs:
+        opt = _parse(os.path.basename(run.argv[0]), run.argv)
+        os.makedirs(run.run_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(run.done_file), exist_ok=True)
+        summary = {'args': {**json.loads(json.dumps(vars(opt))), **changed}, 'last_acc': 40.0,
+                   'best_acc': 41.0, 'teacher_acc': 51.0}
+        with open(os.path.join(run.run_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f)
+        if not os.path.isfile(run.done_file):
+            open(run.done_file, 'w').close()
+
+
+def test_finished_runs_made_with_other_options_are_stale_not_done(tmp_path, capsys):
+    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
+    save = str(tmp_path / 'save')
+    finish_all(Table(path).runs(save_dir=save))
+    assert reproduce.main([path, '--save_dir', save, '--dry_run']) == 0
+    assert capsys.readouterr().out == ''  # everything done
+    # the table now asks for 2 epochs: the students' 1-epoch runs are stale
+    write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1').replace('\nepochs = 1\n',
+                                                                           '\nepochs = 2\n'))
+    assert reproduce.main([path, '--save_dir', save, '--dry_run']) == 0
+    out = capsys.readouterr().out
+    assert out.count('# stale, kept') == 2 and '--epochs 1 (now 2)' in out, out
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert '| kd | 40.00 | - (0) stale ! |' in out, out
+    result = subprocess.run(runner(path, save), cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1  # nothing ran: the stale runs wait for the user
+    assert '1 done | 0 running | 0 queued | 0 failed | 0 blocked | 2 stale' in result.stdout
+    assert 'stale: kd:resnet8:resnet8:1 finished with other options' in result.stdout
+    assert '--rerun_stale' in result.stdout
+    # --extra changes them too; --rerun_stale lists them to run again
+    assert reproduce.main([path, '--save_dir', save, '--dry_run', '--rerun_stale']) == 0
+    assert [line.count('--epochs 2') for line in capsys.readouterr().out.splitlines()] == [1, 1]
+
+
+def test_a_run_that_exits_0_without_its_result_is_failed_not_relaunched(tmp_path):
+    from reproduction.jobs import FAILED, State, failure, statuses
+    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1').replace(
+        'dataset = "synthetic"\n', ''))
+    runs = Table(path).runs(save_dir=str(tmp_path / 'save'), extra=['--epochs', '2'])
+    teacher = runs[0]
+    assert teacher.done_file.endswith(os.path.join('resnet8_vanilla', 'ckpt_epoch_2.pth'))
+    state = State(str(tmp_path / 'state'))
+    state.get(teacher)['exit'] = 0
+    assert statuses(runs, state)[teacher.id] == FAILED
+    assert failure(teacher, state) == f'exited 0 but wrote no {teacher.done_file}'
+
+
+def test_report_gives_each_cell_its_status_and_log(tmp_path, capsys):
+    from reproduction.jobs import State
+    path = write_table(tmp_path, GOOD)
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in Table(path).runs(save_dir=save)}
+    for trial in (1, 2):
+        fake_summary(runs[f'kd:resnet8:resnet8:{trial}'], 39.0 + trial)
+    state = State(os.path.join(save, 'reproduce', 'tiny'))
+    state.get(runs['dkd:resnet8:resnet8:1']).update(exit=2, log='logs/dkd_1.log')
+    state.get(runs['dkd:resnet8:resnet8:2']).update(exit=130, log='logs/dkd_2.log')
+    state.save()
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 1  # a cell failed
+    out = capsys.readouterr().out
+    assert '| kd | 40.00 | 40.50 +- 0.71 (2), +0.50 |' in out, out
+    assert '| dkd | 30.00 | - (0) failed: logs/dkd_1.log ! |' in out
+    with open(os.path.join(save, 'reproduce', 'tiny', 'report.csv')) as f:
+        rows = {r['row']: r for r in csv.DictReader(f)}
+    assert rows['kd']['status'] == 'done' and rows['dkd']['status'] == 'failed'
+    assert rows['dkd']['logs'] == 'logs/dkd_1.log' and rows['teacher']['status'] == 'done'
+    state.get(runs['dkd:resnet8:resnet8:1'])['exit'] = None
+    state.save()
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    assert '| dkd | 30.00 | - (0) stopped ! |' in capsys.readouterr().out
+
+
+def test_a_second_invocation_of_a_table_touches_nothing(tmp_path, capsys):
+    from helper.core.files import try_lock
+    path = write_table(tmp_path, GOOD)
+    save = str(tmp_path / 'save')
+    folder = os.path.join(save, 'reproduce', 'tiny')
+    os.makedirs(folder)
+    with try_lock(os.path.join(folder, '.runner.lock')):
+        assert reproduce.main([path, '--save_dir', save]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'tiny is being run by another invocation right now' in err
+    assert len(err.splitlines()) == 1 and os.listdir(folder) == ['.runner.lock']
+
+
+def wait_for(predicate, process, seconds=300):
+    deadline = time.time() + seconds
+    while not predicate():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize('executor', ['local', 'submitit_local'])
+def test_ctrl_c_stops_each_run_once_and_it_saves_its_state(tmp_path, executor):
+    """A Ctrl-C in a terminal reaches the runner's whole process group; the runs, in sessions
+    of their own, get one request to stop from the runner and save their state."""
+    path = write_table(tmp_path, GOOD.replace('teacher_epochs = 1', 'teacher_epochs = 3'))
+    save = str(tmp_path / 'save')
+    teacher = Table(path).runs(save_dir=save)[0]
+    log = os.path.join(save, 'reproduce', 'tiny', 'logs', 'teacher_resnet8.log')
+    process = subprocess.Popen(runner(path, save, '--executor', executor), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    wait_for(lambda: os.path.isfile(log) and 'epoch   1/3' in open(log).read(), process)
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does
+    out = process.communicate(timeout=300)[0]
+    assert process.returncode == 130, out
+    assert 'stopped: 1 runs saved their state' in out and 'Traceback' not in out, out
+    text = open(log).read()
+    assert text.count('stopping after this step') == 1 and 'state saved in' in text, text
+    assert os.path.isfile(os.path.join(teacher.run_dir, 'ckpt_last.pth')), text
+    assert subprocess.run(['pgrep', '-f', teacher.run_dir.split('/save/')[0]],
+                          capture_output=True).stdout == b''  # no run left behind

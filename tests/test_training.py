@@ -224,5 +224,9 @@ def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root,
     assert load_teacher(vanilla, 100, 'cifar100')[1] == 'resnet8'
     before = open(vanilla, 'rb').read()
     train_teacher_run(cifar_root, save, '--seed', '0', '--trial', '1', *FAST, model='resnet8')
-    assert 'already holds a teacher; left as it is' in capsys.readouterr().out
+    assert f"'{vanilla}' already exists; left as it is" in capsys.readouterr().out
     assert open(vanilla, 'rb').read() == before
+    # another epoch count is another file: published beside it (a runner waits for it)
+    train_teacher_run(cifar_root, save, '--seed', '0', '--trial', '2', *FAST, '--epochs',
+                      '2', model='resnet8')
+    assert load_teacher(vanilla.replace('epoch_1', 'epoch_2'), 100, 'cifar100')[1] == 'resnet8'
