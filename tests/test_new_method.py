@@ -82,3 +82,36 @@ def test_its_option_shows_in_its_help(monkeypatch, capsys):
         train_student.parse_option(['--distill', 'viewkd', '--help'])
     help_text = capsys.readouterr().out
     assert 'options of --distill viewkd' in help_text and '--view_T' in help_text
+
+
+@pytest.fixture
+def readme_method():
+    """docs/adding_a_method.py, imported (it registers --distill mykd) and unregistered after."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                        'adding_a_method.py')
+    spec = importlib.util.spec_from_file_location('adding_a_method', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module, open(path).read()
+    METHODS.pop('mykd')
+
+
+def test_the_readme_method_is_a_file_that_trains(readme_method):
+    from test_methods import build, fixed_batch
+    module, source = readme_method
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'README.md')).read()
+    assert source[source.index('import torch.nn'):] in readme  # the snippet is the file
+    distiller, teacher, _ = build('mykd', teacher='resnet14', student='resnet8')
+    assert distiller.embed.in_features == 64 and distiller.embed.out_features == 64
+    distiller, teacher, _ = build('mykd', teacher='wrn_16_2', student='resnet8')
+    assert distiller.embed.out_features == 128  # the teacher's width, not another
+    x, y, index, _ = fixed_batch()
+    from dataset.batch import Batch
+    distiller.train()
+    _, terms = distiller.forward_train(Batch(image=x, target=y, index=index))
+    assert set(terms) == {'cls', 'div', 'kd'} and terms['kd'] > 0
+    sum(terms.values()).backward()
+    assert distiller.embed.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
