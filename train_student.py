@@ -236,6 +236,14 @@ def run_name(opt, method, model_t, plugins):
             + options + ''.join(plugin.suffix(opt) for plugin in plugins))
 
 
+def older_run_names(opt, model_t, plugins):
+    """The folder name versions before 2026-11-29 gave the run: RepDistiller's, without the
+    fourth weight, the method's own options or the modifiers."""
+    return [f'S:{opt.model_s}_T:{model_t}_{opt.dataset}_{opt.distill}_r:{opt.gamma}_a:'
+            f'{opt.alpha}_b:{opt.beta}_{opt.trial}'
+            + ''.join(plugin.suffix(opt) for plugin in plugins)] if opt.path_t else []
+
+
 def run_dir(opt):
     """The folder a run with these options writes (scripts/reproduce.py looks there)."""
     model_t = teacher_architecture(opt.path_t, opt.model_t)
@@ -263,7 +271,8 @@ def run(opt):
                 + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
     folder = RunFolder(opt, 'student_model', 'student_tensorboards',
                        run_name(opt, method, teacher.arch, plugins), refused=defining,
-                       identity={'teacher': teacher.identity}, resolved={'model_t': teacher.arch})
+                       identity={'teacher': teacher.identity}, resolved={'model_t': teacher.arch},
+                       older_names=older_run_names(opt, teacher.arch, plugins))
     record = folder.record(opt, model_t=teacher.arch)
     seed = folder.seed
     set_seed(seed)

@@ -74,12 +74,17 @@ def check_resume_options(opt, stored, refused=(), identity=None, stored_identity
 class RunFolder:
     """The folders of one run and the state it resumes from (``resume``, None for a new run);
     ``seed`` is the run's seed: the resumed run's, the one given, or a new random one.
-    ``refused``, ``identity`` and ``resolved``: see ``check_resume_options``."""
+    ``refused``, ``identity`` and ``resolved``: see ``check_resume_options``. ``older_names``:
+    what older versions named the same run's folder; ``--resume auto`` continues a run found
+    there when its stored options agree on ``refused``, and says so when they do not."""
 
-    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None, resolved=None):
+    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None, resolved=None,
+                 older_names=()):
         self.run_dir = os.path.join(opt.save_dir, kind, name)
         self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
         self.identity = dict(identity or {})
+        if opt.resume == 'auto' and not self.has_checkpoints():
+            self._find_older_folder(opt, kind, tb_kind, older_names, refused, resolved)
         self.resume = self._find_resume(opt)
         if self.resume is not None:
             if 'stage' not in self.resume:
@@ -100,6 +105,29 @@ class RunFolder:
         else:
             self.seed = opt.seed
         self._lock = None
+
+    def _find_older_folder(self, opt, kind, tb_kind, names, refused, resolved):
+        """Move to the folder an older version named this run, if it holds the same experiment
+        (its stored options agree on ``refused``); otherwise say in one line that it exists."""
+        current = {**vars(opt), **(resolved or {})}
+        for name in dict.fromkeys(names):
+            last = os.path.join(opt.save_dir, kind, name, LAST)
+            if name == os.path.basename(self.run_dir) or not os.path.isfile(last):
+                continue
+            stored = load_checkpoint(last).get('opt', {})
+            differ = [k for k in refused if k in stored and k in current
+                      and _canonical(k, stored[k]) != _canonical(k, current[k])]
+            if differ:
+                given = ', '.join(f'--{k} {stored[k]}' for k in differ)
+                print(f"note: '{os.path.dirname(last)}' (a folder name of an older version) "
+                      f"holds a run with other options ({given}); left as it is. To continue "
+                      f"it: --resume {last}", flush=True)
+                continue
+            print(f"note: continuing the run in '{os.path.dirname(last)}', named as an older "
+                  f"version named its folders", flush=True)
+            self.run_dir = os.path.join(opt.save_dir, kind, name)
+            self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
+            return
 
     def record(self, opt, **resolved):
         """The run's options as it runs them, for its checkpoints and summary: the parsed

@@ -608,3 +608,31 @@ def test_dot_with_two_processes_keeps_them_in_step(tmp_path):
                                                   '--optimizer', 'dot'] + common, dump)
     assert 'DOT: momentum' in result.stdout
     assert same_weights(dump)
+
+
+@pytest.mark.parametrize('stored_nce_k', [30, 40])
+def test_resume_auto_finds_a_folder_named_before_method_options_entered_names(
+        tiny_teacher, capsys, stored_nce_k):
+    """Folders written before 2026-11-29 lacked the method's options: --resume auto continues
+    the run there when its stored options agree, and says how to resume it when they do not."""
+    data, save, teacher = tiny_teacher
+    trial = f'older{stored_nce_k}'
+    argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', 'crd', '--data_folder',
+            data, '--save_dir', save, '--trial', trial] + FAST + ['--nce_k', '30']
+    run = run_student(tiny_teacher, 'crd', '--nce_k', str(stored_nce_k), trial=trial)
+    older = os.path.join(os.path.dirname(run), f'S:resnet8_T:resnet14_cifar100_crd_r:1.0_a:0.0'
+                                               f'_b:0.8_{trial}')
+    os.rename(run, older)
+    capsys.readouterr()
+    assert train_student.main(argv + ['--epochs', '2', '--resume', 'auto']) == 0
+    out = capsys.readouterr().out
+    if stored_nce_k == 30:
+        assert f"continuing the run in '{older}'" in out and 'resuming train epoch 2' in out
+        assert load_checkpoint(os.path.join(older, 'ckpt_last.pth'))['epoch'] == 3
+        assert not os.path.exists(run)
+    else:
+        assert f"'{older}' (a folder name of an older version) holds a run with other " \
+               f"options (--nce_k 40); left as it is. To continue it: --resume " in out
+        assert load_checkpoint(os.path.join(older, 'ckpt_last.pth'))['epoch'] == 2
+        new = run.replace('nce_k:40', 'nce_k:30')  # a new run, in its own folder
+        assert os.path.isfile(os.path.join(new, 'ckpt_last.pth'))
