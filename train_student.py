@@ -16,8 +16,9 @@ from helper.core.accel import prepare_modules
 from helper.core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
 from helper.distillation import build_distiller, method_config
-from helper.dot import OPTIONS as DOT_OPTIONS, describe as describe_optimizer
+from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
+from helper.optimizers import strategy_of
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options, enabled_plugins
 from helper.run_folder import RunFolder
@@ -293,7 +294,8 @@ def run(opt):
               f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
               + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}',
               flush=True)
-        for line in (distiller.describe(), describe_modifiers(config), describe_optimizer(opt)):
+        for line in (distiller.describe(), describe_modifiers(config),
+                     strategy_of(opt).describe(opt)):
             if line:
                 print(f'{opt.distill}: {line}', flush=True)
         teacher_acc = None  # a peer trained from scratch has none yet

@@ -25,12 +25,18 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature,
              logit_stand=False):
     """``alpha * TCKD + beta * NCKD`` (the authors' name and signature; ``logit_stand``, LSKD's
     seventh argument, standardises both logits first), each ``T^2 KL`` averaged over the batch.
-    ``temperature`` may be a learned tensor (CTKD). Computed in fp32 even under autocast: the
-    log of the target / non-target sums is -inf in fp16 once a mass underflows."""
+    ``temperature`` may be a learned tensor (CTKD)."""
+    if logit_stand:
+        logits_student, logits_teacher = normalize(logits_student.float()), normalize(
+            logits_teacher.float())
+    return decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperature)
+
+
+def decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperature):
+    """DKD's two terms on (already transformed) logits. Computed in fp32 even under autocast:
+    the log of the target / non-target sums is -inf in fp16 once a mass underflows."""
     with torch.autocast(logits_student.device.type, enabled=False):
         logits_student, logits_teacher = logits_student.float(), logits_teacher.float()
-        if logit_stand:
-            logits_student, logits_teacher = normalize(logits_student), normalize(logits_teacher)
         z_s, z_t = logits_student / temperature, logits_teacher / temperature
         is_target = F.one_hot(target, z_s.shape[1]).bool()
         p_s, p_t = z_s.softmax(1), z_t.softmax(1)
@@ -95,14 +101,13 @@ class DKD(Distiller):
         self.dkd_alpha, self.dkd_T, self.warmup = o.dkd_alpha, o.dkd_T, o.dkd_warmup
         self.dkd_beta = self.resolved_options(vars(o), config.model_t,
                                               config.model_s)['dkd_beta']
+        self.dkd_kl = self.logit_kl(self.dkd_T)
 
     def describe(self):
-        temperature = 'learned (CTKD)' if self.learned_T is not None else f'{self.dkd_T:g}'
-        return (f'alpha {self.dkd_alpha:g} (TCKD), beta {self.dkd_beta:g} (NCKD), T '
-                f'{temperature}, warm-up {self.warmup} epochs'
-                + (', logits standardised (LSKD)' if self.config.logit_stand else ''))
+        return (f'alpha {self.dkd_alpha:g} (TCKD), beta {self.dkd_beta:g} (NCKD), '
+                f'{self.dkd_kl.describe()}, warm-up {self.warmup} epochs')
 
     def kd_loss(self, s, t, batch):
-        return self.warmup_weight(self.warmup) * dkd_loss(
-            s.logits, t.logits, batch.target, self.dkd_alpha, self.dkd_beta,
-            self.kd_temperature(self.dkd_T), self.config.logit_stand)
+        z_s, z_t = self.dkd_kl.logits(s.logits.float(), t.logits.float())
+        return self.warmup_weight(self.warmup) * decoupled_kl(
+            z_s, z_t, batch.target, self.dkd_alpha, self.dkd_beta, self.dkd_kl.temperature())

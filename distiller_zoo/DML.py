@@ -9,7 +9,7 @@ reaches only its own network, so this is the same update as two optimizers with 
 schedule stepping on the same batch (except under --max_grad_norm, which clips them jointly).
 """
 from helper.core.util import positive_float
-from .base import LOGITS, Distiller, DistillKL, Recipe, register_method
+from .base import LOGITS, Distiller, Recipe, register_method
 from .options import Option
 
 
@@ -19,6 +19,7 @@ class DML(Distiller):
     recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     teacher_trains=True)
     logit_kl_weights = ('alpha', 'beta')
+    task_terms = ('cls', 'peer_cls')
     options = (Option('--dml_T', type=positive_float, default=1.0,
                       help='DML: temperature of both mimicry terms (-a: the student\'s, -b: the '
                            'peer\'s); --path_t is optional with --distill dml (--model_t then '
@@ -26,19 +27,19 @@ class DML(Distiller):
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
-        self.criterion_div = DistillKL(config.options.dml_T, config.logit_stand)
+        self.kl = self.logit_kl(config.options.dml_T)
 
     def describe(self):
-        return (f'student and peer trained together, temperature {self.criterion_div.T:g}; '
-                f'the peer is evaluated and checkpointed too')
+        return (f'student and peer trained together, {self.kl.describe()}; the peer is '
+                f'evaluated and checkpointed too')
 
     def losses(self, s, t, batch):
         target = batch.target
         return s.logits, {
             'cls': self.gamma * self.criterion_cls(s.logits, target),
-            'div': self.alpha * self.kd_div(s.logits, t.logits.detach()),
+            'div': self.alpha * self.kl(s.logits, t.logits.detach()),
             'peer_cls': self.gamma * self.criterion_cls(t.logits, target),
-            'peer_div': self.beta * self.kd_div(t.logits, s.logits.detach())}
+            'peer_div': self.beta * self.kl(t.logits, s.logits.detach())}
 
     def extra_predictors(self):
         return {'peer': self.teacher_net}

@@ -21,6 +21,7 @@ from dataset.views import WeakStrongViews
 from models import SMALL_LR_MODELS
 from .base import LOGITS, Distiller, Recipe, register_method
 from .LSKD import normalize
+from .modifiers import identity
 from .options import Option
 
 EXTRA_TEMPERATURES = (3.0, 5.0, 2.0, 6.0)  # besides the base temperature
@@ -28,9 +29,8 @@ STRONG_FROM_WEAK = 2  # the last two temperatures of the strong KD terms use the
 MASKS = ('fraction', 'sample')
 
 
-def _kl_per_sample(logits_student, logits_teacher, temperature, logit_stand=False):
-    if logit_stand:
-        logits_student, logits_teacher = normalize(logits_student), normalize(logits_teacher)
+def _kl_per_sample(logits_student, logits_teacher, temperature, transform=identity):
+    logits_student, logits_teacher = transform(logits_student), transform(logits_teacher)
     log_p_s = F.log_softmax(logits_student / temperature, dim=1)
     log_p_t = F.log_softmax(logits_teacher / temperature, dim=1)
     kl = F.kl_div(log_p_s, log_p_t, reduction='none', log_target=True).sum(1)
@@ -74,6 +74,16 @@ def mlld_loss(logits_student_weak, logits_student_strong, logits_teacher_weak,
     """The weighted terms ``{'cls', 'kd', 'cc', 'bc'}`` of one batch. ``temperature``: the
     base temperature (the others are 3, 5, 2 and 6); ``logit_stand``: LSKD on the instance
     terms; ``mask``: ``fraction`` (the authors' code) or ``sample`` (the paper's reading)."""
+    return mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
+                      logits_teacher_strong, target, temperature, ce_weight, kd_weight,
+                      normalize if logit_stand else identity, mask)
+
+
+def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
+               logits_teacher_strong, target, temperature, ce_weight, kd_weight, transform,
+               mask):
+    """``mlld_loss`` with ``transform`` (a logit KL's, from the run's modifiers) applied to
+    both logits of every instance term."""
     s_weak, s_strong = logits_student_weak.float(), logits_student_strong.float()
     t_weak, t_strong = logits_teacher_weak.float(), logits_teacher_strong.float()
     temperatures = (temperature,) + EXTRA_TEMPERATURES
@@ -87,7 +97,7 @@ def mlld_loss(logits_student_weak, logits_student_strong, logits_teacher_weak,
         return (values * weights).mean()  # weights along the last dimension
 
     def kd(a, b, T):
-        return _kl_per_sample(a, b, T, logit_stand)
+        return _kl_per_sample(a, b, T, transform)
 
     reduce = mask == 'fraction'
     loss_kd = sum(masked(kd(s_weak, t_weak, T), sample_mask) for T in temperatures)
@@ -120,15 +130,14 @@ class MLLD(Distiller):
                 'learning_rate': 0.01 if student in SMALL_LR_MODELS else 0.025}
 
     def describe(self):
-        base = 'learned' if self.learned_T is not None else f'{self.config.kd_T:g}'
         return (f'a weak and a strong view of each image; instance, batch and class terms at '
-                f'T {base} and {", ".join(f"{t:g}" for t in EXTRA_TEMPERATURES)}; masks: '
-                f'{self.config.options.mlld_mask}')
+                f'{self.kl.describe()} and at {", ".join(f"{t:g}" for t in EXTRA_TEMPERATURES)}; '
+                f'masks: {self.config.options.mlld_mask}')
 
     def losses(self, s, t, batch):
         """``s``, ``t``: the networks' outputs on the weak and on the strong view."""
         (s_weak, s_strong), (t_weak, t_strong) = s, t
-        return s_weak.logits, mlld_loss(
+        return s_weak.logits, mlld_terms(
             s_weak.logits, s_strong.logits, t_weak.logits, t_strong.logits, batch.target,
-            self.kd_temperature(self.config.kd_T), self.gamma, self.alpha,
-            self.config.logit_stand, self.config.options.mlld_mask)
+            self.kl.temperature(), self.gamma, self.alpha, self.kl.transform.apply,
+            self.config.options.mlld_mask)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from dataset.batch import BatchSpec
 from helper.core.learner import Learner
 from .LSKD import normalize
-from .temperature import LearnedTemperature
+from .modifiers import LogitKL, hinton_kl, learned_temperature, transform_of
 
 METHODS = {}
 
@@ -117,25 +117,17 @@ class DistillKL(nn.Module):
     """Hinton's KD: ``T^2 * KL(softmax(y_t/T) || softmax(y_s/T))`` summed over classes and
     averaged over the batch. ``T`` (here, or per call) may be a tensor: of shape (1,), a learned
     temperature (CTKD), or (B,), one per sample (the batch mean of ``T_i^2 KL_i``).
-    ``logit_stand``: both logits are standardised first (LSKD's ``normalize``)."""
+    ``logit_stand``: both logits are standardised first (LSKD's ``normalize``). RepDistiller's
+    and LSKD's name; methods take their KLs from ``Distiller.logit_kl``."""
 
     def __init__(self, T, logit_stand=False):
         super().__init__()
         self.T, self.logit_stand = T, logit_stand
 
     def forward(self, y_s, y_t, T=None):
-        T = self.T if T is None else T
         if self.logit_stand:
             y_s, y_t = normalize(y_s), normalize(y_t)
-        if torch.is_tensor(T) and T.numel() > 1:  # one temperature per sample
-            T = T.reshape(-1, 1)
-            log_p_s, log_p_t = F.log_softmax(y_s / T, dim=1), F.log_softmax(y_t / T, dim=1)
-            kl = F.kl_div(log_p_s, log_p_t, reduction='none', log_target=True).sum(1)
-            return (kl * T.flatten() ** 2).mean()
-        log_p_s = F.log_softmax(y_s / T, dim=1)
-        log_p_t = F.log_softmax(y_t / T, dim=1)
-        kl = F.kl_div(log_p_s, log_p_t, reduction='sum', log_target=True)
-        return (kl * T ** 2 / y_s.shape[0]).reshape(())
+        return hinton_kl(y_s, y_t, self.T if T is None else T)
 
 
 def run_network(net, image, reads):
@@ -235,9 +227,9 @@ class Distiller(Learner):
         self.teacher = teacher
         self.gamma, self.alpha, self.beta = config.weights[:3]
         self.criterion_cls = nn.CrossEntropyLoss()
-        self.criterion_div = DistillKL(config.kd_T, config.logit_stand)
-        # CTKD: the logit KLs' temperature is learned (saved and trained with the method)
-        self.learned_T = LearnedTemperature(**config.learned_T) if config.learned_T else None
+        # the run's learned temperature, if any (saved and trained with the method)
+        self.learned_T = learned_temperature(config)
+        self.kl = self.logit_kl(config.kd_T)  # the -a term's
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         self.views = self.batch_spec(config.options).views
@@ -259,10 +251,10 @@ class Distiller(Learner):
         if self.learned_T is not None:
             self.learned_T.set_epoch(epoch)
 
-    def kd_temperature(self, fixed=None):
-        """The temperature of a logit KL: the learned one (CTKD), else ``fixed`` (None: the
-        ``-a`` term's ``--kd_T``)."""
-        return self.learned_T() if self.learned_T is not None else fixed
+    def logit_kl(self, T):
+        """A logit KL of the method at its own temperature ``T``, as the run's modifiers make
+        it (``distiller_zoo.modifiers.LogitKL``)."""
+        return LogitKL(T, transform_of(self.config), self.learned_T)
 
     def epoch_metrics(self):
         if self.learned_T is None:
@@ -343,13 +335,7 @@ class Distiller(Learner):
     def base_losses(self, logit_s, logit_t, target):
         """The ``-r`` (cross-entropy) and ``-a`` (KL) terms."""
         return {'cls': self.gamma * self.criterion_cls(logit_s, target),
-                'div': self.alpha * self.kd_div(logit_s, logit_t)}
-
-    def kd_div(self, logit_s, logit_t):
-        """``criterion_div`` at the -a term's temperature (CTKD's learned one, if any)."""
-        T = self.kd_temperature()
-        return (self.criterion_div(logit_s, logit_t) if T is None
-                else self.criterion_div(logit_s, logit_t, T))
+                'div': self.alpha * self.kl(logit_s, logit_t)}
 
     def add_method_loss(self, losses, loss_kd):
         """Weight the method's term(s) by ``-b`` into ``losses``."""

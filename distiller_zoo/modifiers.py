@@ -1,8 +1,16 @@
 """Modifiers of a method's logit KLs, each chosen by its own flags and usable with every method
 that has one: LSKD's logit standardisation (``--logit_stand``) and CTKD's learned temperature
 (``--ctkd``). They reach the method through its ``MethodConfig`` (``logit_stand``,
-``learned_T``); the run's folder name and its resume checks include their options."""
+``learned_T``); the run's folder name and its resume checks include their options.
+
+A method never sees them: each of its logit KLs is a ``LogitKL`` component, asked of the base
+class with the KL's own temperature (``Distiller.logit_kl(T)``), and the run's modifiers decide
+the component's transform of both logits (identity, LSKD's z-score) and its temperature (the
+fixed one, or the run's one learned temperature)."""
 from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
 
 from . import LSKD, temperature
 
@@ -18,6 +26,69 @@ LOGIT_STAND = Modifier('logit standardisation (LSKD): every logit KL of the meth
 LEARNED_T = Modifier('learned temperature (CTKD): the -a term\'s KL and DKD\'s',
                      '--ctkd', temperature.OPTIONS)
 MODIFIERS = (LOGIT_STAND, LEARNED_T)
+
+
+def hinton_kl(y_s, y_t, T):
+    """``T^2 * KL(softmax(y_t/T) || softmax(y_s/T))`` summed over classes and averaged over the
+    batch. ``T`` may be a tensor: of shape (1,), a learned temperature, or (B,), one per sample
+    (the batch mean of ``T_i^2 KL_i``)."""
+    if torch.is_tensor(T) and T.numel() > 1:  # one temperature per sample
+        T = T.reshape(-1, 1)
+        log_p_s, log_p_t = F.log_softmax(y_s / T, dim=1), F.log_softmax(y_t / T, dim=1)
+        kl = F.kl_div(log_p_s, log_p_t, reduction='none', log_target=True).sum(1)
+        return (kl * T.flatten() ** 2).mean()
+    log_p_s = F.log_softmax(y_s / T, dim=1)
+    log_p_t = F.log_softmax(y_t / T, dim=1)
+    kl = F.kl_div(log_p_s, log_p_t, reduction='sum', log_target=True)
+    return (kl * T ** 2 / y_s.shape[0]).reshape(())
+
+
+def identity(logit):
+    return logit
+
+
+class Transform(NamedTuple):
+    """What a modifier does to both logits of a KL before its temperature."""
+    apply: callable
+    label: str  # for the run's describe lines ('' for none)
+
+
+IDENTITY = Transform(identity, '')
+STANDARDISED = Transform(LSKD.normalize, 'logits standardised (LSKD)')
+
+
+class LogitKL:
+    """One logit KL of a method, as the run's modifiers make it: ``transform`` of both logits,
+    then Hinton's KL at ``temperature()``: ``T``, or ``learned`` (the run's learned
+    temperature module, owned and saved by the method) when there is one. A method whose KL is
+    not Hinton's reads ``logits(y_s, y_t)`` and ``temperature()`` and computes its own."""
+
+    def __init__(self, T, transform=IDENTITY, learned=None):
+        self.T, self.transform, self.learned = T, transform, learned
+
+    def temperature(self):
+        return self.learned() if self.learned is not None else self.T
+
+    def logits(self, y_s, y_t):
+        return self.transform.apply(y_s), self.transform.apply(y_t)
+
+    def __call__(self, y_s, y_t):
+        return hinton_kl(*self.logits(y_s, y_t), self.temperature())
+
+    def describe(self):
+        """``T 4`` or ``T learned (CTKD)``, and the transform, if any."""
+        text = 'T learned (CTKD)' if self.learned is not None else f'T {self.T:g}'
+        return text + (f', {self.transform.label}' if self.transform.label else '')
+
+
+def transform_of(config):
+    """The transform the run's modifiers give every logit KL of the method."""
+    return STANDARDISED if config.logit_stand else IDENTITY
+
+
+def learned_temperature(config):
+    """The run's learned temperature (a module the method owns), or None for fixed ones."""
+    return temperature.LearnedTemperature(**config.learned_T) if config.learned_T else None
 
 
 def learns_temperature(opt, method):

@@ -18,12 +18,7 @@ from torch.optim.optimizer import Optimizer, required
 
 from distiller_zoo.options import Option
 from .core.util import non_negative_float
-
-TASK = 'cls'  # the task terms: 'cls' and '<network>_cls'; every other term distils
-
-
-def is_task(term):
-    return term == TASK or term.endswith(f'_{TASK}')
+from .optimizers import OPTIMIZERS, Strategy, parameters_of, register_optimizer
 
 
 class DistillationOrientedTrainer(Optimizer):
@@ -82,8 +77,60 @@ class DistillationOrientedTrainer(Optimizer):
         return state[key]
 
 
+class DistillationPhase:
+    """What the grad scaler unscales and steps for DOT's first gradient: the optimizer's
+    parameters, and ``step_kd`` as the step."""
+
+    def __init__(self, optimizer):
+        self.param_groups, self.step = optimizer.param_groups, optimizer.step_kd
+
+
+@register_optimizer('dot')
+class DOTStep(Strategy):
+    """The distillation terms' gradients are taken first (``step_kd``), then the task terms'
+    (``step``), each unscaled (fp16), averaged over processes by hand (DDP reduces once per
+    backward) and, with ``--max_grad_norm``, clipped jointly; a non-finite gradient in either
+    set skips the whole step. Init stages keep SGD."""
+    averages_by_hand = True
+
+    def build(self, params, opt, device):
+        return make_dot(params, opt)
+
+    def describe(self, opt):
+        return describe(opt)
+
+    def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
+        scaler = trainer.scaler
+        task = sum(v for name, v in losses.items() if name in task_terms)
+        distillation = sum(v for name, v in losses.items() if name not in task_terms)
+        optimizer.kd_grads = None
+        optimizer.zero_grad(set_to_none=True)
+        distils = torch.is_tensor(distillation) and distillation.requires_grad
+        if distils:
+            scaler.scale(distillation).backward(retain_graph=True)
+            trainer.average_grads(optimizer, average_grads)
+            phase = DistillationPhase(optimizer)
+            scaler.unscale_(phase)
+            scaler.step(phase)  # skipped on a non-finite gradient
+            optimizer.zero_grad(set_to_none=True)
+        if torch.is_tensor(task) and task.requires_grad:
+            scaler.scale(task).backward()
+            trainer.average_grads(optimizer, average_grads)
+        scaler.unscale_(optimizer)
+        if distils and optimizer.kd_grads is None:
+            return  # the distillation gradient was not finite: no update
+        max_norm = trainer.opt.max_grad_norm
+        if max_norm:
+            grads = [p.grad for p in parameters_of(optimizer) if p.grad is not None]
+            grads += list((optimizer.kd_grads or {}).values())
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                         for g in grads]))
+            torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+        scaler.step(optimizer)
+
+
 OPTIONS = (
-    Option('--optimizer', choices=['sgd', 'dot'], default='sgd',
+    Option('--optimizer', choices=sorted(OPTIMIZERS), default='sgd',
            help='dot: DOT, separate momenta for the task (CE) gradient and the distillation '
                 'gradient (every other term); init stages keep SGD'),
     Option('--dot_delta', type=non_negative_float, default=0.075,

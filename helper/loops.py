@@ -23,12 +23,13 @@ from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 
 from .core import distributed
-from .core.accel import autocast, grad_scaler, make_sgd
+from .core.accel import autocast, grad_scaler
 from .core.checkpoint import LAST, save_checkpoint
 from .core.learner import Learner
 from .core.stop import STOP
 from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
-from .dot import is_task, make_dot
+from . import dot  # noqa: F401 (registers --optimizer dot)
+from .optimizers import OPTIMIZERS, parameters_of, strategy_of
 from .logger import RunLogger
 from .run_folder import first_epoch
 
@@ -97,18 +98,6 @@ class EpochStats:
         return {name: total / max(self.count, 1) for name, total in state['sums'].items()}
 
 
-def _parameters(optimizer):
-    return [p for group in optimizer.param_groups for p in group['params']]
-
-
-class DistillationPhase:
-    """What the grad scaler unscales and steps for DOT's first gradient: the optimizer's
-    parameters, and ``step_kd`` as the step."""
-
-    def __init__(self, optimizer):
-        self.param_groups, self.step = optimizer.param_groups, optimizer.step_kd
-
-
 def _progress(loader, desc):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                 disable=not (sys.stderr.isatty() and distributed.is_main()))
@@ -156,7 +145,7 @@ class Trainer:
         self.stop = STOP
         self.rank, self.world = distributed.rank_and_world()
         self.forward_train = learner.forward_train  # wrapped for DDP once the init stage is over
-        self.average_grads = False  # the main stage's gradients averaged by hand (not DDP)
+        self.by_hand = False  # the main stage's gradients averaged by hand (not DDP)
 
     def wall_seconds(self):
         return self.elapsed + time.time() - self._started
@@ -190,8 +179,8 @@ class Trainer:
                             f'; {kept}. Lower the learning rate or the loss weights, or set '
                             f'--max_grad_norm')
 
-    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, average_grads=False,
-                   carried=None):
+    def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, strategy,
+                   average_grads=False, carried=None):
         """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
         and skipped, which keeps the random streams aligned; ``carried`` holds their
         statistics). Returns ``(stats, stopped_at)``
@@ -219,16 +208,7 @@ class Trainer:
             bad_step = torch.where(bad.any(), step, bad_step)
             terms = list(losses)
             loss = sum(losses.values())
-            if hasattr(optimizer, 'step_kd'):
-                self._two_gradient_step(optimizer, losses, average_grads)
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self._average_grads(optimizer, average_grads)
-                if self.opt.max_grad_norm:
-                    self.scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(_parameters(optimizer), self.opt.max_grad_norm)
-                self.scaler.step(optimizer)
+            strategy.step(self, optimizer, losses, loss, self.learner.task_terms, average_grads)
             self.scaler.update()
             stats.update(len(batch.target), loss=loss, **metrics,
                          **{f'loss_{name}': v for name, v in losses.items()})
@@ -242,42 +222,12 @@ class Trainer:
         self._healthy(bad_step, terms, bad_terms, where)
         return stats, None
 
-    def _average_grads(self, optimizer, average_grads):
-        if average_grads and self.world > 1:
-            for p in _parameters(optimizer):
+    def average_grads(self, optimizer, by_hand):
+        """Average the gradients over processes, where DistributedDataParallel does not."""
+        if by_hand and self.world > 1:
+            for p in parameters_of(optimizer):
                 if p.grad is not None:
                     distributed.all_reduce_sum(p.grad).div_(self.world)
-
-    def _two_gradient_step(self, optimizer, losses, average_grads):
-        """DOT's step (``helper.dot``): the distillation terms' gradients are taken first
-        (``step_kd``), then the task terms' (``step``), each unscaled (fp16), averaged over
-        processes and, with ``--max_grad_norm``, clipped jointly; a non-finite gradient in
-        either set skips the whole step."""
-        task = sum(v for name, v in losses.items() if is_task(name))
-        distillation = sum(v for name, v in losses.items() if not is_task(name))
-        optimizer.kd_grads = None
-        optimizer.zero_grad(set_to_none=True)
-        distils = torch.is_tensor(distillation) and distillation.requires_grad
-        if distils:
-            self.scaler.scale(distillation).backward(retain_graph=True)
-            self._average_grads(optimizer, average_grads)
-            phase = DistillationPhase(optimizer)
-            self.scaler.unscale_(phase)
-            self.scaler.step(phase)  # skipped on a non-finite gradient
-            optimizer.zero_grad(set_to_none=True)
-        if torch.is_tensor(task) and task.requires_grad:
-            self.scaler.scale(task).backward()
-            self._average_grads(optimizer, average_grads)
-        self.scaler.unscale_(optimizer)
-        if distils and optimizer.kd_grads is None:
-            return  # the distillation gradient was not finite: no update
-        if self.opt.max_grad_norm:
-            grads = [p.grad for p in _parameters(optimizer) if p.grad is not None]
-            grads += list((optimizer.kd_grads or {}).values())
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                         for g in grads]))
-            torch._foreach_mul_(grads, (self.opt.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
-        self.scaler.step(optimizer)
 
     def _train_step(self, batch):
         logits, losses = self.forward_train(batch)
@@ -326,10 +276,11 @@ class Trainer:
             self._init_stage(resume)
             resume = None
         optimizer = optimizer_fn()
-        # DOT takes two gradients per step, which DDP's one reduction per backward cannot
-        # serve: its gradients are averaged by hand, as the init stage's.
-        self.average_grads = hasattr(optimizer, 'step_kd')
-        if self.world > 1 and self.average_grads:
+        self.strategy = strategy_of(self.opt)
+        # A strategy whose step DDP's one reduction per backward cannot serve (DOT's two
+        # gradients) averages by hand, as the init stage does.
+        self.by_hand = self.strategy.averages_by_hand
+        if self.world > 1 and self.by_hand:
             distributed.broadcast_(list(self.learner.parameters()) + list(self.learner.buffers()))
         elif self.world > 1:
             ids = [self.device.index] if self.device.type == 'cuda' else None
@@ -367,7 +318,8 @@ class Trainer:
                 first = epoch == start_epoch
                 stats, stopped_at = self._run_epoch(
                     'init', epoch, optimizer, self._init_step, start_step if first else 0,
-                    average_grads=True, carried=resume.get('epoch_stats') if resume else None)
+                    OPTIMIZERS['sgd'], average_grads=True,
+                    carried=resume.get('epoch_stats') if resume else None)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer, stats)
                 print(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
@@ -390,7 +342,8 @@ class Trainer:
             first = epoch == start_epoch
             train, stopped_at = self._run_epoch(
                 'train', epoch, optimizer, self._train_step, start_step if first else 0,
-                average_grads=self.average_grads, carried=resume.get('epoch_stats') if resume else None)
+                self.strategy, average_grads=self.by_hand,
+                carried=resume.get('epoch_stats') if resume else None)
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer, train)
             train_seconds = time.time() - start
@@ -423,10 +376,8 @@ class Trainer:
 
 
 def make_optimizer(params, opt, device):
-    """The main stage's optimizer: RepDistiller's SGD, or DOT with ``--optimizer dot``."""
-    if getattr(opt, 'optimizer', 'sgd') == 'dot':
-        return make_dot(params, opt)
-    return make_sgd(params, opt, device)
+    """The main stage's optimizer, as ``--optimizer`` (``helper.optimizers``) builds it."""
+    return strategy_of(opt).build(params, opt, device)
 
 
 def train_and_record(learner, train_loader, test_loader, opt, arch, folder, device, record,

@@ -559,13 +559,19 @@ def dot_trainer(tmp_path, amp='off', max_grad_norm=None):
                    torch.device('cpu'), {'seed': 0})
 
 
+def dot_step_of(trainer, optimizer, losses):
+    """One step of the DOT strategy, the task term declared as 'cls'."""
+    from helper.optimizers import OPTIMIZERS
+    OPTIMIZERS['dot'].step(trainer, optimizer, losses, sum(losses.values()), ('cls',), False)
+
+
 @pytest.mark.parametrize('amp', ['off', 'fp16'])
 def test_dot_step_clips_both_gradients_jointly(tmp_path, amp):
     a, b = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0])
     learner = TwoTerms(a, b)
     optimizer = DistillationOrientedTrainer([learner.p], lr=1.0, momentum=0.8, momentum_kd=0.95)
     trainer = dot_trainer(tmp_path, amp, max_grad_norm=0.5)
-    trainer._two_gradient_step(optimizer, learner.losses(), average_grads=False)
+    dot_step_of(trainer, optimizer, learner.losses())
     trainer.scaler.update()
     # joint norm 5: both gradients scaled by 0.5 / 5; first step: p -= lr * g
     assert torch.allclose(learner.p.detach(), -(a + b) * 0.1, atol=1e-5)
@@ -579,7 +585,7 @@ def test_dot_step_skips_on_a_non_finite_distillation_gradient_under_fp16(tmp_pat
     optimizer = DistillationOrientedTrainer([learner.p], lr=1.0, momentum=0.8, momentum_kd=0.95)
     trainer = dot_trainer(tmp_path, 'fp16')
     scale = trainer.scaler.get_scale()
-    trainer._two_gradient_step(optimizer, learner.losses(), average_grads=False)
+    dot_step_of(trainer, optimizer, learner.losses())
     trainer.scaler.update()
     assert torch.equal(learner.p.detach(), torch.zeros(3)) and not optimizer.state
     assert trainer.scaler.get_scale() < scale

@@ -19,6 +19,7 @@ class Learner(nn.Module):
     ``load_checkpoint_state(state)``. The rest has defaults: no init stage, nothing per epoch,
     no other network to evaluate, nothing else to log, any batch size."""
     full_batches_only = False  # the loop skips a batch shorter than --batch_size
+    task_terms = ('cls',)  # the loss terms of the task (DOT steps the others separately)
 
     def forward(self, batch):  # what DistributedDataParallel calls
         return self.forward_train(batch)
