@@ -90,7 +90,8 @@ def measure(config):
     from dataset.synthetic import make_synthetic
     from distiller_zoo import get_method
     from distiller_zoo.sources import FrozenTeacher
-    from helper.core.accel import make_sgd, prepare_modules
+    from helper.core.accel import prepare_modules
+    from helper.optimizers import strategy_of
     from helper.distillation import build_distiller, method_config
     from helper.loops import Supervised, Trainer
     from models import get_model
@@ -142,14 +143,15 @@ def measure(config):
     prepare_modules(opt, [learner], [student, teacher])
     trained = (student.parameters() if c.path == 'student'
                else learner.trainable_parameters())
-    optimizer = make_sgd(trained, opt, device)
+    strategy = strategy_of(opt)  # the step train_student.py takes (SGD unless --optimizer)
+    optimizer = strategy.build(trained, opt, device)
     trainer = Trainer(learner, None, None, opt, c.student, tempfile.mkdtemp(), None, device,
                       {'seed': 0})
 
     def run(n_steps):
         trainer.loaders['train'] = trainer.train_loader = Limited(loader, n_steps)
         learner.train()
-        trainer._run_epoch('train', 1, optimizer, trainer._train_step, 0)
+        trainer._run_epoch('train', 1, optimizer, trainer._train_step, 0, strategy)
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
