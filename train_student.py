@@ -6,7 +6,7 @@ import sys
 import torch
 
 from dataset import DATASETS, build_loaders
-from distiller_zoo import LSKD, METHODS, Distiller, get_method
+from distiller_zoo import LSKD, METHODS, PRESETS, Distiller, get_method
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, method_options
@@ -35,8 +35,12 @@ MODIFIER_DESTS = tuple(o.dest for m in MODIFIERS for o in m.options) + tuple(
 
 def method_list():
     """``kd, hint (fitnet), ...``: every --distill name, aliases in brackets."""
-    return ', '.join(m.names[0] + (f' ({", ".join(m.names[1:])})' if len(m.names) > 1 else '')
-                     for m in dict.fromkeys(METHODS.values()))
+    methods = [m.names[0] + (f' ({", ".join(m.names[1:])})' if len(m.names) > 1 else '')
+               for m in dict.fromkeys(METHODS.values())]
+    presets = [f'{p.name} (= {p.method} ' + ' '.join(f'--{k}' if v is True else f'--{k} {v}'
+                                                     for k, v in p.modifiers.items()) + ')'
+               for p in PRESETS.values()]
+    return ', '.join(methods + presets)
 
 
 def build_parser(distill=None):
@@ -116,12 +120,15 @@ def apply_run_defaults(opt, method, given):
     if 'div' in given and len(method.recipe.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
-    lskd = (f'the authors\' settings for {pair}' if LSKD.has_setting(method, teacher, opt.model_s)
+    preset = PRESETS.get(opt.distill)
+    column = preset.lskd_column if preset else method.lskd_settings
+    lskd = (f'the authors\' settings for {pair}' if LSKD.has_setting(column, teacher, opt.model_s)
             else f'the authors\' fallback values (they ran no {pair})')
+    lskd_values = LSKD.run_defaults(method, column, learns_temperature(opt), teacher,
+                                    opt.model_s, opt) if opt.logit_stand else {}
     for what, defaults in (
             (f'the authors\' recipe for {pair}', method.run_defaults(teacher, opt.model_s)),
-            (f'--logit_stand: {lskd}',
-             LSKD.run_defaults(method, teacher, opt.model_s, opt) if opt.logit_stand else {})):
+            (f'--logit_stand: {lskd}', lskd_values)):
         applied = {dest: value for dest, value in defaults.items() if dest not in given}
         for dest, value in applied.items():
             setattr(opt, dest, value)
@@ -178,7 +185,7 @@ def check_modifier_options(opt, method, given):
     learned. A default value written out (the authors' CTKD script gives --kd_T 4) is taken."""
     def changed(option):
         return option.dest in given and getattr(opt, option.dest) != option.default
-    learned = learns_temperature(opt, method)
+    learned = learns_temperature(opt)
     for modifier, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, learned)):
         for option in modifier.options:
             if changed(option) and not on and flag_of(option) != modifier.flag:
@@ -189,7 +196,7 @@ def check_modifier_options(opt, method, given):
             raise UserError(f'{flag_of(option)} is an option of --optimizer dot: add '
                             f'--optimizer dot or leave it out')
     if learned:
-        name = '--distill ctkd' if method.learns_temperature else '--ctkd'
+        name = '--ctkd' if opt.ctkd else f'--distill {opt.distill}'
         for option in (KD_T, LSKD.OPTIONS[1]):
             if changed(option):
                 raise UserError(f'with {name} the temperature is learned, so {flag_of(option)} '
@@ -203,8 +210,8 @@ def check_modifier_options(opt, method, given):
 def check_modifiers_act(opt, method):
     """Refuse, in one line, a modifier of logit KLs that the run does not weigh in: none in the
     method, or each of weight 0."""
-    modifiers = [flag for flag, on in (('--logit_stand', opt.logit_stand), ('--ctkd', opt.ctkd))
-                 if on]
+    modifiers = [flag for flag, on in (('--logit_stand', opt.logit_stand),
+                                       ('--ctkd', learns_temperature(opt))) if on]
     if not modifiers:
         return
     what = ' and '.join(modifiers)

@@ -1,16 +1,10 @@
 """CTKD (Li et al., "Curriculum Temperature for Knowledge Distillation", AAAI 2023;
 zhengli97/CTKD): KD whose temperature is learned adversarially on a curriculum
-(``distiller_zoo.temperature``). ``--distill ctkd`` is the authors' KD+CTKD; the ``--ctkd``
-flag gives any method's ``-a`` term (and DKD) the same learned temperature."""
-from .base import register_method
-from .KD import KD
+(``distiller_zoo.temperature``). ``--distill ctkd`` is a preset, the authors' KD+CTKD: KD with
+the ``--ctkd`` modifier, which gives any method's logit KLs the same learned temperature. With
+``--logit_stand`` it takes LSKD's ``ctkd`` column (the weight only: the temperature is
+learned)."""
+from . import KD  # noqa: F401 (registers kd first)
+from .base import register_preset
 
-
-@register_method('ctkd')
-class CTKD(KD):
-    learns_temperature = True
-    lskd_settings = 'ctkd'
-
-    @classmethod
-    def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
-        return {'alpha': weight}  # the temperature is learned: LSKD's tau does not apply
+register_preset('ctkd', 'kd', lskd_column='ctkd', ctkd=True)

@@ -52,22 +52,26 @@ SETTINGS = {
 }
 
 
-def run_defaults(method, teacher, student, opt):
+def run_defaults(method, column, learned, teacher, student, opt):
     """``{dest: value}`` that ``--logit_stand`` sets unless the command line gives them: for a
-    method with a column in the authors' table (``method.lskd_settings``), its per-pair
-    temperature and weight; for any other, ``--base_temp`` and ``--kd_weight`` as given (its
-    own temperature and ``-a`` otherwise)."""
-    if method.lskd_settings is None:
-        values = method.logit_stand_defaults(opt.base_temp, opt.kd_weight, None, teacher, student)
-        return {dest: value for dest, value in values.items() if value is not None}
-    tau, weight, *beta = setting(method.lskd_settings, teacher, student, opt)
-    return method.logit_stand_defaults(tau, weight, beta[0] if beta else None, teacher, student)
+    method with a column in the authors' table (``column``: ``method.lskd_settings``, or a
+    preset's), its per-pair temperature and weight; for any other, ``--base_temp`` and
+    ``--kd_weight`` as given (its own temperature and ``-a`` otherwise). A ``learned``
+    temperature takes none: only the weight applies."""
+    if column is None:
+        tau, weight, beta = opt.base_temp, opt.kd_weight, None
+    else:
+        tau, weight, *beta = setting(column, teacher, student, opt)
+        beta = beta[0] if beta else None
+    values = method.logit_stand_defaults(None if learned else tau, weight, beta, teacher,
+                                         student)
+    return {dest: value for dest, value in values.items() if value is not None}
 
 
-def has_setting(method, teacher, student):
-    """Whether the authors ran ``method`` (a ``Distiller`` class) on the pair; without, LSKD's
+def has_setting(column, teacher, student):
+    """Whether the authors ran the method of LSKD's ``column`` on the pair; without, LSKD's
     values are their fallback (2 and 9) or the ones given."""
-    return method.lskd_settings in SETTINGS.get((teacher, student), {})
+    return column in SETTINGS.get((teacher, student), {})
 
 
 def setting(method, teacher, student, opt):

@@ -2,14 +2,14 @@
 
 Importing a method's module registers its ``--distill`` name(s).
 """
-from .base import (METHODS, Distiller, DistillKL, MethodConfig, NetOutput, Recipe, get_method,
-                   register_method)
+from .base import (METHODS, PRESETS, Distiller, DistillKL, MethodConfig, NetOutput, Recipe,
+                   get_method, register_method, register_preset)
 from .sources import FrozenTeacher, TeacherSource, TrainedPeer
 from .AB import ABLoss
 from .AT import Attention
 from .CC import Correlation
 from .CRD import CRD
-from .CTKD import CTKD
+from . import CTKD  # noqa: F401 (registers the ctkd preset)
 from .DIST import DIST
 from .DKD import dkd_loss
 from .DML import DML
@@ -37,13 +37,13 @@ from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
 from .VID import VIDLoss
 
-__all__ = ['METHODS', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'TeacherSource',
+__all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'TeacherSource',
            'FrozenTeacher', 'TrainedPeer', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
            'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
            'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
            'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',
            'SemCKDLoss', 'SelfA', 'DML', 'DCDLoss', 'ICDLoss', 'RRDLoss', 'CorrLoss', 'SupConLoss',
-           'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'CTKD', 'Global_T',
+           'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'Global_T',
            'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
            'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN']

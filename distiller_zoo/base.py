@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from dataset.batch import BatchSpec
 from helper.core.learner import Learner
 from .LSKD import normalize
-from .modifiers import LogitKL, hinton_kl, learned_temperature, transform_of
+from .modifiers import (PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
+                        transform_of)
 
 METHODS = {}
 
@@ -107,6 +108,13 @@ def register_method(*names):
     return decorator
 
 
+def register_preset(name, method, lskd_column=None, **modifiers):
+    """``--distill name``: the registered ``method`` with ``modifiers`` on (``Preset``)."""
+    assert name not in METHODS, f'--distill {name} registered twice'
+    METHODS[name] = METHODS[method]
+    PRESETS[name] = Preset(name, method, modifiers, lskd_column)
+
+
 def get_method(name):
     if name not in METHODS:
         raise KeyError(f"unknown --distill '{name}'; choose one of: {', '.join(sorted(METHODS))}")
@@ -174,7 +182,6 @@ class Distiller(Learner):
     # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
     # CTKD modify; a modifier acts only if one of them is positive.
     logit_kl_weights = ('alpha',)
-    learns_temperature = False  # its KL's temperature is always CTKD's learned one
     lskd_settings = None  # its column of LSKD's per-pair settings (distiller_zoo.LSKD)
 
     @classmethod

@@ -7,7 +7,7 @@ A method never sees them: each of its logit KLs is a ``LogitKL`` component, aske
 class with the KL's own temperature (``Distiller.logit_kl(T)``), and the run's modifiers decide
 the component's transform of both logits (identity, LSKD's z-score) and its temperature (the
 fixed one, or the run's one learned temperature)."""
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -91,14 +91,38 @@ def learned_temperature(config):
     return temperature.LearnedTemperature(**config.learned_T) if config.learned_T else None
 
 
-def learns_temperature(opt, method):
-    return method.learns_temperature or getattr(opt, 'ctkd', False)
+class Preset(NamedTuple):
+    """A ``--distill`` name for another method with modifiers on, as a paper names its
+    combination (``ctkd``: KD with the learned temperature): ``modifiers`` are the modifier
+    options it implies (not written into the run's options, so its folders keep their names),
+    ``lskd_column`` its column of LSKD's per-pair settings."""
+    name: str
+    method: str
+    modifiers: dict
+    lskd_column: Optional[str] = None
+
+
+PRESETS = {}  # --distill name -> Preset (distiller_zoo.base.register_preset)
+
+
+def modifier_value(opt, dest):
+    """A modifier option's value for the run: the preset's, where ``--distill`` names one that
+    sets it, else the option's."""
+    preset = PRESETS.get(getattr(opt, 'distill', None))
+    if preset is not None and dest in preset.modifiers:
+        return preset.modifiers[dest]
+    return getattr(opt, dest, False)
+
+
+def learns_temperature(opt):
+    """Whether the run's logit KLs take the learned temperature (``--ctkd``, or a preset)."""
+    return bool(modifier_value(opt, 'ctkd'))
 
 
 def config_fields(opt, method):
     """The ``MethodConfig`` fields of the modifiers (an older run's options lack them)."""
     learned = None
-    if learns_temperature(opt, method):
+    if learns_temperature(opt):
         learned = dict(t_start=opt.ctkd_t_start, t_end=opt.ctkd_t_end, decay=opt.ctkd_decay,
                        lambda_max=opt.ctkd_lambda_max, lambda_min=opt.ctkd_lambda_min,
                        lambda_epochs=opt.ctkd_lambda_epochs)

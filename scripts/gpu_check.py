@@ -41,8 +41,8 @@ class Check(NamedTuple):
 
 
 def methods():
-    from distiller_zoo import METHODS
-    return [m.names[0] for m in dict.fromkeys(METHODS.values())]
+    from distiller_zoo import METHODS, PRESETS
+    return [m.names[0] for m in dict.fromkeys(METHODS.values())] + list(PRESETS)
 
 
 def checks(save, gpus):

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distiller_zoo import METHODS  # noqa: E402
+from distiller_zoo import METHODS, PRESETS  # noqa: E402
 from helper.logger import read_metrics, read_summary  # noqa: E402
 
 # RepDistiller's row order; other methods follow alphabetically.
@@ -98,7 +98,7 @@ def method_key(args):
     method = METHODS.get(args['distill'])
     if method is None:
         return args['distill']
-    name = method.names[0]
+    name = args['distill'] if args['distill'] in PRESETS else method.names[0]
     with_kl = args.get("alpha", 0) > 0 and method.recipe.weights[1] == 0
     name = f'{name}+kd' if name != 'kd' and with_kl else name
     return name + ''.join(f'+{suffix}' for suffix, on in MODIFIERS if on(args))
