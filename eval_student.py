@@ -14,8 +14,8 @@ import sys
 from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
-from helper.core.checkpoint import load_checkpoint
-from helper.core.util import FrozenNamespace, non_negative_int, positive_int
+from core.checkpoint import load_checkpoint
+from core.util import FrozenNamespace, non_negative_int, positive_int
 from helper.distillation import rebuild_student, run_options
 from helper.loops import validate
 from helper.options import Parser, select_device

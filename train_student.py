@@ -12,8 +12,8 @@ from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.cli import run_cli
-from helper.core.accel import prepare_modules
-from helper.core.util import (UserError, non_negative_float, positive_float, run_label,
+from core.accel import prepare_modules
+from core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
 from helper.distillation import build_distiller, method_config
 from helper.dot import OPTIONS as DOT_OPTIONS

@@ -5,9 +5,9 @@ import sys
 
 from dataset import DATASETS, build_loaders
 from helper.cli import run_cli
-from helper.core.accel import prepare_modules
-from helper.core.distributed import is_main
-from helper.core.util import set_seed
+from core.accel import prepare_modules
+from core.distributed import is_main
+from core.util import set_seed
 from helper.loops import Supervised, train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder

@@ -18,11 +18,11 @@ import torch.nn as nn
 from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
-from helper.core.accel import prepare_modules
-from helper.core.checkpoint import load_checkpoint
-from helper.core.files import file_digest
-from helper.core.learner import Learner
-from helper.core.util import UserError, run_label, set_seed
+from core.accel import prepare_modules
+from core.checkpoint import load_checkpoint
+from core.files import file_digest
+from core.learner import Learner
+from core.util import UserError, run_label, set_seed
 from helper.distillation import rebuild_student, run_options
 from helper.loops import train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device

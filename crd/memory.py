@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core import distributed
+from core import distributed
 
 
 class ContrastMemory(nn.Module):

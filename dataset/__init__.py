@@ -14,7 +14,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torchvision import transforms
 
-from helper.core.distributed import is_main, rank_and_world
+from core.distributed import is_main, rank_and_world
 from . import stl10, synthetic, tinyimagenet
 from .base import ArrayDataset, DatasetError
 from .batch import BatchSpec

@@ -2,7 +2,7 @@
 import numpy as np
 from torch.utils.data import Dataset
 
-from helper.core.util import UserError
+from core.util import UserError
 
 
 class DatasetError(UserError):

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from models.util import Connector
-from helper.core.learner import InitStage
+from core.learner import InitStage
 from .base import FEATURES, PREACT, Distiller, Recipe, register_method
 from .options import INIT_EPOCHS
 

@@ -3,7 +3,7 @@ the Pearson correlations of the softened predictions, per sample across classes 
 and per class across the batch (intra-class), instead of the probabilities themselves."""
 import torch.nn as nn
 
-from helper.core.util import non_negative_float, positive_float
+from core.util import non_negative_float, positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
 from .options import Option
 

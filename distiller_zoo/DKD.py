@@ -4,7 +4,7 @@ other classes), weighted separately and warmed up linearly over the first epochs
 import torch
 import torch.nn.functional as F
 
-from helper.core.util import non_negative_float, non_negative_int, positive_float
+from core.util import non_negative_float, non_negative_int, positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
 from .LSKD import normalize
 from .options import Option

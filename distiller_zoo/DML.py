@@ -8,7 +8,7 @@ Both networks sit in one SGD: each parameter keeps its own momentum buffer, and 
 reaches only its own network, so this is the same update as two optimizers with the same
 schedule stepping on the same batch (except under --max_grad_norm, which clips them jointly).
 """
-from helper.core.util import positive_float
+from core.util import positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
 from .options import Option
 

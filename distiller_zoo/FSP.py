@@ -4,7 +4,7 @@ proper is then plain training (loss_kd = 0). Needs equal channel counts stage by
 import torch
 import torch.nn as nn
 
-from helper.core.learner import InitStage
+from core.learner import InitStage
 from .base import Distiller, Recipe, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 

@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.util import Paraphraser, Translator
-from helper.core.learner import InitStage
+from core.learner import InitStage
 from .base import Distiller, Recipe, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 

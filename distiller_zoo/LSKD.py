@@ -7,7 +7,7 @@ Unless given, the authors' per-pair temperature and weight (and DKD's beta) appl
 --kd_T tau``; DKD ``--dkd_T tau --dkd_alpha w --dkd_beta w * beta``; MLLD temperature tau and
 kd weight w (``-a``); CTKD ``-a w``.
 """
-from helper.core.util import positive_float
+from core.util import positive_float
 from .options import Option
 
 

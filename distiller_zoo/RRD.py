@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core import distributed
-from helper.core.util import UserError, positive_float
+from core import distributed
+from core.util import UserError, positive_float
 from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core.util import non_negative_float, non_negative_int
+from core.util import non_negative_float, non_negative_int
 from .base import FEATURES, PREACT, Distiller, Recipe, register_method
 from .options import Option
 

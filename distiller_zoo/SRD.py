@@ -9,7 +9,7 @@ import math
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core.util import non_negative_float
+from core.util import non_negative_float
 from .base import FEATURES, HEAD_MAP, Distiller, Recipe, pool_to_smaller, register_method
 from .DIST import inter_class_relation, intra_class_relation
 from .options import Option

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core.util import positive_float
+from core.util import positive_float
 from .SimKD import align_maps
 from .base import Distiller, Recipe, register_method
 from .options import Option

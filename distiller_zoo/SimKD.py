@@ -7,7 +7,7 @@ import copy
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.core.util import positive_int
+from core.util import positive_int
 from .base import FEATURES, HEAD_MAP, Distiller, Recipe, register_method
 from .options import Option
 

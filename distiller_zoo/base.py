@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
-from helper.core.learner import Learner
+from core.learner import Learner
 from .LSKD import normalize
 from .modifiers import (PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
                         transform_of)

@@ -8,7 +8,7 @@ note that the chosen method does not read them.
 """
 import argparse
 
-from helper.core.util import non_negative_int, positive_float, positive_int, unit_interval
+from core.util import non_negative_int, positive_float, positive_int, unit_interval
 
 
 class Option:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.autograd import Function
 
-from helper.core.util import positive_float, positive_int
+from core.util import positive_float, positive_int
 from .options import Option
 
 

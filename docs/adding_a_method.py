@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from distiller_zoo import Distiller, Recipe, register_method
 from distiller_zoo.base import EMBEDDING, LOGITS
 from distiller_zoo.options import Option
-from helper.core.util import positive_float
+from core.util import positive_float
 
 
 def my_loss(embedding_s, embedding_t, T):

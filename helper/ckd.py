@@ -20,12 +20,12 @@ from dataset import DATASETS
 from dataset.augment import PAD, Normalizer, crop_and_flip
 from dataset.rounds import FIELDS, StoredRounds, candidate_qualities, code_images
 from distiller_zoo.options import Option
-from .core import distributed
-from .core.accel import autocast
-from .core.checkpoint import save_checkpoint
-from .core.files import file_digest, waiting_lock
-from .core.stop import STOP
-from .core.util import UserError, positive_int
+from core import distributed
+from core.accel import autocast
+from core.checkpoint import save_checkpoint
+from core.files import file_digest, waiting_lock
+from core.stop import STOP
+from core.util import UserError, positive_int
 from .teachers import TeacherPlugin
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)

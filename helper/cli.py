@@ -2,11 +2,11 @@
 import shlex
 import sys
 
-from .core.files import disk_full
+from core.files import disk_full
 
-from .core import distributed
-from .core.stop import STOP
-from .core.util import RunFinished, RunInterrupted, UserError
+from core import distributed
+from core.stop import STOP
+from core.util import RunFinished, RunInterrupted, UserError
 
 
 def run_cli(script, parse_option, run, argv=None):

@@ -8,7 +8,7 @@ from distiller_zoo.base import MethodConfig
 from distiller_zoo.modifiers import config_fields
 from distiller_zoo.sources import FrozenTeacher
 from models import get_model
-from .core.util import UserError
+from core.util import UserError
 from .teachers import load_weights
 
 

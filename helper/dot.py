@@ -17,7 +17,7 @@ import torch
 from torch.optim.optimizer import Optimizer, required
 
 from distiller_zoo.options import Option
-from .core.util import non_negative_float
+from core.util import non_negative_float
 from .optimizers import OPTIMIZERS, Strategy, parameters_of, register_optimizer
 
 

@@ -8,8 +8,8 @@ import subprocess
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from .core.distributed import is_main, rank_and_world
-from .core.files import write_text_atomic
+from core.distributed import is_main, rank_and_world
+from core.files import write_text_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

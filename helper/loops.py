@@ -1,5 +1,5 @@
 """The generic training loop. It knows what it trains only through the ``Learner`` interface
-(``helper.core.learner``): ``forward_train(batch) -> (logits, {name: weighted loss})``,
+(``core.learner``): ``forward_train(batch) -> (logits, {name: weighted loss})``,
 ``forward_test(image)``, ``set_epoch(epoch)`` (for warm-ups), ``checkpoint_state()`` and
 ``load_checkpoint_state(state)``, ``init_stage()``/``forward_init(batch)`` for two-stage methods,
 ``extra_predictors()`` (other networks to evaluate each epoch) and ``full_batches_only``; it
@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from torch.nn.parallel import DistributedDataParallel
 
-from .core import distributed
-from .core.accel import autocast, grad_scaler
-from .core.checkpoint import LAST, save_checkpoint
-from .core.learner import Learner
-from .core.stop import STOP
-from .core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from core import distributed
+from core.accel import autocast, grad_scaler
+from core.checkpoint import LAST, save_checkpoint
+from core.learner import Learner
+from core.stop import STOP
+from core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
 from . import dot  # noqa: F401 (registers --optimizer dot)
 from .optimizers import OPTIMIZERS, parameters_of, strategy_of
 from .logger import RunLogger

@@ -4,7 +4,7 @@
 read from names. A strategy registers itself with ``register_optimizer``."""
 import torch.nn as nn
 
-from .core.accel import make_sgd
+from core.accel import make_sgd
 
 OPTIMIZERS = {}
 

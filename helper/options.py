@@ -8,9 +8,9 @@ import torch
 
 from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, model_dict
-from .core import distributed
-from .core.checkpoint import LAST
-from .core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
+from core import distributed
+from core.checkpoint import LAST
+from core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
                         parse_decay_epochs, positive_float, positive_int, seed_int,
                         unit_interval)
 

@@ -16,10 +16,10 @@ import random
 import shutil
 
 from distiller_zoo import METHODS
-from .core import distributed
-from .core.checkpoint import LAST, load_checkpoint
-from .core.files import disk_full, try_lock
-from .core.util import RunFinished, RunInterrupted, UserError
+from core import distributed
+from core.checkpoint import LAST, load_checkpoint
+from core.files import disk_full, try_lock
+from core.util import RunFinished, RunInterrupted, UserError
 
 LOCK = '.lock'
 

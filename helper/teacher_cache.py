@@ -27,11 +27,11 @@ from dataset.rounds import CLEAN, FIELDS, StoredRounds, code_images, round_for_e
 from distiller_zoo.base import BATCH_STATS, HEAD_MAP, PREACT, STAGES, NetOutput
 from distiller_zoo.options import Option
 from distiller_zoo.sources import STORABLE, TeacherSource
-from .core import distributed
+from core import distributed
 from .ckd import data_digest, teacher_outputs
-from .core.files import disk_full, file_digest, waiting_lock, write_text_atomic
-from .core.stop import STOP
-from .core.util import UserError, positive_int
+from core.files import disk_full, file_digest, waiting_lock, write_text_atomic
+from core.stop import STOP
+from core.util import UserError, positive_int
 from .teachers import TeacherPlugin
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 
 from models import get_model, imagenet_model_dict, model_dict
-from .core.files import file_digest
-from .core.checkpoint import load_checkpoint
-from .core.util import UserError
+from core.files import file_digest
+from core.checkpoint import load_checkpoint
+from core.util import UserError
 
 
 def _shapes(state):
@@ -66,6 +66,9 @@ def get_teacher_name(path, ckpt=None):
 
 
 # torchvision model name -> this repository's name (same state-dict keys)
+# RepDistiller's released CIFAR-100 teachers (scripts/fetch_teachers.py fetches them).
+PUBLISHED_TEACHERS = ['wrn_40_2', 'resnet56', 'resnet110', 'resnet32x4', 'vgg13', 'ResNet50']
+
 TORCHVISION_TEACHERS = {
     'resnet18': 'ResNet18', 'resnet34': 'ResNet34', 'resnet50': 'ResNet50',
     'resnext50_32x4d': 'resnext50_32x4d', 'wide_resnet50_2': 'wrn_50_2',

@@ -21,9 +21,9 @@ import threading
 import time
 from collections import Counter
 
-from helper.core.checkpoint import LAST
-from helper.core.files import write_text_atomic
-from helper.core.util import UserError
+from core.checkpoint import LAST
+from core.files import write_text_atomic
+from core.util import UserError
 from .tables import recorded_differences
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

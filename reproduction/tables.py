@@ -32,11 +32,11 @@ import train_student
 import train_teacher
 import transfer_student
 from distiller_zoo import METHODS
-from helper.core.util import UserError
+from core.util import UserError
 from helper.logger import read_summary
+from helper.teachers import PUBLISHED_TEACHERS
 from helper.run_folder import CIRCUMSTANTIAL
 from models import SMALL_LR_MODELS, model_dict
-from scripts.fetch_teachers import TEACHERS
 
 ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_student,
                 'transfer_student.py': transfer_student}
@@ -307,7 +307,7 @@ class Table:
             commands = [argv]
             parsed = _parse('train_teacher.py', argv)
             if self.fetch_teachers and self.dataset == 'cifar100' and \
-                    parsed.epochs == FETCHED_EPOCHS and cell.teacher in TEACHERS:
+                    parsed.epochs == FETCHED_EPOCHS and cell.teacher in PUBLISHED_TEACHERS:
                 fetch = ['scripts/fetch_teachers.py', cell.teacher] + (
                     ['--save_dir', save_dir] if save_dir != DEFAULT_SAVE else [])
                 commands = [fetch, argv]

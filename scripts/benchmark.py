@@ -90,7 +90,7 @@ def measure(config):
     from dataset.synthetic import make_synthetic
     from distiller_zoo import get_method
     from distiller_zoo.sources import FrozenTeacher
-    from helper.core.accel import prepare_modules
+    from core.accel import prepare_modules
     from helper.optimizers import strategy_of
     from helper.distillation import build_distiller, method_config
     from helper.loops import Supervised, Trainer
@@ -183,7 +183,7 @@ def run_isolated(config):
 
 def end_to_end(args):
     """Wall time of one whole train_student.py epoch on the synthetic set, per loader."""
-    from helper.core.checkpoint import save_checkpoint
+    from core.checkpoint import save_checkpoint
     from models import get_model
     times = {}
     with tempfile.TemporaryDirectory() as tmp:

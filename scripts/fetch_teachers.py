@@ -17,10 +17,9 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helper.teachers import load_teacher  # noqa: E402
-from helper.core.util import UserError  # noqa: E402
+from core.util import UserError  # noqa: E402
+from helper.teachers import PUBLISHED_TEACHERS as TEACHERS, load_teacher  # noqa: E402
 
-TEACHERS = ['wrn_40_2', 'resnet56', 'resnet110', 'resnet32x4', 'vgg13', 'ResNet50']
 FILE = 'ckpt_epoch_240.pth'
 # (label, URL): a URL with '{name}' serves one teacher, otherwise it is an archive of them all.
 SOURCES = [

@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helper.core.files import try_lock, write_text_atomic  # noqa: E402
-from helper.core.util import UserError, non_negative_int, positive_int  # noqa: E402
+from core.files import try_lock, write_text_atomic  # noqa: E402
+from core.util import UserError, non_negative_int, positive_int  # noqa: E402
 from reproduction.jobs import (BLOCKED, DONE, FAILED, STALE, STOPPED, LocalExecutor,  # noqa: E402
                                State, SubmititExecutor, command, statuses)
 from reproduction.report import csv_text, markdown, measure  # noqa: E402

@@ -16,7 +16,7 @@ from dataset.batch import Batch
 from dataset.loaders import ClassicLoader, DeviceLoader
 from dataset.rounds import (CLEAN, StoredRounds, candidate_qualities, code_images,
                             jpeg_round_trip)
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from helper.ckd import cache_path, load_or_prepare, select_candidates
 from test_methods import build, fixed_batch
 from test_reliability import metric_records, run_folder, signal_after

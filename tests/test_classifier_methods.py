@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import eval_student
 import train_student
 from distiller_zoo import DISTV2, SRRL, SimKD, statm_loss, transfer_conv
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from models import get_model
 from dataset.batch import Batch
 from reference import assert_stats_close

@@ -10,7 +10,7 @@ import torch
 import train_student
 import train_teacher
 from conftest import write_cifar100, write_imagenet
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0', '--save_freq', '1']
@@ -130,7 +130,7 @@ def test_torchvision_teacher_offline_and_cached(tmp_path, monkeypatch, capsys):
     from torchvision.models import ResNet18_Weights, resnet18
 
     from helper.teachers import load_teacher
-    from helper.core.util import UserError
+    from core.util import UserError
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     with pytest.raises(UserError, match='could not get torchvision'):
         load_teacher('torchvision:resnet18', 1000, 'imagenet')

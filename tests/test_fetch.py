@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from models import get_model
 from scripts import fetch_teachers
 

@@ -6,25 +6,16 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Each layer and the project layers it may import (its own included).
-ALLOWED = {
-    'helper.core': {'helper.core'},
-    'models': {'helper.core', 'models'},
-    'crd': {'helper.core', 'models', 'crd'},
-    'dataset': {'helper.core', 'dataset'},
-    'distiller_zoo': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo'},
-    'helper': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo', 'helper'},
-    # above the entry points: it parses their options and finds their run folders
-    'reproduction': {'helper.core', 'models', 'crd', 'dataset', 'distiller_zoo', 'helper',
-                     'train_student', 'train_teacher', 'transfer_student', 'scripts',
-                     'reproduction'},
-}
-PROJECT = ('helper', 'models', 'crd', 'dataset', 'distiller_zoo', 'scripts', 'train_student',
-           'train_teacher', 'eval_student', 'transfer_student', 'reproduction')
+# The floors, from the ground up: each top-level folder (or entry-point module) imports only
+# its own floor and those below it.
+FLOORS = [('core',), ('models',), ('crd',), ('dataset',), ('distiller_zoo',), ('helper',),
+          ('train_student', 'train_teacher', 'transfer_student', 'eval_student'),
+          ('reproduction',), ('scripts',)]
+PROJECT = tuple(name for floor in FLOORS for name in floor)
 
 
-def layer_of(module):
-    return 'helper.core' if module.startswith('helper.core') else module.split('.')[0]
+def floor_of(module):
+    return next(i for i, floor in enumerate(FLOORS) if module.split('.')[0] in floor)
 
 
 def imports(path, package):
@@ -44,24 +35,29 @@ def imports(path, package):
 
 
 def modules(layer):
-    folder = os.path.join(REPO, *layer.split('.'))
-    for root, dirs, names in os.walk(folder):
-        if layer == 'helper':
-            dirs[:] = [d for d in dirs if d != 'core']
+    """The Python files of a top-level folder (or the entry-point module of that name)."""
+    if os.path.isfile(os.path.join(REPO, f'{layer}.py')):
+        yield os.path.join(REPO, f'{layer}.py'), ''
+        return
+    for root, _, names in os.walk(os.path.join(REPO, layer)):
         for name in names:
             if name.endswith('.py'):
-                path = os.path.join(root, name)
-                package = os.path.relpath(root, REPO).replace(os.sep, '.')
-                yield path, package
+                yield os.path.join(root, name), os.path.relpath(root, REPO).replace(os.sep, '.')
 
 
-@pytest.mark.parametrize('layer', sorted(ALLOWED))
+@pytest.mark.parametrize('layer', PROJECT)
 def test_a_layer_imports_only_the_layers_below_it(layer):
     wrong = [(os.path.relpath(path, REPO), module)
              for path, package in modules(layer)
              for module in imports(path, package)
-             if layer_of(module) not in ALLOWED[layer]]
+             if floor_of(module) > floor_of(layer)]
     assert not wrong, f'{layer} imports above itself: {wrong}'
+
+
+def test_every_top_level_package_is_a_floor():
+    packages = {name for name in os.listdir(REPO)
+                if os.path.isfile(os.path.join(REPO, name, '__init__.py'))}
+    assert packages <= set(PROJECT), packages - set(PROJECT)
 
 
 def test_the_check_sees_imports_inside_functions(tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 import train_student
 from distiller_zoo import ABF, DIST, DISTV2, SelfA, SemCKDLoss, dkd_loss, hcl_loss
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from helper.loops import Trainer
 from models import get_model
 from test_classifier_methods import det, grad_stats

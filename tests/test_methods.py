@@ -14,7 +14,7 @@ from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, F
 from dataset.batch import Batch
 from distiller_zoo.base import PREACT
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from helper.distillation import method_config
 from helper.loops import Trainer
 from models import get_model

@@ -5,8 +5,8 @@ from torchvision import models as tv
 
 from helper.teachers import get_teacher_name, load_teacher
 
-from helper.core.checkpoint import save_checkpoint
-from helper.core.util import UserError
+from core.checkpoint import save_checkpoint
+from core.util import UserError
 from models import cifar_model_dict, get_model, imagenet_model_dict, model_dict
 
 R8 = [(16, 32, 32), (16, 32, 32), (32, 16, 16), (64, 8, 8), (64,)]

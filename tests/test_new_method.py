@@ -13,8 +13,8 @@ from dataset.batch import BatchSpec, Views
 from distiller_zoo import METHODS, Distiller, DistillKL, Recipe
 from distiller_zoo.base import LOGITS
 from distiller_zoo.options import Option
-from helper.core.checkpoint import load_checkpoint
-from helper.core.util import positive_float
+from core.checkpoint import load_checkpoint
+from core.util import positive_float
 
 
 class CropAndInverse(Views):

@@ -11,7 +11,7 @@ import eval_student
 import train_student
 from conftest import write_cifar100
 from distiller_zoo import SimKD
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from models import get_model
 from reference import assert_same_trajectory
 

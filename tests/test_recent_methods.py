@@ -20,9 +20,9 @@ from dataset.views import WeakStrongViews, crop_and_flip_one
 from distiller_zoo import (ConnectorConvBN, CosineDecay, DistillKL, Global_T, LearnedTemperature,
                            LinearDecay, bc_loss, cc_loss, dkd_loss, feat_loss,
                            get_margin_from_BN, logit_standardize, mlld_loss, normalize)
-from helper.core.util import UserError
+from core.util import UserError
 from helper.dot import DistillationOrientedTrainer
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from reference import assert_close, assert_stats_close, flat, grad_stats
 from test_methods import build, tiny_teacher  # noqa: F401 (a fixture)
 from test_reliability import (final_state, metric_records, setup,  # noqa: F401 (a fixture)

@@ -13,7 +13,7 @@ import helper.loops
 import train_student
 import train_teacher
 from conftest import train_teacher_run, write_cifar100
-from helper.core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1']
@@ -176,7 +176,7 @@ def test_kill_during_checkpoint_write_keeps_previous_file(tmp_path):
     child = f'''
 import os, signal, sys, torch
 sys.path.insert(0, {REPO!r})
-from helper.core.checkpoint import save_checkpoint
+from core.checkpoint import save_checkpoint
 def dying_save(obj, f):
     f.write(b'PK partial zip header, then the process dies')
     f.flush()
@@ -191,7 +191,7 @@ save_checkpoint({{'model': {{'w': torch.zeros(3)}}, 'epoch': 2}}, {str(path)!r})
 
 
 def test_not_a_checkpoint_and_truncated_files(tmp_path):
-    from helper.core.util import UserError
+    from core.util import UserError
     plain = tmp_path / 'tensor.pth'
     torch.save(torch.ones(2), plain)
     with pytest.raises(UserError, match="not a model checkpoint"):
@@ -205,7 +205,7 @@ def test_not_a_checkpoint_and_truncated_files(tmp_path):
 
 
 def test_unsafe_pickle_is_refused(tmp_path):
-    from helper.core.util import UserError
+    from core.util import UserError
 
     class Evil:
         def __reduce__(self):
@@ -281,7 +281,7 @@ def test_resume_auto_without_a_run_and_on_a_finished_run(setup, tmp_path, capsys
 # -- a full disk ----------------------------------------------------------------------------------
 def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
         setup, monkeypatch, tmp_path, capsys):
-    import helper.core.checkpoint
+    import core.checkpoint
     original, calls = torch.save, {'n': 0}
 
     def save_on_full_disk(obj, f):
@@ -290,7 +290,7 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
             return original(obj, f)
         f.write(b'PK partial')
         raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(helper.core.checkpoint.torch, 'save', save_on_full_disk)
+    monkeypatch.setattr(core.checkpoint.torch, 'save', save_on_full_disk)
     assert train_student.main(student_argv(setup, str(tmp_path), 'kd')) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('error: the disk is full')
@@ -302,20 +302,20 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
 
 
 def test_torch_write_failure_on_a_full_disk(tmp_path):
-    from helper.core.util import UserError
-    import helper.core.checkpoint
+    from core.util import UserError
+    import core.checkpoint
 
     def failing_save(obj, f):
         raise RuntimeError('[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed '
                            'writing file data/0: file write failed')
     path = str(tmp_path / 'new.pth')
-    original = helper.core.checkpoint.torch.save
-    helper.core.checkpoint.torch.save = failing_save
+    original = core.checkpoint.torch.save
+    core.checkpoint.torch.save = failing_save
     try:
         with pytest.raises(UserError, match='disk is full.*no checkpoint was written before'):
             save_checkpoint({'model': {}}, path)
     finally:
-        helper.core.checkpoint.torch.save = original
+        core.checkpoint.torch.save = original
     assert os.listdir(tmp_path) == []
 
 

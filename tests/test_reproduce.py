@@ -15,7 +15,7 @@ import torch
 
 import train_student
 from distiller_zoo import get_method
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from reproduction.tables import STUDENT, TEACHER, Table, _parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -485,7 +485,7 @@ def test_report_gives_each_cell_its_status_and_log(tmp_path, capsys):
 
 
 def test_a_second_invocation_of_a_table_touches_nothing(tmp_path, capsys):
-    from helper.core.files import try_lock
+    from core.files import try_lock
     path = write_table(tmp_path, GOOD)
     save = str(tmp_path / 'save')
     folder = os.path.join(save, 'reproduce', 'tiny')

@@ -17,8 +17,8 @@ import helper.teacher_cache
 import train_student
 import transfer_student
 from conftest import tiny_data_and_teacher, write_cifar100
-from helper.core.checkpoint import load_checkpoint
-from helper.core.files import try_lock
+from core.checkpoint import load_checkpoint
+from core.files import try_lock
 from models import get_model
 from scripts import summarize
 from test_reliability import metric_records, run_folder, signal_after
@@ -358,7 +358,7 @@ def test_a_run_failing_in_its_first_epoch_leaves_no_folders(tiny, tmp_path, monk
 
 def test_resuming_after_a_full_disk_records_each_epoch_once(tiny, tmp_path, monkeypatch,
                                                              capsys):
-    import helper.core.checkpoint
+    import core.checkpoint
     original, calls = torch.save, {'n': 0}
 
     def save_on_full_disk(obj, f):
@@ -366,7 +366,7 @@ def test_resuming_after_a_full_disk_records_each_epoch_once(tiny, tmp_path, monk
         if calls['n'] in (4, 5):  # epoch 2's best, then its ckpt_epoch_2: the disk is full
             raise OSError(errno.ENOSPC, 'No space left on device')
         return original(obj, f)
-    monkeypatch.setattr(helper.core.checkpoint.torch, 'save', save_on_full_disk)
+    monkeypatch.setattr(core.checkpoint.torch, 'save', save_on_full_disk)
     save = str(tmp_path / 'save')
     assert train_student.main(argv(tiny, save, epochs=3)) == 2
     monkeypatch.undo()

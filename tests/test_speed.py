@@ -10,7 +10,7 @@ from dataset.base import ArrayDataset
 from dataset.batch import Batch, BatchSpec, ContrastSampling
 from dataset.loaders import ClassicLoader, DeviceLoader
 from distiller_zoo import FrozenTeacher, get_method
-from helper.core.accel import autocast, make_sgd
+from core.accel import autocast, make_sgd
 from models import get_model
 
 MEAN, STD = DATASETS['cifar100'].mean, DATASETS['cifar100'].std
@@ -179,7 +179,7 @@ def test_device_loader_shards_cover_the_set_with_equal_step_counts():
 
 
 def test_sync_bn_converts_the_trained_network_only():
-    from helper.core.accel import prepare_modules
+    from core.accel import prepare_modules
     distiller = kd_distiller()
     keys = list(distiller.student.state_dict())
     opt = SimpleNamespace(sync_bn=True, channels_last=False, compile=False)

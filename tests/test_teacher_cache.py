@@ -14,7 +14,7 @@ from dataset.batch import Batch
 from dataset.rounds import jpeg_round_trip
 from distiller_zoo import get_method
 from distiller_zoo.sources import STORABLE
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from helper.teacher_cache import CachedTeacher, build_store, draw_rounds
 from models import get_model
 from test_ckd import tiny_set

@@ -8,7 +8,7 @@ import torch
 import train_student
 import train_teacher
 from conftest import train_teacher_run
-from helper.core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
 from models import get_model
 
 FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--save_freq', '1']
@@ -129,7 +129,7 @@ def test_learning_rate_default_depends_on_student():
 
 
 def test_schedule_matches_repdistiller():
-    from helper.core.util import learning_rate_at
+    from core.util import learning_rate_at
     opt = train_teacher.parse_option([])
     assert [round(learning_rate_at(e, opt), 8) for e in (1, 150, 151, 180, 181, 211, 240)] == [
         0.05, 0.05, 0.005, 0.005, 0.0005, 0.00005, 0.00005]

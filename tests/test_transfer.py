@@ -13,7 +13,7 @@ import train_student
 import transfer_student
 from conftest import tiny_data_and_teacher
 from dataset.stl10 import read_split, stl10_splits
-from helper.core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint
 from scripts import summarize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
