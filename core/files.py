@@ -8,6 +8,7 @@ ends, however it ends.
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import time
@@ -85,9 +86,13 @@ def waiting_lock(path, on_wait=None, check=None, poll_seconds=1.0):
 
 
 def file_digest(path):
-    """The sha256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
+    """The sha256 of a file's bytes, as hex; read once per process while the file is unchanged
+    (a run names its teacher file by it in several places)."""
+    stat = os.stat(path)
+    return _digest(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path, size, mtime_ns):
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'sha256').hexdigest()

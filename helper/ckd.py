@@ -6,7 +6,6 @@ clean one's. The rounds are cached next to the teacher (under ``<save_dir>/ckd_r
 its folder is read-only), keyed by the teacher file's hash, the data set and the flags, and
 recording a digest of the training images they were chosen on; only the choices are stored,
 never the coded images. One run prepares them while others wait for it."""
-import hashlib
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dataset import DATASETS
+from dataset.base import data_digest
 from dataset.augment import PAD, Normalizer, crop_and_flip
 from dataset.rounds import FIELDS, StoredRounds, candidate_qualities, code_images
 from distiller_zoo.options import Option
@@ -46,13 +46,6 @@ def select_candidates(logits, labels, select='correct'):
         eligible = torch.ones_like(divergence, dtype=torch.bool)
     best = divergence.masked_fill(~eligible, float('-inf')).argmax(1)
     return torch.where(eligible.any(1), best, torch.zeros_like(best))
-
-
-def data_digest(images, labels):
-    """``<count>x<digest>`` of a training set's images and labels."""
-    digest = hashlib.sha256(np.ascontiguousarray(images).data)
-    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
-    return f'{len(images)}x{digest.hexdigest()[:12]}'
 
 
 def cache_path(path_t, dataset, delta, rounds, select, folder=None):
@@ -140,13 +133,13 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
     return choices
 
 
-def load_or_prepare(teacher, images, labels, source, device, opt, path=None):
+def load_or_prepare(teacher, images, labels, source, device, opt, path=None, digest=None):
     """The cached rounds for this teacher file, data set and flags (at ``path``, else
     ``cache_path``'s), prepared (by the main process, while other runs wait) when missing;
-    every process returns the same array."""
+    every process returns the same array. ``digest``: the data's, when already known."""
     path = path or cache_path(opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds,
                               opt.ckd_select)
-    data = data_digest(images, labels)
+    data = digest or data_digest(images, labels)
     if distributed.is_main() and not os.path.isfile(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         announce = (lambda: print(f"ckd: another run is preparing {path}; waiting for it",
@@ -211,5 +204,6 @@ class CodedTeacherInputs(TeacherPlugin):
 
     def prepare(self, opt, teacher, train_set, device, seed, rounds):
         choices = load_or_prepare(teacher.network, train_set.images, train_set.targets,
-                                  DATASETS[opt.dataset], device, opt, rounds_path(opt))
+                                  DATASETS[opt.dataset], device, opt, rounds_path(opt),
+                                  digest=train_set.digest)
         return StoredRounds(choices, seed=seed, coded=opt.ckd == 'ckd')

@@ -28,7 +28,7 @@ from distiller_zoo.base import BATCH_STATS, HEAD_MAP, PREACT, STAGES, NetOutput
 from distiller_zoo.options import Option
 from distiller_zoo.sources import STORABLE, TeacherSource
 from core import distributed
-from .ckd import data_digest, teacher_outputs
+from .ckd import teacher_outputs
 from core.files import disk_full, file_digest, waiting_lock, write_text_atomic
 from core.stop import STOP
 from core.util import UserError, positive_int
@@ -283,7 +283,7 @@ class TeacherOutputCache(TeacherPlugin):
         return f'_cache:{opt.teacher_cache}'
 
     def source(self, opt, teacher, train_set, seed, previous):
-        folder = store_folder(opt, seed, data_digest(train_set.images, train_set.targets))
+        folder = store_folder(opt, seed, train_set.digest)
         return CachedTeacher(teacher.network, folder, opt.teacher_cache, seed)
 
     def prepare(self, opt, teacher, train_set, device, seed, rounds):
@@ -292,6 +292,6 @@ class TeacherOutputCache(TeacherPlugin):
         teacher_views = rounds.choices.copy()
         if not rounds.coded:  # the teacher's views are clean (CKD's control, or no CKD)
             teacher_views[..., 0] = CLEAN
-        folder = store_folder(opt, seed, data_digest(train_set.images, train_set.targets))
+        folder = store_folder(opt, seed, train_set.digest)
         ensure_store(opt, teacher.network, train_set.images, teacher_views, device, folder)
         return StoredRounds(rounds.choices, seed=seed)  # the student's crops; nothing coded

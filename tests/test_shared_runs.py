@@ -448,3 +448,22 @@ def test_resume_path_into_a_new_trial_names_the_finished_run(tiny, tmp_path, cap
 def test_a_cached_run_prints_no_numpy_warning(tiny, tmp_path, recwarn):
     assert train_student.main(argv(tiny, str(tmp_path), '--teacher_cache', '2')) == 0
     assert not [w for w in recwarn if 'not writable' in str(w.message)]
+
+
+def test_the_teacher_file_and_the_training_set_are_hashed_once_per_start(tiny, tmp_path,
+                                                                          monkeypatch):
+    """A run with CKD's control and the teacher-output cache names the teacher file and the
+    training set in several places; each is read through once."""
+    import hashlib
+    import dataset.base
+    from core import files
+    files._digest.cache_clear()
+    reads, digests = [], []
+    original_file, original_data = hashlib.file_digest, dataset.base.data_digest
+    monkeypatch.setattr(hashlib, 'file_digest', lambda f, *a: reads.append(f.name) or
+                        original_file(f, *a))
+    monkeypatch.setattr(dataset.base, 'data_digest', lambda *a: digests.append(1) or
+                        original_data(*a))
+    assert train_student.main(argv(tiny, str(tmp_path / 'save'), '--teacher_cache', '1',
+                                   '--ckd', 'clean', '--ckd_rounds', '1')) == 0
+    assert reads.count(os.path.realpath(tiny[1])) == 1 and len(digests) == 1, (reads, digests)
