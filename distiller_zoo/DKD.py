@@ -8,12 +8,12 @@ from core.util import non_negative_float, non_negative_int, positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
 from .LSKD import normalize
 from .options import Option
+from .pairs import pair_settings
 
-# The authors' per-pair NCKD weight (mdistiller's CIFAR-100 configs); 8 elsewhere.
-DKD_BETAS = {('resnet32x4', 'resnet8x4'): 8.0, ('wrn_40_2', 'wrn_16_2'): 6.0,
-             ('wrn_40_2', 'wrn_40_1'): 6.0, ('vgg13', 'vgg8'): 6.0, ('vgg13', 'MobileNetV2'): 6.0,
-             ('resnet56', 'resnet20'): 2.0, ('resnet110', 'resnet32'): 2.0}
-DKD_DEFAULT_BETA = 8.0
+
+def authors_beta(teacher, student):
+    """The authors' NCKD weight for the pair (mdistiller's CIFAR-100 configs; 8 elsewhere)."""
+    return float(pair_settings('mdistiller', 'dkd', teacher, student)['beta'])
 
 
 def _kl_sum(log_p_s, p_t):
@@ -83,7 +83,7 @@ class DKD(Distiller):
     def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
         """LSKD: T tau, alpha w, beta w times the pair's beta (LSKD's, else DKD's)."""
         if beta is None:
-            beta = DKD_BETAS.get((teacher, student), DKD_DEFAULT_BETA)
+            beta = authors_beta(teacher, student)
         return {'dkd_T': tau, 'dkd_alpha': weight,
                 'dkd_beta': None if weight is None else weight * beta}
 
@@ -92,7 +92,7 @@ class DKD(Distiller):
         """``dkd_beta`` left to None: the authors' value for the pair."""
         options = dict(options)
         if options.get('dkd_beta') is None:
-            options['dkd_beta'] = DKD_BETAS.get((teacher, student), DKD_DEFAULT_BETA)
+            options['dkd_beta'] = authors_beta(teacher, student)
         return options
 
     def __init__(self, student, teacher, config):

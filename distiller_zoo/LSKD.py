@@ -9,6 +9,7 @@ kd weight w (``-a``); CTKD ``-a w``.
 """
 from core.util import positive_float
 from .options import Option
+from .pairs import has_pair, pair_settings
 
 
 def normalize(logit):
@@ -31,27 +32,6 @@ OPTIONS = (
            help='LSKD: the weight of the standardised KL (default: the authors\' for the '
                 'pair, else 9)'))
 
-DEFAULT = {'kd': (2.0, 9.0), 'dkd': (2.0, 9.0, None), 'mlld': (2.0, 9.0), 'ctkd': (2.0, 9.0)}
-# The authors' (tau, w) per teacher/student pair and method (DKD: (tau, w, beta), beta then
-# multiplied by w), from the names of their log files.
-SETTINGS = {
-    ('resnet32x4', 'resnet8x4'): {'kd': (2, 9), 'dkd': (2, 9, 8), 'mlld': (2, 9)},
-    ('vgg13', 'vgg8'): {'kd': (3, 9), 'dkd': (2, 15, 2), 'mlld': (2, 6)},
-    ('wrn_40_2', 'wrn_16_2'): {'kd': (2, 9), 'dkd': (2, 12, 2), 'mlld': (2, 9)},
-    ('wrn_40_2', 'wrn_40_1'): {'kd': (2, 9), 'dkd': (2, 12, 2), 'mlld': (2, 9)},
-    ('resnet56', 'resnet20'): {'kd': (2, 9), 'dkd': (3, 18, 2)},
-    ('resnet110', 'resnet32'): {'kd': (2, 9), 'dkd': (2, 15, 2), 'mlld': (2, 9)},
-    ('resnet110', 'resnet20'): {'kd': (4, 12), 'dkd': (2, 15, 2), 'mlld': (2, 9)},
-    ('resnet32x4', 'ShuffleV2'): {'kd': (2, 9), 'dkd': (2, 9, 8), 'mlld': (2, 6)},
-    ('resnet32x4', 'wrn_16_2'): {'kd': (3, 9), 'dkd': (2, 9, 2), 'mlld': (2, 9)},
-    ('resnet32x4', 'wrn_40_2'): {'kd': (3, 9), 'dkd': (2, 9, 8), 'mlld': (2, 9)},
-    ('wrn_40_2', 'resnet8x4'): {'kd': (2, 9), 'dkd': (2, 18, 2), 'mlld': (2, 9)},
-    ('wrn_40_2', 'MobileNetV2'): {'kd': (3, 9), 'dkd': (2, 15, 2)},
-    ('vgg13', 'MobileNetV2'): {'kd': (3, 9), 'dkd': (3, 9, 2), 'mlld': (2, 6)},
-    ('ResNet50', 'MobileNetV2'): {'kd': (3, 1), 'dkd': (2, 15, 2), 'mlld': (2, 9)},
-}
-
-
 def run_defaults(method, column, learned, teacher, student, opt):
     """``{dest: value}`` that ``--logit_stand`` sets unless the command line gives them: for a
     method with a column in the authors' table (``column``: ``method.lskd_settings``, or a
@@ -71,13 +51,14 @@ def run_defaults(method, column, learned, teacher, student, opt):
 def has_setting(column, teacher, student):
     """Whether the authors ran the method of LSKD's ``column`` on the pair; without, LSKD's
     values are their fallback (2 and 9) or the ones given."""
-    return column in SETTINGS.get((teacher, student), {})
+    return column is not None and has_pair('lskd', column, teacher, student)
 
 
 def setting(method, teacher, student, opt):
     """``(tau, w[, beta])`` of ``method`` (kd, dkd, mlld, ctkd) for the pair: ``--base_temp``
     and ``--kd_weight`` when given, else the authors' for the pair, else 2 and 9 (DKD's beta:
-    None, its own per-pair default)."""
-    authors = SETTINGS.get((teacher, student), {}).get(method, DEFAULT[method])
-    tau, weight, *beta = (float(v) if v is not None else None for v in authors)
-    return ((opt.base_temp or tau), (opt.kd_weight or weight), *beta)
+    None, its own per-pair default), from ``distiller_zoo/pairs/lskd.toml``."""
+    authors = pair_settings('lskd', method, teacher, student)
+    beta = authors.get('beta')
+    return ((opt.base_temp or float(authors['tau'])), (opt.kd_weight or float(authors['weight'])),
+            *([float(beta)] if beta is not None else [None] if method == 'dkd' else []))

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from dataset.views import WeakStrongViews
-from models import SMALL_LR_MODELS
 from .base import LOGITS, Distiller, Recipe, register_method
 from .LSKD import normalize
 from .modifiers import identity
 from .options import Option
+from .pairs import pair_settings
 
 EXTRA_TEMPERATURES = (3.0, 5.0, 2.0, 6.0)  # besides the base temperature
 STRONG_FROM_WEAK = 2  # the last two temperatures of the strong KD terms use the weak logits
@@ -125,9 +125,7 @@ class MLLD(Distiller):
     def run_defaults(cls, teacher, student):
         """The authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025
         (0.01 for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210."""
-        long = teacher == 'resnet32x4' and student in ('ShuffleV1', 'ShuffleV2')
-        return {'epochs': 960 if long else 480,
-                'learning_rate': 0.01 if student in SMALL_LR_MODELS else 0.025}
+        return pair_settings('mlld', 'recipe', teacher, student)
 
     def describe(self):
         return (f'a weak and a strong view of each image; instance, batch and class terms at '
