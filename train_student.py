@@ -43,10 +43,13 @@ def method_list():
     return ', '.join(methods + presets)
 
 
-def build_parser(distill=None):
+def build_parser(distill=None, given=None):
     """The common options, the options of ``distill`` (shown by --help), and every other
-    method's options (accepted, as RepDistiller's parser accepted them, but not shown)."""
+    method's options (accepted, as RepDistiller's parser accepted them, but not shown). With
+    ``given`` (the words of a command line), --help lists a modifier's or a plug-in's further
+    options only once its switch is given (``--ctkd --help``), as it lists a method's."""
     parser = base_parser('Distil a teacher into a student.')
+    parser.usage = '%(prog)s --path_t TEACHER --model_s NAME --distill NAME [options]'
     parser.add_argument('--path_t', type=str, default=None,
                         help='teacher checkpoint (or torchvision:<name>); required, except '
                              'for methods that train both networks (dml)')
@@ -69,12 +72,18 @@ def build_parser(distill=None):
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
     KD_T.add_to(parser)
-    add_plugin_options(parser)
+    add_plugin_options(parser, given)
+    preset = PRESETS.get(distill)
+    implied = {f'--{dest}' for dest in preset.modifiers} if preset else set()
     for title, options in [(m.title, m.options) for m in MODIFIERS] + [
             ('optimizer (DOT: distillation-oriented momenta)', DOT_OPTIONS)]:
-        group = parser.add_argument_group(title)
+        switch = options[0]
+        on = given is None or any(f in given or f in implied for f in switch.flags)
+        group = parser.add_argument_group(title, None if on or len(options) == 1 else
+                                          f'(give {flag_of(switch)} with --help to see its '
+                                          f'options)')
         for option in options:
-            option.add_to(group)
+            option.add_to(group, hidden=not on and option is not switch)
     chosen = METHODS[distill].options if distill in METHODS else ()
     if chosen:
         group = parser.add_argument_group(f'options of --distill {distill}')
@@ -99,7 +108,7 @@ def given_distill(argv):
 
 def given_options(argv):
     """The destinations of the options a command line gives (not left to their defaults)."""
-    parser = build_parser(given_distill(argv))
+    parser = build_parser(given_distill(argv), argv)
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
@@ -140,7 +149,7 @@ def apply_run_defaults(opt, method, given):
 
 def parse_option(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    opt = build_parser(given_distill(argv)).parse_args(argv)
+    opt = build_parser(given_distill(argv), argv).parse_args(argv)
     method = get_method(opt.distill)
     own = {option.dest for option in method.options}
     for option in method_options(dict.fromkeys(METHODS.values())):

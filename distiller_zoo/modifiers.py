@@ -23,7 +23,7 @@ class Modifier(NamedTuple):
 
 LOGIT_STAND = Modifier('logit standardisation (LSKD): every logit KL of the method',
                        '--logit_stand', LSKD.OPTIONS)
-LEARNED_T = Modifier('learned temperature (CTKD): the -a term\'s KL and DKD\'s',
+LEARNED_T = Modifier('learned temperature (CTKD): every logit KL of the method',
                      '--ctkd', temperature.OPTIONS)
 MODIFIERS = (LOGIT_STAND, LEARNED_T)
 

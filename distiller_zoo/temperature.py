@@ -99,8 +99,8 @@ class LearnedTemperature(nn.Module):
 
 OPTIONS = (
     Option('--ctkd', action='store_true',
-           help='CTKD: the -a term\'s temperature (and DKD\'s) is learned, adversarially, on '
-                'a curriculum (--distill ctkd is KD with it)'),
+           help='CTKD: the temperature of every logit KL of the method is learned, '
+                'adversarially, on a curriculum (--distill ctkd is KD with it)'),
     Option('--ctkd_t_start', type=positive_float, default=1.0,
            help='CTKD: the lowest temperature (tau = t_start + t_end * sigmoid(theta))'),
     Option('--ctkd_t_end', type=positive_float, default=20.0,

@@ -642,3 +642,23 @@ def test_resume_auto_finds_a_folder_named_before_method_options_entered_names(
         assert load_checkpoint(os.path.join(older, 'ckpt_last.pth'))['epoch'] == 2
         new = run.replace('nce_k:40', 'nce_k:30')  # a new run, in its own folder
         assert os.path.isfile(os.path.join(new, 'ckpt_last.pth'))
+
+
+def help_text(capsys, *argv):
+    with pytest.raises(SystemExit):
+        train_student.parse_option(list(argv) + ['--help'])
+    return capsys.readouterr().out
+
+
+def test_help_lists_a_switchs_options_once_it_is_given(capsys):
+    plain = help_text(capsys, '--distill', 'kd')
+    assert len(plain.splitlines()) <= 140
+    for switch, option in (('--ctkd', '--ctkd_t_start'), ('--logit_stand', '--base_temp'),
+                           ('--optimizer', '--dot_delta'), ('--ckd', '--ckd_rounds')):
+        assert switch in plain and option not in plain
+        assert f'(give {switch} with --help to see its options)' in plain
+        extra = ['dot'] if switch == '--optimizer' else ['ckd'] if switch == '--ckd' else []
+        assert option in help_text(capsys, '--distill', 'kd', switch, *extra)
+    assert '--ctkd_t_start' in help_text(capsys, '--distill', 'ctkd')  # the preset implies it
+    # hidden or not, every option parses
+    assert parse('--distill', 'kd', '--ckd', 'clean', '--ckd_rounds', '3').ckd_rounds == 3
