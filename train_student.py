@@ -6,7 +6,7 @@ import sys
 import torch
 
 from dataset import DATASETS, build_loaders
-from distiller_zoo import LSKD, METHODS, PRESETS, Distiller, get_method
+from distiller_zoo import LSKD, METHODS, PRESETS, get_method
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, method_options
@@ -121,7 +121,7 @@ def apply_run_defaults(opt, method, given):
     """The authors' recipe of the method for the pair (``run_defaults``) and, with
     ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
     line leaves to their defaults (``given``: those it gives); says what it set."""
-    needed = method.run_defaults.__func__ is not Distiller.run_defaults.__func__ or opt.logit_stand
+    needed = method.recipe.pair_recipe is not None or opt.logit_stand
     if not needed:
         return
     teacher = teacher_architecture(opt.path_t, opt.model_t)
@@ -130,7 +130,7 @@ def apply_run_defaults(opt, method, given):
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
     preset = PRESETS.get(opt.distill)
-    column = preset.lskd_column if preset else method.lskd_settings
+    column = preset.lskd_column if preset else method.recipe.lskd.column
     lskd = (f'the authors\' settings for {pair}' if LSKD.has_setting(column, teacher, opt.model_s)
             else f'the authors\' fallback values (they ran no {pair})')
     lskd_values = LSKD.run_defaults(method, column, learns_temperature(opt), teacher,

@@ -6,14 +6,8 @@ import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int, positive_float
 from .base import LOGITS, Distiller, Recipe, register_method
-from .LSKD import normalize
+from .LSKD import Standardised, normalize
 from .options import Option
-from .pairs import pair_settings
-
-
-def authors_beta(teacher, student):
-    """The authors' NCKD weight for the pair (mdistiller's CIFAR-100 configs; 8 elsewhere)."""
-    return float(pair_settings('mdistiller', 'dkd', teacher, student)['beta'])
 
 
 def _kl_sum(log_p_s, p_t):
@@ -63,8 +57,9 @@ def decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperatur
 @register_method('dkd')
 class DKD(Distiller):
     # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
-    lskd_settings = 'dkd'
+    # LSKD: T tau, alpha w, beta w times the pair's beta (LSKD's, else DKD's own)
+    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
+                    lskd=Standardised('dkd', 'dkd_T', 'dkd_alpha', 'dkd_beta'))
     logit_kl_weights = ('alpha', 'beta')  # -b weighs DKD's own KLs
 
     options = (
@@ -73,27 +68,12 @@ class DKD(Distiller):
         Option('--dkd_beta', type=non_negative_float, default=None,
                help='DKD: weight of the non-target term (NCKD); default: the authors\' weight '
                     'for the pair (8; 6 for wrn_40_2 and vgg13 teachers, 2 for '
-                    'resnet56/resnet110 -> resnet20/resnet32)'),
+                    'resnet56/resnet110 -> resnet20/resnet32)',
+               pair_default=('mdistiller', 'dkd', 'beta')),
         Option('--dkd_T', type=positive_float, default=4.0, help='DKD: temperature'),
         Option('--dkd_warmup', type=non_negative_int, default=20,
                help='DKD: epochs over which the term grows linearly to full weight (epoch e of '
                     'the run weighs min(e / warmup, 1); 0: none)'))
-
-    @classmethod
-    def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
-        """LSKD: T tau, alpha w, beta w times the pair's beta (LSKD's, else DKD's)."""
-        if beta is None:
-            beta = authors_beta(teacher, student)
-        return {'dkd_T': tau, 'dkd_alpha': weight,
-                'dkd_beta': None if weight is None else weight * beta}
-
-    @classmethod
-    def resolved_options(cls, options, teacher, student):
-        """``dkd_beta`` left to None: the authors' value for the pair."""
-        options = dict(options)
-        if options.get('dkd_beta') is None:
-            options['dkd_beta'] = authors_beta(teacher, student)
-        return options
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

@@ -7,6 +7,8 @@ Unless given, the authors' per-pair temperature and weight (and DKD's beta) appl
 --kd_T tau``; DKD ``--dkd_T tau --dkd_alpha w --dkd_beta w * beta``; MLLD temperature tau and
 kd weight w (``-a``); CTKD ``-a w``.
 """
+from typing import NamedTuple, Optional
+
 from core.util import positive_float
 from .options import Option
 from .pairs import has_pair, pair_settings
@@ -32,19 +34,34 @@ OPTIONS = (
            help='LSKD: the weight of the standardised KL (default: the authors\' for the '
                 'pair, else 9)'))
 
+class Standardised(NamedTuple):
+    """How a method takes LSKD's settings (``Recipe.lskd``): its ``column`` of
+    ``distiller_zoo/per_pair/lskd.toml`` (None: ``--base_temp`` and ``--kd_weight`` alone), the
+    options that take the temperature and the weight, and the one that takes beta times the
+    weight (DKD's; its own per-pair default where LSKD's table has no beta)."""
+    column: Optional[str] = None
+    temperature: str = 'kd_T'
+    weight: str = 'alpha'
+    beta: Optional[str] = None
+
+
 def run_defaults(method, column, learned, teacher, student, opt):
     """``{dest: value}`` that ``--logit_stand`` sets unless the command line gives them: for a
-    method with a column in the authors' table (``column``: ``method.lskd_settings``, or a
+    method with a column in the authors' table (``column``: ``method.recipe.lskd.column``, or a
     preset's), its per-pair temperature and weight; for any other, ``--base_temp`` and
     ``--kd_weight`` as given (its own temperature and ``-a`` otherwise). A ``learned``
     temperature takes none: only the weight applies."""
+    spec = method.recipe.lskd
     if column is None:
         tau, weight, beta = opt.base_temp, opt.kd_weight, None
     else:
         tau, weight, *beta = setting(column, teacher, student, opt)
         beta = beta[0] if beta else None
-    values = method.logit_stand_defaults(None if learned else tau, weight, beta, teacher,
-                                         student)
+    values = {spec.temperature: None if learned else tau, spec.weight: weight}
+    if spec.beta is not None and weight is not None:
+        if beta is None:
+            beta = method.resolved_options({spec.beta: None}, teacher, student)[spec.beta]
+        values[spec.beta] = weight * beta
     return {dest: value for dest, value in values.items() if value is not None}
 
 

@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from dataset.batch import BatchSpec
 from dataset.views import WeakStrongViews
 from .base import LOGITS, Distiller, Recipe, register_method
-from .LSKD import normalize
+from .LSKD import Standardised, normalize
 from .modifiers import identity
 from .options import Option
-from .pairs import pair_settings
 
 EXTRA_TEMPERATURES = (3.0, 5.0, 2.0, 6.0)  # besides the base temperature
 STRONG_FROM_WEAK = 2  # the last two temperatures of the strong KD terms use the weak logits
@@ -113,19 +112,15 @@ def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
 
 @register_method('mlld')
 class MLLD(Distiller):
+    # the authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025 (0.01
+    # for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210
     recipe = Recipe(weights=(0.1, 0.9, 0.0), batch=BatchSpec(views=WeakStrongViews()),
-                    student_reads=frozenset({LOGITS}), teacher_reads=frozenset({LOGITS}))
-    lskd_settings = 'mlld'
+                    student_reads=frozenset({LOGITS}), teacher_reads=frozenset({LOGITS}),
+                    lskd=Standardised('mlld'), pair_recipe=('mlld', 'recipe'))
     options = (Option('--mlld_mask', choices=MASKS, default='fraction',
                       help='MLLD: fraction: each masked term times the fraction its mask '
                            'selects (the authors\' code, their numbers); sample: the masks '
                            'select samples and classes (the paper)'),)
-
-    @classmethod
-    def run_defaults(cls, teacher, student):
-        """The authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025
-        (0.01 for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210."""
-        return pair_settings('mlld', 'recipe', teacher, student)
 
     def describe(self):
         return (f'a weak and a strong view of each image; instance, batch and class terms at '

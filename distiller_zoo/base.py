@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from core.learner import Learner
-from .LSKD import normalize
+from .LSKD import Standardised, normalize
+from .pairs import pair_settings
 from .modifiers import (PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
                         transform_of)
 
@@ -57,7 +58,9 @@ class Recipe:
     ``teacher_trains``: the second network is trained too (DML); ``full_batches_only``: its
     modules are sized by the batch, so a shorter last batch is skipped; ``student_predicts``:
     False when predictions go through the method's own modules (SimKD), whose checkpoints
-    then carry them."""
+    then carry them; ``lskd``: how it takes LSKD's per-pair settings (``LSKD.Standardised``);
+    ``pair_recipe``: ``(source, column)`` of ``distiller_zoo/per_pair/`` holding its authors'
+    recipe per pair (epochs, learning rate), where it is not the common one."""
     weights: tuple = (1.0, 0.0, 0.0)
     batch: BatchSpec = field(default_factory=BatchSpec)
     student_reads: frozenset = FEATURES
@@ -65,6 +68,8 @@ class Recipe:
     teacher_trains: bool = False
     full_batches_only: bool = False
     student_predicts: bool = True
+    lskd: Standardised = Standardised()
+    pair_recipe: Optional[tuple] = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,6 @@ class Distiller(Learner):
     # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
     # CTKD modify; a modifier acts only if one of them is positive.
     logit_kl_weights = ('alpha',)
-    lskd_settings = None  # its column of LSKD's per-pair settings (distiller_zoo.LSKD)
 
     @classmethod
     def batch_spec(cls, options):
@@ -196,21 +200,22 @@ class Distiller(Learner):
 
     @classmethod
     def run_defaults(cls, teacher, student):
-        """The authors' recipe for a pair, where it is not the common one: ``{dest: value}``
-        for options the command line does not give (``teacher`` may be None: unknown)."""
-        return {}
+        """The authors' recipe for a pair (``recipe.pair_recipe``): ``{dest: value}`` for
+        options the command line does not give (``teacher`` may be None: unknown)."""
+        return pair_settings(*cls.recipe.pair_recipe, teacher, student) \
+            if cls.recipe.pair_recipe else {}
 
     @classmethod
     def resolved_options(cls, options, teacher, student):
-        """The method's option values (a dict) as it uses them for a pair: those it resolves
-        itself when left to None (a per-pair default) filled in."""
-        return dict(options)
-
-    @classmethod
-    def logit_stand_defaults(cls, tau, weight, beta, teacher, student):
-        """With ``--logit_stand``: the options that take LSKD's temperature ``tau`` and weight
-        ``weight`` (and DKD's ``beta``) unless given."""
-        return {'kd_T': tau, 'alpha': weight}
+        """The method's option values (a dict) as it uses them for a pair: those left to None
+        that have a per-pair default (``Option.pair_default``) filled in."""
+        options = dict(options)
+        for option in cls.options:
+            if option.pair_default and options.get(option.dest, 0) is None:
+                source, column, key = option.pair_default
+                options[option.dest] = float(pair_settings(source, column, teacher,
+                                                           student)[key])
+        return options
 
     @classmethod
     def option_values(cls, opt):

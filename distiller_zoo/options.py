@@ -12,10 +12,12 @@ from core.util import non_negative_int, positive_float, positive_int, unit_inter
 
 
 class Option:
-    """The arguments of one ``argparse`` ``add_argument`` call."""
+    """The arguments of one ``argparse`` ``add_argument`` call; ``pair_default``: ``(source,
+    column, key)`` of ``distiller_zoo/per_pair/`` that gives its value for a pair when it is
+    left to None (``Distiller.resolved_options``)."""
 
-    def __init__(self, *flags, **kwargs):
-        self.flags, self.kwargs = flags, kwargs
+    def __init__(self, *flags, pair_default=None, **kwargs):
+        self.flags, self.kwargs, self.pair_default = flags, kwargs, pair_default
 
     @property
     def dest(self):
