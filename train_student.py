@@ -117,15 +117,15 @@ def given_options(argv):
 FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}
 
 
-def apply_run_defaults(opt, method, given):
+def apply_run_defaults(opt, method, argv):
     """The authors' recipe of the method for the pair (``run_defaults``) and, with
     ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
-    line leaves to their defaults (``given``: those it gives); says what it set."""
+    line leaves to their defaults; says what it set."""
     needed = method.recipe.pair_recipe is not None or opt.logit_stand
     if not needed:
         return
     teacher = teacher_architecture(opt.path_t, opt.model_t)
-    given = set(given)
+    given = given_options(argv)
     if 'div' in given and len(method.recipe.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
@@ -157,9 +157,8 @@ def parse_option(argv=None):
         if option.dest not in own and value != option.default:
             print(f'note: --distill {opt.distill} does not use {option.flags[-1]} '
                   f'(given {value})', flush=True)
-    given = given_options(argv)
-    check_modifier_options(opt, method, given)
-    apply_run_defaults(opt, method, given)
+    check_modifier_options(opt, method)
+    apply_run_defaults(opt, method, argv)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
     weights = method.recipe.weights
     opt.delta = opt.div if len(weights) > 3 else None
@@ -188,12 +187,14 @@ def flag_of(option):
     return max((f for f in option.flags if f.startswith('--')), key=len, default=option.flags[0])
 
 
-def check_modifier_options(opt, method, given):
-    """Refuse, in one line, options whose given value would change nothing: a modifier's options
-    without the modifier, DOT's without --optimizer dot, and a fixed temperature where it is
-    learned. A default value written out (the authors' CTKD script gives --kd_T 4) is taken."""
+def check_modifier_options(opt, method):
+    """Refuse, in one line, options given a value that would change nothing (before any
+    default is applied, a value other than the option's default was given): a modifier's
+    options without the modifier, DOT's without --optimizer dot, and a fixed temperature where
+    it is learned. A default value written out (the authors' CTKD script gives --kd_T 4) is
+    taken."""
     def changed(option):
-        return option.dest in given and getattr(opt, option.dest) != option.default
+        return getattr(opt, option.dest) != option.default
     learned = learns_temperature(opt)
     for modifier, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, learned)):
         for option in modifier.options:

@@ -345,6 +345,7 @@ class Table:
         """One line naming the first distillation cell whose method cannot serve its pair, found
         the way train_student.py finds it at start (the networks built without data), before
         any teacher trains."""
+        checked = set()  # the trials of a cell build the same networks: once
         for run in runs:
             if run.kind != 'distill':
                 continue
@@ -352,8 +353,11 @@ class Table:
             model_t = run.cells[0].teacher if run.cells else opt.model_t
             key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(vars(opt).items())
                                      if k not in ('trial', 'seed'))
+            if key in checked:
+                continue
+            checked.add(key)
             try:
-                _check_pair(key, opt, model_t)
+                train_student.check_pair(opt, model_t)
             except UserError as e:
                 where = run.cells[0].where if run.cells else run.id
                 raise TableError(f'{where}: {e}') from None
@@ -386,18 +390,30 @@ class Table:
 
 def recorded_differences(run):
     """How a finished run's recorded options differ from those its command now asks for
-    (``['--epochs 1 (now 2)', ...]``); empty when they agree or nothing is recorded (a
+    (``('--epochs 1 (now 2)', ...)``); empty when they agree or nothing is recorded (a
     fetched teacher). Options that do not change what a run computes are left out."""
-    summary = read_summary(os.path.join(run.run_dir, 'summary.json'))
+    path = os.path.join(run.run_dir, 'summary.json')
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return ()
+    return _differences(path, stat.st_mtime_ns, stat.st_size, tuple(run.argv))
+
+
+@functools.lru_cache(maxsize=4096)
+def _differences(path, mtime_ns, size, argv):
+    """``recorded_differences`` of a summary as it is on disk (read once while unchanged: the
+    runner asks for every run's status several times a second)."""
+    summary = read_summary(path)
     if summary is None or not isinstance(summary.get('args'), dict):
-        return []
-    script = os.path.basename(run.argv[0])
-    wanted = vars(_parse(script, run.argv))
+        return ()
+    script = os.path.basename(argv[0])
+    wanted = vars(_parse(script, argv))
     recorded = summary['args']
-    return [f'--{key} {_shown(recorded[key])} (now {_shown(value)})'
-            for key, value in wanted.items()
-            if key in recorded and key not in CIRCUMSTANTIAL and value is not None
-            and _plain(recorded[key]) != _plain(value)]
+    return tuple(f'--{key} {_shown(recorded[key])} (now {_shown(value)})'
+                 for key, value in wanted.items()
+                 if key in recorded and key not in CIRCUMSTANTIAL and value is not None
+                 and _plain(recorded[key]) != _plain(value))
 
 
 def _plain(value):
@@ -442,15 +458,6 @@ def _parse_cached(script, argv):
             return ENTRY_POINTS[script].parse_option(list(argv))
         except UserError as e:
             raise UserError(f'{script} refuses {shlex.join(argv)}: {e}') from None
-
-
-_PAIRS_CHECKED = set()
-
-
-def _check_pair(key, opt, model_t):
-    if key not in _PAIRS_CHECKED:
-        train_student.check_pair(opt, model_t)
-        _PAIRS_CHECKED.add(key)
 
 
 def route_extra(words, scripts=tuple(ENTRY_POINTS)):
