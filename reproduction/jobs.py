@@ -378,6 +378,9 @@ class SubmititExecutor:
                 return
             pending = [job for job in self.jobs.values() if not job.done()]
             if not pending and (not todo or stop):
+                # the jobs that ended since the last wait (all of them, with short runs)
+                self.record_finished(runs, state)
+                state.save()
                 return
             while pending and not any(job.done() for job in pending):
                 time.sleep(0.5)

@@ -1,12 +1,29 @@
 import os
 import pickle
-import sys
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # Several test processes share the cores: one thread each (and in the runs they start), so
+    # that none waits on threads that spin for a core another holds.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``dali`` are skipped where DALI is not installed. Tests that start whole
+    runs as processes go first, so that parallel workers share them out instead of one worker
+    finishing them alone at the end."""
+    from dataset.dali_loader import dali_available
+    if not dali_available():
+        for item in items:
+            if item.get_closest_marker('dali'):
+                item.add_marker(pytest.mark.skip(reason='NVIDIA DALI is not installed'))
+    items.sort(key=lambda item: item.get_closest_marker('processes') is None)
 
 
 def write_cifar100(root, n_train=128, n_test=64, seed=0):
@@ -56,6 +73,14 @@ def train_teacher_run(data, save, *flags, model='resnet14'):
     return run, os.path.join(run, f'{model}_last.pth')
 
 
+def student_argv(data, teacher, save, *flags, distill='kd', model_s='resnet8'):
+    """train_student.py's command line for a ``distill`` run of ``teacher`` into ``model_s``
+    on the CIFAR-100 tree at ``data``, saving under ``save``; ``flags`` come last (a flag given
+    twice takes its last value)."""
+    return ['--path_t', teacher, '--distill', distill, '--model_s', model_s, '--data_folder',
+            data, '--save_dir', save, *flags]
+
+
 def tiny_data_and_teacher(root, n_train, n_test, model='resnet14'):
     """A small CIFAR-100 tree under ``root/data`` and a ``model`` teacher trained on it for one
     epoch; returns their paths."""
@@ -64,6 +89,27 @@ def tiny_data_and_teacher(root, n_train, n_test, model='resnet14'):
     _, teacher = train_teacher_run(data, str(root / 'teacher'), '--num_workers', '0',
                                    '--batch_size', '16', model=model)
     return data, teacher
+
+
+@pytest.fixture(scope='session')
+def trained_teacher(tmp_path_factory):
+    """A CIFAR-100 tree of 48 training and 16 test images and a resnet8 teacher trained on it
+    for one epoch: trained once per test process, shared by every test that needs one."""
+    return tiny_data_and_teacher(tmp_path_factory.mktemp('trained_teacher'), 48, 16,
+                                 model='resnet8')
+
+
+@pytest.fixture(scope='module')
+def tiny(trained_teacher, tmp_path_factory):
+    """``(data, teacher, root)``: the shared tree, a copy of the shared teacher and a folder of
+    the module's own for its runs; the copy is the module's too, as CKD keeps its coded
+    rounds beside the teacher."""
+    data, trained = trained_teacher
+    root = tmp_path_factory.mktemp('tiny')
+    teacher = root / 'teacher' / os.path.basename(trained)
+    teacher.parent.mkdir()
+    shutil.copyfile(trained, teacher)
+    return data, str(teacher), root
 
 
 @pytest.fixture

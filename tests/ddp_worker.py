@@ -6,9 +6,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import helper.loops as loops  # noqa: E402
+import helper.loops as loops
 
 _train = loops.Trainer._train
 

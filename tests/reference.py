@@ -6,12 +6,22 @@ softmax gradient's sum, one of its entries) at an absolute tolerance scaled to t
 vector it comes from, since its noise is that of the terms, not of the result. Bit-exact
 comparisons are kept for two runs of one machine.
 """
+import math
+
 import numpy as np
 import torch
 
 # Float32 noise of a sum relative to the sum of its terms' magnitudes: a few units of 2^-24
 # times the number of terms (dozens here), with a wide margin.
 NOISE = 1e-5
+
+
+def det(*shape, phase=0.0, scale=1.0):
+    """The deterministic inputs that stored figures were computed on (the authors' code got
+    the same)."""
+    n = math.prod(shape)
+    return (torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + phase)
+            * scale).float().reshape(shape)
 
 
 def grad_stats(g):

@@ -9,6 +9,7 @@ from PIL import Image
 
 import helper.ckd
 import train_student
+from conftest import student_argv
 from dataset import DATASETS
 from dataset.augment import crop_and_flip
 from dataset.base import ArrayDataset
@@ -162,17 +163,8 @@ FAST = ['--epochs', '3', '--batch_size', '16', '--num_workers', '0', '--seed', '
         '--ckd_rounds', '2', '--ckd_delta', '25', '--save_freq', '1']
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    from conftest import tiny_data_and_teacher
-    root = tmp_path_factory.mktemp('ckd')
-    return (*tiny_data_and_teacher(root, 48, 16, model='resnet8'), root)
-
-
 def ckd_argv(tiny, save, distill='kd', extra=()):
-    data, teacher, _ = tiny
-    return (['--path_t', teacher, '--ckd', 'ckd', '--distill', distill, '--model_s', 'resnet8',
-             '--data_folder', data, '--save_dir', save] + FAST + list(extra))
+    return student_argv(*tiny[:2], save, '--ckd', 'ckd', *FAST, *extra, distill=distill)
 
 
 def test_a_resumed_ckd_run_ends_bit_identical(tiny, monkeypatch, capsys):

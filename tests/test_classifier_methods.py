@@ -1,5 +1,4 @@
 """Methods that reuse the teacher's classifier: SimKD, SRRL, SRD, SRDwithDIST."""
-import math
 import os
 import subprocess
 import sys
@@ -15,15 +14,10 @@ from distiller_zoo import DISTV2, SRRL, SimKD, statm_loss, transfer_conv
 from core.checkpoint import load_checkpoint
 from models import get_model
 from dataset.batch import Batch
-from reference import assert_stats_close
+from reference import assert_stats_close, det
 from test_methods import build, fixed_batch, make
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def det(*shape, phase=0.0):
-    n = math.prod(shape)
-    return torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + phase).float().reshape(shape)
 
 
 def fill(module, phase=0.0):
@@ -233,6 +227,7 @@ def simkd_layout(tmp_path_factory):
     return data, root, str(teacher)
 
 
+@pytest.mark.processes
 def test_simkd_toolbox_command_and_self_contained_checkpoint(simkd_layout, capsys):
     data, root, teacher = simkd_layout
     save = str(root / 'run')

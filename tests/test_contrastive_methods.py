@@ -11,7 +11,8 @@ from dataset import DATASETS, build_loaders
 from dataset.base import ArrayDataset
 from distiller_zoo import AlignLoss, CorrLoss, DCDLoss, ICDLoss, METHODS, RRDLoss, SupConLoss
 from models import get_model
-from test_classifier_methods import det, grad_stats
+from reference import det
+from test_classifier_methods import grad_stats
 from test_logit_review_methods import fill_by_name
 from dataset.batch import Batch, BatchSpec
 from dataset.views import RotatedViews
@@ -208,9 +209,8 @@ def test_rotated_views_in_the_authors_order_on_both_loaders(loader, monkeypatch)
             assert torch.equal(v[k], torch.from_numpy(expected).permute(2, 0, 1))
 
 
-def test_mlkd_runs_from_the_command_line_and_validates_on_plain_images(tmp_path, capsys):
-    from conftest import tiny_data_and_teacher
-    data, teacher = tiny_data_and_teacher(tmp_path, 32, 16, model='resnet8')
+def test_mlkd_runs_from_the_command_line_and_validates_on_plain_images(tiny, tmp_path, capsys):
+    data, teacher, _ = tiny
     for loader in ('device', 'classic'):
         argv = ['--path_t', teacher, '--distill', 'mlkd', '--model_s', 'resnet8', '-r', '1',
                 '-a', '50', '-b', '1', '-d', '20', '--trial', loader, '--data_folder', data,

@@ -9,7 +9,7 @@ import torch
 
 import train_student
 import train_teacher
-from conftest import write_cifar100, write_imagenet
+from conftest import train_teacher_run, write_cifar100, write_imagenet
 from core.checkpoint import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,7 @@ FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '
 
 def torchrun(tmp_path, script, args, dump):
     os.makedirs(dump, exist_ok=True)
-    env = dict(os.environ, KD_TEST_DUMP=dump, OMP_NUM_THREADS='1')
+    env = dict(os.environ, KD_TEST_DUMP=dump, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
            '2', os.path.join(REPO, 'tests', 'ddp_worker.py'), script] + args
     result = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
@@ -36,6 +36,7 @@ def same_weights(dump):
 
 
 @pytest.mark.parametrize('loader', ['device', 'classic'])
+@pytest.mark.processes
 def test_torchrun_teacher_and_kd_student(tmp_path, loader):
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=64, n_test=20)
@@ -65,6 +66,7 @@ def test_torchrun_teacher_and_kd_student(tmp_path, loader):
     assert all(torch.equal(saved[k], ckpt['model'][k]) for k in saved)
 
 
+@pytest.mark.processes
 def test_torchrun_rrd_with_coded_teacher_from_the_cache(tmp_path):
     """Two processes: CKD's rounds and the teacher-output store are built once (by rank 0) and
     shared; every process enqueues the whole global batch, so RRD's queues stay identical."""
@@ -72,8 +74,7 @@ def test_torchrun_rrd_with_coded_teacher_from_the_cache(tmp_path):
     write_cifar100(data, n_train=64, n_test=20)
     save = str(tmp_path / 'save')
     common = ['--data_folder', data, '--save_dir', save] + FAST
-    torchrun(tmp_path, 'train_teacher', ['--model', 'resnet8'] + common, str(tmp_path / 'dt'))
-    teacher = os.path.join(save, 'models', 'resnet8_vanilla', 'ckpt_epoch_1.pth')
+    _, teacher = train_teacher_run(data, save, *FAST[2:], model='resnet8')
     dump = str(tmp_path / 'dump_rrd')
     result = torchrun(tmp_path, 'train_student', [
         '--path_t', teacher, '--model_s', 'resnet8', '--distill', 'rrd', '--nce_k', '24',
@@ -89,6 +90,7 @@ def test_torchrun_rrd_with_coded_teacher_from_the_cache(tmp_path):
     assert int(pointer) == (2 * 64) % 24  # both processes' keys, two epochs of 64 images
 
 
+@pytest.mark.processes
 def test_simkd_spawn_flags_on_cpu(tmp_path):
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=32, n_test=8)

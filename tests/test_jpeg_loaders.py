@@ -18,12 +18,12 @@ from conftest import write_imagenet
 from dataset import DATASETS, build_loaders
 from dataset.batch import BatchSpec, ContrastSampling
 from dataset.loaders import ClassicLoader
-from dataset.dali_loader import DaliLoader, dali_available
+from dataset.dali_loader import DaliLoader
 from dataset.jpeg_loader import JpegLoader, random_resized_boxes
 
 MEAN, STD = DATASETS['imagenet'].mean, DATASETS['imagenet'].std
 SIZES = [(64, 80), (90, 60), (48, 48), (120, 70), (300, 400)]
-needs_dali = pytest.mark.skipif(not dali_available(), reason='NVIDIA DALI is not installed')
+needs_dali = pytest.mark.dali  # skipped where DALI is not installed (conftest.py)
 
 
 @pytest.fixture
@@ -154,9 +154,8 @@ def test_dali_training_images_look_like_random_resized_crops(tmp_path):
         assert (pixels - expected).abs().max() < 3
 
 
+@needs_dali
 def test_dali_validates_its_arguments(folder):
-    if not dali_available():
-        pytest.skip('NVIDIA DALI is not installed')
     with pytest.raises(ValueError, match='training loader'):
         loader(DaliLoader, folder[1], train=False, backend='cpu')
     with pytest.raises(ValueError, match='CUDA'):

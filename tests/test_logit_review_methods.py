@@ -10,7 +10,8 @@ from distiller_zoo import ABF, DIST, DISTV2, SelfA, SemCKDLoss, dkd_loss, hcl_lo
 from core.checkpoint import load_checkpoint
 from helper.loops import Trainer
 from models import get_model
-from test_classifier_methods import det, grad_stats
+from reference import det
+from test_classifier_methods import grad_stats
 from dataset.batch import Batch
 from reference import assert_stats_close
 from test_methods import build, fixed_batch, make, method_opt
@@ -258,13 +259,6 @@ def test_imagenet_pairs_build_and_step(teacher, student):
 
 # -- from the command line --------------------------------------------------------------------
 FAST = ['--epochs', '2', '--batch_size', '16', '--num_workers', '0', '--seed', '2']
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    from conftest import tiny_data_and_teacher
-    root = tmp_path_factory.mktemp('logit_methods')
-    return (*tiny_data_and_teacher(root, 40, 24, model='resnet8'), root)
 
 
 def test_dml_trains_both_checkpoints_both_and_needs_no_teacher_file(tiny, capsys):

@@ -18,12 +18,7 @@ from core.checkpoint import load_checkpoint
 from helper.distillation import method_config
 from helper.loops import Trainer
 from models import get_model
-
-
-def det(*shape, phase=0.0):
-    """Deterministic test input."""
-    n = math.prod(shape)
-    return torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + phase).float().reshape(shape)
+from reference import det
 
 
 # Values from running RepDistiller's own distiller_zoo (commit b84f547) on the inputs below.

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import train_student
-from conftest import tiny_data_and_teacher
 from dataset.augment import crop_and_flip, random_crops
 from dataset.batch import BatchSpec, Views
 from distiller_zoo import METHODS, Distiller, DistillKL, Recipe
@@ -48,12 +47,6 @@ class ViewKD(Distiller):
         terms = self.base_losses(s[0].logits, t[0].logits, batch.target)
         return s[0].logits, self.add_method_loss(terms, {
             'view': self.second_view(s[1].logits, t[1].logits)})
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp('new_method')
-    return (*tiny_data_and_teacher(root, 40, 16, model='resnet8'), root)
 
 
 @pytest.mark.parametrize('loader', ['device', 'classic'])

@@ -9,7 +9,7 @@ import torch
 
 import eval_student
 import train_student
-from conftest import write_cifar100
+from conftest import student_argv, write_cifar100
 from distiller_zoo import SimKD
 from core.checkpoint import load_checkpoint
 from models import get_model
@@ -37,10 +37,8 @@ def workspace(tmp_path_factory):
     return data, str(teacher), root
 
 
-def student_argv(workspace, save, distill, *extra):
-    data, teacher, _ = workspace
-    return ['--path_t', teacher, '--distill', distill, '--data_folder', data, '--save_dir', save,
-            '--epochs', '2'] + COMMON + list(extra)
+def run_argv(workspace, save, distill, *extra):
+    return student_argv(*workspace[:2], save, '--epochs', '2', *COMMON, *extra, distill=distill)
 
 
 def final_checkpoint(save):
@@ -92,7 +90,7 @@ def test_old_simkd_student_predicts_through_its_stored_projector(workspace):
 
 def test_old_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(workspace, tmp_path):
     save = str(tmp_path / 'kd')
-    argv = student_argv(workspace, save, 'kd', '--resume', fixture('kd_mid_epoch_ckpt_last.pth'))
+    argv = run_argv(workspace, save, 'kd', '--resume', fixture('kd_mid_epoch_ckpt_last.pth'))
     assert train_student.main(argv) == 0
     resumed, straight = final_checkpoint(save), load_checkpoint(fixture('kd_final_ckpt_last.pth'))
     start = load_checkpoint(fixture('kd_mid_epoch_ckpt_last.pth'))
@@ -102,7 +100,7 @@ def test_old_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(workspace,
 
 def test_old_crd_checkpoint_resumes_with_its_memory_bank(workspace, tmp_path):
     save = str(tmp_path / 'crd')
-    argv = student_argv(workspace, save, 'crd', '--resume', fixture('crd_epoch1_ckpt_last.pth'))
+    argv = run_argv(workspace, save, 'crd', '--resume', fixture('crd_epoch1_ckpt_last.pth'))
     assert train_student.main(argv) == 0
     resumed, straight = final_checkpoint(save), load_checkpoint(fixture('crd_final_ckpt_last.pth'))
     start = load_checkpoint(fixture('crd_epoch1_ckpt_last.pth'))
@@ -114,7 +112,7 @@ def test_old_crd_checkpoint_resumes_with_its_memory_bank(workspace, tmp_path):
 def test_old_dml_checkpoint_resumes_both_networks(workspace, tmp_path):
     save = str(tmp_path / 'dml')
     old = load_checkpoint(fixture('dml_ckpt_last.pth'))
-    argv = student_argv(workspace, save, 'dml', '--resume', fixture('dml_ckpt_last.pth'))
+    argv = run_argv(workspace, save, 'dml', '--resume', fixture('dml_ckpt_last.pth'))
     assert train_student.main(argv) == 0
     resumed = final_checkpoint(save)
     assert resumed['epoch'] == 3 and resumed['peer'].keys() == old['peer'].keys()

@@ -14,6 +14,7 @@ import torch.nn as nn
 from PIL import Image
 
 import train_student
+from conftest import student_argv
 from dataset.batch import Batch
 from dataset.randaugment import CUTOUT_FILL, cutout, rand_augment
 from dataset.views import WeakStrongViews, crop_and_flip_one
@@ -23,20 +24,13 @@ from distiller_zoo import (ConnectorConvBN, CosineDecay, DistillKL, Global_T, Le
 from core.util import UserError
 from helper.dot import DistillationOrientedTrainer
 from core.checkpoint import load_checkpoint
-from reference import assert_close, assert_stats_close, flat, grad_stats
+from reference import assert_close, assert_stats_close, det, flat, grad_stats
 from test_methods import build, tiny_teacher  # noqa: F401 (a fixture)
 from test_reliability import (final_state, metric_records, setup,  # noqa: F401 (a fixture)
                               straight_and_resumed)
 
 REFERENCE = json.load(open(os.path.join(os.path.dirname(__file__), 'fixtures',
                                         'recent_methods_reference.json')))
-
-
-def det(*shape, phase=0.0, scale=1.0):
-    """The deterministic inputs the reference values were computed on."""
-    n = math.prod(shape)
-    return (torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + phase)
-            * scale).float().reshape(shape)
 
 
 def value_and_grad_stats(fn, x):
@@ -448,8 +442,7 @@ FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--init_epo
 def run_student(tiny_teacher, name, *flags, trial='x'):
     """One epoch of ``--distill name`` with ``flags``; the run's folder and its printed log."""
     data, save, teacher = tiny_teacher
-    argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', name, '--data_folder',
-            data, '--save_dir', save, '--trial', trial] + FAST + list(flags)
+    argv = student_argv(data, teacher, save, '--trial', trial, *FAST, *flags, distill=name)
     assert train_student.main(argv) == 0
     folder = os.path.join(save, 'student_model')
     runs = [r for r in os.listdir(folder) if f'_{name}_' in r and f'_{trial}' in r]
@@ -598,16 +591,16 @@ def test_dot_trains_under_mixed_precision(tiny_teacher, amp):
     assert math.isfinite(metrics(run)[-1]['train_loss'])
 
 
+@pytest.mark.processes
 def test_dot_with_two_processes_keeps_them_in_step(tmp_path):
-    from conftest import write_cifar100
+    from conftest import train_teacher_run, write_cifar100
     from test_distributed import same_weights, torchrun
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=64, n_test=16)
     save = str(tmp_path / 'save')
     common = ['--data_folder', data, '--save_dir', save, '--epochs', '1', '--batch_size', '16',
               '--num_workers', '0', '--seed', '0']
-    torchrun(tmp_path, 'train_teacher', ['--model', 'resnet8'] + common, str(tmp_path / 'dt'))
-    teacher = os.path.join(save, 'models', 'resnet8_vanilla', 'ckpt_epoch_1.pth')
+    _, teacher = train_teacher_run(data, save, *common[6:], model='resnet8')
     dump = str(tmp_path / 'dump')
     result = torchrun(tmp_path, 'train_student', ['--path_t', teacher, '--model_s', 'resnet8',
                                                   '--distill', 'crd', '--nce_k', '20',

@@ -12,7 +12,7 @@ import torch
 import helper.loops
 import train_student
 import train_teacher
-from conftest import train_teacher_run, write_cifar100
+from conftest import student_argv, train_teacher_run, write_cifar100
 from core.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,11 +41,9 @@ def signal_after(monkeypatch, n_updates, sig=signal.SIGTERM):
     monkeypatch.setattr(helper.loops.EpochStats, 'update', update)
 
 
-def student_argv(setup, save, distill, extra=()):
-    data, teacher, _ = setup
-    return (['--path_t', teacher, '--model_s', 'resnet8', '--distill', distill, '--data_folder',
-             data, '--save_dir', save, '--epochs', '3', '--init_epochs', '2', '--nce_k', '30']
-            + FAST + list(extra))
+def run_argv(setup, save, distill, extra=()):
+    return student_argv(*setup[:2], save, '--epochs', '3', '--init_epochs', '2', '--nce_k', '30',
+                        *FAST, *extra, distill=distill)
 
 
 def run_folder(save):
@@ -74,15 +72,15 @@ def straight_and_resumed(setup, monkeypatch, capsys, distill, flags, stop_at, ta
     their save folders."""
     root = setup[2]
     straight = str(root / f'straight_{tag}')
-    assert train_student.main(student_argv(setup, straight, distill, flags)) == 0
+    assert train_student.main(run_argv(setup, straight, distill, flags)) == 0
 
     resumed = str(root / f'resumed_{tag}')
     signal_after(monkeypatch, stop_at)
-    assert train_student.main(student_argv(setup, resumed, distill, flags)) == 130
+    assert train_student.main(run_argv(setup, resumed, distill, flags)) == 130
     err = capsys.readouterr().err
     assert 'SIGTERM: stopping after this step' in err and '--resume auto' in err
     monkeypatch.undo()
-    assert train_student.main(student_argv(setup, resumed, distill,
+    assert train_student.main(run_argv(setup, resumed, distill,
                                            flags + ['--resume', 'auto'])) == 0
     assert 'resuming' in capsys.readouterr().out
 
@@ -131,7 +129,7 @@ def test_teacher_run_resumes_from_a_given_checkpoint(setup, monkeypatch, tmp_pat
 
 
 def test_new_run_never_overwrites_an_existing_one(setup, tmp_path, capsys):
-    argv = student_argv(setup, str(tmp_path), 'kd', ['--epochs', '1'])
+    argv = run_argv(setup, str(tmp_path), 'kd', ['--epochs', '1'])
     assert train_student.main(argv) == 0
     run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
     before = open(os.path.join(run, 'resnet8_best.pth'), 'rb').read()
@@ -150,7 +148,7 @@ def test_non_finite_loss_names_term_epoch_and_step(setup, tmp_path, monkeypatch,
         value = original(self, y_s, y_t)
         return value * float('nan') if calls['n'] == 6 else value  # 2nd epoch, 2nd step
     monkeypatch.setattr(LogitKL, '__call__', kl)
-    assert train_student.main(student_argv(setup, str(tmp_path), 'kd')) == 2
+    assert train_student.main(run_argv(setup, str(tmp_path), 'kd')) == 2
     err = capsys.readouterr().err
     assert 'non-finite at train epoch 2, step 1 (term: div)' in err  # exact step, checked lazily
     run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
@@ -165,7 +163,7 @@ def test_max_grad_norm_clips(setup, tmp_path, monkeypatch):
         norms.append(max_norm)
         return original(params, max_norm, *args, **kwargs)
     monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', clip)
-    argv = student_argv(setup, str(tmp_path), 'kd', ['--epochs', '1', '--max_grad_norm', '0.5'])
+    argv = run_argv(setup, str(tmp_path), 'kd', ['--epochs', '1', '--max_grad_norm', '0.5'])
     assert train_student.main(argv) == 0
     assert norms == [0.5] * 4
 
@@ -174,8 +172,7 @@ def test_kill_during_checkpoint_write_keeps_previous_file(tmp_path):
     path = tmp_path / 'ckpt_last.pth'
     save_checkpoint({'model': {'w': torch.ones(3)}, 'epoch': 1}, str(path))
     child = f'''
-import os, signal, sys, torch
-sys.path.insert(0, {REPO!r})
+import os, signal, torch
 from core.checkpoint import save_checkpoint
 def dying_save(obj, f):
     f.write(b'PK partial zip header, then the process dies')
@@ -184,7 +181,7 @@ def dying_save(obj, f):
 torch.save = dying_save
 save_checkpoint({{'model': {{'w': torch.zeros(3)}}, 'epoch': 2}}, {str(path)!r})
 '''
-    result = subprocess.run([sys.executable, '-c', child], capture_output=True)
+    result = subprocess.run([sys.executable, '-c', child], cwd=REPO, capture_output=True)
     assert result.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(str(path))
     assert ckpt['epoch'] == 1 and torch.equal(ckpt['model']['w'], torch.ones(3))
@@ -228,7 +225,7 @@ def test_unwritable_save_dir(setup, tmp_path, capsys):
 def interrupted_run(setup, monkeypatch, save, distill='kd', extra=()):
     """A run under ``save`` stopped by SIGTERM in its second epoch; returns its ckpt_last.pth."""
     signal_after(monkeypatch, 6)
-    assert train_student.main(student_argv(setup, save, distill, list(extra))) == 130
+    assert train_student.main(run_argv(setup, save, distill, list(extra))) == 130
     monkeypatch.undo()
     return os.path.join(run_folder(save), 'ckpt_last.pth')
 
@@ -239,11 +236,11 @@ def snapshot(folder):
 
 def test_resume_path_into_a_finished_run_is_refused(setup, monkeypatch, tmp_path, capsys):
     save = str(tmp_path)
-    assert train_student.main(student_argv(setup, save, 'kd', ['--trial', 'fresh'])) == 0
+    assert train_student.main(run_argv(setup, save, 'kd', ['--trial', 'fresh'])) == 0
     fresh = run_folder(save)
     before = snapshot(fresh)
     other = interrupted_run(setup, monkeypatch, str(tmp_path / 'other'), extra=['--trial', 'x'])
-    argv = student_argv(setup, save, 'kd', ['--trial', 'fresh', '--resume', other])
+    argv = run_argv(setup, save, 'kd', ['--trial', 'fresh', '--resume', other])
     assert train_student.main(argv) == 2
     assert 'already holds checkpoints of another run' in capsys.readouterr().err
     assert snapshot(fresh) == before
@@ -253,12 +250,12 @@ def test_resume_checks_method_and_notes_changed_options(setup, monkeypatch, tmp_
     last = interrupted_run(setup, monkeypatch, str(tmp_path / 'kd'))
     capsys.readouterr()
     at = str(tmp_path / 'at')
-    assert train_student.main(student_argv(setup, at, 'at', ['--resume', last])) == 2
+    assert train_student.main(run_argv(setup, at, 'at', ['--resume', last])) == 2
     err = capsys.readouterr().err
     assert '--distill is at here, kd in the checkpoint' in err
     assert not os.path.exists(at)  # refused before anything was created
 
-    argv = student_argv(setup, str(tmp_path / 'kd'), 'kd', ['--resume', 'auto', '--seed', '99',
+    argv = run_argv(setup, str(tmp_path / 'kd'), 'kd', ['--resume', 'auto', '--seed', '99',
                                                             '--learning_rate', '0.5'])
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
@@ -269,7 +266,7 @@ def test_resume_checks_method_and_notes_changed_options(setup, monkeypatch, tmp_
 
 def test_resume_auto_without_a_run_and_on_a_finished_run(setup, tmp_path, capsys):
     save = str(tmp_path)
-    argv = student_argv(setup, save, 'kd', ['--epochs', '1', '--resume', 'auto'])
+    argv = run_argv(setup, save, 'kd', ['--epochs', '1', '--resume', 'auto'])
     assert train_student.main(argv) == 0
     assert 'found no earlier run' in capsys.readouterr().out
     before = snapshot(run_folder(save))
@@ -291,7 +288,7 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
         f.write(b'PK partial')
         raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(core.checkpoint.torch, 'save', save_on_full_disk)
-    assert train_student.main(student_argv(setup, str(tmp_path), 'kd')) == 2
+    assert train_student.main(run_argv(setup, str(tmp_path), 'kd')) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('error: the disk is full')
     run = run_folder(str(tmp_path))
@@ -328,7 +325,7 @@ def test_torch_write_failure_on_a_full_disk(tmp_path):
 def test_rejected_runs_leave_no_folders(setup, tmp_path, capsys, flags, message):
     flags = [str(tmp_path / 'nodata') if f == 'MISSING' else f for f in flags]
     save = str(tmp_path / 'save')
-    argv = student_argv(setup, save, 'kd')
+    argv = run_argv(setup, save, 'kd')
     for i in range(0, len(flags), 2):  # the flag's value replaces the default one
         if flags[i] in argv:
             argv[argv.index(flags[i]) + 1] = flags[i + 1]

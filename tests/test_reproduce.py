@@ -17,12 +17,10 @@ import train_student
 from distiller_zoo import get_method
 from core.checkpoint import load_checkpoint
 from reproduction.tables import STUDENT, TEACHER, Table, _parse
+from scripts import gpu_check, reproduce
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = sorted(glob.glob(os.path.join(REPO, 'tables', '*.toml')))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import gpu_check  # noqa: E402
-import reproduce  # noqa: E402
 
 
 # -- the shipped tables ------------------------------------------------------------------------
@@ -189,34 +187,53 @@ def runner(path, save, *flags):
             save, '--extra', '--num_workers 0', *flags]
 
 
+def wait_for(predicate, process, seconds=300):
+    deadline = time.time() + seconds
+    while not predicate():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+
+
+# Tables whose runs train: a small CIFAR-100 tree keeps each run to a few seconds.
+TRAINED = GOOD.replace('dataset = "synthetic"\n', '')
+
+
+@pytest.fixture
+def cifar(tmp_path):
+    """A CIFAR-100 tree of 1024 training images (4 steps of the table's batch per epoch)."""
+    from conftest import write_cifar100
+    data = str(tmp_path / 'data')
+    write_cifar100(data, n_train=1024, n_test=64)
+    return data
+
+
 def final_weights(run):
     return load_checkpoint(os.path.join(run.run_dir, 'resnet8_last.pth'))['model']
 
 
+@pytest.mark.processes
 def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path, monkeypatch,
-                                                                       capsys):
+                                                                       capsys, cifar):
     # One thread per run, here and in the runs, so that float sums agree bit for bit.
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    path = write_table(tmp_path, GOOD)
+    path = write_table(tmp_path, TRAINED.replace('[rows.kd]',
+                                                 '[rows.kd]\nrecipe = {epochs = 2}'))
     save = str(tmp_path / 'save')
-    runs = {r.id: r for r in Table(path).runs(save_dir=save, extra=['--num_workers', '0'])}
+    runs = {r.id: r for r in Table(path).runs(save_dir=save, data_folder=cifar,
+                                                 extra=['--num_workers', '0'])}
     first = runs['kd:resnet8:resnet8:1']
     log = os.path.join(save, 'reproduce', 'tiny', 'logs', 'kd_resnet8_resnet8_1.log')
-    process = subprocess.Popen(runner(path, save), cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while not (os.path.isfile(log) and 'teacher resnet8: acc@1' in open(log).read()):
-        assert process.poll() is None and time.time() < deadline, process.stdout.read()
-        time.sleep(0.2)
-    time.sleep(2)  # into the first epoch
-    process.send_signal(signal.SIGTERM)
+    process = subprocess.Popen(runner(path, save, '--data_folder', cifar), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: os.path.isfile(log) and 'epoch   1/2' in open(log).read(), process)
+    process.send_signal(signal.SIGTERM)  # in the second epoch
     out = process.communicate(timeout=300)[0]
     assert process.returncode == 130, out
     assert 'run the same command again to resume' in out
     assert not os.path.isfile(first.done_file)
 
-    again = subprocess.run(runner(path, save, '--cpu_workers', '2'), cwd=REPO,
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(runner(path, save, '--data_folder', cifar, '--cpu_workers', '2'),
+                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert 'reproduce: 5 done | 0 running | 0 queued | 0 failed | 0 blocked' in again.stdout
     text = open(log).read()
@@ -240,32 +257,35 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
     logs_before = {p: os.path.getsize(p) for p in glob.glob(os.path.join(save, 'reproduce',
                                                                           'tiny', 'logs', '*'))}
     capsys.readouterr()
-    assert reproduce.main(runner(path, save)[2:]) == 0
+    assert reproduce.main(runner(path, save, '--data_folder', cifar)[2:]) == 0
     assert 'reproduce: 5 done' in capsys.readouterr().out
     assert {p: os.path.getsize(p) for p in logs_before} == logs_before  # nothing ran
-    assert reproduce.main(runner(path, save, '--dry_run')[2:]) == 0
+    assert reproduce.main(runner(path, save, '--data_folder', cifar, '--dry_run')[2:]) == 0
     assert capsys.readouterr().out == ''  # nothing left to do
     assert reproduce.main(runner(path, save, '--report')[2:]) == 0
     report = capsys.readouterr().out
     assert '| kd | 40.00 |' in report and '(2)' in report
 
 
-def test_submitit_local_executor_runs_a_table(tmp_path):
-    path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
+@pytest.mark.processes
+def test_submitit_local_executor_runs_a_table(tmp_path, cifar):
+    path = write_table(tmp_path, TRAINED.replace('trials = 2', 'trials = 1'))
     save = str(tmp_path / 'save')
-    result = subprocess.run(runner(path, save, '--executor', 'submitit_local', '--cpu_workers',
-                                   '2'), cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(runner(path, save, '--data_folder', cifar, '--executor',
+                                   'submitit_local', '--cpu_workers', '2'), cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     # the teacher's job first, then its two students' as one array (at most --cpu_workers)
     assert 'submitted 1 runs (local job' in result.stdout
     assert 'submitted 2 runs (local job' in result.stdout
     assert '2 running' not in result.stdout.split('submitted 2 runs')[0]
-    runs = Table(path).runs(save_dir=save, extra=['--num_workers', '0'])
+    runs = Table(path).runs(save_dir=save, data_folder=cifar, extra=['--num_workers', '0'])
     assert len(runs) == 3 and all(os.path.isfile(r.done_file) for r in runs)
     state = json.load(open(os.path.join(save, 'reproduce', 'tiny', 'state.json')))
     assert {r['exit'] for r in state.values()} == {0}
 
 
+@pytest.mark.processes
 def test_a_failing_run_is_reported_with_its_log(tmp_path):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1')
                        .replace('[rows.kd]', '[rows.kd]\nrecipe = {epochs = 1}'))
@@ -301,6 +321,7 @@ def test_wandb_logs_offline_without_a_network(tmp_path, monkeypatch):
     assert summary['args']['wandb'] is True
 
 
+@pytest.mark.processes
 def test_wandb_is_imported_only_when_asked(tmp_path):
     code = ('import sys, train_student; train_student.parse_option(["--path_t", "x.pth"]); '
             'print("wandb" in sys.modules)')
@@ -420,6 +441,7 @@ def finish_all(runs, **changed):
             open(run.done_file, 'w').close()
 
 
+@pytest.mark.processes
 def test_finished_runs_made_with_other_options_are_stale_not_done(tmp_path, capsys):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
     save = str(tmp_path / 'save')
@@ -497,22 +519,17 @@ def test_a_second_invocation_of_a_table_touches_nothing(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and os.listdir(folder) == ['.runner.lock']
 
 
-def wait_for(predicate, process, seconds=300):
-    deadline = time.time() + seconds
-    while not predicate():
-        assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize('executor', ['local', 'submitit_local'])
-def test_ctrl_c_stops_each_run_once_and_it_saves_its_state(tmp_path, executor):
+@pytest.mark.processes
+def test_ctrl_c_stops_each_run_once_and_it_saves_its_state(tmp_path, executor, cifar):
     """A Ctrl-C in a terminal reaches the runner's whole process group; the runs, in sessions
     of their own, get one request to stop from the runner and save their state."""
-    path = write_table(tmp_path, GOOD.replace('teacher_epochs = 1', 'teacher_epochs = 3'))
+    path = write_table(tmp_path, TRAINED.replace('teacher_epochs = 1', 'teacher_epochs = 3'))
     save = str(tmp_path / 'save')
     teacher = Table(path).runs(save_dir=save)[0]
     log = os.path.join(save, 'reproduce', 'tiny', 'logs', 'teacher_resnet8.log')
-    process = subprocess.Popen(runner(path, save, '--executor', executor), cwd=REPO,
+    process = subprocess.Popen(runner(path, save, '--data_folder', cifar, '--executor', executor),
+                               cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     wait_for(lambda: os.path.isfile(log) and 'epoch   1/3' in open(log).read(), process)

@@ -118,6 +118,7 @@ def load_script(name):
     return module
 
 
+@pytest.mark.processes
 def test_training_benchmark_reports_both_paths(tmp_path):
     report = tmp_path / 'bench.json'
     assert load_script('benchmark').main([
@@ -133,6 +134,7 @@ def test_training_benchmark_reports_both_paths(tmp_path):
     assert results[1]['step_time_vs_kd'] == 1.0
 
 
+@pytest.mark.processes
 def test_loader_benchmark_times_each_loader(tmp_path, capsys):
     from dataset.dali_loader import dali_available
     report = tmp_path / 'loaders.json'

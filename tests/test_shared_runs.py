@@ -16,7 +16,7 @@ import helper.ckd
 import helper.teacher_cache
 import train_student
 import transfer_student
-from conftest import tiny_data_and_teacher, write_cifar100
+from conftest import student_argv, write_cifar100
 from core.checkpoint import load_checkpoint
 from core.files import try_lock
 from models import get_model
@@ -28,16 +28,9 @@ FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '11', '--save_freq
         '--model_s', 'resnet8']
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shared')
-    return (*tiny_data_and_teacher(root, 48, 16, model='resnet8'), root)
-
-
 def argv(tiny, save, *extra, distill='kd', epochs=2):
-    data, teacher, _ = tiny
-    return (['--path_t', teacher, '--distill', distill, '--data_folder', data, '--save_dir',
-             save, '--epochs', str(epochs)] + FAST + list(extra))
+    return student_argv(*tiny[:2], save, '--epochs', str(epochs), *FAST, *extra,
+                        distill=distill)
 
 
 def one_line_error(capsys):
@@ -51,6 +44,7 @@ def listing(folder):
 
 
 # -- 1. one store, built once, whoever asks for it ------------------------------------------------
+@pytest.mark.processes
 def test_two_concurrent_runs_build_one_store_and_train_alike(tmp_path):
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=512, n_test=16)  # a build long enough for the runs to overlap
@@ -79,6 +73,7 @@ def test_two_concurrent_runs_build_one_store_and_train_alike(tmp_path):
                for k in weights[0]['model'])
 
 
+@pytest.mark.processes
 def test_a_run_waits_for_a_store_another_process_is_building(tiny, tmp_path):
     save = str(tmp_path / 'save')
     key = helper.teacher_cache.store_folder(

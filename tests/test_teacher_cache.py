@@ -8,6 +8,7 @@ import torch
 
 import helper.teacher_cache
 import train_student
+from conftest import student_argv
 from dataset import DATASETS
 from dataset.augment import crop_and_flip
 from dataset.batch import Batch
@@ -90,17 +91,8 @@ FAST = ['--epochs', '3', '--batch_size', '16', '--num_workers', '0', '--seed', '
         '--teacher_cache', '2', '--save_freq', '1']
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    from conftest import tiny_data_and_teacher
-    root = tmp_path_factory.mktemp('cache')
-    return (*tiny_data_and_teacher(root, 48, 16, model='resnet8'), root)
-
-
 def argv(tiny, save, distill='kd', extra=()):
-    data, teacher, _ = tiny
-    return (['--path_t', teacher, '--distill', distill, '--model_s', 'resnet8', '--data_folder',
-             data, '--save_dir', save] + FAST + list(extra))
+    return student_argv(*tiny[:2], save, *FAST, *extra, distill=distill)
 
 
 def test_store_is_reused_and_rebuilt_for_another_teacher(tiny, tmp_path, monkeypatch, capsys):

@@ -11,7 +11,6 @@ from PIL import Image
 
 import train_student
 import transfer_student
-from conftest import tiny_data_and_teacher
 from dataset.stl10 import read_split, stl10_splits
 from core.checkpoint import load_checkpoint
 from scripts import summarize
@@ -47,10 +46,9 @@ def test_stl10_binary_files_read_back_exactly(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def students(tmp_path_factory):
+def students(tiny):
     """A vanilla resnet8 (a teacher run) and a SimKD resnet8 student, trained on tiny data."""
-    root = tmp_path_factory.mktemp('transfer')
-    data, vanilla = tiny_data_and_teacher(root, 32, 16, model='resnet8')
+    data, vanilla, root = tiny
     save = str(root / 'save')
     assert train_student.main(['--path_t', vanilla, '--distill', 'simkd', '--model_s', 'resnet8',
                                '--data_folder', data, '--save_dir', save, '--epochs', '1',
