@@ -2,16 +2,17 @@
 
 Every file a run keeps (checkpoints, ``metrics.jsonl``, ``summary.json``, stores) is written to
 a temporary file beside it, flushed to disk and renamed into place, so a reader sees the old
-file or the new one. Locks are ``flock`` locks: the kernel releases them when their process
-ends, however it ends.
+file or the new one. Locks are filelock's (``flock`` on Linux): the kernel releases them when
+their process ends, however it ends.
 """
 import contextlib
 import errno
-import fcntl
 import functools
 import hashlib
 import os
 import time
+
+import filelock
 
 
 def disk_full(error):
@@ -51,15 +52,14 @@ def write_text_atomic(path, text):
 
 
 def try_lock(path):
-    """An exclusive lock on ``path`` (created if need be), or ``None`` when another process
-    holds it. Keep the returned file open for as long as the lock is needed."""
-    f = open(path, 'a')
+    """An exclusive lock on ``path`` (created if need be), held, or ``None`` when another
+    process (or another lock object of this one) holds it; ``release()`` it when done."""
+    lock = filelock.FileLock(path, thread_local=False)
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
         return None
-    return f
+    return lock
 
 
 @contextlib.contextmanager
@@ -82,7 +82,7 @@ def waiting_lock(path, on_wait=None, check=None, poll_seconds=1.0):
     finally:
         with contextlib.suppress(OSError):
             os.remove(path)
-        lock.close()
+        lock.release()
 
 
 def file_digest(path):

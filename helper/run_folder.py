@@ -191,7 +191,7 @@ class RunFolder:
             if self._lock is not None:  # the file goes first, so no folder keeps one at rest
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(self.run_dir, LOCK))
-                self._lock.close()
+                self._lock.release()
                 self._lock = None
 
     def _create_and_lock(self):

@@ -146,8 +146,10 @@ def main_run(opt):
     if lock is None:
         raise UserError(f'{table.name} is being run by another invocation right now (its state: '
                         f'{folder}); wait for it to finish, or stop it first')
-    with lock:
+    try:
         return run_table(opt, table, runs, state, folder)
+    finally:
+        lock.release()
 
 
 def run_table(opt, table, runs, state, folder):

@@ -512,8 +512,9 @@ def test_a_second_invocation_of_a_table_touches_nothing(tmp_path, capsys):
     save = str(tmp_path / 'save')
     folder = os.path.join(save, 'reproduce', 'tiny')
     os.makedirs(folder)
-    with try_lock(os.path.join(folder, '.runner.lock')):
-        assert reproduce.main([path, '--save_dir', save]) == 2
+    held = try_lock(os.path.join(folder, '.runner.lock'))  # the other invocation's
+    assert reproduce.main([path, '--save_dir', save]) == 2
+    held.release()
     err = capsys.readouterr().err.strip()
     assert 'tiny is being run by another invocation right now' in err
     assert len(err.splitlines()) == 1 and os.listdir(folder) == ['.runner.lock']

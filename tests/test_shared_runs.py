@@ -87,7 +87,7 @@ def test_a_run_waits_for_a_store_another_process_is_building(tiny, tmp_path):
     for line in run.stdout:
         lines.append(line)
         if 'waiting for it' in line:
-            lock.close()  # the other build ends (without a store): this run builds it
+            lock.release()  # the other build ends (without a store): this run builds it
             break
     rest, _ = run.communicate(timeout=300)
     assert run.returncode == 0 and 'another run is building' in ''.join(lines)
@@ -139,7 +139,7 @@ def test_a_second_run_into_a_folder_in_use_stops_at_once(tiny, tmp_path, capsys)
     assert train_student.main(flags + ['--trial', 'busy', '--seed', '12']) == 2
     assert 'another run is writing into' in one_line_error(capsys)
     assert listing(folder) == ['.lock']  # nothing written, nothing removed
-    holder.close()
+    holder.release()
     assert train_student.main(flags + ['--trial', 'busy']) == 0  # a lock left unheld is no lock
     assert '.lock' not in listing(folder) and 'summary.json' in listing(folder)
 
