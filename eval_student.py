@@ -16,6 +16,7 @@ from distiller_zoo import Distiller
 from helper.cli import run_cli
 from core.checkpoint import load_checkpoint
 from core.util import FrozenNamespace, non_negative_int, positive_int
+from core.log import log
 from helper.distillation import rebuild_student, run_options
 from helper.loops import validate
 from helper.options import Parser, select_device
@@ -69,8 +70,8 @@ def build_peer(ckpt, path, num_classes, dataset):
 
 
 def report(name, dataset, count, result):
-    print(f'{name} on {dataset} test ({count} images): acc@1 {result["top1"]:.2f} acc@5 '
-          f'{result["top5"]:.2f} loss {result["loss"]:.4f}')
+    log.info(f'{name} on {dataset} test ({count} images): acc@1 {result["top1"]:.2f} acc@5 '
+             f'{result["top5"]:.2f} loss {result["loss"]:.4f}')
 
 
 def run(opt):

@@ -15,6 +15,7 @@ from helper.cli import run_cli
 from core.accel import prepare_modules
 from core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
+from core.log import log, note
 from helper.distillation import build_distiller, method_config
 from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
@@ -142,9 +143,9 @@ def apply_run_defaults(opt, method, argv):
         for dest, value in applied.items():
             setattr(opt, dest, value)
         if applied:
-            print(f'note: --distill {opt.distill}, {what}: ' + ' '.join(
-                f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
-                + ' (give them to change them)', flush=True)
+            note(f'--distill {opt.distill}, {what}: ' + ' '.join(
+               f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
+               + ' (give them to change them)')
 
 
 def parse_option(argv=None):
@@ -155,8 +156,8 @@ def parse_option(argv=None):
     for option in method_options(dict.fromkeys(METHODS.values())):
         value = getattr(opt, option.dest)
         if option.dest not in own and value != option.default:
-            print(f'note: --distill {opt.distill} does not use {option.flags[-1]} '
-                  f'(given {value})', flush=True)
+            note(f'--distill {opt.distill} does not use {option.flags[-1]} '
+                 f'(given {value})')
     check_modifier_options(opt, method)
     apply_run_defaults(opt, method, argv)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
@@ -307,19 +308,18 @@ def run(opt):
     distiller = build_distiller(method, student, source, config).to(device)
     with folder.claimed():
         prepare_modules(opt, [distiller], [student, teacher.network])
-        print(f'distilling {teacher.arch} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
-              f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
-              + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}',
-              flush=True)
+        log.info(f'distilling {teacher.arch} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
+                 f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
+                 + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}')
         for line in (distiller.describe(), describe_modifiers(config),
                      strategy_of(opt).describe(opt)):
             if line:
-                print(f'{opt.distill}: {line}', flush=True)
+                log.info(f'{opt.distill}: {line}')
         teacher_acc = None  # a peer trained from scratch has none yet
         if opt.path_t:
             teacher_acc = validate(test_loader, teacher.network, device, desc='teacher',
                                    opt=opt)['top1']
-            print(f'teacher {teacher.arch}: acc@1 {teacher_acc:.2f}', flush=True)
+            log.info(f'teacher {teacher.arch}: acc@1 {teacher_acc:.2f}')
         rounds = None
         for plugin in plugins:
             rounds = plugin.prepare(opt, teacher, train_set, device, seed, rounds)
@@ -333,8 +333,8 @@ def run(opt):
             init_loader=plain_loader, identity={'teacher': teacher.identity},
             teacher_acc=teacher_acc, method=opt.distill)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
-    print(f'done: {teacher.arch}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '
-          f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
+    log.info(f'done: {teacher.arch}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '
+             f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ from helper.cli import run_cli
 from core.accel import prepare_modules
 from core.distributed import is_main
 from core.util import set_seed
+from core.log import log, note
 from helper.loops import Supervised, train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder
@@ -47,12 +48,12 @@ def run(opt):
     model = get_model(opt.model, DATASETS[opt.dataset].num_classes, opt.dataset).to(device)
     with folder.claimed():
         prepare_modules(opt, [model], [model])
-        print(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}', flush=True)
+        log.info(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}')
         best, last = train_and_record(Supervised(model), train_loader, test_loader, opt,
                                       opt.model, folder, device, record, model.parameters,
                                       {'model': (opt.model, model)})
-    print(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
-          f'checkpoints in {folder.run_dir}')
+    log.info(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
+             f'checkpoints in {folder.run_dir}')
     if opt.dataset == 'cifar100' and is_main():
         publish_teacher(opt, folder.run_dir)
 
@@ -64,7 +65,7 @@ def publish_teacher(opt, run_dir):
     folder = os.path.join(opt.save_dir, 'models', f'{opt.model}_vanilla')
     target = os.path.join(folder, f'ckpt_epoch_{opt.epochs}.pth')
     if os.path.exists(target):
-        print(f"note: '{target}' already exists; left as it is")
+        note(f"'{target}' already exists; left as it is")
         return
     os.makedirs(folder, exist_ok=True)
     source = os.path.join(run_dir, f'{opt.model}_last.pth')
@@ -72,7 +73,7 @@ def publish_teacher(opt, run_dir):
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-    print(f'teacher for distillation: {target} (train_student.py --path_t {target})')
+    log.info(f'teacher for distillation: {target} (train_student.py --path_t {target})')
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ from core.checkpoint import load_checkpoint
 from core.files import file_digest
 from core.learner import Learner
 from core.util import UserError, run_label, set_seed
+from core.log import log
 from helper.distillation import rebuild_student, run_options
 from helper.loops import train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
@@ -149,16 +150,15 @@ def run(opt):
     method, teacher = student_of['distill'], student_of['model_t']
     with folder.claimed():
         prepare_modules(opt, [probe], [probe])
-        print(f'linear probe of {opt.model_s} ({method} from {teacher}) on {opt.dataset}: '
-              f'{dim} features -> {num_classes} classes ({device}) -> {folder.run_dir}',
-              flush=True)
+        log.info(f'linear probe of {opt.model_s} ({method} from {teacher}) on {opt.dataset}: '
+                 f'{dim} features -> {num_classes} classes ({device}) -> {folder.run_dir}')
         best, last = train_and_record(
             probe, train_loader, test_loader, opt, opt.model_s, folder, device, record,
             probe.fc.parameters, {'student': (opt.model_s, backbone)}, identity=identity,
             teacher=teacher, method=method, source=opt.path_s, source_args=source,
             probed=probed)
-    print(f'done: {opt.model_s} ({method}) on {opt.dataset}: best acc@1 {best:.2f}, last '
-          f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
+    log.info(f'done: {opt.model_s} ({method}) on {opt.dataset}: best acc@1 {best:.2f}, last '
+             f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 
 def main(argv=None):

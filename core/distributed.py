@@ -29,7 +29,7 @@ def is_main():
 
 def setup():
     """Join the process group when launched with several processes; return this process's
-    device. Other ranks' standard output is silenced (errors still show)."""
+    device. Only the main process's messages are shown (``core.log``)."""
     if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
         local_rank = int(os.environ.get('LOCAL_RANK', '0'))
         if torch.cuda.is_available():
@@ -37,8 +37,6 @@ def setup():
             dist.init_process_group('nccl', device_id=torch.device('cuda', local_rank))
         else:
             dist.init_process_group('gloo')
-        if not is_main():
-            sys.stdout = open(os.devnull, 'w')
     if torch.cuda.is_available():
         return torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
     return torch.device('cpu')

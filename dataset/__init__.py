@@ -14,7 +14,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torchvision import transforms
 
-from core.distributed import is_main, rank_and_world
+from core.distributed import rank_and_world
+from core.log import note
 from . import stl10, synthetic, tinyimagenet
 from .base import ArrayDataset, DatasetError
 from .batch import BatchSpec
@@ -84,7 +85,7 @@ def _loader_kinds(source, test_set, loader, dali, device):
     which matches Resize+CenterCrop to a grey level."""
     if isinstance(test_set, ArrayDataset):
         if dali:
-            _note('--dali applies to folders of JPEGs (ImageNet); this data set is in memory '
+            note('--dali applies to folders of JPEGs (ImageNet); this data set is in memory '
                   f'and uses --loader {loader}')
         return (loader, loader), None
     if not dali:
@@ -92,24 +93,19 @@ def _loader_kinds(source, test_set, loader, dali, device):
     backend = dali
     if dali == 'gpu' and torch.device(device).type != 'cuda':
         if not dali_available():
-            _note('--dali gpu needs a GPU and NVIDIA DALI; using the standard loader')
+            note('--dali gpu needs a GPU and NVIDIA DALI; using the standard loader')
             return ('classic', 'classic'), None
-        _note('--dali gpu needs a GPU; DALI decodes on the CPU instead')
+        note('--dali gpu needs a GPU; DALI decodes on the CPU instead')
         backend = 'cpu'
     if dali_available():
         return ('dali', 'jpeg'), backend
     install = 'pip install -r requirements-dali.txt to use it'
     if dali == 'gpu':
-        _note(f"NVIDIA DALI is not installed ({install}); decoding JPEGs on the GPU with "
+        note(f"NVIDIA DALI is not installed ({install}); decoding JPEGs on the GPU with "
               f"torchvision's nvJPEG instead")
         return ('jpeg', 'jpeg'), None
-    _note(f'NVIDIA DALI is not installed ({install}); using the standard loader')
+    note(f'NVIDIA DALI is not installed ({install}); using the standard loader')
     return ('classic', 'classic'), None
-
-
-def _note(message):
-    if is_main():
-        print(f'note: {message}', flush=True)
 
 
 def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, loader='device',
@@ -133,7 +129,7 @@ def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, l
                                '(CIFAR, synthetic) and --loader device or classic, without '
                                '--dali')
         if views.per_image and train_kind == 'device':
-            _note(f'the device loader cannot make {type(views).__name__}, which are made image '
+            note(f'the device loader cannot make {type(views).__name__}, which are made image '
                   f'by image; using --loader classic')
             train_kind = 'classic'
     rank, world = rank_and_world()  # each process of a multi-process run takes its share

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from core import distributed
 from core.util import UserError, positive_float
+from core.log import note
 from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 
@@ -70,9 +71,9 @@ class RRD(Distiller):
                             f'its loss exactly 0: give --nce_k 2 or more (the authors: 16384)')
         batch = opt.batch_size * int(os.environ.get('WORLD_SIZE', '1'))
         if opt.nce_k < batch:
-            print(f'note: RRD\'s queue (--nce_k {opt.nce_k}) is shorter than a (global) batch '
-                  f'({batch}): each step compares with the last {opt.nce_k} teacher embeddings '
-                  f'of the step before only', flush=True)
+            note(f'RRD\'s queue (--nce_k {opt.nce_k}) is shorter than a (global) batch '
+                 f'({batch}): each step compares with the last {opt.nce_k} teacher embeddings '
+                 f'of the step before only')
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

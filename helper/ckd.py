@@ -26,6 +26,7 @@ from core.checkpoint import save_checkpoint
 from core.files import file_digest, waiting_lock
 from core.stop import STOP
 from core.util import UserError, positive_int
+from core.log import log, note
 from .teachers import TeacherPlugin
 
 IMAGES_PER_CHUNK = 512  # images whose candidates are coded together (22 x 512 teacher inputs)
@@ -68,9 +69,7 @@ def rounds_path(opt):
             return path
     if os.access(os.path.dirname(beside), os.W_OK):
         return beside
-    if distributed.is_main():
-        print(f"note: the teacher's folder is read-only; CKD's rounds go to {fallback}",
-              flush=True)
+    note(f"the teacher's folder is read-only; CKD's rounds go to {fallback}")
     return fallback
 
 
@@ -127,9 +126,9 @@ def prepare_rounds(teacher, images, labels, source, device, opt):
             bar.update(n)
     bar.close()
     seconds = time.time() - started
-    print(f'ckd: prepared {opt.ckd_rounds} rounds of {n_images} images ({count} candidates '
-          f'each) in {seconds:.1f}s, {n_images * opt.ckd_rounds / seconds:.0f} images/s per '
-          f'round-image', flush=True)
+    log.info(f'ckd: prepared {opt.ckd_rounds} rounds of {n_images} images ({count} candidates '
+             f'each) in {seconds:.1f}s, {n_images * opt.ckd_rounds / seconds:.0f} images/s per '
+             f'round-image')
     return choices
 
 
@@ -142,13 +141,12 @@ def load_or_prepare(teacher, images, labels, source, device, opt, path=None, dig
     data = digest or data_digest(images, labels)
     if distributed.is_main() and not os.path.isfile(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        announce = (lambda: print(f"ckd: another run is preparing {path}; waiting for it",
-                                  flush=True))
+        announce = (lambda: log.info(f"ckd: another run is preparing {path}; waiting for it"))
         with waiting_lock(f'{path}.lock', on_wait=announce,
                           check=lambda: STOP.check("waiting for CKD's rounds")):
             if not os.path.isfile(path):
-                print(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached '
-                      f'in {path})', flush=True)
+                log.info(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached '
+                         f'in {path})')
                 choices = prepare_rounds(teacher, images, labels, source, device, opt)
                 save_checkpoint({'choices': torch.from_numpy(choices), 'fields': list(FIELDS),
                                  'delta': opt.ckd_delta, 'select': opt.ckd_select,
@@ -161,7 +159,7 @@ def load_or_prepare(teacher, images, labels, source, device, opt, path=None, dig
     if cache.get('data', data) != data:
         raise UserError(f"the CKD cache '{path}' was prepared on other training images (data "
                         f"{cache['data']}, here {data}); delete it to prepare it again")
-    print(f'ckd: {opt.ckd_rounds} rounds from {path}', flush=True)
+    log.info(f'ckd: {opt.ckd_rounds} rounds from {path}')
     return cache['choices'].numpy()
 
 

@@ -5,6 +5,7 @@ import sys
 from core.files import disk_full
 
 from core import distributed
+from core.log import log
 from core.stop import STOP
 from core.util import RunFinished, RunInterrupted, UserError
 
@@ -24,7 +25,7 @@ def run_cli(script, parse_option, run, argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     except RunFinished as e:
-        print(e, flush=True)
+        log.info(str(e))
         return 0
     except RunInterrupted as e:
         if e.resumable:

@@ -10,6 +10,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from core.distributed import is_main, rank_and_world
 from core.files import write_text_atomic
+from core.log import log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,10 +110,10 @@ class RunLogger:
         others = ''.join(f' | {k[:-5]} acc@1 {v:.2f}' for k, v in test.items()
                          if k.endswith('_top1'))  # other networks evaluated (DML's peer)
         learner = ''.join(f' | {name} {value:.4g}' for name, value in extra.items())
-        print(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g}{learner} | train loss {train["loss"]:.4f} '
-              f'({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
-              f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
-              f'{images_per_second:.0f} img/s', flush=True)
+        log.info(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g}{learner} | train loss '
+                 f'{train["loss"]:.4f} ({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
+                 f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
+                 f'{images_per_second:.0f} img/s')
 
     def write_summary(self, record, best_acc, last_acc, wall_seconds, device, models, **extra):
         """``record``: the run's options as it ran them (``RunFolder.record``); ``models``:

@@ -28,6 +28,7 @@ from core.checkpoint import LAST, save_checkpoint
 from core.learner import Learner
 from core.stop import STOP
 from core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from core.log import log
 from . import dot  # noqa: F401 (registers --optimizer dot)
 from .optimizers import OPTIMIZERS, parameters_of, strategy_of
 from .logger import RunLogger
@@ -322,9 +323,9 @@ class Trainer:
                     carried=resume.get('epoch_stats') if resume else None)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer, stats)
-                print(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
-                      f'{stats.averages().get("loss", math.nan):.4f} | '
-                      f'{time.time() - start:.1f}s', flush=True)
+                log.info(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
+                         f'{stats.averages().get("loss", math.nan):.4f} | '
+                         f'{time.time() - start:.1f}s')
                 self._save_last('init', epoch + 1, 0, optimizer)
                 if self.stop.requested:
                     self._interrupted('init', epoch + 1, 0, optimizer)
@@ -384,7 +385,8 @@ def train_and_record(learner, train_loader, test_loader, opt, arch, folder, devi
                      parameters, models, init_loader=None, identity=None, **summary):
     """A whole run in its claimed ``folder`` (``helper.run_folder.RunFolder``): train
     ``learner`` with SGD (DOT with ``--optimizer dot``) on ``parameters()`` (taken once the
-    init stage is over), logging each epoch, then write summary.json with ``models`` (role -> (name, model)) and ``summary``.
+    init stage is over), logging each epoch, then write summary.json with ``models`` (role ->
+    (name, model)) and ``summary``.
     Returns ``(best top-1, last top-1)``."""
     logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume),
                        wandb_config=record if getattr(opt, 'wandb', False) else None)

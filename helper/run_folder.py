@@ -20,6 +20,7 @@ from core import distributed
 from core.checkpoint import LAST, load_checkpoint
 from core.files import disk_full, try_lock
 from core.util import RunFinished, RunInterrupted, UserError
+from core.log import log, note
 
 LOCK = '.lock'
 
@@ -55,8 +56,8 @@ def check_resume_options(opt, stored, refused=(), identity=None, stored_identity
     for key, value in (identity or {}).items():
         name = IDENTITY_NAMES.get(key, key)
         if key not in stored_identity:
-            print(f'note: the checkpoint does not record {name} it was made with (it was written '
-                  f'by an older version); assuming it is the same', flush=True)
+            note(f'the checkpoint does not record {name} it was made with (it was written '
+                 f'by an older version); assuming it is the same')
         elif stored_identity[key] != value:
             differ.append(f'{name} is {value} here, {stored_identity[key]} in the checkpoint')
     if differ:
@@ -66,9 +67,9 @@ def check_resume_options(opt, stored, refused=(), identity=None, stored_identity
         if stored[key] == current[key] or (key == 'seed' and current[key] is None):
             continue
         kept = key == 'seed'  # the run's randomness is derived from it
-        print(f"note: --{key} is {current[key]} here, {stored[key]} in the checkpoint; using "
-              f"{stored[key] if kept else current[key]}"
-              + (' (a resumed run keeps its seed)' if kept else ''), flush=True)
+        note(f"--{key} is {current[key]} here, {stored[key]} in the checkpoint; using "
+             f"{stored[key] if kept else current[key]}"
+             + (' (a resumed run keeps its seed)' if kept else ''))
 
 
 class RunFolder:
@@ -98,8 +99,8 @@ class RunFolder:
                 raise RunFinished(f"the run in '{where}' already finished its {opt.epochs} "
                                   f"epochs; nothing to do (its files are unchanged)")
             self.seed = self.resume['opt']['seed']
-            print(f"resuming {self.resume['stage']} epoch {self.resume['epoch']}"
-                  + (f", step {self.resume['step']}" if self.resume['step'] else ''), flush=True)
+            log.info(f"resuming {self.resume['stage']} epoch {self.resume['epoch']}"
+                     + (f", step {self.resume['step']}" if self.resume['step'] else ''))
         elif opt.seed is None:
             self.seed = distributed.broadcast_object(random.randrange(2 ** 31))
         else:
@@ -119,12 +120,12 @@ class RunFolder:
                       and _canonical(k, stored[k]) != _canonical(k, current[k])]
             if differ:
                 given = ', '.join(f'--{k} {stored[k]}' for k in differ)
-                print(f"note: '{os.path.dirname(last)}' (a folder name of an older version) "
-                      f"holds a run with other options ({given}); left as it is. To continue "
-                      f"it: --resume {last}", flush=True)
+                note(f"'{os.path.dirname(last)}' (a folder name of an older version) "
+                     f"holds a run with other options ({given}); left as it is. To continue "
+                     f"it: --resume {last}")
                 continue
-            print(f"note: continuing the run in '{os.path.dirname(last)}', named as an older "
-                  f"version named its folders", flush=True)
+            note(f"continuing the run in '{os.path.dirname(last)}', named as an older "
+                 f"version named its folders")
             self.run_dir = os.path.join(opt.save_dir, kind, name)
             self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
             return
@@ -144,8 +145,8 @@ class RunFolder:
             if os.path.isfile(os.path.join(self.run_dir, LAST)):
                 resume = load_checkpoint(os.path.join(self.run_dir, LAST))
             elif not has_checkpoints:
-                print(f"note: --resume auto found no earlier run in '{self.run_dir}'; starting "
-                      f"a new run", flush=True)
+                note(f"--resume auto found no earlier run in '{self.run_dir}'; starting "
+                     f"a new run")
         elif opt.resume:
             resume = load_checkpoint(opt.resume)
             own = os.path.abspath(os.path.dirname(opt.resume)) == os.path.abspath(self.run_dir)

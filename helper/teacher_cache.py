@@ -32,6 +32,7 @@ from .ckd import teacher_outputs
 from core.files import disk_full, file_digest, waiting_lock, write_text_atomic
 from core.stop import STOP
 from core.util import UserError, positive_int
+from core.log import log
 from .teachers import TeacherPlugin
 
 OUTPUTS = ('logits', 'embedding')  # what the store holds, per round and image
@@ -228,22 +229,21 @@ def ensure_store(opt, teacher, images, choices, device, folder):
                           output_widths(teacher, source, device, opt))
     if distributed.is_main() and not _complete(folder):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
-        announce = (lambda: print(f'teacher cache: another run is building {folder}; waiting '
-                                  f'for it', flush=True))
+        announce = (lambda: log.info(f'teacher cache: another run is building {folder}; waiting '
+                                     f'for it'))
         with waiting_lock(f'{folder}.lock', on_wait=announce,
                           check=lambda: STOP.check('waiting for the teacher cache')):
             if not _complete(folder):
-                print(f'teacher cache: running the teacher over {len(choices)} rounds of '
-                      f'{len(images)} images ({_size(store_bytes(shapes))}; once; stored in '
-                      f'{folder})', flush=True)
+                log.info(f'teacher cache: running the teacher over {len(choices)} rounds of '
+                         f'{len(images)} images ({_size(store_bytes(shapes))}; once; stored in '
+                         f'{folder})')
                 _build_in_place(folder, lambda partial: {
                     'shapes': build_store(teacher, images, choices, source, device, opt,
                                           partial),
                     'path_t': opt.path_t, 'dataset': opt.dataset}, store_bytes(shapes))
     distributed.broadcast_object(None)  # the other processes wait for the store
     _check_store(folder, shapes)
-    print(f'teacher cache: {folder} ({_size(store_bytes(shapes))}, read through memory maps)',
-          flush=True)
+    log.info(f'teacher cache: {folder} ({_size(store_bytes(shapes))}, read through memory maps)')
 
 
 class TeacherOutputCache(TeacherPlugin):

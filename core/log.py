@@ -1,0 +1,47 @@
+"""The runs' messages: lines on standard output through the ``kd`` logger, from the main
+process only (each process of a multi-process run would print the same line). ``log.info``
+writes a line as it is; ``note`` writes it after ``note: ``."""
+import logging
+import sys
+
+from .distributed import is_main
+
+log = logging.getLogger('kd')
+
+
+class _Stdout(logging.StreamHandler):
+    """Writes to ``sys.stdout`` as it is when the line is written (a redirect, pytest's
+    capture), flushing each line so that logs of runs in the background are current."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _Prefixed(logging.Formatter):
+    PREFIXES = {logging.WARNING: 'note: '}
+
+    def format(self, record):
+        return self.PREFIXES.get(record.levelno, '') + super().format(record)
+
+
+class MainProcessOnly(logging.Filter):
+    def filter(self, record):
+        return is_main()
+
+
+def note(message):
+    """A line the user should read (a default applied, an option ignored, a fallback)."""
+    log.warning(message)
+
+
+_handler = _Stdout()
+_handler.setFormatter(_Prefixed('%(message)s'))
+_handler.addFilter(MainProcessOnly())
+log.addHandler(_handler)
+log.setLevel(logging.INFO)
+log.propagate = False
