@@ -232,10 +232,11 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
     assert 'run the same command again to resume' in out
     assert not os.path.isfile(first.done_file)
 
-    again = subprocess.run(runner(path, save, '--data_folder', cifar, '--cpu_workers', '2'),
-                           cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert 'reproduce: 5 done | 0 running | 0 queued | 0 failed | 0 blocked' in again.stdout
+    # the runner itself in this process from here on: only the runs are processes
+    assert reproduce.main(runner(path, save, '--data_folder', cifar, '--cpu_workers', '2')[2:]) \
+        == 0
+    again = capsys.readouterr().out
+    assert 'reproduce: 5 done | 0 running | 0 queued | 0 failed | 0 blocked' in again, again
     text = open(log).read()
     assert '--resume auto' in text and 'resuming' in text, text
 
@@ -256,7 +257,6 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
 
     logs_before = {p: os.path.getsize(p) for p in glob.glob(os.path.join(save, 'reproduce',
                                                                           'tiny', 'logs', '*'))}
-    capsys.readouterr()
     assert reproduce.main(runner(path, save, '--data_folder', cifar)[2:]) == 0
     assert 'reproduce: 5 done' in capsys.readouterr().out
     assert {p: os.path.getsize(p) for p in logs_before} == logs_before  # nothing ran
@@ -268,17 +268,16 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
 
 
 @pytest.mark.processes
-def test_submitit_local_executor_runs_a_table(tmp_path, cifar):
+def test_submitit_local_executor_runs_a_table(tmp_path, cifar, capsys):
     path = write_table(tmp_path, TRAINED.replace('trials = 2', 'trials = 1'))
     save = str(tmp_path / 'save')
-    result = subprocess.run(runner(path, save, '--data_folder', cifar, '--executor',
-                                   'submitit_local', '--cpu_workers', '2'), cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert reproduce.main(runner(path, save, '--data_folder', cifar, '--executor',
+                                 'submitit_local', '--cpu_workers', '2')[2:]) == 0
+    out = capsys.readouterr().out
     # the teacher's job first, then its two students' as one array (at most --cpu_workers)
-    assert 'submitted 1 runs (local job' in result.stdout
-    assert 'submitted 2 runs (local job' in result.stdout
-    assert '2 running' not in result.stdout.split('submitted 2 runs')[0]
+    assert 'submitted 1 runs (local job' in out
+    assert 'submitted 2 runs (local job' in out
+    assert '2 running' not in out.split('submitted 2 runs')[0]
     runs = Table(path).runs(save_dir=save, data_folder=cifar, extra=['--num_workers', '0'])
     assert len(runs) == 3 and all(os.path.isfile(r.done_file) for r in runs)
     state = json.load(open(os.path.join(save, 'reproduce', 'tiny', 'state.json')))
@@ -286,7 +285,7 @@ def test_submitit_local_executor_runs_a_table(tmp_path, cifar):
 
 
 @pytest.mark.processes
-def test_a_failing_run_is_reported_with_its_log(tmp_path):
+def test_a_failing_run_is_reported_with_its_log(tmp_path, capsys):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1')
                        .replace('[rows.kd]', '[rows.kd]\nrecipe = {epochs = 1}'))
     save = str(tmp_path / 'save')
@@ -295,12 +294,11 @@ def test_a_failing_run_is_reported_with_its_log(tmp_path):
     teacher = runs[0].done_file
     os.makedirs(os.path.dirname(teacher), exist_ok=True)
     open(teacher, 'w').write('not a checkpoint')
-    result = subprocess.run(runner(path, save, '--cpu_workers', '2'), cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert '1 done | 0 running | 0 queued | 2 failed' in result.stdout  # the (bad) teacher
-    assert 'failed: kd:resnet8:resnet8:1 (exit 2):' in result.stdout
-    assert 'kd_resnet8_resnet8_1.log' in result.stdout
+    assert reproduce.main(runner(path, save, '--cpu_workers', '2')[2:]) == 1
+    out = capsys.readouterr().out
+    assert '1 done | 0 running | 0 queued | 2 failed' in out  # the (bad) teacher
+    assert 'failed: kd:resnet8:resnet8:1 (exit 2):' in out
+    assert 'kd_resnet8_resnet8_1.log' in out
 
 
 # -- W&B and the GPU check ---------------------------------------------------------------------
@@ -441,7 +439,6 @@ def finish_all(runs, **changed):
             open(run.done_file, 'w').close()
 
 
-@pytest.mark.processes
 def test_finished_runs_made_with_other_options_are_stale_not_done(tmp_path, capsys):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 1'))
     save = str(tmp_path / 'save')
@@ -457,12 +454,11 @@ def test_finished_runs_made_with_other_options_are_stale_not_done(tmp_path, caps
     assert reproduce.main([path, '--save_dir', save, '--report']) == 0
     out = capsys.readouterr().out
     assert '| kd | 40.00 | - (0) stale ! |' in out, out
-    result = subprocess.run(runner(path, save), cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 1  # nothing ran: the stale runs wait for the user
-    assert '1 done | 0 running | 0 queued | 0 failed | 0 blocked | 2 stale' in result.stdout
-    assert 'stale: kd:resnet8:resnet8:1 finished with other options' in result.stdout
-    assert '--rerun_stale' in result.stdout
+    assert reproduce.main(runner(path, save)[2:]) == 1  # nothing ran: stale runs wait for the user
+    out = capsys.readouterr().out
+    assert '1 done | 0 running | 0 queued | 0 failed | 0 blocked | 2 stale' in out
+    assert 'stale: kd:resnet8:resnet8:1 finished with other options' in out
+    assert '--rerun_stale' in out
     # --extra changes them too; --rerun_stale lists them to run again
     assert reproduce.main([path, '--save_dir', save, '--dry_run', '--rerun_stale']) == 0
     assert [line.count('--epochs 2') for line in capsys.readouterr().out.splitlines()] == [1, 1]
