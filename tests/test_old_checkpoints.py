@@ -121,3 +121,28 @@ def test_old_dml_checkpoint_resumes_both_networks(workspace, tmp_path):
         key = 'fc.weight'
         assert not torch.equal(resumed[network][key], old[network][key])
         assert (resumed[network][key] - old[network][key]).abs().max() < 0.1
+
+
+# -- written at bddd848, before checkpoints became one record -----------------------------------
+CTKD_DOT = ('--ctkd', '--optimizer', 'dot')
+
+
+def test_ctkd_dot_checkpoint_resumes_to_the_uninterrupted_result(workspace, tmp_path):
+    """The learned temperature and DOT's two momenta come back from a mid-epoch checkpoint."""
+    save = str(tmp_path / 'ctkd_dot')
+    start = fixture('ctkd_dot_mid_epoch_ckpt_last.pth')
+    assert train_student.main(run_argv(workspace, save, 'kd', *CTKD_DOT, '--resume', start)) == 0
+    resumed, straight = final_checkpoint(save), load_checkpoint(fixture(
+        'ctkd_dot_final_ckpt_last.pth'))
+    start = load_checkpoint(start)
+    assert_same_trajectory(resumed['model'], straight['model'], start['model'])
+    assert resumed['method_state'].keys() == {'learned_T.global_T.global_T'}
+    for buffer in ('momentum_buffer', 'momentum_kd_buffer'):
+        assert_same_trajectory(*({i: s[buffer] for i, s in c['optimizer']['state'].items()
+                                  if buffer in s} for c in (resumed, straight, start)))
+
+
+def test_ctkd_dot_student_evaluates_to_its_recorded_accuracy(workspace, capsys):
+    path = fixture('ctkd_dot_student_last.pth')
+    assert evaluated_top1(capsys, path, workspace[0]) == pytest.approx(
+        load_checkpoint(path)['accuracy'], abs=1e-6)
