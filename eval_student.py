@@ -14,7 +14,7 @@ import sys
 from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
-from core.checkpoint import load_checkpoint
+from core.checkpoint import read_checkpoint
 from core.util import FrozenNamespace, non_negative_int, positive_int
 from core.log import log
 from helper.distillation import rebuild_student, run_options
@@ -63,9 +63,9 @@ def build_peer(ckpt, path, num_classes, dataset):
     """A DML checkpoint's second network (under ``'peer'``), named by the run's ``--model_t``;
     None for other checkpoints."""
     arch = run_options(ckpt, path).get('model_t')
-    if 'peer' not in ckpt or arch not in model_dict:
+    if 'peer' not in ckpt.learner or arch not in model_dict:
         return None
-    return load_weights(get_model(arch, num_classes, dataset), ckpt['peer'], path, arch,
+    return load_weights(get_model(arch, num_classes, dataset), ckpt.learner['peer'], path, arch,
                         num_classes, dataset, 'Its peer is not the run\'s --model_t')
 
 
@@ -76,7 +76,7 @@ def report(name, dataset, count, result):
 
 def run(opt):
     device = select_device(opt)
-    ckpt = load_checkpoint(opt.path)
+    ckpt = read_checkpoint(opt.path)
     dataset = opt.dataset or stored_dataset(ckpt, opt.path) or 'cifar100'
     # build_loaders gives the test loader half the batch size (RepDistiller's convention).
     _, test_loader = build_loaders(dataset, opt.data_folder, 2 * opt.batch_size,

@@ -19,7 +19,7 @@ from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
 from core.accel import prepare_modules
-from core.checkpoint import load_checkpoint
+from core.checkpoint import read_checkpoint
 from core.files import file_digest
 from core.learner import Learner
 from core.util import UserError, run_label, set_seed
@@ -52,7 +52,7 @@ def parse_option(argv=None):
         raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
                         f"{', '.join(TARGETS)}")
     if opt.model_s is None:  # the student's architecture sets the default learning rate
-        opt.model_s = get_teacher_name(opt.path_s, load_checkpoint(opt.path_s))
+        opt.model_s = get_teacher_name(opt.path_s, read_checkpoint(opt.path_s))
     return finish_options(opt, opt.model_s)
 
 
@@ -126,7 +126,7 @@ def run_dir(opt):
 
 def run(opt):
     device = select_device(opt)
-    ckpt = load_checkpoint(opt.path_s)
+    ckpt = read_checkpoint(opt.path_s)
     source = run_options(ckpt, opt.path_s)
     # The student's method and teacher: the row and column summarize.py files the probe under.
     student_of = dict(distill=source.get('distill', 'vanilla'), alpha=source.get('alpha', 0.0),

@@ -1,8 +1,14 @@
 """Checkpoint files: RepDistiller's layout (``{'model': state_dict, ...}``), written atomically
-and read with ``torch.load(weights_only=True)`` so a downloaded file cannot run code."""
+and read with ``torch.load(weights_only=True)`` so a downloaded file cannot run code.
+
+A run's files are one record, ``Checkpoint``: ``write_checkpoint`` writes it in that layout and
+``read_checkpoint`` reads any checkpoint back into it (this version's, older versions', the
+published teachers')."""
 import argparse
+import dataclasses
 import os
 import pickle
+from typing import Optional
 
 import torch
 
@@ -10,6 +16,72 @@ from .files import atomic_open, disk_full
 from .util import UserError
 
 LAST = 'ckpt_last.pth'  # the full state of a run, written every epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a run stands, which ``ckpt_last.pth`` adds to continue it: ``step`` of ``epoch``
+    (the record's) of ``stage`` ('init' or 'train'); ``epoch_stats``: that epoch's statistics
+    so far; ``identity``: what the run read besides its options (the teacher file's digest)."""
+    stage: str
+    step: int
+    last_acc: float
+    elapsed: float
+    scaler: dict
+    epoch_stats: Optional[dict] = None
+    identity: dict = dataclasses.field(default_factory=dict)
+
+
+# The record's own keys in the file; every other key belongs to the learner (its state).
+_RECORD_KEYS = ('epoch', 'arch', 'optimizer', 'accuracy', 'best_acc', 'opt')
+_PROGRESS_KEYS = tuple(f.name for f in dataclasses.fields(Progress))
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint file. ``learner``: the learner's state (the student under ``'model'``,
+    a method's own modules and what rebuilds it); ``options``: the run's options as resolved
+    (``'opt'``); ``accuracy``: the top-1 of ``epoch``; ``best_acc``: the best so far;
+    ``progress``: set in ``ckpt_last.pth``, which continues a run."""
+    learner: dict
+    arch: Optional[str] = None
+    epoch: Optional[int] = None
+    optimizer: Optional[dict] = None
+    accuracy: Optional[float] = None
+    best_acc: Optional[float] = None
+    options: Optional[dict] = None
+    progress: Optional[Progress] = None
+
+    def as_dict(self):
+        """RepDistiller's layout: the learner's entries beside the record's, none missing that
+        an older version of this code read."""
+        record = {'epoch': self.epoch, 'arch': self.arch, 'optimizer': self.optimizer,
+                  'accuracy': self.accuracy, 'best_acc': self.best_acc, 'opt': self.options}
+        state = {**self.learner, **{k: v for k, v in record.items() if v is not None}}
+        if self.progress is not None:
+            state.update(dataclasses.asdict(self.progress))
+        return state
+
+    @classmethod
+    def from_dict(cls, state):
+        """The record of a checkpoint dict (``load_checkpoint``'s). RepDistiller's
+        ``_last.pth`` stored its options as a Namespace."""
+        options = state.get('opt')
+        progress = None
+        if 'stage' in state:
+            progress = Progress(**{k: state[k] for k in _PROGRESS_KEYS if k in state})
+        return cls(learner={k: v for k, v in state.items()
+                            if k not in _RECORD_KEYS + _PROGRESS_KEYS},
+                   options=vars(options) if isinstance(options, argparse.Namespace) else options,
+                   progress=progress, **{k: state.get(k) for k in _RECORD_KEYS if k != 'opt'})
+
+
+def write_checkpoint(checkpoint, path):
+    save_checkpoint(checkpoint.as_dict(), path)
+
+
+def read_checkpoint(path):
+    return Checkpoint.from_dict(load_checkpoint(path))
 
 
 def save_checkpoint(state, path):

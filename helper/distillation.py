@@ -35,12 +35,10 @@ def build_distiller(method, student, source, config):
 
 
 def run_options(ckpt, path):
-    """The options of the run that wrote a checkpoint: stored in it (``'opt'``, also as
-    RepDistiller's Namespace, or an older version's ``'method_opt'``), else in its folder's
-    summary.json; ``{}`` when neither says (a checkpoint from elsewhere)."""
-    for key in ('opt', 'method_opt'):
-        options = ckpt.get(key)
-        options = vars(options) if hasattr(options, '__dict__') else options
+    """The options of the run that wrote a ``Checkpoint``: stored in it (also as RepDistiller's
+    Namespace, or an older version's ``'method_opt'``), else in its folder's summary.json;
+    ``{}`` when neither says (a checkpoint from elsewhere)."""
+    for options in (ckpt.options, ckpt.learner.get('method_opt')):
         if isinstance(options, dict):
             return options
     try:
@@ -51,14 +49,15 @@ def run_options(ckpt, path):
 
 
 def stored_config(ckpt):
-    """The ``MethodConfig`` a checkpoint of a method that predicts through its own modules
+    """The ``MethodConfig`` a ``Checkpoint`` of a method that predicts through its own modules
     carries (``'method'``; older versions stored the run's whole options, ``'method_opt'``);
     None for other checkpoints."""
-    if 'method' in ckpt:
-        return MethodConfig.from_dict(ckpt['method'])
-    if 'method_opt' not in ckpt:
+    state = ckpt.learner
+    if 'method' in state:
+        return MethodConfig.from_dict(state['method'])
+    if 'method_opt' not in state:
         return None
-    opt = SimpleNamespace(**ckpt['method_opt'])
+    opt = SimpleNamespace(**state['method_opt'])
     method = get_method(opt.distill)
     return method_config(opt, method, opt.model_t, opt.n_data, opt.image_size)
 
@@ -69,12 +68,12 @@ def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):
     checkpoint holds every module the prediction needs (a copy of the teacher's classifier
     included); the teacher's architecture only sizes them. ``fix`` ends the message of a
     checkpoint that does not fit ``arch``."""
-    model = load_weights(get_model(arch, num_classes, dataset), ckpt['model'], path, arch,
-                         num_classes, dataset, fix)
+    model = load_weights(get_model(arch, num_classes, dataset), ckpt.learner['model'], path,
+                         arch, num_classes, dataset, fix)
     config = stored_config(ckpt)
     if config is None:
         return model
     teacher = FrozenTeacher(get_model(config.model_t, num_classes, dataset))
     distiller = get_method(config.name)(model, teacher, config)
-    distiller.load_checkpoint_state(ckpt)
+    distiller.load_checkpoint_state(ckpt.learner)
     return distiller

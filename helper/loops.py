@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core import distributed
 from core.accel import autocast, grad_scaler
-from core.checkpoint import LAST, save_checkpoint
+from core.checkpoint import LAST, Checkpoint, Progress, write_checkpoint
 from core.learner import Learner
 from core.stop import STOP
 from core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
@@ -239,19 +239,20 @@ class Trainer:
         return {'init': self.learner.forward_init(batch)}, {}
 
     # -- checkpoints -------------------------------------------------------------------------
-    def _save(self, state, name):
+    def _save(self, name, epoch, optimizer=None, **record):
+        """Write the learner at ``epoch`` as ``name`` (``Checkpoint``'s other fields in
+        ``record``)."""
         if distributed.is_main():
-            save_checkpoint(state, os.path.join(self.run_dir, name))
+            write_checkpoint(Checkpoint(self.learner.checkpoint_state(), self.arch, epoch,
+                                        optimizer and optimizer.state_dict(), **record),
+                             os.path.join(self.run_dir, name))
 
     def _save_last(self, stage, epoch, step, optimizer, epoch_stats=None):
         """The full state: continue at ``step`` of ``epoch`` of ``stage``; ``epoch_stats`` are
         the statistics of that epoch's first ``step`` steps."""
-        self._save({'stage': stage, 'epoch': epoch, 'step': step, 'arch': self.arch,
-                    **self.learner.checkpoint_state(), 'optimizer': optimizer.state_dict(),
-                    'best_acc': self.best_acc, 'last_acc': self.last_acc,
-                    'elapsed': self.wall_seconds(), 'scaler': self.scaler.state_dict(),
-                    'epoch_stats': epoch_stats, 'opt': self.record,
-                    'identity': self.identity}, LAST)
+        self._save(LAST, epoch, optimizer, best_acc=self.best_acc, options=self.record,
+                   progress=Progress(stage, step, self.last_acc, self.wall_seconds(),
+                                     self.scaler.state_dict(), epoch_stats, self.identity))
 
     def _interrupted(self, stage, epoch, step, optimizer, stats=None):
         self._save_last(stage, epoch, step, optimizer, stats.state() if stats else None)
@@ -262,17 +263,18 @@ class Trainer:
     # -- stages ------------------------------------------------------------------------------
     def run(self, optimizer_fn, resume=None):
         """Init stage (if any), then training. ``optimizer_fn()`` builds the main optimizer
-        once the init stage is over. Returns ``(best top-1, last top-1)``."""
-        stage = resume['stage'] if resume else 'init'
+        once the init stage is over; ``resume``: the ``Checkpoint`` to continue. Returns
+        ``(best top-1, last top-1)``."""
+        stage = resume.progress.stage if resume else 'init'
         if resume:
             try:
-                self.learner.load_checkpoint_state(resume)
+                self.learner.load_checkpoint_state(resume.learner)
             except RuntimeError as e:
                 raise UserError(f'the checkpoint to resume does not fit this run: '
                                 f'{str(e).splitlines()[0]}') from None
-            self.best_acc, self.last_acc = resume['best_acc'], resume['last_acc']
-            self.elapsed = resume['elapsed']
-            self.scaler.load_state_dict(resume['scaler'])
+            self.best_acc, self.last_acc = resume.best_acc, resume.progress.last_acc
+            self.elapsed = resume.progress.elapsed
+            self.scaler.load_state_dict(resume.progress.scaler)
         if stage == 'init':
             self._init_stage(resume)
             resume = None
@@ -294,7 +296,7 @@ class Trainer:
             self.forward_train = DistributedDataParallel(self.learner, device_ids=ids,
                                                          forward_sync_buffers=False)
         if resume:
-            optimizer.load_state_dict(resume['optimizer'])
+            optimizer.load_state_dict(resume.optimizer)
         return self._train(optimizer, resume)
 
     def _init_stage(self, resume):
@@ -310,8 +312,8 @@ class Trainer:
                                         momentum=opt.momentum, weight_decay=opt.weight_decay)
             start_epoch, start_step = 1, 0
             if resume:
-                optimizer.load_state_dict(resume['optimizer'])
-                start_epoch, start_step = resume['epoch'], resume['step']
+                optimizer.load_state_dict(resume.optimizer)
+                start_epoch, start_step = resume.epoch, resume.progress.step
             for epoch in range(start_epoch, stage.epochs + 1):
                 learner.eval()
                 stage.modules.train()
@@ -320,7 +322,7 @@ class Trainer:
                 stats, stopped_at = self._run_epoch(
                     'init', epoch, optimizer, self._init_step, start_step if first else 0,
                     OPTIMIZERS['sgd'], average_grads=True,
-                    carried=resume.get('epoch_stats') if resume else None)
+                    carried=resume.progress.epoch_stats if resume else None)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer, stats)
                 log.info(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
@@ -334,7 +336,7 @@ class Trainer:
 
     def _train(self, optimizer, resume):
         opt = self.opt
-        start_epoch, start_step = (resume['epoch'], resume['step']) if resume else (1, 0)
+        start_epoch, start_step = (resume.epoch, resume.progress.step) if resume else (1, 0)
         for epoch in range(start_epoch, opt.epochs + 1):
             lr = adjust_learning_rate(epoch, opt, optimizer)
             self.learner.set_epoch(epoch)
@@ -344,7 +346,7 @@ class Trainer:
             train, stopped_at = self._run_epoch(
                 'train', epoch, optimizer, self._train_step, start_step if first else 0,
                 self.strategy, average_grads=self.by_hand,
-                carried=resume.get('epoch_stats') if resume else None)
+                carried=resume.progress.epoch_stats if resume else None)
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer, train)
             train_seconds = time.time() - start
@@ -360,19 +362,16 @@ class Trainer:
                                   (train.count - train.carried_count) / train_seconds,
                                   self.learner.epoch_metrics())
 
-            state = {'epoch': epoch, 'arch': self.arch, **self.learner.checkpoint_state(),
-                     'optimizer': optimizer.state_dict()}
             if test['top1'] > self.best_acc:
                 self.best_acc = test['top1']
-                self._save({**state, 'best_acc': self.best_acc}, f'{self.arch}_best.pth')
+                self._save(f'{self.arch}_best.pth', epoch, optimizer, best_acc=self.best_acc)
             if epoch % opt.save_freq == 0:
-                self._save({**state, 'accuracy': test['top1']}, f'ckpt_epoch_{epoch}.pth')
+                self._save(f'ckpt_epoch_{epoch}.pth', epoch, optimizer, accuracy=test['top1'])
             self._save_last('train', epoch + 1, 0, optimizer)
             if self.stop.requested and epoch < opt.epochs:
                 self._interrupted('train', epoch + 1, 0, optimizer)
-        self._save({'opt': self.record, 'epoch': opt.epochs, 'arch': self.arch,
-                    **self.learner.checkpoint_state(), 'accuracy': self.last_acc},
-                   f'{self.arch}_last.pth')
+        self._save(f'{self.arch}_last.pth', opt.epochs, options=self.record,
+                   accuracy=self.last_acc)
         return self.best_acc, self.last_acc
 
 

@@ -17,7 +17,7 @@ import shutil
 
 from distiller_zoo import METHODS
 from core import distributed
-from core.checkpoint import LAST, load_checkpoint
+from core.checkpoint import LAST, read_checkpoint
 from core.files import disk_full, try_lock
 from core.util import RunFinished, RunInterrupted, UserError
 from core.log import log, note
@@ -88,19 +88,20 @@ class RunFolder:
             self._find_older_folder(opt, kind, tb_kind, older_names, refused, resolved)
         self.resume = self._find_resume(opt)
         if self.resume is not None:
-            if 'stage' not in self.resume:
+            progress = self.resume.progress
+            if progress is None:
                 raise UserError('the checkpoint to resume has no training state; resume from '
                                 f'{LAST}, which every run writes each epoch')
-            check_resume_options(opt, self.resume['opt'], refused, self.identity,
-                                 self.resume.get('identity'), resolved)
-            if self.resume['stage'] == 'train' and self.resume['epoch'] > opt.epochs:
+            check_resume_options(opt, self.resume.options, refused, self.identity,
+                                 progress.identity, resolved)
+            if progress.stage == 'train' and self.resume.epoch > opt.epochs:
                 where = (os.path.dirname(os.path.abspath(opt.resume))
                          if opt.resume not in (None, 'auto') else self.run_dir)
                 raise RunFinished(f"the run in '{where}' already finished its {opt.epochs} "
                                   f"epochs; nothing to do (its files are unchanged)")
-            self.seed = self.resume['opt']['seed']
-            log.info(f"resuming {self.resume['stage']} epoch {self.resume['epoch']}"
-                     + (f", step {self.resume['step']}" if self.resume['step'] else ''))
+            self.seed = self.resume.options['seed']
+            log.info(f"resuming {progress.stage} epoch {self.resume.epoch}"
+                     + (f", step {progress.step}" if progress.step else ''))
         elif opt.seed is None:
             self.seed = distributed.broadcast_object(random.randrange(2 ** 31))
         else:
@@ -115,7 +116,7 @@ class RunFolder:
             last = os.path.join(opt.save_dir, kind, name, LAST)
             if name == os.path.basename(self.run_dir) or not os.path.isfile(last):
                 continue
-            stored = load_checkpoint(last).get('opt', {})
+            stored = read_checkpoint(last).options or {}
             differ = [k for k in refused if k in stored and k in current
                       and _canonical(k, stored[k]) != _canonical(k, current[k])]
             if differ:
@@ -143,12 +144,12 @@ class RunFolder:
         resume = None
         if opt.resume == 'auto':
             if os.path.isfile(os.path.join(self.run_dir, LAST)):
-                resume = load_checkpoint(os.path.join(self.run_dir, LAST))
+                resume = read_checkpoint(os.path.join(self.run_dir, LAST))
             elif not has_checkpoints:
                 note(f"--resume auto found no earlier run in '{self.run_dir}'; starting "
                      f"a new run")
         elif opt.resume:
-            resume = load_checkpoint(opt.resume)
+            resume = read_checkpoint(opt.resume)
             own = os.path.abspath(os.path.dirname(opt.resume)) == os.path.abspath(self.run_dir)
             if has_checkpoints and not own:
                 raise UserError(f"'{self.run_dir}' already holds checkpoints of another run, "
@@ -218,4 +219,4 @@ class RunFolder:
 
 def first_epoch(resume):
     """The training epoch a run starts at: 1, or the one a resumed checkpoint continues."""
-    return resume['epoch'] if resume is not None and resume['stage'] == 'train' else 1
+    return resume.epoch if resume is not None and resume.progress.stage == 'train' else 1

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from models import get_model, imagenet_model_dict, model_dict
 from core.files import file_digest
-from core.checkpoint import load_checkpoint
+from core.checkpoint import read_checkpoint
 from core.util import UserError
 
 
@@ -49,10 +49,11 @@ def mismatch_summary(model, state):
 
 
 def get_teacher_name(path, ckpt=None):
-    """The teacher's architecture: the checkpoint's ``arch`` entry when present, else parsed from
-    the folder name as RepDistiller (``wrn_40_2_vanilla/``) and SimKD (``S:vgg8_T:...``) name it."""
-    if ckpt is not None and ckpt.get('arch') in model_dict:
-        return ckpt['arch']
+    """The teacher's architecture: the ``Checkpoint``'s ``arch`` when it has one, else parsed
+    from the folder name as RepDistiller (``wrn_40_2_vanilla/``) and SimKD (``S:vgg8_T:...``)
+    name it."""
+    if ckpt is not None and ckpt.arch in model_dict:
+        return ckpt.arch
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
     if folder.startswith('S:'):
         folder = folder[2:].split('_T:')[0]
@@ -102,9 +103,9 @@ def load_torchvision_teacher(spec, num_classes):
 def load_teacher_file(path, num_classes, dataset):
     """A teacher checkpoint (RepDistiller's layout and the others ``load_checkpoint`` takes),
     its architecture from the file or its folder's name, its weights loaded strictly."""
-    ckpt = load_checkpoint(path)
+    ckpt = read_checkpoint(path)
     name = get_teacher_name(path, ckpt)
-    model = load_weights(get_model(name, num_classes, dataset), ckpt['model'], path, name,
+    model = load_weights(get_model(name, num_classes, dataset), ckpt.learner['model'], path, name,
                          num_classes, dataset, 'Check the folder name or --dataset',
                          role='architecture ')
     return model, name
@@ -145,7 +146,7 @@ def teacher_architecture(spec, scratch=None):
     except UserError:
         pass
     try:
-        return get_teacher_name(spec, load_checkpoint(spec))
+        return get_teacher_name(spec, read_checkpoint(spec))
     except (UserError, OSError, RuntimeError, ValueError):
         return None
 

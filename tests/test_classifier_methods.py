@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import eval_student
 import train_student
 from distiller_zoo import DISTV2, SRRL, SimKD, statm_loss, transfer_conv
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint, load_checkpoint
 from models import get_model
 from dataset.batch import Batch
 from reference import assert_stats_close, det
@@ -277,7 +277,7 @@ def test_srd_logs_each_term(simkd_layout, capsys):
 
 def test_eval_student_builds_simkd_from_its_checkpoint_alone(simkd_layout):
     distiller, teacher, student = build('simkd', teacher='resnet32x4', student='resnet8x4')
-    state = {**distiller.checkpoint_state(), 'arch': 'resnet8x4'}
+    state = Checkpoint(distiller.checkpoint_state(), arch='resnet8x4')
     opt = eval_student.parse_option(['--path', 'nowhere/resnet8x4_last.pth', '--dataset',
                                      'cifar10'])
     module, predict, name = eval_student.build_predictor(state, opt, 10)

@@ -5,7 +5,7 @@ from torchvision import models as tv
 
 from helper.teachers import get_teacher_name, load_teacher
 
-from core.checkpoint import save_checkpoint
+from core.checkpoint import Checkpoint, save_checkpoint
 from core.util import UserError
 from models import cifar_model_dict, get_model, imagenet_model_dict, model_dict
 
@@ -186,6 +186,7 @@ def test_teacher_name_from_folder(path, name):
 
 
 def test_teacher_name_prefers_checkpoint_arch():
-    assert get_teacher_name('x/resnet8_vanilla/a.pth', {'arch': 'resnet20'}) == 'resnet20'
+    assert get_teacher_name('x/resnet8_vanilla/a.pth', Checkpoint({}, arch='resnet20')) == \
+        'resnet20'
     with pytest.raises(UserError, match='folder should start with a model name'):
         get_teacher_name('x/mystery/a.pth')

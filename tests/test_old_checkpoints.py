@@ -11,7 +11,7 @@ import eval_student
 import train_student
 from conftest import student_argv, write_cifar100
 from distiller_zoo import SimKD
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint, load_checkpoint
 from models import get_model
 from reference import assert_same_trajectory
 
@@ -71,7 +71,7 @@ def test_old_simkd_student_predicts_through_its_stored_projector(workspace):
     classifier (under 'method_state')."""
     ckpt = load_checkpoint(fixture('simkd_student_last.pth'))
     predictor = eval_student.build_predictor(
-        ckpt, eval_student.parse_option(['--path', fixture('simkd_student_last.pth')]), 100)[1]
+        Checkpoint.from_dict(ckpt), eval_student.parse_option(['--path', fixture('simkd_student_last.pth')]), 100)[1]
     student = get_model('resnet8', 100)
     student.load_state_dict(ckpt['model'])
     proj = SimKD(s_n=64, t_n=64, factor=2)
@@ -146,3 +146,27 @@ def test_ctkd_dot_student_evaluates_to_its_recorded_accuracy(workspace, capsys):
     path = fixture('ctkd_dot_student_last.pth')
     assert evaluated_top1(capsys, path, workspace[0]) == pytest.approx(
         load_checkpoint(path)['accuracy'], abs=1e-6)
+
+
+@pytest.mark.parametrize('name', sorted(os.listdir(FIXTURES)))
+def test_the_checkpoint_record_keeps_every_entry_of_older_files(name):
+    """Read into a ``Checkpoint`` and written out again, a file of an older version has the
+    same entries (a ``ckpt_last.pth`` older than the record of its inputs gains an empty
+    one): the record's layout is theirs."""
+    raw = load_checkpoint(fixture(name))
+    again = Checkpoint.from_dict(raw).as_dict()
+    assert again.keys() == {k for k, v in raw.items() if v is not None} | (
+        {'epoch_stats', 'identity'} if 'stage' in raw else set())
+    flat_raw, flat_again = flatten(raw), flatten(again)
+    assert all(torch.equal(flat_again[k], v) if isinstance(v, torch.Tensor) else
+               flat_again[k] == v for k, v in flat_raw.items())
+
+
+def flatten(state, prefix=''):
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f'{prefix}{key}/'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out

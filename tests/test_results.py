@@ -169,13 +169,17 @@ def test_eval_needs_only_the_test_split_and_takes_the_runs_data_set(tiny, capsys
 
 def test_eval_stored_dataset_sources(tmp_path):
     import argparse
-    assert eval_student.stored_dataset({'opt': {'dataset': 'cifar10'}}, 'x.pth') == 'cifar10'
-    assert eval_student.stored_dataset({'opt': argparse.Namespace(dataset='cifar10')},
-                                       'x.pth') == 'cifar10'  # RepDistiller's _last.pth
-    assert eval_student.stored_dataset({'method_opt': {'dataset': 'imagenet'}}, 'x.pth') == 'imagenet'
+    from core.checkpoint import Checkpoint
+
+    def stored(state, path):  # a checkpoint holding ``state``
+        return eval_student.stored_dataset(Checkpoint.from_dict(state), path)
+    assert stored({'opt': {'dataset': 'cifar10'}}, 'x.pth') == 'cifar10'
+    assert stored({'opt': argparse.Namespace(dataset='cifar10')},  # RepDistiller's _last.pth
+                  'x.pth') == 'cifar10'
+    assert stored({'method_opt': {'dataset': 'imagenet'}}, 'x.pth') == 'imagenet'
     (tmp_path / 'summary.json').write_text(json.dumps({'args': {'dataset': 'synthetic'}}))
-    assert eval_student.stored_dataset({}, str(tmp_path / 'r_best.pth')) == 'synthetic'
-    assert eval_student.stored_dataset({}, str(tmp_path / 'nowhere' / 'r_best.pth')) is None
+    assert stored({}, str(tmp_path / 'r_best.pth')) == 'synthetic'
+    assert stored({}, str(tmp_path / 'nowhere' / 'r_best.pth')) is None
 
 
 def test_eval_options(capsys):
