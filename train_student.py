@@ -13,6 +13,7 @@ from distiller_zoo.options import Option, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from helper.cli import run_cli
 from core.accel import prepare_modules
+from core.config import TrainingConfig
 from core.util import (UserError, non_negative_float, positive_float, run_label,
                               set_seed)
 from core.log import log, note
@@ -306,19 +307,20 @@ def run(opt):
     config = method_config(opt, method, teacher.arch, len(train_set), data.image_size)
     student = get_model(opt.model_s, data.num_classes, opt.dataset)
     distiller = build_distiller(method, student, source, config).to(device)
+    training = TrainingConfig.of(opt)
     with folder.claimed():
-        prepare_modules(opt, [distiller], [student, teacher.network])
+        prepare_modules(training, [distiller], [student, teacher.network])
         log.info(f'distilling {teacher.arch} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
                  f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
                  + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}')
         for line in (distiller.describe(), describe_modifiers(config),
-                     strategy_of(opt).describe(opt)):
+                     strategy_of(training).describe(training)):
             if line:
                 log.info(f'{opt.distill}: {line}')
         teacher_acc = None  # a peer trained from scratch has none yet
         if opt.path_t:
             teacher_acc = validate(test_loader, teacher.network, device, desc='teacher',
-                                   opt=opt)['top1']
+                                   training=training)['top1']
             log.info(f'teacher {teacher.arch}: acc@1 {teacher_acc:.2f}')
         rounds = None
         for plugin in plugins:
@@ -327,10 +329,10 @@ def run(opt):
                         else build_loaders(opt.dataset, **loaders, rounds=rounds)[0])
         # Init stages keep the ordinary batches, as CKD's authors' code does.
         best, last = train_and_record(
-            distiller, train_loader, test_loader, opt, opt.model_s, folder, device, record,
+            distiller, train_loader, test_loader, training, opt.model_s, folder, device, record,
             distiller.trainable_parameters, {'student': (opt.model_s, student),
                                              'teacher': (teacher.arch, teacher.network)},
-            init_loader=plain_loader, identity={'teacher': teacher.identity},
+            init_loader=plain_loader, identity={'teacher': teacher.identity}, wandb=opt.wandb,
             teacher_acc=teacher_acc, method=opt.distill)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
     log.info(f'done: {teacher.arch}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '

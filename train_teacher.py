@@ -6,6 +6,7 @@ import sys
 from dataset import DATASETS, build_loaders
 from helper.cli import run_cli
 from core.accel import prepare_modules
+from core.config import TrainingConfig
 from core.distributed import is_main
 from core.util import set_seed
 from core.log import log, note
@@ -47,11 +48,12 @@ def run(opt):
         device=device, dali=opt.dali, seed=folder.seed)
     model = get_model(opt.model, DATASETS[opt.dataset].num_classes, opt.dataset).to(device)
     with folder.claimed():
-        prepare_modules(opt, [model], [model])
+        training = TrainingConfig.of(opt)
+        prepare_modules(training, [model], [model])
         log.info(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}')
-        best, last = train_and_record(Supervised(model), train_loader, test_loader, opt,
+        best, last = train_and_record(Supervised(model), train_loader, test_loader, training,
                                       opt.model, folder, device, record, model.parameters,
-                                      {'model': (opt.model, model)})
+                                      {'model': (opt.model, model)}, wandb=opt.wandb)
     log.info(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
              f'checkpoints in {folder.run_dir}')
     if opt.dataset == 'cifar100' and is_main():

@@ -19,6 +19,7 @@ from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
 from core.accel import prepare_modules
+from core.config import TrainingConfig
 from core.checkpoint import read_checkpoint
 from core.files import file_digest
 from core.learner import Learner
@@ -149,13 +150,14 @@ def run(opt):
     probe = LinearProbe(backbone, features, dim, num_classes).to(device)
     method, teacher = student_of['distill'], student_of['model_t']
     with folder.claimed():
-        prepare_modules(opt, [probe], [probe])
+        training = TrainingConfig.of(opt)
+        prepare_modules(training, [probe], [probe])
         log.info(f'linear probe of {opt.model_s} ({method} from {teacher}) on {opt.dataset}: '
                  f'{dim} features -> {num_classes} classes ({device}) -> {folder.run_dir}')
         best, last = train_and_record(
-            probe, train_loader, test_loader, opt, opt.model_s, folder, device, record,
+            probe, train_loader, test_loader, training, opt.model_s, folder, device, record,
             probe.fc.parameters, {'student': (opt.model_s, backbone)}, identity=identity,
-            teacher=teacher, method=method, source=opt.path_s, source_args=source,
+            wandb=opt.wandb, teacher=teacher, method=method, source=opt.path_s, source_args=source,
             probed=probed)
     log.info(f'done: {opt.model_s} ({method}) on {opt.dataset}: best acc@1 {best:.2f}, last '
              f'acc@1 {last:.2f}; checkpoints in {folder.run_dir}')

@@ -84,14 +84,14 @@ def parse_decay_epochs(text):
     return epochs
 
 
-def learning_rate_at(epoch, opt):
+def learning_rate_at(epoch, training):
     """Step schedule: ``lr * rate^k`` after ``k`` of the decay epochs have passed (1-based)."""
-    steps = sum(epoch > e for e in opt.lr_decay_epochs)
-    return opt.learning_rate * opt.lr_decay_rate ** steps
+    steps = sum(epoch > e for e in training.lr_decay_epochs)
+    return training.learning_rate * training.lr_decay_rate ** steps
 
 
-def adjust_learning_rate(epoch, opt, optimizer):
-    lr = learning_rate_at(epoch, opt)
+def adjust_learning_rate(epoch, training, optimizer):
+    lr = learning_rate_at(epoch, training)
     for group in optimizer.param_groups:
         group['lr'] = lr
     return lr

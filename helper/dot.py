@@ -93,11 +93,11 @@ class DOTStep(Strategy):
     set skips the whole step. Init stages keep SGD."""
     averages_by_hand = True
 
-    def build(self, params, opt, device):
-        return make_dot(params, opt)
+    def build(self, params, training, device):
+        return make_dot(params, training)
 
-    def describe(self, opt):
-        return describe(opt)
+    def describe(self, training):
+        return describe(training)
 
     def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
         scaler = trainer.scaler
@@ -119,7 +119,7 @@ class DOTStep(Strategy):
         scaler.unscale_(optimizer)
         if distils and optimizer.kd_grads is None:
             return  # the distillation gradient was not finite: no update
-        max_norm = trainer.opt.max_grad_norm
+        max_norm = trainer.training.max_grad_norm
         if max_norm:
             grads = [p.grad for p in parameters_of(optimizer) if p.grad is not None]
             grads += list((optimizer.kd_grads or {}).values())
@@ -138,16 +138,16 @@ OPTIONS = (
                 'distillation gradient'))
 
 
-def make_dot(params, opt):
+def make_dot(params, training):
     """DOT for ``--optimizer dot``: momenta ``--momentum`` -/+ ``--dot_delta``."""
-    return DistillationOrientedTrainer(params, lr=opt.learning_rate,
-                                       momentum=opt.momentum - opt.dot_delta,
-                                       momentum_kd=opt.momentum + opt.dot_delta,
-                                       weight_decay=opt.weight_decay)
+    return DistillationOrientedTrainer(params, lr=training.learning_rate,
+                                       momentum=training.momentum - training.dot_delta,
+                                       momentum_kd=training.momentum + training.dot_delta,
+                                       weight_decay=training.weight_decay)
 
 
-def describe(opt):
-    if opt.optimizer != 'dot':
+def describe(training):
+    if training.optimizer != 'dot':
         return ''
-    return (f'DOT: momentum {opt.momentum - opt.dot_delta:g} for the task gradient, '
-            f'{opt.momentum + opt.dot_delta:g} for the distillation gradient')
+    return (f'DOT: momentum {training.momentum - training.dot_delta:g} for the task gradient, '
+            f'{training.momentum + training.dot_delta:g} for the distillation gradient')

@@ -111,8 +111,8 @@ class RunLogger:
                          if k.endswith('_top1'))  # other networks evaluated (DML's peer)
         learner = ''.join(f' | {name} {value:.4g}' for name, value in extra.items())
         log.info(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g}{learner} | train loss '
-                 f'{train["loss"]:.4f} ({terms}) acc {train["top1"]:.2f} | test loss {test["loss"]:.4f} '
-                 f'acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
+                 f'{train["loss"]:.4f} ({terms}) acc {train["top1"]:.2f} | test loss '
+                 f'{test["loss"]:.4f} acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
                  f'{images_per_second:.0f} img/s')
 
     def write_summary(self, record, best_acc, last_acc, wall_seconds, device, models, **extra):

@@ -105,16 +105,17 @@ def _progress(loader, desc):
 
 
 @torch.no_grad()
-def validate(loader, predict, device, desc='test', opt=None):
+def validate(loader, predict, device, desc='test', training=None):
     """Top-1, top-5 (percent) and cross-entropy of ``predict`` on a loader. ``predict`` is a
     model (put in eval mode here) or a function whose modules the caller put in eval mode.
-    ``opt`` brings the ``--amp`` and ``--channels_last`` settings."""
+    ``training`` (a ``TrainingConfig``) brings the ``--amp`` and ``--channels_last``
+    settings."""
     if isinstance(predict, nn.Module):
         predict.eval()
     stats = EpochStats()
     for batch in _progress(loader, desc):
-        batch = batch.to(device, channels_last=opt is not None and opt.channels_last)
-        with autocast(opt, device) if opt is not None else contextlib.nullcontext():
+        batch = batch.to(device, channels_last=training is not None and training.channels_last)
+        with autocast(training, device) if training is not None else contextlib.nullcontext():
             logits = predict(batch.image).float()
         top1, top5 = accuracy(logits, batch.target, topk=(1, 5))
         stats.update(batch.target.shape[0], top1=top1, top5=top5,
@@ -125,16 +126,16 @@ def validate(loader, predict, device, desc='test', opt=None):
 class Trainer:
     """Runs the init stage (two-stage methods) and the training epochs of one run, writing
     RepDistiller's checkpoints (``<arch>_best.pth``, ``ckpt_epoch_<N>.pth`` every
-    ``opt.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every epoch.
-    ``opt``: the parsed options (read only); ``record``: the run's options as resolved (the
-    seed drawn, the teacher's architecture), stored in checkpoints; ``identity``: what
+    ``training.save_freq`` epochs, ``<arch>_last.pth``) and the full ``ckpt_last.pth`` every
+    epoch. ``training``: the run's ``TrainingConfig``; ``record``: the run's options as
+    resolved (the seed drawn, the teacher's architecture), stored in checkpoints; ``identity``: what
     ``ckpt_last.pth`` records of the run's inputs besides its options (the teacher's digest),
     checked on resume; ``init_loader``: the init stage's batches when they differ from
     training's (ordinary batches, where a plug-in changes the training ones)."""
 
-    def __init__(self, learner, train_loader, test_loader, opt, arch, run_dir, logger, device,
+    def __init__(self, learner, train_loader, test_loader, training, arch, run_dir, logger, device,
                  record, init_loader=None, identity=None):
-        self.learner, self.opt, self.arch = learner, opt, arch
+        self.learner, self.training, self.arch = learner, training, arch
         self.record, self.seed = record, record['seed']
         self.identity = identity or {}
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -142,7 +143,7 @@ class Trainer:
         self.run_dir, self.logger, self.device = run_dir, logger, device
         self.best_acc, self.last_acc = -math.inf, 0.0
         self.elapsed, self._started = 0.0, time.time()  # training seconds over all sessions
-        self.scaler = grad_scaler(opt, device)
+        self.scaler = grad_scaler(training, device)
         self.stop = STOP
         self.rank, self.world = distributed.rank_and_world()
         self.forward_train = learner.forward_train  # wrapped for DDP once the init stage is over
@@ -197,10 +198,10 @@ class Trainer:
         for step, batch in enumerate(_progress(self.loaders[stage], f'{stage} {epoch}')):
             if step < start_step:
                 continue
-            if self.learner.full_batches_only and len(batch.target) < self.opt.batch_size:
+            if self.learner.full_batches_only and len(batch.target) < self.training.batch_size:
                 continue  # a module sized by the batch cannot take the short last batch
-            batch = batch.to(self.device, channels_last=self.opt.channels_last)
-            with autocast(self.opt, self.device):
+            batch = batch.to(self.device, channels_last=self.training.channels_last)
+            with autocast(self.training, self.device):
                 losses, metrics = step_fn(batch)
             # One flag per term, as they were at the first bad step.
             bad = ~torch.isfinite(torch.stack([v.detach().float().sum() for v in losses.values()]))
@@ -279,7 +280,7 @@ class Trainer:
             self._init_stage(resume)
             resume = None
         optimizer = optimizer_fn()
-        self.strategy = strategy_of(self.opt)
+        self.strategy = strategy_of(self.training)
         # A strategy whose step DDP's one reduction per backward cannot serve (DOT's two
         # gradients) averages by hand, as the init stage does.
         self.by_hand = self.strategy.averages_by_hand
@@ -304,12 +305,13 @@ class Trainer:
         init loss alone for its epochs, constant lr, with an optimizer discarded afterwards; the
         student's parts outside those modules stay in eval mode. Then the method's init-only
         modules are frozen."""
-        learner, opt = self.learner, self.opt
+        learner, training = self.learner, self.training
         stage = learner.init_stage()
         if stage is not None and stage.epochs > 0:
-            lr = stage.learning_rate or opt.learning_rate
+            lr = stage.learning_rate or training.learning_rate
             optimizer = torch.optim.SGD(stage.modules.parameters(), lr=lr,
-                                        momentum=opt.momentum, weight_decay=opt.weight_decay)
+                                        momentum=training.momentum,
+                                        weight_decay=training.weight_decay)
             start_epoch, start_step = 1, 0
             if resume:
                 optimizer.load_state_dict(resume.optimizer)
@@ -335,10 +337,10 @@ class Trainer:
             module.requires_grad_(False)
 
     def _train(self, optimizer, resume):
-        opt = self.opt
+        training = self.training
         start_epoch, start_step = (resume.epoch, resume.progress.step) if resume else (1, 0)
-        for epoch in range(start_epoch, opt.epochs + 1):
-            lr = adjust_learning_rate(epoch, opt, optimizer)
+        for epoch in range(start_epoch, training.epochs + 1):
+            lr = adjust_learning_rate(epoch, training, optimizer)
             self.learner.set_epoch(epoch)
             self.learner.train()
             start = time.time()
@@ -352,46 +354,49 @@ class Trainer:
             train_seconds = time.time() - start
             self.learner.eval()
             test = validate(self.test_loader, self.learner.forward_test, self.device,
-                            opt=self.opt)
+                            training=training)
             for name, predict in self.learner.extra_predictors().items():
-                extra = validate(self.test_loader, predict, self.device, desc=name, opt=self.opt)
+                extra = validate(self.test_loader, predict, self.device, desc=name,
+                                 training=training)
                 test.update({f'{name}_{k}': v for k, v in extra.items()})
             self.last_acc = test['top1']
             averages = train.averages()
-            self.logger.log_epoch(epoch, opt.epochs, lr, averages, test, time.time() - start,
+            self.logger.log_epoch(epoch, training.epochs, lr, averages, test, time.time() - start,
                                   (train.count - train.carried_count) / train_seconds,
                                   self.learner.epoch_metrics())
 
             if test['top1'] > self.best_acc:
                 self.best_acc = test['top1']
                 self._save(f'{self.arch}_best.pth', epoch, optimizer, best_acc=self.best_acc)
-            if epoch % opt.save_freq == 0:
+            if epoch % training.save_freq == 0:
                 self._save(f'ckpt_epoch_{epoch}.pth', epoch, optimizer, accuracy=test['top1'])
             self._save_last('train', epoch + 1, 0, optimizer)
-            if self.stop.requested and epoch < opt.epochs:
+            if self.stop.requested and epoch < training.epochs:
                 self._interrupted('train', epoch + 1, 0, optimizer)
-        self._save(f'{self.arch}_last.pth', opt.epochs, options=self.record,
+        self._save(f'{self.arch}_last.pth', training.epochs, options=self.record,
                    accuracy=self.last_acc)
         return self.best_acc, self.last_acc
 
 
-def make_optimizer(params, opt, device):
+def make_optimizer(params, training, device):
     """The main stage's optimizer, as ``--optimizer`` (``helper.optimizers``) builds it."""
-    return strategy_of(opt).build(params, opt, device)
+    return strategy_of(training).build(params, training, device)
 
 
-def train_and_record(learner, train_loader, test_loader, opt, arch, folder, device, record,
-                     parameters, models, init_loader=None, identity=None, **summary):
+def train_and_record(learner, train_loader, test_loader, training, arch, folder, device, record,
+                     parameters, models, init_loader=None, identity=None, wandb=False,
+                     **summary):
     """A whole run in its claimed ``folder`` (``helper.run_folder.RunFolder``): train
-    ``learner`` with SGD (DOT with ``--optimizer dot``) on ``parameters()`` (taken once the
-    init stage is over), logging each epoch, then write summary.json with ``models`` (role ->
-    (name, model)) and ``summary``.
+    ``learner`` as ``training`` (a ``TrainingConfig``) says on ``parameters()`` (taken once the
+    init stage is over), logging each epoch (to W&B too with ``wandb``), then write
+    summary.json with ``models`` (role -> (name, model)) and ``summary``.
     Returns ``(best top-1, last top-1)``."""
     logger = RunLogger(folder.run_dir, folder.tb_dir, first_epoch(folder.resume),
-                       wandb_config=record if getattr(opt, 'wandb', False) else None)
-    trainer = Trainer(learner, train_loader, test_loader, opt, arch, folder.run_dir, logger,
+                       wandb_config=record if wandb else None)
+    trainer = Trainer(learner, train_loader, test_loader, training, arch, folder.run_dir, logger,
                       device, record, init_loader=init_loader, identity=identity)
-    best, last = trainer.run(lambda: make_optimizer(parameters(), opt, device), folder.resume)
+    best, last = trainer.run(lambda: make_optimizer(parameters(), training, device),
+                             folder.resume)
     logger.write_summary(record, best, last, trainer.wall_seconds(), device, models, **summary)
     logger.close()
     return best, last

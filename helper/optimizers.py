@@ -21,19 +21,19 @@ def parameters_of(optimizer):
 
 
 class Strategy:
-    """``build(params, opt, device)``: the optimizer; ``step(trainer, optimizer, losses, loss,
-    task_terms, average_grads)``: one update from the batch's weighted terms (``loss`` their
+    """``build(params, training, device)``: the optimizer (``training``: a ``TrainingConfig``);
+    ``step(trainer, optimizer, losses, loss, task_terms, average_grads)``: one update from the batch's weighted terms (``loss`` their
     sum), with the trainer's grad scaler; ``averages_by_hand``: its gradients are averaged
     across processes by ``trainer.average_grads`` instead of DistributedDataParallel."""
     averages_by_hand = False
 
-    def build(self, params, opt, device):
+    def build(self, params, training, device):
         raise NotImplementedError
 
     def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
         raise NotImplementedError
 
-    def describe(self, opt):
+    def describe(self, training):
         """A line on what it does differently, printed at start ('' for plain SGD)."""
         return ''
 
@@ -42,19 +42,19 @@ class Strategy:
 class SGDStep(Strategy):
     """RepDistiller's SGD: one backward of the summed terms, optionally clipped."""
 
-    def build(self, params, opt, device):
-        return make_sgd(params, opt, device)
+    def build(self, params, training, device):
+        return make_sgd(params, training, device)
 
     def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
         optimizer.zero_grad(set_to_none=True)
         trainer.scaler.scale(loss).backward()
         trainer.average_grads(optimizer, average_grads)
-        if trainer.opt.max_grad_norm:
+        if trainer.training.max_grad_norm:
             trainer.scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(parameters_of(optimizer), trainer.opt.max_grad_norm)
+            nn.utils.clip_grad_norm_(parameters_of(optimizer), trainer.training.max_grad_norm)
         trainer.scaler.step(optimizer)
 
 
-def strategy_of(opt):
+def strategy_of(training):
     """The strategy of a run's options (``--optimizer``; scripts without it: SGD)."""
-    return OPTIMIZERS[getattr(opt, 'optimizer', 'sgd')]
+    return OPTIMIZERS[training.optimizer]

@@ -91,6 +91,7 @@ def measure(config):
     from distiller_zoo import get_method
     from distiller_zoo.sources import FrozenTeacher
     from core.accel import prepare_modules
+    from core.config import TrainingConfig
     from helper.optimizers import strategy_of
     from helper.distillation import build_distiller, method_config
     from helper.loops import Supervised, Trainer
@@ -140,12 +141,13 @@ def measure(config):
         config = method_config(opt, method, c.teacher, CIFAR_TRAIN, source.image_size)
         learner = build_distiller(method, student, teacher_source, config).to(device)
     learner.set_epoch(1)
-    prepare_modules(opt, [learner], [student, teacher])
+    training = TrainingConfig.of(opt)
+    prepare_modules(training, [learner], [student, teacher])
     trained = (student.parameters() if c.path == 'student'
                else learner.trainable_parameters())
-    strategy = strategy_of(opt)  # the step train_student.py takes (SGD unless --optimizer)
-    optimizer = strategy.build(trained, opt, device)
-    trainer = Trainer(learner, None, None, opt, c.student, tempfile.mkdtemp(), None, device,
+    strategy = strategy_of(training)  # the step train_student.py takes (SGD unless --optimizer)
+    optimizer = strategy.build(trained, training, device)
+    trainer = Trainer(learner, None, None, training, c.student, tempfile.mkdtemp(), None, device,
                       {'seed': 0})
 
     def run(n_steps):
