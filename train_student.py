@@ -9,14 +9,13 @@ from dataset import DATASETS, build_loaders
 from distiller_zoo import LSKD, METHODS, PRESETS, get_method
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
-from distiller_zoo.options import Option, method_options
+from distiller_zoo.options import Option, add_switched_group, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
-from helper.cli import run_cli
 from core.accel import prepare_modules
 from core.config import TrainingConfig
-from core.util import (UserError, non_negative_float, positive_float, run_label,
-                              set_seed)
 from core.log import log, note
+from core.util import UserError, non_negative_float, positive_float, run_label, set_seed
+from helper.cli import run_cli
 from helper.distillation import build_distiller, method_config
 from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
@@ -79,13 +78,8 @@ def build_parser(distill=None, given=None):
     implied = {f'--{dest}' for dest in preset.modifiers} if preset else set()
     for title, options in [(m.title, m.options) for m in MODIFIERS] + [
             ('optimizer (DOT: distillation-oriented momenta)', DOT_OPTIONS)]:
-        switch = options[0]
-        on = given is None or any(f in given or f in implied for f in switch.flags)
-        group = parser.add_argument_group(title, None if on or len(options) == 1 else
-                                          f'(give {flag_of(switch)} with --help to see its '
-                                          f'options)')
-        for option in options:
-            option.add_to(group, hidden=not on and option is not switch)
+        on = given is None or any(f in given or f in implied for f in options[0].flags)
+        add_switched_group(parser, title, options, on)
     chosen = METHODS[distill].options if distill in METHODS else ()
     if chosen:
         group = parser.add_argument_group(f'options of --distill {distill}')
@@ -145,8 +139,8 @@ def apply_run_defaults(opt, method, argv):
             setattr(opt, dest, value)
         if applied:
             note(f'--distill {opt.distill}, {what}: ' + ' '.join(
-               f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
-               + ' (give them to change them)')
+                f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
+                + ' (give them to change them)')
 
 
 def parse_option(argv=None):
@@ -185,10 +179,6 @@ def parse_option(argv=None):
     return finish_options(opt, opt.model_s)
 
 
-def flag_of(option):
-    return max((f for f in option.flags if f.startswith('--')), key=len, default=option.flags[0])
-
-
 def check_modifier_options(opt, method):
     """Refuse, in one line, options given a value that would change nothing (before any
     default is applied, a value other than the option's default was given): a modifier's
@@ -200,18 +190,18 @@ def check_modifier_options(opt, method):
     learned = learns_temperature(opt)
     for modifier, on in ((LOGIT_STAND, opt.logit_stand), (LEARNED_T, learned)):
         for option in modifier.options:
-            if changed(option) and not on and flag_of(option) != modifier.flag:
-                raise UserError(f'{flag_of(option)} is an option of {modifier.flag}, which this '
+            if changed(option) and not on and option.flag != modifier.flag:
+                raise UserError(f'{option.flag} is an option of {modifier.flag}, which this '
                                 f'command does not give: add {modifier.flag} or leave it out')
     for option in DOT_OPTIONS[1:]:
         if changed(option) and opt.optimizer != 'dot':
-            raise UserError(f'{flag_of(option)} is an option of --optimizer dot: add '
+            raise UserError(f'{option.flag} is an option of --optimizer dot: add '
                             f'--optimizer dot or leave it out')
     if learned:
         name = '--ctkd' if opt.ctkd else f'--distill {opt.distill}'
         for option in (KD_T, LSKD.OPTIONS[1]):
             if changed(option):
-                raise UserError(f'with {name} the temperature is learned, so {flag_of(option)} '
+                raise UserError(f'with {name} the temperature is learned, so {option.flag} '
                                 f'is not read: leave it out (--ctkd_t_start and --ctkd_t_end set '
                                 f'its range)')
     if opt.optimizer == 'dot' and opt.dot_delta >= min(opt.momentum, 1 - opt.momentum):

@@ -74,7 +74,7 @@ def has_setting(column, teacher, student):
 def setting(method, teacher, student, opt):
     """``(tau, w[, beta])`` of ``method`` (kd, dkd, mlld, ctkd) for the pair: ``--base_temp``
     and ``--kd_weight`` when given, else the authors' for the pair, else 2 and 9 (DKD's beta:
-    None, its own per-pair default), from ``distiller_zoo/pairs/lskd.toml``."""
+    None, its own per-pair default), from ``distiller_zoo/per_pair/lskd.toml``."""
     authors = pair_settings('lskd', method, teacher, student)
     beta = authors.get('beta')
     return ((opt.base_temp or float(authors['tau'])), (opt.kd_weight or float(authors['weight'])),

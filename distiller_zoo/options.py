@@ -20,11 +20,16 @@ class Option:
         self.flags, self.kwargs, self.pair_default = flags, kwargs, pair_default
 
     @property
+    def flag(self):
+        """The name messages use: the longest ``--`` flag."""
+        return max((f for f in self.flags if f.startswith('--')), key=len,
+                   default=self.flags[0])
+
+    @property
     def dest(self):
         if 'dest' in self.kwargs:
             return self.kwargs['dest']
-        longest = max((f for f in self.flags if f.startswith('--')), key=len)
-        return longest[2:].replace('-', '_')
+        return self.flag[2:].replace('-', '_')
 
     @property
     def default(self):
@@ -51,6 +56,17 @@ NCE_T = Option('--nce_t', type=positive_float, default=0.07, help='CRD: temperat
 NCE_M = Option('--nce_m', type=unit_interval, default=0.5, help='CRD: memory momentum')
 HINT_LAYER = Option('--hint_layer', type=int, default=2, choices=[0, 1, 2, 3, 4],
                     help='FitNet: feature index of the hint')
+
+
+def add_switched_group(parser, title, options, on):
+    """``options`` in a group of their own, the first the switch that turns the rest on; unless
+    ``on`` (the switch is in the command line), --help lists the switch alone and says how to
+    see the rest."""
+    switch = options[0]
+    group = parser.add_argument_group(title, None if on or len(options) == 1 else
+                                      f'(give {switch.flag} with --help to see its options)')
+    for option in options:
+        option.add_to(group, hidden=not on and option is not switch)
 
 
 def method_options(methods):

@@ -94,10 +94,16 @@ class DOTStep(Strategy):
     averages_by_hand = True
 
     def build(self, params, training, device):
-        return make_dot(params, training)
+        """Momenta ``--momentum`` -/+ ``--dot_delta``."""
+        return DistillationOrientedTrainer(params, lr=training.learning_rate,
+                                           momentum=training.momentum - training.dot_delta,
+                                           momentum_kd=training.momentum + training.dot_delta,
+                                           weight_decay=training.weight_decay)
 
     def describe(self, training):
-        return describe(training)
+        return (f'DOT: momentum {training.momentum - training.dot_delta:g} for the task '
+                f'gradient, {training.momentum + training.dot_delta:g} for the distillation '
+                f'gradient')
 
     def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
         scaler = trainer.scaler
@@ -137,17 +143,3 @@ OPTIONS = (
            help='DOT: momentum --momentum - delta for the task gradient, + delta for the '
                 'distillation gradient'))
 
-
-def make_dot(params, training):
-    """DOT for ``--optimizer dot``: momenta ``--momentum`` -/+ ``--dot_delta``."""
-    return DistillationOrientedTrainer(params, lr=training.learning_rate,
-                                       momentum=training.momentum - training.dot_delta,
-                                       momentum_kd=training.momentum + training.dot_delta,
-                                       weight_decay=training.weight_decay)
-
-
-def describe(training):
-    if training.optimizer != 'dot':
-        return ''
-    return (f'DOT: momentum {training.momentum - training.dot_delta:g} for the task gradient, '
-            f'{training.momentum + training.dot_delta:g} for the distillation gradient')

@@ -112,8 +112,8 @@ class RunLogger:
         learner = ''.join(f' | {name} {value:.4g}' for name, value in extra.items())
         log.info(f'epoch {epoch:>3}/{epochs} | lr {lr:.4g}{learner} | train loss '
                  f'{train["loss"]:.4f} ({terms}) acc {train["top1"]:.2f} | test loss '
-                 f'{test["loss"]:.4f} acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} | {seconds:.1f}s '
-                 f'{images_per_second:.0f} img/s')
+                 f'{test["loss"]:.4f} acc@1 {test["top1"]:.2f} acc@5 {test["top5"]:.2f}{others} '
+                 f'| {seconds:.1f}s {images_per_second:.0f} img/s')
 
     def write_summary(self, record, best_acc, last_acc, wall_seconds, device, models, **extra):
         """``record``: the run's options as it ran them (``RunFolder.record``); ``models``:

@@ -22,9 +22,10 @@ def parameters_of(optimizer):
 
 class Strategy:
     """``build(params, training, device)``: the optimizer (``training``: a ``TrainingConfig``);
-    ``step(trainer, optimizer, losses, loss, task_terms, average_grads)``: one update from the batch's weighted terms (``loss`` their
-    sum), with the trainer's grad scaler; ``averages_by_hand``: its gradients are averaged
-    across processes by ``trainer.average_grads`` instead of DistributedDataParallel."""
+    ``step(trainer, optimizer, losses, loss, task_terms, average_grads)``: one update from the
+    batch's weighted terms (``loss`` their sum), with the trainer's grad scaler;
+    ``averages_by_hand``: its gradients are averaged across processes by
+    ``trainer.average_grads`` instead of DistributedDataParallel."""
     averages_by_hand = False
 
     def build(self, params, training, device):

@@ -66,10 +66,10 @@ def get_teacher_name(path, ckpt=None):
     return max(matches, key=len)
 
 
-# torchvision model name -> this repository's name (same state-dict keys)
 # RepDistiller's released CIFAR-100 teachers (scripts/fetch_teachers.py fetches them).
 PUBLISHED_TEACHERS = ['wrn_40_2', 'resnet56', 'resnet110', 'resnet32x4', 'vgg13', 'ResNet50']
 
+# torchvision model name -> this repository's name (same state-dict keys)
 TORCHVISION_TEACHERS = {
     'resnet18': 'ResNet18', 'resnet34': 'ResNet34', 'resnet50': 'ResNet50',
     'resnext50_32x4d': 'resnext50_32x4d', 'wide_resnet50_2': 'wrn_50_2',

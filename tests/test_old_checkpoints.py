@@ -70,8 +70,8 @@ def test_old_simkd_student_predicts_through_its_stored_projector(workspace):
     tensors: the student's head map, the projector (under 'proj') and the teacher's
     classifier (under 'method_state')."""
     ckpt = load_checkpoint(fixture('simkd_student_last.pth'))
-    predictor = eval_student.build_predictor(
-        Checkpoint.from_dict(ckpt), eval_student.parse_option(['--path', fixture('simkd_student_last.pth')]), 100)[1]
+    options = eval_student.parse_option(['--path', fixture('simkd_student_last.pth')])
+    predictor = eval_student.build_predictor(Checkpoint.from_dict(ckpt), options, 100)[1]
     student = get_model('resnet8', 100)
     student.load_state_dict(ckpt['model'])
     proj = SimKD(s_n=64, t_n=64, factor=2)
