@@ -75,7 +75,7 @@ def report(name, dataset, count, result):
 
 
 def run(opt):
-    device = select_device(opt)
+    device = select_device(opt.gpu_id)
     ckpt = read_checkpoint(opt.path)
     dataset = opt.dataset or stored_dataset(ckpt, opt.path) or 'cifar100'
     # build_loaders gives the test loader half the batch size (RepDistiller's convention).

@@ -1,27 +1,28 @@
 """Distil a frozen teacher into a student, RepDistiller-style (``--distill <method>``)."""
 import argparse
+import dataclasses
 import os
 import sys
 
 import torch
 
-from dataset import DATASETS, build_loaders
+from dataset import build_loaders
 from distiller_zoo import LSKD, METHODS, PRESETS, get_method
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, add_switched_group, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from core.accel import prepare_modules
-from core.config import TrainingConfig
 from core.log import log, note
 from core.util import UserError, non_negative_float, positive_float, run_label, set_seed
 from helper.cli import run_cli
-from helper.distillation import build_distiller, method_config
+from helper.distillation import build_distiller
 from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
 from helper.options import add_model_argument, base_parser, finish_options, select_device
-from helper.plugins import TEACHER_PLUGINS, add_plugin_options, enabled_plugins
+from helper.plugins import TEACHER_PLUGINS, add_plugin_options
+from helper.run_config import RunConfig
 from helper.run_folder import RunFolder
 from helper.teachers import resolve_teacher, teacher_architecture
 from models import get_model
@@ -113,15 +114,15 @@ def given_options(argv):
 FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}
 
 
-def apply_run_defaults(opt, method, argv):
+def apply_run_defaults(opt, method, given, teacher):
     """The authors' recipe of the method for the pair (``run_defaults``) and, with
     ``--logit_stand``, LSKD's per-pair temperature and weight, for the options the command
-    line leaves to their defaults; says what it set."""
+    line leaves to their defaults (not in ``given``); says what it set. ``teacher``: the
+    teacher's architecture (None: unknown)."""
     needed = method.recipe.pair_recipe is not None or opt.logit_stand
     if not needed:
         return
-    teacher = teacher_architecture(opt.path_t, opt.model_t)
-    given = given_options(argv)
+    given = set(given)
     if 'div' in given and len(method.recipe.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
@@ -143,9 +144,27 @@ def apply_run_defaults(opt, method, argv):
                 + ' (give them to change them)')
 
 
+def read_command_line(argv):
+    """What a command line says: its options, every default filled in, and the names of those
+    it gives itself. Reads no file."""
+    argv = list(argv)
+    return build_parser(given_distill(argv), argv).parse_args(argv), given_options(argv)
+
+
 def parse_option(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    opt = build_parser(given_distill(argv), argv).parse_args(argv)
+    """The ``RunConfig`` of a command line: ``resolve`` with the teacher's architecture, which
+    the teacher's name or folder name gives (else its checkpoint's entries, weights unread)."""
+    opt, given = read_command_line(sys.argv[1:] if argv is None else argv)
+    return resolve(opt, given, teacher_architecture(opt.path_t, opt.model_t))
+
+
+def resolve(opt, given, model_t):
+    """The one ``RunConfig`` of parsed options ``opt`` (every default filled in), the names of
+    those the command line gave (``given``) and the teacher's architecture ``model_t`` (None:
+    unknown): the method's defaults, the authors' recipe for the pair and the modifiers'
+    settings fill in what the command line leaves, and every check of the options is made
+    here, each refusal one line (``UserError``). Reads no file."""
+    opt = argparse.Namespace(**vars(opt))
     method = get_method(opt.distill)
     own = {option.dest for option in method.options}
     for option in method_options(dict.fromkeys(METHODS.values())):
@@ -154,7 +173,7 @@ def parse_option(argv=None):
             note(f'--distill {opt.distill} does not use {option.flags[-1]} '
                  f'(given {value})')
     check_modifier_options(opt, method)
-    apply_run_defaults(opt, method, argv)
+    apply_run_defaults(opt, method, given, model_t)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
     weights = method.recipe.weights
     opt.delta = opt.div if len(weights) > 3 else None
@@ -173,10 +192,11 @@ def parse_option(argv=None):
     if opt.path_t is not None and opt.model_t is not None:
         raise UserError('--model_t is only for starting a --distill dml peer from scratch; the '
                         'teacher\'s architecture comes from --path_t')
-    for plugin in enabled_plugins(opt):
-        plugin.check(opt, method, DATASETS[opt.dataset])
-    method.check_options(opt)
-    return finish_options(opt, opt.model_s)
+    config = RunConfig.of(finish_options(opt, opt.model_s), model_t, method)
+    for plugin in config.plugins:
+        plugin.check(config, method)
+    method.check_options(config.method)
+    return config
 
 
 def check_modifier_options(opt, method):
@@ -226,106 +246,118 @@ def check_modifiers_act(opt, method):
                         f'{FLAGS[method.logit_kl_weights[0]]} W to add it)')
 
 
-def modifier_options(opt):
-    """The modifiers' options (and the optimizer's) that differ from their defaults."""
-    options = [o for m in MODIFIERS for o in m.options] + list(DOT_OPTIONS)
-    return {o.dest: getattr(opt, o.dest) for o in options if getattr(opt, o.dest) != o.default}
+def modifier_options(options):
+    """The modifiers' options (and the optimizer's) that differ from their defaults, of a
+    run's ``options`` record."""
+    modifiers = [o for m in MODIFIERS for o in m.options] + list(DOT_OPTIONS)
+    return {o.dest: options[o.dest] for o in modifiers if options[o.dest] != o.default}
 
 
-def run_name(opt, method, model_t, plugins):
+def weights_name(config):
+    weights = config.method.weights
+    return '_'.join(f'{key}:{value}' for key, value in zip('rabd', weights))
+
+
+def run_name(config, model_t):
     """RepDistiller's folder name, plus what else tells runs apart: the fourth weight, the
-    method's options that differ from their defaults and the plug-ins. A DML peer trained
-    from scratch is named as such."""
-    teacher = model_t if opt.path_t else f'{model_t}_scratch'
-    weights = f'_r:{opt.gamma}_a:{opt.alpha}_b:{opt.beta}' + (
-        f'_d:{opt.delta}' if opt.delta is not None else '')
-    options = ''.join(f'_{name}:{value}' for name, value in method.changed_options(opt).items())
+    method's options that differ from their defaults, the modifiers and the plug-ins. A DML
+    peer trained from scratch is named as such."""
+    teacher = model_t if config.teacher.path else f'{model_t}_scratch'
+    method = get_method(config.distill)
+    options = ''.join(f'_{name}:{value}'
+                      for name, value in method.changed_options(config.method.options).items())
     options += ''.join(f'_{name}' if value is True else f'_{name}:{value}'
-                       for name, value in modifier_options(opt).items())
-    return (f'S:{opt.model_s}_T:{teacher}_{opt.dataset}_{opt.distill}{weights}_{opt.trial}'
-            + options + ''.join(plugin.suffix(opt) for plugin in plugins))
+                       for name, value in modifier_options(config.options).items())
+    return (f'S:{config.model_s}_T:{teacher}_{config.data.dataset}_{config.distill}_'
+            f'{weights_name(config)}_{config.trial}' + options + plugin_suffixes(config))
 
 
-def older_run_names(opt, model_t, plugins):
+def plugin_suffixes(config):
+    return ''.join(plugin.suffix(config.features) for plugin in config.plugins)
+
+
+def older_run_names(config, model_t):
     """The folder name versions before 2026-11-29 gave the run: RepDistiller's, without the
     fourth weight, the method's own options or the modifiers."""
-    return [f'S:{opt.model_s}_T:{model_t}_{opt.dataset}_{opt.distill}_r:{opt.gamma}_a:'
-            f'{opt.alpha}_b:{opt.beta}_{opt.trial}'
-            + ''.join(plugin.suffix(opt) for plugin in plugins)] if opt.path_t else []
+    gamma, alpha, beta = config.method.weights[:3]
+    return [f'S:{config.model_s}_T:{model_t}_{config.data.dataset}_{config.distill}_r:{gamma}'
+            f'_a:{alpha}_b:{beta}_{config.trial}' + plugin_suffixes(config)
+            ] if config.teacher.path else []
 
 
-def run_dir(opt):
-    """The folder a run with these options writes (scripts/reproduce.py looks there)."""
-    model_t = teacher_architecture(opt.path_t, opt.model_t)
-    return os.path.join(opt.save_dir, 'student_model',
-                        run_name(opt, get_method(opt.distill), model_t, enabled_plugins(opt)))
+def run_dir(config):
+    """The folder a run with this ``RunConfig`` writes (scripts/reproduce.py looks there)."""
+    return os.path.join(config.output.save_dir, 'student_model',
+                        run_name(config, config.teacher.arch))
 
 
-def check_pair(opt, model_t, n_data=50000):
+def check_pair(config, model_t, n_data=50000):
     """Refuse (one line) a pair the method cannot serve, as a run would at start, without data
     or weights: the networks and the method are built on the meta device."""
-    method, data = get_method(opt.distill), DATASETS[opt.dataset]
+    method, source = get_method(config.distill), config.source
     with torch.device('meta'):
-        teacher = get_model(model_t, data.num_classes, opt.dataset)
-        student = get_model(opt.model_s, data.num_classes, opt.dataset)
-        config = method_config(opt, method, model_t, n_data, data.image_size)
-        build_distiller(method, student, FrozenTeacher(teacher), config)
+        teacher = get_model(model_t, source.num_classes, config.data.dataset)
+        student = get_model(config.model_s, source.num_classes, config.data.dataset)
+        method_config = dataclasses.replace(config.method, model_t=model_t, n_data=n_data)
+        build_distiller(method, student, FrozenTeacher(teacher), method_config)
 
 
-def run(opt):
-    device = select_device(opt)
-    method, data = get_method(opt.distill), DATASETS[opt.dataset]
-    teacher = resolve_teacher(opt.path_t, data.num_classes, opt.dataset, scratch=opt.model_t)
-    plugins = enabled_plugins(opt)
+def run(config):
+    device = select_device(config.launch.gpu_id, config.training.sync_bn)
+    method, source, training = get_method(config.distill), config.source, config.training
+    dataset, model_s, name = config.data.dataset, config.model_s, config.distill
+    teacher = resolve_teacher(config.teacher.path, source.num_classes, dataset,
+                              scratch=config.teacher.scratch)
     defining = (WEIGHTS + tuple(o.dest for o in method.options) + MODIFIER_DESTS
                 + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
-    folder = RunFolder(opt, 'student_model', 'student_tensorboards',
-                       run_name(opt, method, teacher.arch, plugins), refused=defining,
+    folder = RunFolder(config.output, training.epochs, config.options, 'student_model',
+                       'student_tensorboards', run_name(config, teacher.arch), refused=defining,
                        identity={'teacher': teacher.identity}, resolved={'model_t': teacher.arch},
-                       older_names=older_run_names(opt, teacher.arch, plugins))
-    record = folder.record(opt, model_t=teacher.arch)
+                       older_names=older_run_names(config, teacher.arch))
+    record = folder.record(model_t=teacher.arch)
     seed = folder.seed
     set_seed(seed)
-    loaders = dict(data_folder=opt.data_folder, batch_size=opt.batch_size,
-                   num_workers=opt.num_workers, loader=opt.loader, device=device, dali=opt.dali,
-                   seed=seed, spec=method.batch_spec(opt))
-    plain_loader, test_loader = build_loaders(opt.dataset, **loaders)
+    loaders = dict(**config.data.loader_options(), device=device, seed=seed,
+                   spec=method.batch_spec(config.method.options))
+    plain_loader, test_loader = build_loaders(dataset, **loaders)
     train_set = plain_loader.dataset
-    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(teacher.network)
-    for plugin in plugins:
-        source = plugin.source(opt, teacher, train_set, seed, source)
-    config = method_config(opt, method, teacher.arch, len(train_set), data.image_size)
-    student = get_model(opt.model_s, data.num_classes, opt.dataset)
-    distiller = build_distiller(method, student, source, config).to(device)
-    training = TrainingConfig.of(opt)
+    teacher_source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(
+        teacher.network)
+    for plugin in config.plugins:
+        teacher_source = plugin.source(config, teacher, train_set, seed, teacher_source)
+    method_config = dataclasses.replace(config.method, model_t=teacher.arch,
+                                        n_data=len(train_set))
+    student = get_model(model_s, source.num_classes, dataset)
+    distiller = build_distiller(method, student, teacher_source, method_config).to(device)
     with folder.claimed():
         prepare_modules(training, [distiller], [student, teacher.network])
-        log.info(f'distilling {teacher.arch} -> {opt.model_s} with {opt.distill} on {opt.dataset} '
-                 f'({device}); weights -r {opt.gamma} -a {opt.alpha} -b {opt.beta}'
-                 + (f' -d {opt.delta}' if opt.delta is not None else '') + f' -> {folder.run_dir}')
-        for line in (distiller.describe(), describe_modifiers(config),
+        log.info(f'distilling {teacher.arch} -> {model_s} with {name} on {dataset} ({device}); '
+                 f'weights ' + ' '.join(f'-{flag} {value}' for flag, value
+                                        in zip('rabd', method_config.weights))
+                 + f' -> {folder.run_dir}')
+        for line in (distiller.describe(), describe_modifiers(method_config),
                      strategy_of(training).describe(training)):
             if line:
-                log.info(f'{opt.distill}: {line}')
+                log.info(f'{name}: {line}')
         teacher_acc = None  # a peer trained from scratch has none yet
-        if opt.path_t:
+        if config.teacher.path:
             teacher_acc = validate(test_loader, teacher.network, device, desc='teacher',
                                    training=training)['top1']
             log.info(f'teacher {teacher.arch}: acc@1 {teacher_acc:.2f}')
         rounds = None
-        for plugin in plugins:
-            rounds = plugin.prepare(opt, teacher, train_set, device, seed, rounds)
+        for plugin in config.plugins:
+            rounds = plugin.prepare(config, teacher, train_set, device, seed, rounds)
         train_loader = (plain_loader if rounds is None
-                        else build_loaders(opt.dataset, **loaders, rounds=rounds)[0])
+                        else build_loaders(dataset, **loaders, rounds=rounds)[0])
         # Init stages keep the ordinary batches, as CKD's authors' code does.
         best, last = train_and_record(
-            distiller, train_loader, test_loader, training, opt.model_s, folder, device, record,
-            distiller.trainable_parameters, {'student': (opt.model_s, student),
+            distiller, train_loader, test_loader, training, model_s, folder, device, record,
+            distiller.trainable_parameters, {'student': (model_s, student),
                                              'teacher': (teacher.arch, teacher.network)},
-            init_loader=plain_loader, identity={'teacher': teacher.identity}, wandb=opt.wandb,
-            teacher_acc=teacher_acc, method=opt.distill)
+            init_loader=plain_loader, identity={'teacher': teacher.identity},
+            wandb=config.output.wandb, teacher_acc=teacher_acc, method=name)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
-    log.info(f'done: {teacher.arch}{teacher_note} -> {opt.model_s} with {opt.distill}: best acc@1 '
+    log.info(f'done: {teacher.arch}{teacher_note} -> {model_s} with {name}: best acc@1 '
              f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 

@@ -6,7 +6,7 @@ import sys
 from dataset import DATASETS, build_loaders
 from helper.cli import run_cli
 from core.accel import prepare_modules
-from core.config import TrainingConfig
+from core.config import OutputConfig, TrainingConfig
 from core.distributed import is_main
 from core.util import set_seed
 from core.log import log, note
@@ -39,9 +39,10 @@ def run_dir(opt):
 
 
 def run(opt):
-    device = select_device(opt)
-    folder = RunFolder(opt, 'models', 'tensorboard', run_name(opt))
-    record = folder.record(opt)
+    device = select_device(opt.gpu_id, opt.sync_bn)
+    folder = RunFolder(OutputConfig.of(opt), opt.epochs, vars(opt), 'models', 'tensorboard',
+                       run_name(opt))
+    record = folder.record()
     set_seed(folder.seed)
     train_loader, test_loader = build_loaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, loader=opt.loader,

@@ -19,7 +19,7 @@ from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
 from helper.cli import run_cli
 from core.accel import prepare_modules
-from core.config import TrainingConfig
+from core.config import OutputConfig, TrainingConfig
 from core.checkpoint import read_checkpoint
 from core.files import file_digest
 from core.learner import Learner
@@ -126,7 +126,7 @@ def run_dir(opt):
 
 
 def run(opt):
-    device = select_device(opt)
+    device = select_device(opt.gpu_id, opt.sync_bn)
     ckpt = read_checkpoint(opt.path_s)
     source = run_options(ckpt, opt.path_s)
     # The student's method and teacher: the row and column summarize.py files the probe under.
@@ -134,9 +134,10 @@ def run(opt):
                       model_t=source.get('model_t', '-'))
     probed = probed_checkpoint(opt.path_s, opt.model_s)
     identity = {'source': f'sha256 {file_digest(opt.path_s)}'}
-    folder = RunFolder(opt, 'transfer', 'transfer_tensorboards', run_name(opt), identity=identity,
+    folder = RunFolder(OutputConfig.of(opt), opt.epochs, vars(opt), 'transfer',
+                       'transfer_tensorboards', run_name(opt), identity=identity,
                        resolved=student_of)
-    record = folder.record(opt, **student_of)
+    record = folder.record(**student_of)
     set_seed(folder.seed)
     backbone, features = build_backbone(ckpt, opt, source)
     backbone.to(device)

@@ -80,8 +80,10 @@ def write_checkpoint(checkpoint, path):
     save_checkpoint(checkpoint.as_dict(), path)
 
 
-def read_checkpoint(path):
-    return Checkpoint.from_dict(load_checkpoint(path))
+def read_checkpoint(path, mmap=False):
+    """The ``Checkpoint`` in ``path``; with ``mmap``, its tensors are mapped from the file, not
+    read (to look at its other entries)."""
+    return Checkpoint.from_dict(load_checkpoint(path, mmap))
 
 
 def save_checkpoint(state, path):
@@ -142,7 +144,7 @@ def _as_model_checkpoint(ckpt, path):
     return ckpt
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, mmap=False):
     if os.path.isdir(path):
         raise UserError(f"checkpoint '{path}' is a directory; give the .pth file in it")
     if not os.path.isfile(path):
@@ -156,7 +158,8 @@ def load_checkpoint(path):
     try:
         # RepDistiller's *_last.pth files store the argparse Namespace of their run.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+            ckpt = torch.load(path, map_location='cpu', weights_only=True,
+                              mmap=mmap and head.startswith(b'PK'))
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' not in str(e):
             raise UserError(f"cannot read checkpoint '{path}' (the file is truncated, corrupt or "

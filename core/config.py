@@ -36,3 +36,56 @@ class TrainingConfig:
                   if hasattr(opt, f.name)}
         values['lr_decay_epochs'] = tuple(values['lr_decay_epochs'])
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What a run reads: the data set (``--dataset``, under ``data_folder``), its batches
+    (``batch_size``, ``num_workers`` loading processes) and how they are made (``loader``,
+    ``dali``)."""
+    dataset: str
+    data_folder: str
+    batch_size: int
+    num_workers: int
+    loader: str = 'device'
+    dali: Optional[str] = None
+
+    @classmethod
+    def of(cls, opt):
+        return cls(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
+                      if hasattr(opt, f.name)})
+
+    def loader_options(self):
+        """The keyword arguments of ``dataset.build_loaders`` these settings give."""
+        return dict(data_folder=self.data_folder, batch_size=self.batch_size,
+                    num_workers=self.num_workers, loader=self.loader, dali=self.dali)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """Where a run writes (``save_dir``), what it continues (``resume``: None, 'auto' or a
+    checkpoint), the seed given (None: a new random one) and whether it also logs to W&B."""
+    save_dir: str
+    resume: Optional[str] = None
+    seed: Optional[int] = None
+    wandb: bool = False
+
+    @classmethod
+    def of(cls, opt):
+        return cls(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchConfig:
+    """Where a run's processes run: the GPUs (``gpu_id``, as CUDA_VISIBLE_DEVICES) and SimKD's
+    one-process-per-GPU start (``multiprocessing_distributed``, ``dist_url``)."""
+    gpu_id: Optional[str] = None
+    multiprocessing_distributed: bool = False
+    dist_url: str = 'tcp://127.0.0.1:23451'
+
+    @classmethod
+    def of(cls, opt):
+        """The launch settings of parsed options (a script without an option gets the
+        default)."""
+        return cls(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
+                      if hasattr(opt, f.name)})

@@ -85,17 +85,19 @@ def all_gather_rows(tensor):
     return torch.cat([g[:int(c.item())] for g, c in zip(gathered, counts)])
 
 
-def spawn(run, opt):
-    """SimKD's ``--multiprocessing-distributed``: one process per GPU of ``--gpu_id`` (or per
-    visible GPU; on a machine without GPUs, one CPU process per listed id)."""
-    ids = opt.gpu_id.split(',') if opt.gpu_id else []
+def spawn(run, opt, launch):
+    """SimKD's ``--multiprocessing-distributed``: ``run(opt)`` in one process per GPU of
+    ``--gpu_id`` (or per visible GPU; on a machine without GPUs, one CPU process per listed
+    id). ``launch``: a ``core.config.LaunchConfig``."""
+    ids = launch.gpu_id.split(',') if launch.gpu_id else []
     count = torch.cuda.device_count() if torch.cuda.is_available() else len(ids)
     if count < 1:
         raise UserError('--multiprocessing-distributed needs GPUs (or --gpu_id listing how many '
                         'CPU processes to start); torchrun --nproc_per_node N also works')
-    url = urlparse(opt.dist_url)
+    url = urlparse(launch.dist_url)
     if url.scheme != 'tcp' or not url.hostname or not url.port:
-        raise UserError(f"--dist-url must look like tcp://127.0.0.1:23456, got '{opt.dist_url}'")
+        raise UserError(f"--dist-url must look like tcp://127.0.0.1:23456, got "
+                        f"'{launch.dist_url}'")
     env = dict(MASTER_ADDR=url.hostname, MASTER_PORT=str(url.port), WORLD_SIZE=str(count))
     try:
         mp.spawn(_worker, nprocs=count, args=(run, opt, env))

@@ -64,16 +64,16 @@ class RRD(Distiller):
                       help='RRD: teacher temperature'))
 
     @classmethod
-    def check_options(cls, opt):
-        if opt.nce_k < 2:
-            raise UserError(f'--distill {opt.distill} compares each student embedding with a '
-                            f'queue of --nce_k teacher embeddings; a queue of {opt.nce_k} makes '
-                            f'its loss exactly 0: give --nce_k 2 or more (the authors: 16384)')
-        batch = opt.batch_size * int(os.environ.get('WORLD_SIZE', '1'))
-        if opt.nce_k < batch:
-            note(f'RRD\'s queue (--nce_k {opt.nce_k}) is shorter than a (global) batch '
-                 f'({batch}): each step compares with the last {opt.nce_k} teacher embeddings '
-                 f'of the step before only')
+    def check_options(cls, config):
+        k = config.options.nce_k
+        if k < 2:
+            raise UserError(f'--distill {config.name} compares each student embedding with a '
+                            f'queue of --nce_k teacher embeddings; a queue of {k} makes its loss '
+                            f'exactly 0: give --nce_k 2 or more (the authors: 16384)')
+        batch = config.batch_size * int(os.environ.get('WORLD_SIZE', '1'))
+        if k < batch:
+            note(f'RRD\'s queue (--nce_k {k}) is shorter than a (global) batch ({batch}): each '
+                 f'step compares with the last {k} teacher embeddings of the step before only')
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

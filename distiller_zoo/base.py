@@ -195,8 +195,8 @@ class Distiller(Learner):
         return cls.recipe.batch
 
     @classmethod
-    def check_options(cls, opt):
-        """Refuse (``UserError``) option values this method cannot work with."""
+    def check_options(cls, config):
+        """Refuse (``UserError``) what this method cannot work with in its ``MethodConfig``."""
 
     @classmethod
     def run_defaults(cls, teacher, student):

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataset import DATASETS
 from dataset.base import data_digest
 from dataset.augment import PAD, Normalizer, crop_and_flip
 from dataset.rounds import FIELDS, StoredRounds, candidate_qualities, code_images
@@ -57,13 +56,19 @@ def cache_path(path_t, dataset, delta, rounds, select, folder=None):
     return os.path.join(folder or os.path.dirname(os.path.abspath(path_t)), name)
 
 
-def rounds_path(opt):
+def cache_flags(config):
+    """What keys the rounds of a run (a ``RunConfig``): ``cache_path``'s arguments."""
+    f = config.features
+    return config.teacher.path, config.data.dataset, f.ckd_delta, f.ckd_rounds, f.ckd_select
+
+
+def rounds_path(config):
     """The rounds' file of this run: the existing one, beside the teacher or under
     ``<save_dir>/ckd_rounds``, else where it can be written (beside the teacher when its folder
     is writable). Checked before any work starts."""
-    flags = (opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds, opt.ckd_select)
+    flags = cache_flags(config)
     beside = cache_path(*flags)
-    fallback = cache_path(*flags, folder=os.path.join(opt.save_dir, 'ckd_rounds'))
+    fallback = cache_path(*flags, folder=os.path.join(config.output.save_dir, 'ckd_rounds'))
     for path in (beside, fallback):
         if os.path.isfile(path):
             return path
@@ -74,70 +79,73 @@ def rounds_path(opt):
 
 
 @torch.no_grad()
-def teacher_outputs(teacher, views, source, device, opt):
+def teacher_outputs(teacher, views, source, device, training):
     """The teacher's logits and pooled embeddings (on the CPU, fp32) of uint8 views
-    (M, C, H, W), in large batches."""
+    (M, C, H, W), in large batches, with the speed options of ``training`` (a
+    ``TrainingConfig``)."""
     normalize = Normalizer(source.mean, source.std, device)
     logits, embeddings = [], []
     for start in range(0, len(views), TEACHER_BATCH):
         x = normalize(views[start:start + TEACHER_BATCH].to(device))
-        if opt.channels_last:
+        if training.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(opt, device):
+        with autocast(training, device):
             feats, out = teacher(x, is_feat=True)
         logits.append(out.float().cpu())
         embeddings.append(feats[-1].float().cpu())
     return torch.cat(logits), torch.cat(embeddings)
 
 
-def prepare_rounds(teacher, images, labels, source, device, opt):
+def prepare_rounds(teacher, images, labels, source, device, config):
     """``(rounds, N, 4)`` int16 choices of ``dataset.ckd.FIELDS`` for the training set
-    ``images`` (N, 32, 32, 3 uint8), with ``opt.ckd_delta``, ``opt.ckd_rounds``,
-    ``opt.ckd_select``."""
-    qualities = torch.tensor(candidate_qualities(opt.ckd_delta))
+    ``images`` (N, 32, 32, 3 uint8), with the run's (``config``) ``--ckd_delta``,
+    ``--ckd_rounds`` and ``--ckd_select``."""
+    features, training = config.features, config.training
+    qualities = torch.tensor(candidate_qualities(features.ckd_delta))
     count, n_images = len(qualities), len(images)
     labels = torch.as_tensor(np.asarray(labels))
     generator = torch.Generator().manual_seed(PREPARATION_SEED)
-    choices = np.zeros((opt.ckd_rounds, n_images, len(FIELDS)), dtype=np.int16)
+    choices = np.zeros((features.ckd_rounds, n_images, len(FIELDS)), dtype=np.int16)
     teacher.eval()
     started = time.time()
     chunks = range(0, n_images, IMAGES_PER_CHUNK)
-    bar = tqdm(total=n_images * opt.ckd_rounds, desc='ckd rounds', unit='img', leave=False,
+    bar = tqdm(total=n_images * features.ckd_rounds, desc='ckd rounds', unit='img', leave=False,
                disable=not sys.stderr.isatty())
     for start in chunks:
         STOP.check("preparing CKD's rounds")
         chunk = images[start:start + IMAGES_PER_CHUNK]
         n = len(chunk)
         coded = code_images(np.repeat(chunk, count - 1, axis=0),
-                            np.tile(qualities[1:].numpy(), n), opt.num_workers)
+                            np.tile(qualities[1:].numpy(), n), config.data.num_workers)
         candidates = np.concatenate([chunk[:, None], coded.reshape(n, count - 1, *chunk.shape[1:])],
                                     axis=1)
         candidates = torch.from_numpy(candidates).flatten(0, 1).permute(0, 3, 1, 2)
-        for r in range(opt.ckd_rounds):
+        for r in range(features.ckd_rounds):
             rows, cols = torch.randint(0, 2 * PAD + 1, (2, n * count), generator=generator)
             flips = torch.rand(n * count, generator=generator) > 0.5
             views = crop_and_flip(candidates, rows, cols, flips)
-            logits, _ = teacher_outputs(teacher, views, source, device, opt)
+            logits, _ = teacher_outputs(teacher, views, source, device, training)
             best = select_candidates(logits.view(n, count, -1), labels[start:start + n],
-                                     opt.ckd_select)
+                                     features.ckd_select)
             pick = torch.arange(n) * count + best
             choices[r, start:start + n] = torch.stack(
                 [qualities[best], rows[pick], cols[pick], flips[pick].long()], 1).numpy()
             bar.update(n)
     bar.close()
     seconds = time.time() - started
-    log.info(f'ckd: prepared {opt.ckd_rounds} rounds of {n_images} images ({count} candidates '
-             f'each) in {seconds:.1f}s, {n_images * opt.ckd_rounds / seconds:.0f} images/s per '
-             f'round-image')
+    log.info(f'ckd: prepared {features.ckd_rounds} rounds of {n_images} images ({count} '
+             f'candidates each) in {seconds:.1f}s, {n_images * features.ckd_rounds / seconds:.0f} '
+             f'images/s per round-image')
     return choices
 
 
-def load_or_prepare(teacher, images, labels, source, device, opt, path=None, digest=None):
-    """The cached rounds for this teacher file, data set and flags (at ``path``, else
-    ``cache_path``'s), prepared (by the main process, while other runs wait) when missing;
-    every process returns the same array. ``digest``: the data's, when already known."""
-    path = path or cache_path(opt.path_t, opt.dataset, opt.ckd_delta, opt.ckd_rounds,
-                              opt.ckd_select)
+def load_or_prepare(teacher, images, labels, source, device, config, path=None, digest=None):
+    """The cached rounds for the run's (``config``) teacher file, data set and flags (at
+    ``path``, else ``cache_path``'s), prepared (by the main process, while other runs wait)
+    when missing; every process returns the same array. ``digest``: the data's, when already
+    known."""
+    features = config.features
+    path = path or cache_path(*cache_flags(config))
     data = digest or data_digest(images, labels)
     if distributed.is_main() and not os.path.isfile(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -145,21 +153,21 @@ def load_or_prepare(teacher, images, labels, source, device, opt, path=None, dig
         with waiting_lock(f'{path}.lock', on_wait=announce,
                           check=lambda: STOP.check("waiting for CKD's rounds")):
             if not os.path.isfile(path):
-                log.info(f'ckd: preparing {opt.ckd_rounds} rounds for {opt.path_t} (once; cached '
-                         f'in {path})')
-                choices = prepare_rounds(teacher, images, labels, source, device, opt)
+                log.info(f'ckd: preparing {features.ckd_rounds} rounds for '
+                         f'{config.teacher.path} (once; cached in {path})')
+                choices = prepare_rounds(teacher, images, labels, source, device, config)
                 save_checkpoint({'choices': torch.from_numpy(choices), 'fields': list(FIELDS),
-                                 'delta': opt.ckd_delta, 'select': opt.ckd_select,
-                                 'dataset': opt.dataset, 'data': data}, path)
+                                 'delta': features.ckd_delta, 'select': features.ckd_select,
+                                 'dataset': config.data.dataset, 'data': data}, path)
     distributed.broadcast_object(None)  # the other processes wait for the file
     cache = torch.load(path, weights_only=True)
-    if tuple(cache['choices'].shape) != (opt.ckd_rounds, len(images), len(FIELDS)):
+    if tuple(cache['choices'].shape) != (features.ckd_rounds, len(images), len(FIELDS)):
         raise UserError(f"the CKD cache '{path}' does not fit this data set; delete it to "
                         f"prepare it again")
     if cache.get('data', data) != data:
         raise UserError(f"the CKD cache '{path}' was prepared on other training images (data "
                         f"{cache['data']}, here {data}); delete it to prepare it again")
-    log.info(f'ckd: {opt.ckd_rounds} rounds from {path}')
+    log.info(f'ckd: {features.ckd_rounds} rounds from {path}')
     return cache['choices'].numpy()
 
 
@@ -185,23 +193,23 @@ class CodedTeacherInputs(TeacherPlugin):
     defining = ('ckd', 'ckd_delta', 'ckd_rounds', 'ckd_select')
     flag = '--ckd'
 
-    def enabled(self, opt):
-        return opt.ckd is not None
+    def enabled(self, features):
+        return features.ckd is not None
 
-    def check(self, opt, method, source):
-        self.check_data_and_teacher(opt, source, 'its rounds (cached beside it)')
-        if opt.ckd_delta > 100:
-            raise UserError(f'--ckd_delta must be 1 to 100, got {opt.ckd_delta}')
-        views = method.batch_spec(opt).views
+    def check(self, config, method):
+        self.check_data_and_teacher(config, 'its rounds (cached beside it)')
+        if config.features.ckd_delta > 100:
+            raise UserError(f'--ckd_delta must be 1 to 100, got {config.features.ckd_delta}')
+        views = method.batch_spec(config.method.options).views
         if views is not None:
-            raise UserError(f'--ckd cannot combine with --distill {opt.distill}, which builds '
-                            f'its own {views.name} of each image')
+            raise UserError(f'--ckd cannot combine with --distill {config.distill}, which '
+                            f'builds its own {views.name} of each image')
 
-    def suffix(self, opt):
-        return f'_ckd:{opt.ckd}'
+    def suffix(self, features):
+        return f'_ckd:{features.ckd}'
 
-    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+    def prepare(self, config, teacher, train_set, device, seed, rounds):
         choices = load_or_prepare(teacher.network, train_set.images, train_set.targets,
-                                  DATASETS[opt.dataset], device, opt, rounds_path(opt),
+                                  config.source, device, config, rounds_path(config),
                                   digest=train_set.digest)
-        return StoredRounds(choices, seed=seed, coded=opt.ckd == 'ckd')
+        return StoredRounds(choices, seed=seed, coded=config.features.ckd == 'ckd')

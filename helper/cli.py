@@ -5,6 +5,7 @@ import sys
 from core.files import disk_full
 
 from core import distributed
+from core.config import LaunchConfig
 from core.log import log
 from core.stop import STOP
 from core.util import RunFinished, RunInterrupted, UserError
@@ -16,8 +17,9 @@ def run_cli(script, parse_option, run, argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         opt = parse_option(argv)
-        if getattr(opt, 'multiprocessing_distributed', False):
-            distributed.spawn(run, opt)
+        launch = getattr(opt, 'launch', None) or LaunchConfig.of(opt)
+        if launch.multiprocessing_distributed:
+            distributed.spawn(run, opt, launch)
         else:
             with STOP:
                 run(opt)

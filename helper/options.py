@@ -123,11 +123,12 @@ def finish_options(opt, model_name):
     return FrozenNamespace(**vars(opt))
 
 
-def select_device(opt):
-    """This process's device; joins the process group of a multi-process run."""
-    if opt.gpu_id is not None and not torch.cuda.is_initialized():
-        os.environ['CUDA_VISIBLE_DEVICES'] = opt.gpu_id
+def select_device(gpu_id=None, sync_bn=False):
+    """This process's device (``--gpu_id``: the GPUs it may use); joins the process group of
+    a multi-process run."""
+    if gpu_id is not None and not torch.cuda.is_initialized():
+        os.environ['CUDA_VISIBLE_DEVICES'] = gpu_id
     device = distributed.setup()
-    if getattr(opt, 'sync_bn', False) and device.type != 'cuda':
+    if sync_bn and device.type != 'cuda':
         raise UserError('--sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)')
     return device

@@ -13,6 +13,3 @@ def add_plugin_options(parser, given=None):
         on = given is None or any(flag in given for flag in plugin.options[0].flags)
         add_switched_group(parser, plugin.title, plugin.options, on)
 
-
-def enabled_plugins(opt):
-    return [plugin for plugin in TEACHER_PLUGINS if plugin.enabled(opt)]

@@ -40,14 +40,15 @@ def _canonical(key, value):
     return value
 
 
-def check_resume_options(opt, stored, refused=(), identity=None, stored_identity=None,
+def check_resume_options(options, stored, refused=(), identity=None, stored_identity=None,
                          resolved=None):
     """Refuse to resume a checkpoint of another experiment: another method, architecture or
     data set, another value of an option in ``refused``, or another ``identity`` (the teacher
     file's digest, say) than the checkpoint records. Print a note for every other option that
     differs. ``resolved``: values derived from the options (the teacher's architecture),
-    compared in their place. The resumed run keeps its seed."""
-    current = {**vars(opt), **(resolved or {})}
+    compared in their place. ``options``: the run's (a dict, as its checkpoints store them).
+    The resumed run keeps its seed."""
+    current = {**options, **(resolved or {})}
     keys = list(IDENTITY) + [k for k in refused if k not in IDENTITY]
     differ = [f'--{k} is {current[k]} here, {stored[k]} in the checkpoint' for k in keys
               if k in stored and k in current
@@ -75,45 +76,48 @@ def check_resume_options(opt, stored, refused=(), identity=None, stored_identity
 class RunFolder:
     """The folders of one run and the state it resumes from (``resume``, None for a new run);
     ``seed`` is the run's seed: the resumed run's, the one given, or a new random one.
-    ``refused``, ``identity`` and ``resolved``: see ``check_resume_options``. ``older_names``:
-    what older versions named the same run's folder; ``--resume auto`` continues a run found
-    there when its stored options agree on ``refused``, and says so when they do not."""
+    ``output``: a ``core.config.OutputConfig``; ``epochs``: the run's length; ``options``: the
+    run's options as its checkpoints record them (a dict). ``refused``, ``identity`` and
+    ``resolved``: see ``check_resume_options``. ``older_names``: what older versions named the
+    same run's folder; ``--resume auto`` continues a run found there when its stored options
+    agree on ``refused``, and says so when they do not."""
 
-    def __init__(self, opt, kind, tb_kind, name, refused=(), identity=None, resolved=None,
-                 older_names=()):
-        self.run_dir = os.path.join(opt.save_dir, kind, name)
-        self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
+    def __init__(self, output, epochs, options, kind, tb_kind, name, refused=(), identity=None,
+                 resolved=None, older_names=()):
+        self.output, self.options = output, dict(options)
+        self.run_dir = os.path.join(output.save_dir, kind, name)
+        self.tb_dir = os.path.join(output.save_dir, tb_kind, name)
         self.identity = dict(identity or {})
-        if opt.resume == 'auto' and not self.has_checkpoints():
-            self._find_older_folder(opt, kind, tb_kind, older_names, refused, resolved)
-        self.resume = self._find_resume(opt)
+        if output.resume == 'auto' and not self.has_checkpoints():
+            self._find_older_folder(kind, tb_kind, older_names, refused, resolved)
+        self.resume = self._find_resume(output.resume)
         if self.resume is not None:
             progress = self.resume.progress
             if progress is None:
                 raise UserError('the checkpoint to resume has no training state; resume from '
                                 f'{LAST}, which every run writes each epoch')
-            check_resume_options(opt, self.resume.options, refused, self.identity,
+            check_resume_options(self.options, self.resume.options, refused, self.identity,
                                  progress.identity, resolved)
-            if progress.stage == 'train' and self.resume.epoch > opt.epochs:
-                where = (os.path.dirname(os.path.abspath(opt.resume))
-                         if opt.resume not in (None, 'auto') else self.run_dir)
-                raise RunFinished(f"the run in '{where}' already finished its {opt.epochs} "
+            if progress.stage == 'train' and self.resume.epoch > epochs:
+                where = (os.path.dirname(os.path.abspath(output.resume))
+                         if output.resume not in (None, 'auto') else self.run_dir)
+                raise RunFinished(f"the run in '{where}' already finished its {epochs} "
                                   f"epochs; nothing to do (its files are unchanged)")
             self.seed = self.resume.options['seed']
             log.info(f"resuming {progress.stage} epoch {self.resume.epoch}"
                      + (f", step {progress.step}" if progress.step else ''))
-        elif opt.seed is None:
+        elif output.seed is None:
             self.seed = distributed.broadcast_object(random.randrange(2 ** 31))
         else:
-            self.seed = opt.seed
+            self.seed = output.seed
         self._lock = None
 
-    def _find_older_folder(self, opt, kind, tb_kind, names, refused, resolved):
+    def _find_older_folder(self, kind, tb_kind, names, refused, resolved):
         """Move to the folder an older version named this run, if it holds the same experiment
         (its stored options agree on ``refused``); otherwise say in one line that it exists."""
-        current = {**vars(opt), **(resolved or {})}
+        current = {**self.options, **(resolved or {})}
         for name in dict.fromkeys(names):
-            last = os.path.join(opt.save_dir, kind, name, LAST)
+            last = os.path.join(self.output.save_dir, kind, name, LAST)
             if name == os.path.basename(self.run_dir) or not os.path.isfile(last):
                 continue
             stored = read_checkpoint(last).options or {}
@@ -127,33 +131,33 @@ class RunFolder:
                 continue
             note(f"continuing the run in '{os.path.dirname(last)}', named as an older "
                  f"version named its folders")
-            self.run_dir = os.path.join(opt.save_dir, kind, name)
-            self.tb_dir = os.path.join(opt.save_dir, tb_kind, name)
+            self.run_dir = os.path.join(self.output.save_dir, kind, name)
+            self.tb_dir = os.path.join(self.output.save_dir, tb_kind, name)
             return
 
-    def record(self, opt, **resolved):
+    def record(self, **resolved):
         """The run's options as it runs them, for its checkpoints and summary: the parsed
         ones, the values derived from them (``resolved``) and the seed."""
-        return {**vars(opt), **resolved, 'seed': self.seed}
+        return {**self.options, **resolved, 'seed': self.seed}
 
     def has_checkpoints(self):
         return bool(glob.glob(os.path.join(self.run_dir, '*.pth')))
 
-    def _find_resume(self, opt):
+    def _find_resume(self, given):
         has_checkpoints = self.has_checkpoints()
         resume = None
-        if opt.resume == 'auto':
+        if given == 'auto':
             if os.path.isfile(os.path.join(self.run_dir, LAST)):
                 resume = read_checkpoint(os.path.join(self.run_dir, LAST))
             elif not has_checkpoints:
                 note(f"--resume auto found no earlier run in '{self.run_dir}'; starting "
                      f"a new run")
-        elif opt.resume:
-            resume = read_checkpoint(opt.resume)
-            own = os.path.abspath(os.path.dirname(opt.resume)) == os.path.abspath(self.run_dir)
+        elif given:
+            resume = read_checkpoint(given)
+            own = os.path.abspath(os.path.dirname(given)) == os.path.abspath(self.run_dir)
             if has_checkpoints and not own:
                 raise UserError(f"'{self.run_dir}' already holds checkpoints of another run, "
-                                f"which resuming '{opt.resume}' there would overwrite; choose "
+                                f"which resuming '{given}' there would overwrite; choose "
                                 f"another --trial (or --save_dir)")
         if resume is None and has_checkpoints:
             raise UserError(f"'{self.run_dir}' already holds checkpoints of an earlier run; add "

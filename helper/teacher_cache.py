@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataset import DATASETS
 from dataset.augment import PAD, crop_and_flip
 from dataset.rounds import CLEAN, FIELDS, StoredRounds, code_images, round_for_epoch
 from distiller_zoo.base import BATCH_STATS, HEAD_MAP, PREACT, STAGES, NetOutput
@@ -94,10 +93,10 @@ def store_bytes(shapes):
     return sum(int(np.prod(shape)) * FLOAT_BYTES for shape in shapes.values())
 
 
-def output_widths(teacher, source, device, opt):
+def output_widths(teacher, source, device, training):
     """The width of each stored output of ``teacher`` (its classes, its embedding size)."""
     probe = torch.zeros(2, 3, source.image_size, source.image_size, dtype=torch.uint8)
-    logits, embedding = teacher_outputs(teacher.eval(), probe, source, device, opt)
+    logits, embedding = teacher_outputs(teacher.eval(), probe, source, device, training)
     return {'logits': logits.shape[1], 'embedding': embedding.shape[1]}
 
 
@@ -122,12 +121,13 @@ def _open_arrays(folder, shapes):
 
 
 @torch.no_grad()
-def build_store(teacher, images, choices, source, device, opt, folder):
-    """Run the teacher once per round over every image (its round's crop, flip and coding) and
-    write the logits and embeddings to ``folder`` with plain file writes (no memory-mapped
-    writes, which a full disk turns into SIGBUS)."""
+def build_store(teacher, images, choices, source, device, training, folder, workers=0):
+    """Run the teacher once per round over every image (its round's crop, flip and coding;
+    ``workers`` processes code JPEGs) with the speed options of ``training`` and write the
+    logits and embeddings to ``folder`` with plain file writes (no memory-mapped writes, which
+    a full disk turns into SIGBUS)."""
     rounds, n_images = choices.shape[:2]
-    shapes = store_shapes(rounds, n_images, output_widths(teacher, source, device, opt))
+    shapes = store_shapes(rounds, n_images, output_widths(teacher, source, device, training))
     teacher.eval()
     files = _open_arrays(folder, shapes)
     headers = {name: f.tell() for name, f in files.items()}
@@ -138,12 +138,11 @@ def build_store(teacher, images, choices, source, device, opt, folder):
             for start in range(0, n_images, IMAGES_PER_CHUNK):
                 STOP.check('building the teacher cache')
                 chosen = choices[r, start:start + IMAGES_PER_CHUNK].astype(np.int64)
-                chunk = code_images(images[start:start + len(chosen)], chosen[:, 0],
-                                    opt.num_workers)
+                chunk = code_images(images[start:start + len(chosen)], chosen[:, 0], workers)
                 views = crop_and_flip(torch.from_numpy(chunk).permute(0, 3, 1, 2),
                                       *torch.from_numpy(chosen[:, 1:3]).unbind(1),
                                       torch.from_numpy(chosen[:, 3]).bool())
-                outputs = zip(OUTPUTS, teacher_outputs(teacher, views, source, device, opt))
+                outputs = zip(OUTPUTS, teacher_outputs(teacher, views, source, device, training))
                 for name, value in outputs:
                     width = shapes[name][2]
                     files[name].seek(headers[name] + (r * n_images + start) * width * FLOAT_BYTES)
@@ -159,12 +158,14 @@ def build_store(teacher, images, choices, source, device, opt, folder):
     return shapes
 
 
-def store_folder(opt, seed, data_key):
-    rounds = (f'ckd{opt.ckd}_delta{opt.ckd_delta}_{opt.ckd_select}' if opt.ckd
-              else f'seed{seed}')
-    key = (f'{opt.dataset}_{file_digest(opt.path_t)[:16]}_data{data_key}_R{opt.teacher_cache}_'
-           f'{rounds}_{"+".join(OUTPUTS)}')
-    return os.path.join(opt.save_dir, 'teacher_cache', key)
+def store_folder(config, seed, data_key):
+    """The store of a run (a ``RunConfig``): keyed by the data set, the teacher file, the
+    training images, the rounds and what they are (CKD's, or drawn with ``seed``)."""
+    f = config.features
+    rounds = f'ckd{f.ckd}_delta{f.ckd_delta}_{f.ckd_select}' if f.ckd else f'seed{seed}'
+    key = (f'{config.data.dataset}_{file_digest(config.teacher.path)[:16]}_data{data_key}_'
+           f'R{f.teacher_cache}_{rounds}_{"+".join(OUTPUTS)}')
+    return os.path.join(config.output.save_dir, 'teacher_cache', key)
 
 
 READ_NAMES = {STAGES: 'feature maps', PREACT: 'pre-activation feature maps',
@@ -220,13 +221,13 @@ def _check_store(folder, shapes):
                         f"this run needs {shapes}; delete the folder to build it again")
 
 
-def ensure_store(opt, teacher, images, choices, device, folder):
+def ensure_store(config, teacher, images, choices, device, folder):
     """The store at ``folder`` of the teacher's outputs on ``choices`` (the main process builds
     it when missing, while other runs that need it wait), checked against its expected
     shapes."""
-    source = DATASETS[opt.dataset]
+    source, training = config.source, config.training
     shapes = store_shapes(len(choices), len(images),
-                          output_widths(teacher, source, device, opt))
+                          output_widths(teacher, source, device, training))
     if distributed.is_main() and not _complete(folder):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         announce = (lambda: log.info(f'teacher cache: another run is building {folder}; waiting '
@@ -238,9 +239,10 @@ def ensure_store(opt, teacher, images, choices, device, folder):
                          f'{len(images)} images ({_size(store_bytes(shapes))}; once; stored in '
                          f'{folder})')
                 _build_in_place(folder, lambda partial: {
-                    'shapes': build_store(teacher, images, choices, source, device, opt,
-                                          partial),
-                    'path_t': opt.path_t, 'dataset': opt.dataset}, store_bytes(shapes))
+                    'shapes': build_store(teacher, images, choices, source, device, training,
+                                          partial, config.data.num_workers),
+                    'path_t': config.teacher.path, 'dataset': config.data.dataset},
+                    store_bytes(shapes))
     distributed.broadcast_object(None)  # the other processes wait for the store
     _check_store(folder, shapes)
     log.info(f'teacher cache: {folder} ({_size(store_bytes(shapes))}, read through memory maps)')
@@ -259,39 +261,41 @@ class TeacherOutputCache(TeacherPlugin):
     defining = ('teacher_cache',)
     flag = '--teacher_cache'
 
-    def enabled(self, opt):
-        return opt.teacher_cache is not None
+    def enabled(self, features):
+        return features.teacher_cache is not None
 
-    def check(self, opt, method, source):
-        self.check_data_and_teacher(opt, source, 'its store')
-        recipe = method.recipe
+    def check(self, config, method):
+        self.check_data_and_teacher(config, 'its store')
+        recipe, f, epochs = method.recipe, config.features, config.training.epochs
         missing = [READ_NAMES.get(r, r) for r in sorted(recipe.teacher_reads - STORABLE)]
-        if missing or recipe.teacher_trains or method.batch_spec(opt).views is not None:
+        views = method.batch_spec(config.method.options).views
+        if missing or recipe.teacher_trains or views is not None:
             needs = (', '.join(missing) if missing else 'a teacher that trains'
                      if recipe.teacher_trains else 'the teacher on views it makes of each image')
             raise UserError(f'--teacher_cache stores the teacher\'s logits and pooled '
-                            f'embeddings; --distill {opt.distill} needs {needs}')
-        if opt.ckd and opt.teacher_cache != opt.ckd_rounds:
+                            f'embeddings; --distill {config.distill} needs {needs}')
+        if f.ckd and f.teacher_cache != f.ckd_rounds:
             raise UserError(f'with --ckd the cache stores CKD\'s rounds: give --teacher_cache '
-                            f'{opt.ckd_rounds} (= --ckd_rounds)')
-        if not opt.ckd and opt.teacher_cache > opt.epochs:
-            raise UserError(f'--teacher_cache {opt.teacher_cache} would store rounds that a run '
-                            f'of {opt.epochs} epochs never uses (one round per epoch); give at '
-                            f'most --teacher_cache {opt.epochs}')
+                            f'{f.ckd_rounds} (= --ckd_rounds)')
+        if not f.ckd and f.teacher_cache > epochs:
+            raise UserError(f'--teacher_cache {f.teacher_cache} would store rounds that a run '
+                            f'of {epochs} epochs never uses (one round per epoch); give at '
+                            f'most --teacher_cache {epochs}')
 
-    def suffix(self, opt):
-        return f'_cache:{opt.teacher_cache}'
+    def suffix(self, features):
+        return f'_cache:{features.teacher_cache}'
 
-    def source(self, opt, teacher, train_set, seed, previous):
-        folder = store_folder(opt, seed, train_set.digest)
-        return CachedTeacher(teacher.network, folder, opt.teacher_cache, seed)
+    def source(self, config, teacher, train_set, seed, previous):
+        folder = store_folder(config, seed, train_set.digest)
+        return CachedTeacher(teacher.network, folder, config.features.teacher_cache, seed)
 
-    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+    def prepare(self, config, teacher, train_set, device, seed, rounds):
         if rounds is None:
-            rounds = StoredRounds(draw_rounds(opt.teacher_cache, len(train_set), seed), seed)
+            rounds = StoredRounds(draw_rounds(config.features.teacher_cache, len(train_set),
+                                              seed), seed)
         teacher_views = rounds.choices.copy()
         if not rounds.coded:  # the teacher's views are clean (CKD's control, or no CKD)
             teacher_views[..., 0] = CLEAN
-        folder = store_folder(opt, seed, train_set.digest)
-        ensure_store(opt, teacher.network, train_set.images, teacher_views, device, folder)
+        folder = store_folder(config, seed, train_set.digest)
+        ensure_store(config, teacher.network, train_set.images, teacher_views, device, folder)
         return StoredRounds(rounds.choices, seed=seed)  # the student's crops; nothing coded

@@ -134,9 +134,10 @@ def teacher_identity(spec):
 
 
 def teacher_architecture(spec, scratch=None):
-    """The architecture a ``--path_t`` names, read before the run (for per-pair defaults):
-    from a torchvision name, the folder name, or else the checkpoint; None when the file
-    cannot tell (the run then says what is wrong with it)."""
+    """The architecture a ``--path_t`` names, known before the run (for per-pair defaults):
+    from a torchvision name, the folder name, or else the checkpoint's entries (its weights
+    mapped, not read); None when the file cannot tell (the run then says what is wrong with
+    it)."""
     if spec is None:
         return scratch
     if teacher_kind(spec) == 'torchvision':
@@ -146,7 +147,7 @@ def teacher_architecture(spec, scratch=None):
     except UserError:
         pass
     try:
-        return get_teacher_name(spec, read_checkpoint(spec))
+        return get_teacher_name(spec, read_checkpoint(spec, mmap=True))
     except (UserError, OSError, RuntimeError, ValueError):
         return None
 
@@ -206,36 +207,36 @@ class TeacherPlugin:
     order: ``check`` before any work; ``source`` chooses the ``TeacherSource`` the method is
     built with; ``prepare``, the long work, runs inside the run and returns the stored rounds
     (``dataset.rounds.StoredRounds``) the training batches then use. ``options`` are its flags
-    (``distiller_zoo.options.Option``), shown under ``title``; changing one of ``defining``
-    makes another experiment (a resumed run refuses it)."""
+    (``distiller_zoo.options.Option``), shown under ``title``; their values reach it as
+    ``config.features`` (``config``: the run's ``helper.run_config.RunConfig``); changing one
+    of ``defining`` makes another experiment (a resumed run refuses it)."""
     title = ''
     flag = ''  # its main flag, in messages
     options = ()
     defining = ()
 
-    def enabled(self, opt):
+    def enabled(self, features):
         raise NotImplementedError
 
-    def check_data_and_teacher(self, opt, source, keyed):
+    def check_data_and_teacher(self, config, keyed):
         """What the plug-ins that store data per teacher and image share: 32x32 data held in
         memory, and a teacher file (``keyed``: what they key by it)."""
-        if not source.codable:
+        if not config.source.codable:
             raise UserError(f'{self.flag} works on 32x32 data sets held in memory (cifar10, '
-                            f'cifar100, synthetic), not --dataset {opt.dataset}')
-        if opt.path_t is None or not is_teacher_file(opt.path_t):
+                            f'cifar100, synthetic), not --dataset {config.data.dataset}')
+        if config.teacher.path is None or not is_teacher_file(config.teacher.path):
             raise UserError(f'{self.flag} keys {keyed} by the teacher file; give --path_t a '
                             f'file')
 
-    def check(self, opt, method, source):
-        """Refuse (``UserError``) what it cannot do for ``method`` on the data set ``source``
-        (a ``dataset.DataSource``)."""
+    def check(self, config, method):
+        """Refuse (``UserError``) what it cannot do for the run (``method``: its class)."""
 
-    def suffix(self, opt):
+    def suffix(self, features):
         """What the run folder's name gets."""
         return ''
 
-    def source(self, opt, teacher, train_set, seed, previous):
+    def source(self, config, teacher, train_set, seed, previous):
         return previous
 
-    def prepare(self, opt, teacher, train_set, device, seed, rounds):
+    def prepare(self, config, teacher, train_set, device, seed, rounds):
         return rounds

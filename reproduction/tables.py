@@ -250,7 +250,7 @@ class Table:
             if flag in cell.flags:  # the cell's own value comes first
                 continue
             given = [flag, _format(wanted)]
-            if getattr(_parse(script, list(base) + given), key) != getattr(opt, key):
+            if _values(_parse(script, list(base) + given))[key] != _values(opt)[key]:
                 flags += given
         return flags
 
@@ -349,15 +349,15 @@ class Table:
         for run in runs:
             if run.kind != 'distill':
                 continue
-            opt = _parse('train_student.py', run.argv)
-            model_t = run.cells[0].teacher if run.cells else opt.model_t
-            key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(vars(opt).items())
+            config = _parse('train_student.py', run.argv)
+            model_t = run.cells[0].teacher if run.cells else config.teacher.scratch
+            key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(config.options.items())
                                      if k not in ('trial', 'seed'))
             if key in checked:
                 continue
             checked.add(key)
             try:
-                train_student.check_pair(opt, model_t)
+                train_student.check_pair(config, model_t)
             except UserError as e:
                 where = run.cells[0].where if run.cells else run.id
                 raise TableError(f'{where}: {e}') from None
@@ -408,7 +408,7 @@ def _differences(path, mtime_ns, size, argv):
     if summary is None or not isinstance(summary.get('args'), dict):
         return ()
     script = os.path.basename(argv[0])
-    wanted = vars(_parse(script, argv))
+    wanted = _values(_parse(script, argv))
     recorded = summary['args']
     return tuple(f'--{key} {_shown(recorded[key])} (now {_shown(value)})'
                  for key, value in wanted.items()
@@ -458,6 +458,12 @@ def _parse_cached(script, argv):
             return ENTRY_POINTS[script].parse_option(list(argv))
         except UserError as e:
             raise UserError(f'{script} refuses {shlex.join(argv)}: {e}') from None
+
+
+def _values(parsed):
+    """The option values of what a script's ``parse_option`` returns: train_student.py's
+    ``RunConfig`` records them; the other scripts return them."""
+    return parsed.options if hasattr(parsed, 'method') else vars(parsed)
 
 
 def route_extra(words, scripts=tuple(ENTRY_POINTS)):

@@ -14,6 +14,7 @@ CPU). Each method's step time is also given relative to KD's. ``--end_to_end`` a
 whole ``train_student.py`` epoch per path, process start-up and data loading included.
 """
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -91,9 +92,8 @@ def measure(config):
     from distiller_zoo import get_method
     from distiller_zoo.sources import FrozenTeacher
     from core.accel import prepare_modules
-    from core.config import TrainingConfig
     from helper.optimizers import strategy_of
-    from helper.distillation import build_distiller, method_config
+    from helper.distillation import build_distiller
     from helper.loops import Supervised, Trainer
     from models import get_model
 
@@ -108,12 +108,12 @@ def measure(config):
     speed = (['--amp', c.amp] + ['--channels_last'] * c.channels_last + ['--compile'] * c.compile
              if fast else ['--sgd_impl', 'for-loop'])
     # A learning rate of almost zero: the weights (random) stay put, the work is the same.
-    opt = train_student.parse_option([
+    run_config = train_student.parse_option([
         '--path_t', f'{c.teacher}_vanilla/random.pth', '--distill', c.distill, '--model_s',
         c.student, '--batch_size', str(c.batch_size), '--nce_k', str(c.nce_k),
         '--learning_rate', '1e-30', '--seed', '0', '--num_workers', str(c.num_workers)] + speed)
-    method = get_method(opt.distill)
-    spec = method.batch_spec(opt)
+    method = get_method(run_config.distill)
+    spec = method.batch_spec(run_config.method.options)
     student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
     rounds, teacher_source, build_seconds = None, FrozenTeacher(teacher), None
     if c.path == 'fast+ckd':  # CKD's pairs: the epoch's teacher views coded as it starts
@@ -127,7 +127,8 @@ def measure(config):
         rounds = StoredRounds(draw_rounds(1, n_images, 0))
         folder = tempfile.mkdtemp()
         started = time.perf_counter()
-        build_store(teacher.to(device), images, rounds.choices, source, device, opt, folder)
+        build_store(teacher.to(device), images, rounds.choices, source, device,
+                    run_config.training, folder, c.num_workers)
         build_seconds = time.perf_counter() - started
         teacher_source = CachedTeacher(teacher, folder, 1, 0)
     if fast:
@@ -138,10 +139,10 @@ def measure(config):
     if c.path == 'student':  # plain CE training of the student: the floor of any KD step
         learner = Supervised(student).to(device)
     else:
-        config = method_config(opt, method, c.teacher, CIFAR_TRAIN, source.image_size)
-        learner = build_distiller(method, student, teacher_source, config).to(device)
+        method_config = dataclasses.replace(run_config.method, n_data=CIFAR_TRAIN)
+        learner = build_distiller(method, student, teacher_source, method_config).to(device)
     learner.set_epoch(1)
-    training = TrainingConfig.of(opt)
+    training = run_config.training
     prepare_modules(training, [learner], [student, teacher])
     trained = (student.parameters() if c.path == 'student'
                else learner.trainable_parameters())

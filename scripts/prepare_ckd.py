@@ -9,7 +9,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train_student  # noqa: E402
-from dataset import DATASETS  # noqa: E402
 from helper.ckd import CodedTeacherInputs  # noqa: E402
 from helper.cli import run_cli  # noqa: E402
 from helper.options import select_device  # noqa: E402
@@ -23,13 +22,13 @@ def parse_option(argv=None):
     return train_student.parse_option(list(argv) + ['--ckd', 'ckd'])
 
 
-def run(opt):
-    device = select_device(opt)
-    source = DATASETS[opt.dataset]
-    teacher = resolve_teacher(opt.path_t, source.num_classes, opt.dataset)
+def run(config):
+    device = select_device(config.launch.gpu_id)
+    source = config.source
+    teacher = resolve_teacher(config.teacher.path, source.num_classes, config.data.dataset)
     teacher.network.to(device)
-    train_set = source.splits(opt.data_folder, ('train',))[0]
-    CodedTeacherInputs().prepare(opt, teacher, train_set, device, seed=0, rounds=None)
+    train_set = source.splits(config.data.data_folder, ('train',))[0]
+    CodedTeacherInputs().prepare(config, teacher, train_set, device, seed=0, rounds=None)
 
 
 def main(argv=None):

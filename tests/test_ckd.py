@@ -134,21 +134,20 @@ def test_teacher_gets_the_coded_view_and_student_the_clean_one():
 
 
 def test_rounds_are_cached_beside_the_teacher_and_rebuilt_when_it_changes(tmp_path, monkeypatch):
-    from types import SimpleNamespace
     from models import get_model
     teacher_file = tmp_path / 'resnet8_vanilla' / 'ckpt_epoch_240.pth'
     teacher_file.parent.mkdir()
     torch.save({'model': get_model('resnet8', 10).state_dict()}, teacher_file)
     data = tiny_set()
-    opt = SimpleNamespace(path_t=str(teacher_file), dataset='cifar10', ckd_delta=50,
-                          ckd_rounds=2, ckd_select='correct', num_workers=0, amp='off',
-                          channels_last=False)
+    config = train_student.parse_option(['--path_t', str(teacher_file), '--dataset', 'cifar10',
+                                         '--ckd', 'ckd', '--ckd_delta', '50', '--ckd_rounds',
+                                         '2', '--num_workers', '0', '--epochs', '2'])
     calls = []
     original = helper.ckd.prepare_rounds
     monkeypatch.setattr(helper.ckd, 'prepare_rounds',
                         lambda *a: calls.append(1) or original(*a))
     args = (get_model('resnet8', 10), data.images, data.targets, DATASETS['cifar10'],
-            torch.device('cpu'), opt)
+            torch.device('cpu'), config)
     first = load_or_prepare(*args)
     assert first.shape == (2, 6, 4) and set(first[..., 0].flatten()) <= {CLEAN, 0, 50, 100}
     assert os.path.isfile(cache_path(str(teacher_file), 'cifar10', 50, 2, 'correct'))

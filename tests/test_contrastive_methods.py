@@ -151,13 +151,14 @@ def test_module_sizes_match_the_references(method, modules, count):
 
 
 def test_mlkd_weights_and_the_meaning_of_d():
-    opt = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'mlkd', '-r', '1',
-                                      '-a', '50', '-b', '1', '-d', '20'])
-    assert (opt.gamma, opt.alpha, opt.beta, opt.delta) == (1, 50, 1, 20)
-    opt = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'mlkd'])
-    assert (opt.gamma, opt.alpha, opt.beta, opt.delta) == (1, 50, 1, 20)
-    opt = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'kd', '-d', '0.3'])
-    assert opt.alpha == 0.3 and opt.delta is None  # SimKD's alias of -a elsewhere
+    config = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'mlkd', '-r', '1',
+                                         '-a', '50', '-b', '1', '-d', '20'])
+    assert config.method.weights == (1, 50, 1, 20)
+    config = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'mlkd'])
+    assert config.method.weights == (1, 50, 1, 20)
+    config = train_student.parse_option(['--path_t', 'x.pth', '--distill', 'kd', '-d', '0.3'])
+    assert config.method.weights == (0.1, 0.3, 0)  # SimKD's alias of -a elsewhere
+    assert config.options['alpha'] == 0.3 and config.options['delta'] is None
 
 
 def test_mlkd_step_uses_unrotated_views_for_ce_and_all_views_for_the_rest():

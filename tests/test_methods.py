@@ -185,7 +185,7 @@ def test_registry_names_aliases_and_default_weights():
 def method_opt(name, **over):
     """train_student.py's options for ``--distill name`` (every method's own defaults), with
     small sizes for tests."""
-    opt = vars(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]))
+    opt = dict(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]).options)
     opt.update(feat_dim=16, nce_k=20, model_s='resnet8', init_epochs=1, seed=0, batch_size=8)
     opt.update(over)
     return SimpleNamespace(**opt)

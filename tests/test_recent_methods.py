@@ -6,6 +6,7 @@ authors' code on the inputs below; the file names each repository and commit."""
 import json
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -88,8 +89,10 @@ def test_standardised_dkd_matches_the_authors():
 
 
 def parse(*flags, teacher='resnet32x4', student='resnet8x4'):
-    return train_student.parse_option(['--path_t', f'save/models/{teacher}_vanilla/ckpt.pth',
-                                       '--model_s', student] + list(flags))
+    """The options a run with these flags records (its ``RunConfig.options``)."""
+    config = train_student.parse_option(['--path_t', f'save/models/{teacher}_vanilla/ckpt.pth',
+                                         '--model_s', student] + list(flags))
+    return SimpleNamespace(**config.options)
 
 
 def test_logit_stand_takes_the_authors_settings_for_the_pair(capsys):
@@ -545,7 +548,6 @@ class TwoTerms(nn.Module):
 
 
 def dot_trainer(tmp_path, amp='off', max_grad_norm=None):
-    from types import SimpleNamespace
     from helper.loops import Supervised, Trainer
     opt = SimpleNamespace(amp=amp, max_grad_norm=max_grad_norm, channels_last=False)
     return Trainer(Supervised(nn.Linear(1, 1)), [], None, opt, 'x', str(tmp_path), None,

@@ -16,7 +16,7 @@ import torch
 import train_student
 from distiller_zoo import get_method
 from core.checkpoint import load_checkpoint
-from reproduction.tables import STUDENT, TEACHER, Table, _parse
+from reproduction.tables import STUDENT, TEACHER, Table, _parse, _values
 from scripts import gpu_check, reproduce
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +62,7 @@ def test_table_flags_are_the_defaults_the_code_applies(path):
         parser, method = train_student.build_parser(name), get_method(name)
 
         def resolved(opt):  # what the method uses: -d is -a; per-pair defaults filled in
-            values = method.resolved_options(vars(opt), cell.teacher, cell.student)
+            values = method.resolved_options(_values(opt), cell.teacher, cell.student)
             return {**values, 'div': values['alpha'] if values.get('delta') is None
                     else values['delta']}
         full = resolved(_parse(script, argv))
@@ -431,7 +431,7 @@ def finish_all(runs, **changed):
         opt = _parse(os.path.basename(run.argv[0]), run.argv)
         os.makedirs(run.run_dir, exist_ok=True)
         os.makedirs(os.path.dirname(run.done_file), exist_ok=True)
-        summary = {'args': {**json.loads(json.dumps(vars(opt))), **changed}, 'last_acc': 40.0,
+        summary = {'args': {**json.loads(json.dumps(_values(opt))), **changed}, 'last_acc': 40.0,
                    'best_acc': 41.0, 'teacher_acc': 51.0}
         with open(os.path.join(run.run_dir, 'summary.json'), 'w') as f:
             json.dump(summary, f)

@@ -92,11 +92,13 @@ def test_distill_script_covers_every_repdistiller_method():
 
 def test_imagenet_script_pairs_and_recipe():
     found = commands('run_imagenet_distill.sh', 'RUN')
-    pairs = {(opt.path_t, opt.model_s) for opt in (train_student.parse_option(a) for _, a in found)}
+    pairs = {(c.teacher.path, c.model_s) for c in (train_student.parse_option(a)
+                                                    for _, a in found)}
     assert pairs == {('torchvision:resnet34', 'ResNet18'), ('torchvision:resnet50', 'MobileNetV1')}
-    opt = train_student.parse_option(found[0][1])
-    assert (opt.dataset, opt.epochs, opt.learning_rate, opt.lr_decay_epochs) == (
-        'imagenet', 100, 0.1, [30, 60, 90])
+    config = train_student.parse_option(found[0][1])
+    training = config.training
+    assert (config.data.dataset, training.epochs, training.learning_rate,
+            training.lr_decay_epochs) == ('imagenet', 100, 0.1, (30, 60, 90))
 
 
 def test_demo_commands_parse():

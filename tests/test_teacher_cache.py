@@ -1,6 +1,5 @@
 """The teacher-output cache (--teacher_cache)."""
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from dataset.rounds import jpeg_round_trip
 from distiller_zoo import get_method
 from distiller_zoo.sources import STORABLE
 from core.checkpoint import load_checkpoint
+from core.config import TrainingConfig
 from helper.teacher_cache import CachedTeacher, build_store, draw_rounds
 from models import get_model
 from test_ckd import tiny_set
@@ -23,6 +23,8 @@ from test_methods import build
 from test_reliability import metric_records, run_folder, signal_after
 
 SOURCE = DATASETS['cifar100']
+TRAINING = TrainingConfig(epochs=1, batch_size=8, learning_rate=0.05, lr_decay_epochs=(),
+                          lr_decay_rate=0.1, weight_decay=0, momentum=0.9, save_freq=1)
 
 
 def normalised(views):
@@ -49,8 +51,8 @@ def test_stored_outputs_equal_the_live_teachers(tmp_path, coded):
     choices = draw_rounds(2, len(data), seed=5)
     if coded:  # CKD's rounds: the teacher's views are coded
         choices[..., 0] = [[100, 0, 50, -1, 25, 75], [10, 20, 30, 40, 60, -1]]
-    opt = SimpleNamespace(num_workers=0, amp='off', channels_last=False)
-    build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), opt, str(tmp_path))
+    build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), TRAINING,
+                str(tmp_path))
     store = CachedTeacher(teacher, str(tmp_path), 2, seed=0)
     for r in range(2):
         store.load_round(r)
@@ -64,8 +66,8 @@ def test_cached_and_live_teacher_give_the_same_losses(tmp_path):
     distiller, teacher, student = build('crd')
     data = tiny_set(8)
     choices = draw_rounds(1, 8, seed=2)
-    opt = SimpleNamespace(num_workers=0, amp='off', channels_last=False)
-    build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), opt, str(tmp_path))
+    build_store(teacher, data.images, choices, SOURCE, torch.device('cpu'), TRAINING,
+                str(tmp_path))
     store = CachedTeacher(teacher, str(tmp_path), 1, seed=0)
     store.set_epoch(1)
     views = normalised(crop_and_flip(torch.from_numpy(data.images).permute(0, 3, 1, 2),

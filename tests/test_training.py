@@ -235,13 +235,13 @@ def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root,
 
 def test_the_loop_reads_a_typed_training_config_of_the_command_line():
     from core.config import TrainingConfig
-    opt = train_student.parse_option(['--path_t', 'x/resnet8_vanilla/a.pth', '--epochs', '3',
-                                      '--lr_decay_epochs', '1,2', '--optimizer', 'dot',
-                                      '--amp', 'bf16'])
-    training = TrainingConfig.of(opt)
+    config = train_student.parse_option(['--path_t', 'x/resnet8_vanilla/a.pth', '--epochs',
+                                         '3', '--lr_decay_epochs', '1,2', '--optimizer', 'dot',
+                                         '--amp', 'bf16'])
+    training = config.training
     assert (training.epochs, training.lr_decay_epochs, training.optimizer, training.amp) == (
         3, (1, 2), 'dot', 'bf16')
-    assert training.dot_delta == opt.dot_delta and training.learning_rate == 0.05
+    assert training.dot_delta == config.options['dot_delta'] and training.learning_rate == 0.05
     teacher = TrainingConfig.of(train_teacher.parse_option(['--model', 'resnet8']))
     assert teacher.optimizer == 'sgd' and teacher.dot_delta is None  # no --optimizer there
     with pytest.raises(dataclasses.FrozenInstanceError):

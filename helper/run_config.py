@@ -1,0 +1,68 @@
+"""The typed configuration of a distillation run: what ``train_student.resolve`` makes, once,
+of the command line, the method's defaults, the pair's recipe and the modifiers. After it is
+built nothing reads the parsed options."""
+import dataclasses
+from typing import Optional
+
+from core.config import DataConfig, LaunchConfig, OutputConfig, TrainingConfig
+from core.util import FrozenNamespace
+from dataset import DATASETS
+from distiller_zoo.base import MethodConfig
+from .distillation import method_config
+from .plugins import TEACHER_PLUGINS
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher: ``path`` (``--path_t``: a checkpoint, or ``torchvision:<name>``), or, for a
+    peer trained from scratch, the architecture ``scratch`` (``--model_t``); ``arch``: its
+    architecture as known before it is loaded (None: the file will tell)."""
+    path: Optional[str]
+    scratch: Optional[str] = None
+    arch: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One distillation run. ``distill`` is the method's name as given (an alias names the
+    folder as it did); ``method`` is what the method is built from (``n_data`` is filled in
+    once the training set is read); ``features`` holds the teacher plug-ins' options
+    (``helper.plugins``); ``options`` is the flat record of every option, as checkpoints and
+    summaries store it and a resumed run compares it."""
+    model_s: str
+    distill: str
+    trial: str
+    training: TrainingConfig
+    data: DataConfig
+    output: OutputConfig
+    launch: LaunchConfig
+    teacher: TeacherConfig
+    method: MethodConfig
+    features: FrozenNamespace
+    options: dict
+
+    @property
+    def plugins(self):
+        """The teacher plug-ins this run enables, in the order they apply."""
+        return [plugin for plugin in TEACHER_PLUGINS if plugin.enabled(self.features)]
+
+    @property
+    def source(self):
+        """The data set's ``dataset.DataSource``."""
+        return DATASETS[self.data.dataset]
+
+    @classmethod
+    def of(cls, opt, model_t, method):
+        """The configuration of resolved options ``opt`` (every default filled in) for a
+        teacher of architecture ``model_t`` and the method class ``method``."""
+        features = {o.dest: getattr(opt, o.dest) for plugin in TEACHER_PLUGINS
+                    for o in plugin.options}
+        return cls(model_s=opt.model_s, distill=opt.distill, trial=opt.trial,
+                   training=TrainingConfig.of(opt), data=DataConfig.of(opt),
+                   output=OutputConfig.of(opt),
+                   launch=LaunchConfig.of(opt),
+                   teacher=TeacherConfig(opt.path_t, opt.model_t, model_t),
+                   method=method_config(opt, method, model_t, None,
+                                        DATASETS[opt.dataset].image_size),
+                   features=FrozenNamespace(**features),
+                   options=dict(vars(opt)))
