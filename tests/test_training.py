@@ -10,6 +10,7 @@ import train_student
 import train_teacher
 from conftest import train_teacher_run
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.util import UserError
 from models import get_model
 
 FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--save_freq', '1']
@@ -231,6 +232,29 @@ def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root,
     train_teacher_run(cifar_root, save, '--seed', '0', '--trial', '2', *FAST, '--epochs',
                       '2', model='resnet8')
     assert load_teacher(vanilla.replace('epoch_1', 'epoch_2'), 100, 'cifar100')[1] == 'resnet8'
+
+
+def test_a_command_line_resolves_into_one_typed_config_without_reading_a_file(tmp_path):
+    from helper.run_config import TeacherConfig
+    missing = str(tmp_path / 'nowhere.pth')  # never opened: the architecture is given
+    opt, given = train_student.read_command_line(
+        ['--path_t', missing, '--model_s', 'resnet8x4', '--distill', 'dkd', '--logit_stand',
+         '--ckd', 'clean', '--dataset', 'cifar10', '-r', '2'])
+    assert {'path_t', 'model_s', 'distill', 'logit_stand', 'ckd', 'dataset', 'gamma'} == given
+    config = train_student.resolve(opt, given, 'resnet32x4')
+    assert config.teacher == TeacherConfig(missing, None, 'resnet32x4')
+    method = config.method  # LSKD's per-pair values for DKD on this pair, -r as given
+    assert (method.weights, method.options.dkd_T, method.options.dkd_beta) == (
+        (2.0, 0.0, 1.0), 2.0, 72.0)
+    assert method.logit_stand and method.model_t == 'resnet32x4' and method.n_data is None
+    assert (config.data.dataset, config.features.ckd, [p.flag for p in config.plugins]) == (
+        'cifar10', 'clean', ['--ckd'])
+    assert config.options['dkd_beta'] == 72.0 and opt.dkd_beta is None  # opt is left as it was
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.method = None
+    with pytest.raises(UserError, match='--logit_stand would change nothing'):
+        train_student.resolve(*train_student.read_command_line(
+            ['--path_t', missing, '--distill', 'crd', '--logit_stand', '-a', '0']), 'resnet8')
 
 
 def test_the_loop_reads_a_typed_training_config_of_the_command_line():
