@@ -93,9 +93,9 @@ def tiny_data_and_teacher(root, n_train, n_test, model='resnet14'):
 
 @pytest.fixture(scope='session')
 def trained_teacher(tmp_path_factory):
-    """A CIFAR-100 tree of 48 training and 16 test images and a resnet8 teacher trained on it
+    """A CIFAR-100 tree of 64 training and 16 test images and a resnet8 teacher trained on it
     for one epoch: trained once per test process, shared by every test that needs one."""
-    return tiny_data_and_teacher(tmp_path_factory.mktemp('trained_teacher'), 48, 16,
+    return tiny_data_and_teacher(tmp_path_factory.mktemp('trained_teacher'), 64, 16,
                                  model='resnet8')
 
 

@@ -343,14 +343,11 @@ NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
 
 
 @pytest.fixture(scope='module')
-def tiny_teacher(tmp_path_factory):
-    from conftest import train_teacher_run, write_cifar100
-    root = tmp_path_factory.mktemp('methods')
-    data = str(root / 'data')
-    write_cifar100(data, n_train=64, n_test=32)
-    save = str(root / 'save')
-    _, path = train_teacher_run(data, save, '--num_workers', '0', '--batch_size', '32')
-    return data, save, path
+def tiny_teacher(tiny):
+    """``(data, save, teacher)``: the shared tree and resnet8 teacher, a save folder of the
+    module's own."""
+    data, teacher, root = tiny
+    return data, str(root / 'save'), teacher
 
 
 @pytest.mark.parametrize('name', CANONICAL + sorted(ALIASES))
@@ -367,7 +364,7 @@ def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, mon
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
     d = '_d:20.0' if canonical == 'mlkd' else ''
     suffix = NAME_SUFFIXES.get(canonical, '')
-    run = os.path.join(save, 'student_model', f'S:resnet8_T:resnet14_cifar100_{name}_r:{r}_a:{a}'
+    run = os.path.join(save, 'student_model', f'S:resnet8_T:resnet8_cifar100_{name}_r:{r}_a:{a}'
                                               f'_b:{b}{d}_cli_{name}{suffix}')
     ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
     get_model('resnet8', 100).load_state_dict(ckpt['model'])
@@ -381,7 +378,7 @@ def test_impossible_pair_stops_before_training(tiny_teacher, capsys):
             data, '--save_dir', save] + FAST
     assert train_student.main(argv) == 2
     err = capsys.readouterr().err
-    assert 'cannot distil resnet14 into resnet8x4' in err and 'channel counts' in err
+    assert 'cannot distil resnet8 into resnet8x4' in err and 'channel counts' in err
 
 
 def test_crd_scores_through_gather_or_full_product_agree():

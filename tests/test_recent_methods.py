@@ -480,7 +480,7 @@ def test_methods_and_modifiers_train_from_the_command_line(tiny_teacher, capsys,
         assert '_ctkd' in os.path.basename(run) or name == 'ctkd'
     if '--logit_stand' in flags:
         assert '_logit_stand' in os.path.basename(run)
-        assert "--logit_stand: the authors' fallback values (they ran no resnet14" in out
+        assert "--logit_stand: the authors' fallback values (they ran no resnet8" in out
     if '--optimizer' in flags:
         assert '_optimizer:dot' in os.path.basename(run) and 'DOT: momentum 0.825' in out
         buffers = {k for state in ckpt['optimizer']['state'].values() for k in state}
@@ -497,7 +497,7 @@ def test_mlld_trains_on_the_classic_loader(tiny_teacher, capsys, flags):
                       trial='mlld' + ''.join(f[2:5] for f in flags))
     out = capsys.readouterr().out
     assert 'the device loader cannot make WeakStrongViews' in out
-    assert "the authors' recipe for resnet14 -> resnet8: --learning_rate 0.025" in out
+    assert "the authors' recipe for resnet8 -> resnet8: --learning_rate 0.025" in out
     record = metrics(run)[-1]
     assert {'train_loss_kd', 'train_loss_cc', 'train_loss_bc', 'train_loss_cls'} <= set(record)
     assert math.isfinite(record['train_loss'])
@@ -621,7 +621,7 @@ def test_resume_auto_finds_a_folder_named_before_method_options_entered_names(
     argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', 'crd', '--data_folder',
             data, '--save_dir', save, '--trial', trial] + FAST + ['--nce_k', '30']
     run = run_student(tiny_teacher, 'crd', '--nce_k', str(stored_nce_k), trial=trial)
-    older = os.path.join(os.path.dirname(run), f'S:resnet8_T:resnet14_cifar100_crd_r:1.0_a:0.0'
+    older = os.path.join(os.path.dirname(run), f'S:resnet8_T:resnet8_cifar100_crd_r:1.0_a:0.0'
                                                f'_b:0.8_{trial}')
     os.rename(run, older)
     capsys.readouterr()

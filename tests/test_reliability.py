@@ -12,7 +12,7 @@ import torch
 import helper.loops
 import train_student
 import train_teacher
-from conftest import student_argv, train_teacher_run, write_cifar100
+from conftest import student_argv
 from core.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,12 +20,9 @@ FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq'
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp('reliability')
-    data = str(root / 'data')
-    write_cifar100(data, n_train=64, n_test=16)
-    _, teacher = train_teacher_run(data, str(root / 'teacher'), *FAST)
-    return data, teacher, root
+def setup(tiny):
+    """The shared tree and teacher (64 training, 16 test images) and the module's folder."""
+    return tiny
 
 
 def signal_after(monkeypatch, n_updates, sig=signal.SIGTERM):
