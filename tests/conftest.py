@@ -1,3 +1,5 @@
+"""Shared by every test: the test processes' set-up, data sets written in their on-disk
+formats, one tiny teacher per test process, and train_student.py's command line."""
 import os
 import pickle
 import shutil
@@ -5,6 +7,9 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, 'tests', 'fixtures')
 
 if os.environ.get('PYTEST_XDIST_WORKER'):
     # Several test processes share the cores: one thread each (and in the runs they start), so
@@ -61,6 +66,29 @@ def write_imagenet(root, classes=('n01', 'n02'), per_class=4, size=(64, 80), see
                 h, w = sizes[(c * per_class + i) % len(sizes)]
                 Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
                     os.path.join(folder, f'{i}.JPEG'), quality=95)
+
+
+def write_stl10(root, n_train=24, n_test=16, seed=0):
+    """STL-10's binary layout: per image 3 channel planes of 96x96, each column-major; labels
+    1..10 as bytes. Returns the images (N, 96, 96, 3) and 0-based labels per split."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, 'stl10_binary')
+    os.makedirs(folder, exist_ok=True)
+    written = {}
+    for split, n in (('train', n_train), ('test', n_test)):
+        images = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, n)
+        images.transpose(0, 3, 2, 1).tofile(os.path.join(folder, f'{split}_X.bin'))
+        (labels + 1).astype(np.uint8).tofile(os.path.join(folder, f'{split}_y.bin'))
+        written[split] = images, labels
+    return written
+
+
+def tiny_set(n=6):
+    """``n`` random 32x32 images in memory, labelled 0..n-1."""
+    from dataset.base import ArrayDataset
+    rng = np.random.default_rng(1)
+    return ArrayDataset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), list(range(n)))
 
 
 def train_teacher_run(data, save, *flags, model='resnet14'):

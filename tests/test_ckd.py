@@ -9,18 +9,17 @@ from PIL import Image
 
 import helper.ckd
 import train_student
-from conftest import student_argv
+from conftest import student_argv, tiny_set
 from dataset import DATASETS
 from dataset.augment import crop_and_flip
-from dataset.base import ArrayDataset
 from dataset.batch import Batch
 from dataset.loaders import ClassicLoader, DeviceLoader
 from dataset.rounds import (CLEAN, StoredRounds, candidate_qualities, code_images,
                             jpeg_round_trip)
 from core.checkpoint import load_checkpoint
 from helper.ckd import cache_path, load_or_prepare, select_candidates
-from test_methods import build, fixed_batch
-from test_reliability import metric_records, run_folder, signal_after
+from builders import build, fixed_batch
+from runs import metric_records, run_folder, signal_after
 
 
 def sampling_factors(jpeg):
@@ -77,11 +76,6 @@ def test_rounds_cycle_in_a_new_shuffled_order_each_time():
     assert sorted(first) == sorted(second) == list(range(5))
     assert first != second  # reshuffled (for this seed)
     assert rounds.round_for_epoch(243) in range(5)  # no crash when rounds run out
-
-
-def tiny_set(n=6):
-    rng = np.random.default_rng(1)
-    return ArrayDataset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), list(range(n)))
 
 
 def known_rounds(n=6):

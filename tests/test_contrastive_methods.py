@@ -12,12 +12,10 @@ from dataset.base import ArrayDataset
 from distiller_zoo import AlignLoss, CorrLoss, DCDLoss, ICDLoss, METHODS, RRDLoss, SupConLoss
 from models import get_model
 from reference import det
-from test_classifier_methods import grad_stats
-from test_logit_review_methods import fill_by_name
 from dataset.batch import Batch, BatchSpec
 from dataset.views import RotatedViews
 from reference import assert_stats_close
-from test_methods import build, fixed_batch, make
+from builders import build, fill_by_name, fixed_batch, grad_ends, make
 
 # Values from running the authors' code on the inputs below: DCDLoss from
 # giakoumoglou/distillers at a2ee80b (cifar/distillers/DCD.py), RRDLoss from the same repository
@@ -53,7 +51,7 @@ OPT = SimpleNamespace(s_dim=6, t_dim=10, feat_dim=8, nce_k=12, nce_t_s=0.04, nce
 def check(name, value, grad):
     expected, stats = REFERENCE[name]
     assert value.item() == pytest.approx(expected, rel=1e-5), name
-    assert_stats_close(grad_stats(grad), stats)
+    assert_stats_close(grad_ends(grad), stats)
 
 
 @pytest.mark.parametrize('name, trainable', [('dcd', True), ('dcd_fixed', False)])
@@ -104,7 +102,7 @@ def test_rrd_matches_the_authors_loss_and_queue_over_steps():
         f_s = det(4, 6, phase=0.3 + step).requires_grad_()
         out = loss(f_s, det(4, 10, phase=1.3 + step))
         assert out.item() == pytest.approx(value, rel=1e-5)
-        assert_stats_close(grad_stats(torch.autograd.grad(out, f_s)[0]), stats)
+        assert_stats_close(grad_ends(torch.autograd.grad(out, f_s)[0]), stats)
         assert int(loss.queue_ptr) == pointer
     assert loss.queue.sum().item() == pytest.approx(3.8840556144714355, rel=1e-5)
     assert METHODS['rcd'] is METHODS['rrd']

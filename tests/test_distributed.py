@@ -1,8 +1,6 @@
 """Multi-process runs on the CPU (gloo): torchrun, SimKD's spawn flags, ImageNet layout."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,29 +8,10 @@ import torch
 import train_student
 import train_teacher
 from conftest import train_teacher_run, write_cifar100, write_imagenet
+from runs import same_weights, torchrun
 from core.checkpoint import load_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0', '--save_freq', '1']
-
-
-def torchrun(tmp_path, script, args, dump):
-    os.makedirs(dump, exist_ok=True)
-    env = dict(os.environ, KD_TEST_DUMP=dump, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
-           '2', os.path.join(REPO, 'tests', 'ddp_worker.py'), script] + args
-    result = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'Grad strides do not match' not in result.stderr  # DDP's noise on CPU processes
-    return result
-
-
-def same_weights(dump):
-    a = torch.load(os.path.join(dump, 'rank0.pt'))
-    b = torch.load(os.path.join(dump, 'rank1.pt'))
-    params = [k for k in a if 'running' not in k and 'num_batches' not in k]
-    return all(torch.equal(a[k], b[k]) for k in params)
 
 
 @pytest.mark.parametrize('loader', ['device', 'classic'])

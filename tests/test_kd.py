@@ -1,12 +1,12 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from dataset.batch import Batch
-from distiller_zoo import METHODS, DistillKL, FrozenTeacher, MethodConfig, get_method
+from distiller_zoo import METHODS, DistillKL, FrozenTeacher, get_method
 from models import get_model
+from builders import plain_config
 
 
 def test_distill_kl_uniform_teacher_matches_hand_formula():
@@ -34,12 +34,6 @@ def test_distill_kl_gradient_reaches_student_only():
     assert y_s.grad.abs().sum() > 0 and y_t.grad is None
 
 
-def config_for(method, weights=None):
-    """A ``MethodConfig`` with the method's default weights (or ``weights``) and T = 4."""
-    return MethodConfig(name=method.names[0], weights=weights or method.recipe.weights, kd_T=4,
-                        options=SimpleNamespace(), model_s='resnet8', model_t='resnet14')
-
-
 def test_kd_registered_with_repdistiller_weights():
     assert get_method('kd') is METHODS['kd']
     assert METHODS['kd'].recipe.weights == (0.1, 0.9, 0.0)
@@ -51,7 +45,7 @@ def test_kd_step_trains_student_and_leaves_teacher_untouched():
     torch.manual_seed(0)
     teacher, student = get_model('resnet14', 10), get_model('resnet8', 10)
     method = get_method('kd')
-    distiller = method(student, FrozenTeacher(teacher), config_for(method))
+    distiller = method(student, FrozenTeacher(teacher), plain_config(method))
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
     params = distiller.trainable_parameters()
@@ -81,9 +75,9 @@ def test_weighted_terms_follow_gamma_alpha():
     method = get_method('kd')
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     torch.manual_seed(0)
-    _, base = method(student, FrozenTeacher(teacher), config_for(method)).forward_train(
+    _, base = method(student, FrozenTeacher(teacher), plain_config(method)).forward_train(
         Batch(x, y))
-    doubled_weights = config_for(method, weights=(0.2, 1.8, 0.0))
+    doubled_weights = plain_config(method, weights=(0.2, 1.8, 0.0))
     _, doubled = method(student, FrozenTeacher(teacher), doubled_weights).forward_train(
         Batch(x, y))
     assert torch.allclose(doubled['cls'], 2 * base['cls'])

@@ -4,8 +4,8 @@ import ast
 import os
 
 import pytest
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The floors, from the ground up: each top-level folder (or entry-point module) imports only
 # its own floor and those below it.
 FLOORS = [('core',), ('models',), ('crd',), ('dataset',), ('distiller_zoo',), ('helper',),

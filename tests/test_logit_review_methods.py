@@ -11,10 +11,9 @@ from core.checkpoint import load_checkpoint
 from helper.loops import Trainer
 from models import get_model
 from reference import det
-from test_classifier_methods import grad_stats
 from dataset.batch import Batch
 from reference import assert_stats_close
-from test_methods import build, fixed_batch, make, method_opt
+from builders import build, fill_by_name, fixed_batch, grad_ends, make, method_opt
 
 # Values from running the authors' code on the inputs below: DIST from
 # hunto/image_classification_sota at d9662f7 (lib/models/losses/dist_kd.py, the commit DIST_KD
@@ -56,19 +55,11 @@ REFERENCE = {
 def check(name, value, grad):
     expected, stats = REFERENCE[name]
     assert float(value.detach()) == pytest.approx(expected, rel=1e-5), name
-    assert_stats_close(grad_stats(grad), stats)
+    assert_stats_close(grad_ends(grad), stats)
 
 
 def logits():
     return (det(6, 10, phase=0.5) * 3).requires_grad_(), det(6, 10, phase=2.0) * 4
-
-
-def fill_by_name(module):
-    """Deterministic parameters from each parameter's name (the reference has the same names)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(det(*p.shape, phase=sum(map(ord, name)) * 0.01) * 0.3)
-    return module
 
 
 @pytest.mark.parametrize('name, beta, gamma, tau', [('dist_b1_g1_t1', 1, 1, 1),

@@ -13,12 +13,11 @@ from distiller_zoo import (METHODS, ABLoss, Attention, Correlation, DistillKL, F
                            get_method)
 from dataset.batch import Batch
 from distiller_zoo.base import PREACT
-from distiller_zoo.sources import FrozenTeacher, TrainedPeer
 from core.checkpoint import load_checkpoint
-from helper.distillation import method_config
 from helper.loops import Trainer
 from models import get_model
 from reference import det
+from builders import build, fixed_batch, method_opt
 
 
 # Values from running RepDistiller's own distiller_zoo (commit b84f547) on the inputs below.
@@ -182,49 +181,6 @@ def test_registry_names_aliases_and_default_weights():
     assert set(METHODS) == set(CANONICAL) | set(ALIASES)
 
 
-def method_opt(name, **over):
-    """train_student.py's options for ``--distill name`` (every method's own defaults), with
-    small sizes for tests."""
-    opt = dict(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]).options)
-    opt.update(feat_dim=16, nce_k=20, model_s='resnet8', init_epochs=1, seed=0, batch_size=8)
-    opt.update(over)
-    return SimpleNamespace(**opt)
-
-
-def config_for(name, teacher='resnet14', student='resnet8', n_data=64, **over):
-    """The ``MethodConfig`` train_student.py builds for these options and sizes."""
-    return method_config(method_opt(name, model_s=student, **over), get_method(name), teacher,
-                         n_data, 32)
-
-
-def make(name, s, t, model_s, model_t, image_size=32, **over):
-    """The method around the networks ``s`` (a ``model_s``) and ``t`` (a ``model_t``)."""
-    method = get_method(name)
-    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
-    config = method_config(method_opt(name, model_s=model_s, **over), method, model_t, 64,
-                           image_size)
-    return method(s, source, config)
-
-
-def build(name, teacher='resnet14', student='resnet8', num_classes=10, **over):
-    """The method around fresh networks (a frozen teacher, or a peer that trains)."""
-    torch.manual_seed(0)
-    t, s = get_model(teacher, num_classes), get_model(student, num_classes)
-    method = get_method(name)
-    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
-    return method(s, source, config_for(name, teacher, student, **over)), t, s
-
-
-def fixed_batch(n=8, num_classes=10):
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, 32, 32, generator=g)
-    y = torch.randint(0, num_classes, (n,), generator=g)
-    index = torch.arange(n)
-    contrast_idx = torch.randint(0, 64, (n, 21), generator=g)
-    contrast_idx[:, 0] = index
-    return x, y, index, contrast_idx
-
-
 def snapshot(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
@@ -342,17 +298,10 @@ NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
                  'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1'}
 
 
-@pytest.fixture(scope='module')
-def tiny_teacher(tiny):
-    """``(data, save, teacher)``: the shared tree and resnet8 teacher, a save folder of the
-    module's own."""
-    data, teacher, root = tiny
-    return data, str(root / 'save'), teacher
-
-
 @pytest.mark.parametrize('name', CANONICAL + sorted(ALIASES))
-def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, monkeypatch):
-    data, save, teacher = tiny_teacher
+def test_every_method_runs_from_the_command_line(name, tiny, capsys, monkeypatch):
+    data, teacher, root = tiny
+    save = str(root / 'save')
     monkeypatch.setattr('dataset.cifar.download', lambda *a: None)
     argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', name, '--data_folder',
             data, '--save_dir', save, '--trial', f'cli_{name}'] + FAST
@@ -372,8 +321,9 @@ def test_every_method_runs_from_the_command_line(name, tiny_teacher, capsys, mon
         assert ckpt['method_state']['criterion_kd.contrast.memory_v1'].shape == (64, 16)
 
 
-def test_impossible_pair_stops_before_training(tiny_teacher, capsys):
-    data, save, teacher = tiny_teacher
+def test_impossible_pair_stops_before_training(tiny, capsys):
+    data, teacher, root = tiny
+    save = str(root / 'save')
     argv = ['--path_t', teacher, '--model_s', 'resnet8x4', '--distill', 'fsp', '--data_folder',
             data, '--save_dir', save] + FAST
     assert train_student.main(argv) == 2

@@ -14,6 +14,7 @@ from distiller_zoo.base import LOGITS
 from distiller_zoo.options import Option
 from core.checkpoint import load_checkpoint
 from core.util import positive_float
+from conftest import REPO
 
 
 class CropAndInverse(Views):
@@ -81,7 +82,7 @@ def test_its_option_shows_in_its_help(monkeypatch, capsys):
 def readme_method():
     """docs/adding_a_method.py, imported (it registers --distill mykd) and unregistered after."""
     import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+    path = os.path.join(REPO, 'docs',
                         'adding_a_method.py')
     spec = importlib.util.spec_from_file_location('adding_a_method', path)
     module = importlib.util.module_from_spec(spec)
@@ -91,9 +92,9 @@ def readme_method():
 
 
 def test_the_readme_method_is_a_file_that_trains(readme_method):
-    from test_methods import build, fixed_batch
+    from builders import build, fixed_batch
     module, source = readme_method
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    readme = open(os.path.join(REPO,
                                'README.md')).read()
     assert source[source.index('import torch.nn'):] in readme  # the snippet is the file
     distiller, teacher, _ = build('mykd', teacher='resnet14', student='resnet8')

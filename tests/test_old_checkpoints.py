@@ -9,13 +9,13 @@ import torch
 
 import eval_student
 import train_student
-from conftest import student_argv, write_cifar100
+from conftest import REPO, student_argv, write_cifar100
 from distiller_zoo import SimKD
 from core.checkpoint import Checkpoint, load_checkpoint
 from models import get_model
 from reference import assert_same_trajectory
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoints')
+FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'checkpoints')
 COMMON = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1',
           '--model_s', 'resnet8', '--nce_k', '30']
 TOLERANCE = dict(rtol=1e-5, atol=1e-6)  # the fixtures' machine and this one may differ

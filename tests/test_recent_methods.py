@@ -15,7 +15,7 @@ import torch.nn as nn
 from PIL import Image
 
 import train_student
-from conftest import student_argv
+from conftest import FIXTURES, student_argv
 from dataset.batch import Batch
 from dataset.randaugment import CUTOUT_FILL, cutout, rand_augment
 from dataset.views import WeakStrongViews, crop_and_flip_one
@@ -26,12 +26,10 @@ from core.util import UserError
 from helper.dot import DistillationOrientedTrainer
 from core.checkpoint import load_checkpoint
 from reference import assert_close, assert_stats_close, det, flat, grad_stats
-from test_methods import build, tiny_teacher  # noqa: F401 (a fixture)
-from test_reliability import (final_state, metric_records, setup,  # noqa: F401 (a fixture)
-                              straight_and_resumed)
+from builders import build
+from runs import final_state, metric_records, straight_and_resumed
 
-REFERENCE = json.load(open(os.path.join(os.path.dirname(__file__), 'fixtures',
-                                        'recent_methods_reference.json')))
+REFERENCE = json.load(open(os.path.join(FIXTURES, 'recent_methods_reference.json')))
 
 
 def value_and_grad_stats(fn, x):
@@ -442,9 +440,10 @@ FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--init_epo
         '--nce_k', '40', '--feat_dim', '16', '--seed', '1']
 
 
-def run_student(tiny_teacher, name, *flags, trial='x'):
+def run_student(tiny, name, *flags, trial='x'):
     """One epoch of ``--distill name`` with ``flags``; the run's folder and its printed log."""
-    data, save, teacher = tiny_teacher
+    data, teacher, root = tiny
+    save = str(root / 'save')
     argv = student_argv(data, teacher, save, '--trial', trial, *FAST, *flags, distill=name)
     assert train_student.main(argv) == 0
     folder = os.path.join(save, 'student_model')
@@ -464,10 +463,10 @@ def metrics(run):
     ('kd', ['--logit_stand']), ('dkd', ['--logit_stand']), ('ctkd', ['--logit_stand']),
     ('dkd', ['--ctkd']), ('kd', ['--optimizer', 'dot']), ('crd', ['--optimizer', 'dot']),
     ('fsp', ['--optimizer', 'dot'])])
-def test_methods_and_modifiers_train_from_the_command_line(tiny_teacher, capsys, name, flags,
+def test_methods_and_modifiers_train_from_the_command_line(tiny, capsys, name, flags,
                                                            loader):
     trial = f'{loader}{len(flags)}{"".join(f[2:5] for f in flags)}'
-    run = run_student(tiny_teacher, name, '--loader', loader, *flags, trial=trial)
+    run = run_student(tiny, name, '--loader', loader, *flags, trial=trial)
     out = capsys.readouterr().out
     record = metrics(run)[-1]
     assert math.isfinite(record['train_loss'])
@@ -492,8 +491,8 @@ def test_methods_and_modifiers_train_from_the_command_line(tiny_teacher, capsys,
 
 
 @pytest.mark.parametrize('flags', [[], ['--logit_stand'], ['--ctkd'], ['--optimizer', 'dot']])
-def test_mlld_trains_on_the_classic_loader(tiny_teacher, capsys, flags):
-    run = run_student(tiny_teacher, 'mlld', '--loader', 'device', *flags,
+def test_mlld_trains_on_the_classic_loader(tiny, capsys, flags):
+    run = run_student(tiny, 'mlld', '--loader', 'device', *flags,
                       trial='mlld' + ''.join(f[2:5] for f in flags))
     out = capsys.readouterr().out
     assert 'the device loader cannot make WeakStrongViews' in out
@@ -509,8 +508,9 @@ def test_mlld_trains_on_the_classic_loader(tiny_teacher, capsys, flags):
     (['--distill', 'ofd', '--teacher_cache', '2'], 'feature maps'),
     (['--distill', 'kd', '--optimizer', 'dot', '--dot_delta', '0.2'], 'must be below'),
     (['--distill', 'mlkd', '--ctkd'], 'has no logit KL')])
-def test_refused_combinations_say_why_in_one_line(tiny_teacher, capsys, flags, message):
-    data, save, teacher = tiny_teacher
+def test_refused_combinations_say_why_in_one_line(tiny, capsys, flags, message):
+    data, teacher, root = tiny
+    save = str(root / 'save')
     argv = ['--path_t', teacher, '--model_s', 'resnet8', '--data_folder', data, '--save_dir',
             save] + FAST + flags
     assert train_student.main(argv) == 2
@@ -521,9 +521,9 @@ def test_refused_combinations_say_why_in_one_line(tiny_teacher, capsys, flags, m
 @pytest.mark.parametrize('distill, flags, stop_at', [('ctkd', [], 7),
                                                      ('kd', ['--optimizer', 'dot'], 7),
                                                      ('crd', ['--optimizer', 'dot'], 5)])
-def test_resumed_ctkd_and_dot_runs_are_bit_identical(setup, monkeypatch, capsys, distill, flags,
+def test_resumed_ctkd_and_dot_runs_are_bit_identical(tiny, monkeypatch, capsys, distill, flags,
                                                      stop_at):
-    straight, resumed = straight_and_resumed(setup, monkeypatch, capsys, distill, flags,
+    straight, resumed = straight_and_resumed(tiny, monkeypatch, capsys, distill, flags,
                                              stop_at, distill + ''.join(flags))
     method_state, optimizer = final_state(resumed)[1], final_state(resumed)[2]
     if distill == 'ctkd':
@@ -587,8 +587,8 @@ def test_dot_step_skips_on_a_non_finite_distillation_gradient_under_fp16(tmp_pat
 
 
 @pytest.mark.parametrize('amp', ['bf16', 'fp16'])
-def test_dot_trains_under_mixed_precision(tiny_teacher, amp):
-    run = run_student(tiny_teacher, 'kd', '--optimizer', 'dot', '--amp', amp,
+def test_dot_trains_under_mixed_precision(tiny, amp):
+    run = run_student(tiny, 'kd', '--optimizer', 'dot', '--amp', amp,
                       '--max_grad_norm', '5', trial=f'dot_{amp}')
     assert math.isfinite(metrics(run)[-1]['train_loss'])
 
@@ -596,7 +596,7 @@ def test_dot_trains_under_mixed_precision(tiny_teacher, amp):
 @pytest.mark.processes
 def test_dot_with_two_processes_keeps_them_in_step(tmp_path):
     from conftest import train_teacher_run, write_cifar100
-    from test_distributed import same_weights, torchrun
+    from runs import same_weights, torchrun
     data = str(tmp_path / 'data')
     write_cifar100(data, n_train=64, n_test=16)
     save = str(tmp_path / 'save')
@@ -613,14 +613,15 @@ def test_dot_with_two_processes_keeps_them_in_step(tmp_path):
 
 @pytest.mark.parametrize('stored_nce_k', [30, 40])
 def test_resume_auto_finds_a_folder_named_before_method_options_entered_names(
-        tiny_teacher, capsys, stored_nce_k):
+        tiny, capsys, stored_nce_k):
     """Folders written before 2026-11-29 lacked the method's options: --resume auto continues
     the run there when its stored options agree, and says how to resume it when they do not."""
-    data, save, teacher = tiny_teacher
+    data, teacher, root = tiny
+    save = str(root / 'save')
     trial = f'older{stored_nce_k}'
     argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', 'crd', '--data_folder',
             data, '--save_dir', save, '--trial', trial] + FAST + ['--nce_k', '30']
-    run = run_student(tiny_teacher, 'crd', '--nce_k', str(stored_nce_k), trial=trial)
+    run = run_student(tiny, 'crd', '--nce_k', str(stored_nce_k), trial=trial)
     older = os.path.join(os.path.dirname(run), f'S:resnet8_T:resnet8_cifar100_crd_r:1.0_a:0.0'
                                                f'_b:0.8_{trial}')
     os.rename(run, older)

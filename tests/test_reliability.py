@@ -1,6 +1,5 @@
 """Exact resume, graceful stops, safe checkpoint writes and clear errors."""
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -9,86 +8,13 @@ import sys
 import pytest
 import torch
 
-import helper.loops
 import train_student
 import train_teacher
-from conftest import student_argv
+from runs import (FAST, final_state, run_argv, run_folder, signal_after,
+                  straight_and_resumed)
 from core.checkpoint import load_checkpoint, save_checkpoint
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '3', '--save_freq', '1']
-
-
-@pytest.fixture(scope='module')
-def setup(tiny):
-    """The shared tree and teacher (64 training, 16 test images) and the module's folder."""
-    return tiny
-
-
-def signal_after(monkeypatch, n_updates, sig=signal.SIGTERM):
-    """Deliver a real signal to this process during the n-th step-statistics update."""
-    calls = {'n': 0}
-    original = helper.loops.EpochStats.update
-
-    def update(self, *args, **kwargs):
-        calls['n'] += 1
-        if calls['n'] == n_updates:
-            os.kill(os.getpid(), sig)
-        return original(self, *args, **kwargs)
-    monkeypatch.setattr(helper.loops.EpochStats, 'update', update)
-
-
-def run_argv(setup, save, distill, extra=()):
-    return student_argv(*setup[:2], save, '--epochs', '3', '--init_epochs', '2', '--nce_k', '30',
-                        *FAST, *extra, distill=distill)
-
-
-def run_folder(save):
-    folder = os.path.join(save, 'student_model')
-    return os.path.join(folder, os.listdir(folder)[0])
-
-
-def metric_records(save):
-    """metrics.jsonl of the run under ``save``, without its timings."""
-    with open(os.path.join(run_folder(save), 'metrics.jsonl')) as f:
-        return [{k: v for k, v in json.loads(line).items()
-                 if k not in ('epoch_seconds', 'images_per_second')} for line in f]
-
-
-def final_state(save):
-    folder = os.path.join(save, 'student_model')
-    run = os.path.join(folder, os.listdir(folder)[0])
-    ckpt = load_checkpoint(os.path.join(run, 'resnet8_last.pth'))
-    last = load_checkpoint(os.path.join(run, 'ckpt_last.pth'))
-    return ckpt['model'], last.get('method_state', {}), last['optimizer'], last.get('peer', {})
-
-
-def straight_and_resumed(setup, monkeypatch, capsys, distill, flags, stop_at, tag):
-    """A run straight through, and the same run stopped by a signal at the ``stop_at``-th step
-    update and resumed; checks they end in the same state with the same figures and returns
-    their save folders."""
-    root = setup[2]
-    straight = str(root / f'straight_{tag}')
-    assert train_student.main(run_argv(setup, straight, distill, flags)) == 0
-
-    resumed = str(root / f'resumed_{tag}')
-    signal_after(monkeypatch, stop_at)
-    assert train_student.main(run_argv(setup, resumed, distill, flags)) == 130
-    err = capsys.readouterr().err
-    assert 'SIGTERM: stopping after this step' in err and '--resume auto' in err
-    monkeypatch.undo()
-    assert train_student.main(run_argv(setup, resumed, distill,
-                                           flags + ['--resume', 'auto'])) == 0
-    assert 'resuming' in capsys.readouterr().out
-
-    for a, b in zip(final_state(straight), final_state(resumed)):
-        assert a.keys() == b.keys()
-        for key in a:
-            if isinstance(a[key], torch.Tensor):
-                assert torch.equal(a[key], b[key]), key
-    # The interrupted epoch's figures cover all its steps, before and after the stop.
-    assert metric_records(straight) == metric_records(resumed)
-    return straight, resumed
 
 
 # Stops: mid-epoch (KD), between epochs (CRD: an epoch makes 4 train and 2 test updates, so the
@@ -99,9 +25,9 @@ def straight_and_resumed(setup, monkeypatch, capsys, distill, flags, stop_at, ta
                                                      ('simkd', 3, 'device'),
                                                      ('dml', 3, 'device'),
                                                      ('rrd', 3, 'classic')])
-def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys, distill,
+def test_interrupted_and_resumed_run_is_bit_identical(tiny, monkeypatch, capsys, distill,
                                                       stop_at, loader):
-    straight, resumed = straight_and_resumed(setup, monkeypatch, capsys, distill,
+    straight, resumed = straight_and_resumed(tiny, monkeypatch, capsys, distill,
                                              ['--loader', loader], stop_at, f'{distill}_{loader}')
     if distill == 'crd':
         assert 'criterion_kd.contrast.memory_v1' in final_state(resumed)[1]
@@ -109,8 +35,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(setup, monkeypatch, capsys
         assert 'criterion_kd.queue' in final_state(resumed)[1]
 
 
-def test_teacher_run_resumes_from_a_given_checkpoint(setup, monkeypatch, tmp_path, capsys):
-    data = setup[0]
+def test_teacher_run_resumes_from_a_given_checkpoint(tiny, monkeypatch, tmp_path, capsys):
+    data = tiny[0]
     argv = ['--model', 'resnet8', '--data_folder', data, '--epochs', '2'] + FAST
     assert train_teacher.main(argv + ['--save_dir', str(tmp_path / 'a')]) == 0
     signal_after(monkeypatch, 2, signal.SIGINT)
@@ -125,8 +51,8 @@ def test_teacher_run_resumes_from_a_given_checkpoint(setup, monkeypatch, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_new_run_never_overwrites_an_existing_one(setup, tmp_path, capsys):
-    argv = run_argv(setup, str(tmp_path), 'kd', ['--epochs', '1'])
+def test_new_run_never_overwrites_an_existing_one(tiny, tmp_path, capsys):
+    argv = run_argv(tiny, str(tmp_path), 'kd', ['--epochs', '1'])
     assert train_student.main(argv) == 0
     run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
     before = open(os.path.join(run, 'resnet8_best.pth'), 'rb').read()
@@ -135,7 +61,7 @@ def test_new_run_never_overwrites_an_existing_one(setup, tmp_path, capsys):
     assert open(os.path.join(run, 'resnet8_best.pth'), 'rb').read() == before
 
 
-def test_non_finite_loss_names_term_epoch_and_step(setup, tmp_path, monkeypatch, capsys):
+def test_non_finite_loss_names_term_epoch_and_step(tiny, tmp_path, monkeypatch, capsys):
     from distiller_zoo.modifiers import LogitKL
     calls = {'n': 0}
     original = LogitKL.__call__
@@ -145,14 +71,14 @@ def test_non_finite_loss_names_term_epoch_and_step(setup, tmp_path, monkeypatch,
         value = original(self, y_s, y_t)
         return value * float('nan') if calls['n'] == 6 else value  # 2nd epoch, 2nd step
     monkeypatch.setattr(LogitKL, '__call__', kl)
-    assert train_student.main(run_argv(setup, str(tmp_path), 'kd')) == 2
+    assert train_student.main(run_argv(tiny, str(tmp_path), 'kd')) == 2
     err = capsys.readouterr().err
     assert 'non-finite at train epoch 2, step 1 (term: div)' in err  # exact step, checked lazily
     run = os.path.join(str(tmp_path), 'student_model', os.listdir(tmp_path / 'student_model')[0])
     assert load_checkpoint(os.path.join(run, 'ckpt_last.pth'))['epoch'] == 2  # epoch 1 kept
 
 
-def test_max_grad_norm_clips(setup, tmp_path, monkeypatch):
+def test_max_grad_norm_clips(tiny, tmp_path, monkeypatch):
     norms = []
     original = torch.nn.utils.clip_grad_norm_
 
@@ -160,7 +86,7 @@ def test_max_grad_norm_clips(setup, tmp_path, monkeypatch):
         norms.append(max_norm)
         return original(params, max_norm, *args, **kwargs)
     monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', clip)
-    argv = run_argv(setup, str(tmp_path), 'kd', ['--epochs', '1', '--max_grad_norm', '0.5'])
+    argv = run_argv(tiny, str(tmp_path), 'kd', ['--epochs', '1', '--max_grad_norm', '0.5'])
     assert train_student.main(argv) == 0
     assert norms == [0.5] * 4
 
@@ -210,19 +136,19 @@ def test_unsafe_pickle_is_refused(tmp_path):
         load_checkpoint(str(path))
 
 
-def test_unwritable_save_dir(setup, tmp_path, capsys):
+def test_unwritable_save_dir(tiny, tmp_path, capsys):
     blocker = tmp_path / 'file'
     blocker.write_text('not a folder')
-    argv = ['--model', 'resnet8', '--data_folder', setup[0], '--save_dir', str(blocker)] + FAST
+    argv = ['--model', 'resnet8', '--data_folder', tiny[0], '--save_dir', str(blocker)] + FAST
     assert train_teacher.main(argv) == 2
     assert 'choose a writable --save_dir' in capsys.readouterr().err
 
 
 # -- resuming the right run, and only it ---------------------------------------------------------
-def interrupted_run(setup, monkeypatch, save, distill='kd', extra=()):
+def interrupted_run(tiny, monkeypatch, save, distill='kd', extra=()):
     """A run under ``save`` stopped by SIGTERM in its second epoch; returns its ckpt_last.pth."""
     signal_after(monkeypatch, 6)
-    assert train_student.main(run_argv(setup, save, distill, list(extra))) == 130
+    assert train_student.main(run_argv(tiny, save, distill, list(extra))) == 130
     monkeypatch.undo()
     return os.path.join(run_folder(save), 'ckpt_last.pth')
 
@@ -231,28 +157,28 @@ def snapshot(folder):
     return {name: open(os.path.join(folder, name), 'rb').read() for name in os.listdir(folder)}
 
 
-def test_resume_path_into_a_finished_run_is_refused(setup, monkeypatch, tmp_path, capsys):
+def test_resume_path_into_a_finished_run_is_refused(tiny, monkeypatch, tmp_path, capsys):
     save = str(tmp_path)
-    assert train_student.main(run_argv(setup, save, 'kd', ['--trial', 'fresh'])) == 0
+    assert train_student.main(run_argv(tiny, save, 'kd', ['--trial', 'fresh'])) == 0
     fresh = run_folder(save)
     before = snapshot(fresh)
-    other = interrupted_run(setup, monkeypatch, str(tmp_path / 'other'), extra=['--trial', 'x'])
-    argv = run_argv(setup, save, 'kd', ['--trial', 'fresh', '--resume', other])
+    other = interrupted_run(tiny, monkeypatch, str(tmp_path / 'other'), extra=['--trial', 'x'])
+    argv = run_argv(tiny, save, 'kd', ['--trial', 'fresh', '--resume', other])
     assert train_student.main(argv) == 2
     assert 'already holds checkpoints of another run' in capsys.readouterr().err
     assert snapshot(fresh) == before
 
 
-def test_resume_checks_method_and_notes_changed_options(setup, monkeypatch, tmp_path, capsys):
-    last = interrupted_run(setup, monkeypatch, str(tmp_path / 'kd'))
+def test_resume_checks_method_and_notes_changed_options(tiny, monkeypatch, tmp_path, capsys):
+    last = interrupted_run(tiny, monkeypatch, str(tmp_path / 'kd'))
     capsys.readouterr()
     at = str(tmp_path / 'at')
-    assert train_student.main(run_argv(setup, at, 'at', ['--resume', last])) == 2
+    assert train_student.main(run_argv(tiny, at, 'at', ['--resume', last])) == 2
     err = capsys.readouterr().err
     assert '--distill is at here, kd in the checkpoint' in err
     assert not os.path.exists(at)  # refused before anything was created
 
-    argv = run_argv(setup, str(tmp_path / 'kd'), 'kd', ['--resume', 'auto', '--seed', '99',
+    argv = run_argv(tiny, str(tmp_path / 'kd'), 'kd', ['--resume', 'auto', '--seed', '99',
                                                             '--learning_rate', '0.5'])
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
@@ -261,9 +187,9 @@ def test_resume_checks_method_and_notes_changed_options(setup, monkeypatch, tmp_
     assert load_checkpoint(last)['opt']['seed'] == 3
 
 
-def test_resume_auto_without_a_run_and_on_a_finished_run(setup, tmp_path, capsys):
+def test_resume_auto_without_a_run_and_on_a_finished_run(tiny, tmp_path, capsys):
     save = str(tmp_path)
-    argv = run_argv(setup, save, 'kd', ['--epochs', '1', '--resume', 'auto'])
+    argv = run_argv(tiny, save, 'kd', ['--epochs', '1', '--resume', 'auto'])
     assert train_student.main(argv) == 0
     assert 'found no earlier run' in capsys.readouterr().out
     before = snapshot(run_folder(save))
@@ -274,7 +200,7 @@ def test_resume_auto_without_a_run_and_on_a_finished_run(setup, tmp_path, capsys
 
 # -- a full disk ----------------------------------------------------------------------------------
 def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
-        setup, monkeypatch, tmp_path, capsys):
+        tiny, monkeypatch, tmp_path, capsys):
     import core.checkpoint
     original, calls = torch.save, {'n': 0}
 
@@ -285,7 +211,7 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_temp_file(
         f.write(b'PK partial')
         raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(core.checkpoint.torch, 'save', save_on_full_disk)
-    assert train_student.main(run_argv(setup, str(tmp_path), 'kd')) == 2
+    assert train_student.main(run_argv(tiny, str(tmp_path), 'kd')) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('error: the disk is full')
     run = run_folder(str(tmp_path))
@@ -319,10 +245,10 @@ def test_torch_write_failure_on_a_full_disk(tmp_path):
     (['--distill', 'hint', '--hint_layer', '4'], '--hint_layer 4 is not a feature map'),
     (['--data_folder', 'MISSING'], 'downloading it failed'),
 ])
-def test_rejected_runs_leave_no_folders(setup, tmp_path, capsys, flags, message):
+def test_rejected_runs_leave_no_folders(tiny, tmp_path, capsys, flags, message):
     flags = [str(tmp_path / 'nodata') if f == 'MISSING' else f for f in flags]
     save = str(tmp_path / 'save')
-    argv = run_argv(setup, save, 'kd')
+    argv = run_argv(tiny, save, 'kd')
     for i in range(0, len(flags), 2):  # the flag's value replaces the default one
         if flags[i] in argv:
             argv[argv.index(flags[i]) + 1] = flags[i + 1]

@@ -18,8 +18,8 @@ from distiller_zoo import get_method
 from core.checkpoint import load_checkpoint
 from reproduction.tables import STUDENT, TEACHER, Table, _parse, _values
 from scripts import gpu_check, reproduce
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = sorted(glob.glob(os.path.join(REPO, 'tables', '*.toml')))
 
 

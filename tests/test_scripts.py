@@ -12,8 +12,9 @@ import pytest
 
 import train_student
 import train_teacher
+from conftest import REPO
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts')
+SCRIPTS = os.path.join(REPO, 'scripts')
 PARSERS = {'train_teacher.py': train_teacher.parse_option,
            'train_student.py': train_student.parse_option}
 

@@ -16,14 +16,13 @@ import helper.ckd
 import helper.teacher_cache
 import train_student
 import transfer_student
-from conftest import student_argv, write_cifar100
+from conftest import REPO, student_argv, write_cifar100
 from core.checkpoint import load_checkpoint
 from core.files import try_lock
 from models import get_model
 from scripts import summarize
-from test_reliability import metric_records, run_folder, signal_after
+from runs import metric_records, run_folder, signal_after
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--batch_size', '16', '--num_workers', '0', '--seed', '11', '--save_freq', '1',
         '--model_s', 'resnet8']
 
@@ -210,7 +209,7 @@ def test_folder_names_tell_method_options_and_probed_checkpoints_apart(tiny, tmp
     assert run_folder(save).endswith('_r:0.0_a:0.0_b:1.0_1_factor:4')
     student = os.path.join(run_folder(save), 'resnet8_best.pth')
     stl = str(tmp_path / 'stl')
-    from test_transfer import write_stl10
+    from conftest import write_stl10
     write_stl10(stl, n_train=16, n_test=8)
     assert transfer_student.main(['--path_s', student, '--dataset', 'stl10', '--data_folder',
                                   stl, '--save_dir', save, '--epochs', '1', '--num_workers',
@@ -274,7 +273,7 @@ def test_a_probe_resumed_from_another_backbone_is_refused(tiny, monkeypatch, tmp
     save = str(tmp_path / 'save')
     assert train_student.main(argv(tiny, save, epochs=1)) == 0
     run = run_folder(save)
-    from test_transfer import write_stl10
+    from conftest import write_stl10
     stl = str(tmp_path / 'stl')
     write_stl10(stl, n_train=16, n_test=8)
     probe = ['--dataset', 'stl10', '--data_folder', stl, '--save_dir', save, '--epochs', '2',

@@ -88,11 +88,11 @@ def test_device_contrast_indices():
 
 
 def kd_distiller():
-    from test_kd import config_for
+    from builders import plain_config
     torch.manual_seed(0)
     method = get_method('kd')
     return method(get_model('resnet8', 10), FrozenTeacher(get_model('resnet14', 10)),
-                  config_for(method))
+                  plain_config(method))
 
 
 def test_bf16_autocast_trains_on_cpu_without_nans():

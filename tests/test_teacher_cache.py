@@ -7,7 +7,7 @@ import torch
 
 import helper.teacher_cache
 import train_student
-from conftest import student_argv
+from conftest import student_argv, tiny_set
 from dataset import DATASETS
 from dataset.augment import crop_and_flip
 from dataset.batch import Batch
@@ -18,9 +18,8 @@ from core.checkpoint import load_checkpoint
 from core.config import TrainingConfig
 from helper.teacher_cache import CachedTeacher, build_store, draw_rounds
 from models import get_model
-from test_ckd import tiny_set
-from test_methods import build
-from test_reliability import metric_records, run_folder, signal_after
+from builders import build
+from runs import metric_records, run_folder, signal_after
 
 SOURCE = DATASETS['cifar100']
 TRAINING = TrainingConfig(epochs=1, batch_size=8, learning_rate=0.05, lr_decay_epochs=(),

@@ -14,24 +14,8 @@ import transfer_student
 from dataset.stl10 import read_split, stl10_splits
 from core.checkpoint import load_checkpoint
 from scripts import summarize
+from conftest import REPO, write_stl10
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_stl10(root, n_train=24, n_test=16, seed=0):
-    """STL-10's binary layout: per image 3 channel planes of 96x96, each column-major; labels
-    1..10 as bytes. Returns the images (N, 96, 96, 3) and 0-based labels per split."""
-    rng = np.random.default_rng(seed)
-    folder = os.path.join(root, 'stl10_binary')
-    os.makedirs(folder, exist_ok=True)
-    written = {}
-    for split, n in (('train', n_train), ('test', n_test)):
-        images = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, n)
-        images.transpose(0, 3, 2, 1).tofile(os.path.join(folder, f'{split}_X.bin'))
-        (labels + 1).astype(np.uint8).tofile(os.path.join(folder, f'{split}_y.bin'))
-        written[split] = images, labels
-    return written
 
 
 def test_stl10_binary_files_read_back_exactly(tmp_path):
