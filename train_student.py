@@ -12,6 +12,7 @@ from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_te
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, add_switched_group, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
+from distiller_zoo.TTM import A_TERM_OPTIONS, TTM_L
 from core.accel import prepare_modules
 from core.log import log, note
 from core.util import UserError, non_negative_float, positive_float, run_label, set_seed
@@ -29,7 +30,7 @@ from models import get_model
 
 # What defines a distillation run besides its method, architectures and data set: resuming
 # with any of these changed, the method's own options, a modifier's or a plug-in's, is refused.
-WEIGHTS = ('gamma', 'alpha', 'beta', 'delta', 'kd_T')
+WEIGHTS = ('gamma', 'alpha', 'beta', 'delta', 'kd_T') + tuple(o.dest for o in A_TERM_OPTIONS)
 KD_T = Option('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
 MODIFIER_DESTS = tuple(o.dest for m in MODIFIERS for o in m.options) + tuple(
     o.dest for o in DOT_OPTIONS)
@@ -74,6 +75,8 @@ def build_parser(distill=None, given=None):
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
     KD_T.add_to(parser)
+    for option in A_TERM_OPTIONS:
+        option.add_to(parser)
     add_plugin_options(parser, given)
     preset = PRESETS.get(distill)
     implied = {f'--{dest}' for dest in preset.modifiers} if preset else set()
@@ -185,6 +188,7 @@ def resolve(opt, given, model_t):
         if getattr(opt, name) is None:
             setattr(opt, name, default)
     check_modifiers_act(opt, method)
+    check_a_term(opt, method)
     if opt.path_t is None and (not method.recipe.teacher_trains or opt.model_t is None):
         raise UserError('--path_t (the teacher checkpoint) is required' + (
             '' if not method.recipe.teacher_trains else f'; --distill {opt.distill} can '
@@ -229,6 +233,22 @@ def check_modifier_options(opt, method):
                         f'--momentum (DOT\'s momenta are --momentum -/+ delta)')
 
 
+def check_a_term(opt, method):
+    """Refuse, in one line, ``--add`` where the -a term is not the KD term or has weight 0,
+    and ``--ttm_l`` where no TTM reads it."""
+    if opt.add != 'kd':
+        if not method.a_term_is_kd:
+            raise UserError(f'--add {opt.add}: the -a term of --distill {opt.distill} is its '
+                            f'own, not the KD term; leave --add out')
+        if not opt.alpha:
+            raise UserError(f'--add {opt.add} makes the -a term {opt.add.upper()}, of weight 0 '
+                            f'here: give -a W (the TTM authors: --add wttm -a 4 with CRD)')
+    reads_ttm_l = opt.add != 'kd' or method.names[0] in ('ttm', 'wttm')
+    if opt.ttm_l != TTM_L.default and not reads_ttm_l:
+        raise UserError('--ttm_l is the power of TTM and WTTM: give it with --distill ttm|wttm '
+                        'or --add ttm|wttm, or leave it out')
+
+
 def check_modifiers_act(opt, method):
     """Refuse, in one line, a modifier of logit KLs that the run does not weigh in: none in the
     method, or each of weight 0."""
@@ -247,9 +267,10 @@ def check_modifiers_act(opt, method):
 
 
 def modifier_options(options):
-    """The modifiers' options (and the optimizer's) that differ from their defaults, of a
-    run's ``options`` record."""
-    modifiers = [o for m in MODIFIERS for o in m.options] + list(DOT_OPTIONS)
+    """The modifiers' options (and the -a term's and the optimizer's) that differ from their
+    defaults, of a run's ``options`` record."""
+    modifiers = ([o for m in MODIFIERS for o in m.options] + list(A_TERM_OPTIONS)
+                 + list(DOT_OPTIONS))
     return {o.dest: options[o.dest] for o in modifiers if options[o.dest] != o.default}
 
 

@@ -16,6 +16,7 @@ from .options import Option
 @register_method('dml')
 class DML(Distiller):
     # student: -r x CE + -a x KL(peer || student); peer: -r x CE + -b x KL(student || peer)
+    a_term_is_kd = False  # its -a term is its own
     recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     teacher_trains=True)
     logit_kl_weights = ('alpha', 'beta')

@@ -97,6 +97,7 @@ class AlignLoss(nn.Module):
 @register_method('mlkd')
 class MLKD(Distiller):
     # -r -a -b -d of the authors' scripts; each image as its four rotations, seen in one pass
+    a_term_is_kd = False  # its -a term is its own
     recipe = Recipe(weights=(1.0, 50.0, 1.0, 20.0), batch=BatchSpec(views=RotatedViews()))
     logit_kl_weights = ()  # its losses are on embeddings
     options = (FEAT_DIM,)

@@ -114,6 +114,7 @@ def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
 class MLLD(Distiller):
     # the authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025 (0.01
     # for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210
+    a_term_is_kd = False  # its -a term is its own
     recipe = Recipe(weights=(0.1, 0.9, 0.0), batch=BatchSpec(views=WeakStrongViews()),
                     student_reads=frozenset({LOGITS}), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised('mlld'), pair_recipe=('mlld', 'recipe'))

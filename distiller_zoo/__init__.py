@@ -23,10 +23,12 @@ from .KDSVD import KDSVD
 from .LSKD import logit_standardize, normalize
 from .MLLD import MLLD, bc_loss, cc_loss, mlld_loss
 from .OFD import OFD, ConnectorConvBN, feat_loss, get_margin_from_BN
+from .NKD import NKD, NKDLoss, nkd_loss
 from .NST import NSTLoss
 from .PKT import PKT
 from .ReviewKD import ABF, hcl_loss
 from .RKD import RKDLoss
+from .RLD import RLD, rld_loss
 from .RRD import RRDLoss
 from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
@@ -35,6 +37,7 @@ from .temperature import (CosineDecay, Global_T, GradientReversal, GradientRever
                           LearnedTemperature, LinearDecay)
 from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
+from .TTM import TTM, WTTM
 from .VID import VIDLoss
 
 __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'TeacherSource',
@@ -46,4 +49,4 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'Global_T',
            'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
            'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
-           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN']
+           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss']

@@ -21,8 +21,8 @@ from dataset.batch import BatchSpec
 from core.learner import Learner
 from .LSKD import Standardised, normalize
 from .pairs import pair_settings
-from .modifiers import (PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
-                        transform_of)
+from .modifiers import (HINTON, PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
+                        transform_of, transformed_teacher)
 
 METHODS = {}
 
@@ -78,8 +78,9 @@ class MethodConfig:
     the KD temperature, its own options' values (``options.<dest>``), the architectures, the
     input side and the training set's size and batch size (for modules sized by them), and the
     modifiers of its logit KLs: ``logit_stand`` (LSKD) and ``learned_T`` (CTKD's
-    ``LearnedTemperature`` arguments, None for a fixed temperature). A checkpoint of a method
-    that predicts through its own modules stores it (``as_dict``)."""
+    ``LearnedTemperature`` arguments, None for a fixed temperature); what the ``-a`` term is
+    (``add``: Hinton's KD, or TTM's or WTTM's divergence with the teacher's power ``ttm_l``). A
+    checkpoint of a method that predicts through its own modules stores it (``as_dict``)."""
     name: str
     weights: tuple
     kd_T: float
@@ -91,6 +92,8 @@ class MethodConfig:
     batch_size: int = 64
     logit_stand: bool = False
     learned_T: Optional[dict] = None
+    add: str = 'kd'
+    ttm_l: float = 0.1
 
     def as_dict(self):
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
@@ -187,6 +190,8 @@ class Distiller(Learner):
     # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
     # CTKD modify; a modifier acts only if one of them is positive.
     logit_kl_weights = ('alpha',)
+    # Whether its -a term is the base's KL, which --add can make TTM's or WTTM's.
+    a_term_is_kd = True
 
     @classmethod
     def batch_spec(cls, options):
@@ -241,7 +246,8 @@ class Distiller(Learner):
         self.criterion_cls = nn.CrossEntropyLoss()
         # the run's learned temperature, if any (saved and trained with the method)
         self.learned_T = learned_temperature(config)
-        self.kl = self.logit_kl(config.kd_T)  # the -a term's
+        self.kl = (self.logit_kl(config.kd_T) if config.add == 'kd' else  # the -a term's
+                   self.logit_kl(1.0, transformed_teacher(config.ttm_l, config.add == 'wttm')))
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         self.views = self.batch_spec(config.options).views
@@ -263,10 +269,10 @@ class Distiller(Learner):
         if self.learned_T is not None:
             self.learned_T.set_epoch(epoch)
 
-    def logit_kl(self, T):
-        """A logit KL of the method at its own temperature ``T``, as the run's modifiers make
-        it (``distiller_zoo.modifiers.LogitKL``)."""
-        return LogitKL(T, transform_of(self.config), self.learned_T)
+    def logit_kl(self, T, divergence=HINTON):
+        """A logit KL of the method at its own temperature ``T`` (Hinton's, or another
+        ``divergence``), as the run's modifiers make it (``distiller_zoo.modifiers.LogitKL``)."""
+        return LogitKL(T, transform_of(self.config), self.learned_T, divergence)
 
     def epoch_metrics(self):
         if self.learned_T is None:

@@ -43,6 +43,21 @@ def hinton_kl(y_s, y_t, T):
     return (kl * T ** 2 / y_s.shape[0]).reshape(())
 
 
+def transformed_teacher_kl(y_s, y_t, T, power, weighted=False):
+    """TTM's divergence (Zheng & Yang, ICLR 2024): ``KL(q || softmax(y_s/T))`` with the teacher
+    power-transformed, ``q = p_t^power / sum_c p_t^power = softmax(power * y_t / T)``, times
+    ``T^2``, averaged over the batch; ``weighted`` (WTTM) weighs each sample by
+    ``sum_c p_t^power``. At ``T = 1`` (the authors'), the student is at T 1 and the teacher at
+    T 1/power; ``T`` is what the modifiers may learn. Computed in fp32."""
+    with torch.autocast(y_s.device.type, enabled=False):
+        y_s, y_t = y_s.float() / T, y_t.float() / T
+        log_q = F.log_softmax(power * y_t, dim=1)
+        kl = (log_q.exp() * (log_q - F.log_softmax(y_s, dim=1))).sum(1)
+        if weighted:
+            kl = kl * torch.exp(power * F.log_softmax(y_t, dim=1)).sum(1)
+        return (kl.mean() * T ** 2).reshape(())
+
+
 def identity(logit):
     return logit
 
@@ -57,14 +72,31 @@ IDENTITY = Transform(identity, '')
 STANDARDISED = Transform(LSKD.normalize, 'logits standardised (LSKD)')
 
 
+class Divergence(NamedTuple):
+    """What a logit KL computes at a temperature: ``compute(y_s, y_t, T)``."""
+    compute: callable
+    label: str  # for the run's describe lines ('' for Hinton's)
+
+
+HINTON = Divergence(hinton_kl, '')
+
+
+def transformed_teacher(power, weighted=False):
+    """TTM's (WTTM's with ``weighted``) divergence with the teacher's power ``power``."""
+    return Divergence(lambda y_s, y_t, T: transformed_teacher_kl(y_s, y_t, T, power, weighted),
+                      f'{"WTTM" if weighted else "TTM"}, teacher power {power:g}')
+
+
 class LogitKL:
     """One logit KL of a method, as the run's modifiers make it: ``transform`` of both logits,
-    then Hinton's KL at ``temperature()``: ``T``, or ``learned`` (the run's learned
-    temperature module, owned and saved by the method) when there is one. A method whose KL is
-    not Hinton's reads ``logits(y_s, y_t)`` and ``temperature()`` and computes its own."""
+    then the ``divergence`` (Hinton's KL, or TTM's) at ``temperature()``: ``T``, or ``learned``
+    (the run's learned temperature module, owned and saved by the method) when there is one. A
+    method whose KL is neither reads ``logits(y_s, y_t)`` and ``temperature()`` and computes its
+    own."""
 
-    def __init__(self, T, transform=IDENTITY, learned=None):
+    def __init__(self, T, transform=IDENTITY, learned=None, divergence=HINTON):
         self.T, self.transform, self.learned = T, transform, learned
+        self.divergence = divergence
 
     def temperature(self):
         return self.learned() if self.learned is not None else self.T
@@ -73,12 +105,14 @@ class LogitKL:
         return self.transform.apply(y_s), self.transform.apply(y_t)
 
     def __call__(self, y_s, y_t):
-        return hinton_kl(*self.logits(y_s, y_t), self.temperature())
+        return self.divergence.compute(*self.logits(y_s, y_t), self.temperature())
 
     def describe(self):
-        """``T 4`` or ``T learned (CTKD)``, and the transform, if any."""
+        """``T 4`` or ``T learned (CTKD)``, the divergence if not Hinton's, and the transform,
+        if any."""
         text = 'T learned (CTKD)' if self.learned is not None else f'T {self.T:g}'
-        return text + (f', {self.transform.label}' if self.transform.label else '')
+        return ', '.join(part for part in (self.divergence.label, text, self.transform.label)
+                         if part)
 
 
 def transform_of(config):

@@ -7,6 +7,7 @@ from distiller_zoo import get_method
 from distiller_zoo.base import MethodConfig
 from distiller_zoo.modifiers import config_fields
 from distiller_zoo.sources import FrozenTeacher
+from distiller_zoo.TTM import TTM_L
 from models import get_model
 from core.util import UserError
 from .teachers import load_weights
@@ -21,7 +22,8 @@ def method_config(opt, method, model_t, n_data, image_size):
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
                         options=SimpleNamespace(**method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
-                        n_data=n_data, batch_size=opt.batch_size, **config_fields(opt, method))
+                        n_data=n_data, batch_size=opt.batch_size, add=getattr(opt, 'add', 'kd'),
+                        ttm_l=getattr(opt, 'ttm_l', TTM_L.default), **config_fields(opt, method))
 
 
 def build_distiller(method, student, source, config):

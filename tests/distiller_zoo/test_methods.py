@@ -167,6 +167,9 @@ DEFAULT_WEIGHTS = {
     'dml': (1, 1, 1), 'icd': (1, 0, 1), 'rrd': (1, 0, 1), 'mlkd': (1, 50, 1, 20),
     # METHODS_WAVE3.md: CTKD's script, MLLD's configs (CE 0.1, KD 0.9), mdistiller's OFD
     'ctkd': (0.1, 0.9, 0), 'mlld': (0.1, 0.9, 0), 'ofd': (1, 0, 0.001),
+    # METHODS_WAVE4.md: TTM's README command (-b 45; WTTM: its -a 4 beside CRD), NKD's and
+    # RLD's distillers (CE 1, their term 1)
+    'ttm': (1, 0, 45), 'wttm': (1, 0, 4), 'nkd': (1, 0, 1), 'rld': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}

@@ -1,0 +1,68 @@
+"""TTM and WTTM (Zheng & Yang, "Knowledge Distillation Based on Transformed Teacher Matching",
+ICLR 2024; zkxufo/TTM): the student, at temperature 1, matches the teacher's distribution raised
+to a power gamma (``--ttm_l``) and renormalised, i.e. the teacher at temperature 1/gamma, without
+the T^2 factor (TTM); WTTM weighs each sample's KL by ``sum_c p_t^gamma``, larger for a flatter
+teacher. Either is also the ``-a`` term of any other method (``--add ttm|wttm``), as the authors
+combine CRD with WTTM."""
+import torch.nn as nn
+
+from core.util import positive_float
+from .base import LOGITS, Distiller, Recipe, register_method
+from .LSKD import Standardised
+from .modifiers import transformed_teacher, transformed_teacher_kl
+from .options import Option
+
+# The -a term's options, common to every method (train_student.py shows them beside -a).
+ADD = Option('--add', choices=['kd', 'ttm', 'wttm'], default='kd',
+             help='what the -a term is: Hinton\'s KD at --kd_T, or TTM\'s or WTTM\'s divergence '
+                  '(with --ttm_l), as the TTM authors add WTTM to CRD')
+TTM_L = Option('--ttm_l', type=positive_float, default=0.1,
+               help='TTM/WTTM: the power gamma of the teacher\'s probabilities (its temperature '
+                    'is 1/gamma; the authors\' README: 0.1 for TTM, 0.2 for WTTM beside CRD)')
+A_TERM_OPTIONS = (ADD, TTM_L)
+
+
+class TTM(nn.Module):
+    """The authors' loss module: ``forward(y_s, y_t)``, TTM with power ``l``."""
+
+    def __init__(self, l):
+        super().__init__()
+        self.l = l
+
+    def forward(self, y_s, y_t):
+        return transformed_teacher_kl(y_s, y_t, 1.0, self.l)
+
+
+class WTTM(TTM):
+    """The authors' loss module: ``forward(y_s, y_t)``, WTTM with power ``l``."""
+
+    def forward(self, y_s, y_t):
+        return transformed_teacher_kl(y_s, y_t, 1.0, self.l, weighted=True)
+
+
+@register_method('ttm')
+class TransformedTeacherMatching(Distiller):
+    # 1 x CE + b x TTM; the README's vgg13 -> vgg8 command: --ttm_l 0.1 -r 1 -b 45 -a 0
+    recipe = Recipe(weights=(1.0, 0.0, 45.0), teacher_reads=frozenset({LOGITS}),
+                    lskd=Standardised(weight='beta'))
+    logit_kl_weights = ('alpha', 'beta')
+    weighted = False
+
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        self.ttm = self.logit_kl(1.0, transformed_teacher(config.ttm_l, self.weighted))
+
+    def describe(self):
+        return self.ttm.describe()
+
+    def kd_loss(self, s, t, batch):
+        return self.ttm(s.logits, t.logits)
+
+
+@register_method('wttm')
+class WeightedTransformedTeacherMatching(TransformedTeacherMatching):
+    # 1 x CE + b x WTTM; the authors publish no WTTM-alone command: -b 4 is the weight their
+    # README gives WTTM beside CRD (--add wttm --ttm_l 0.2 -a 4)
+    recipe = Recipe(weights=(1.0, 0.0, 4.0), teacher_reads=frozenset({LOGITS}),
+                    lskd=Standardised(weight='beta'))
+    weighted = True
