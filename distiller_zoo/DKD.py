@@ -10,11 +10,6 @@ from .LSKD import Standardised, normalize
 from .options import Option
 
 
-def _kl_sum(log_p_s, p_t):
-    """sum_i sum_c p_t (log p_t - log p_s), with 0 log 0 = 0."""
-    return F.kl_div(log_p_s, p_t, reduction='sum')
-
-
 def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature,
              logit_stand=False):
     """``alpha * TCKD + beta * NCKD`` (the authors' name and signature; ``logit_stand``, LSKD's
@@ -27,8 +22,14 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature,
 
 
 def decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperature):
-    """DKD's two terms on (already transformed) logits. Computed in fp32 even under autocast:
-    the log of the target / non-target sums is -inf in fp16 once a mass underflows."""
+    """DKD's two terms on (already transformed) logits, averaged over the batch."""
+    rows = decoupled_kl_rows(logits_student, logits_teacher, target, alpha, beta, temperature)
+    return (rows.sum() / target.shape[0]).reshape(())
+
+
+def decoupled_kl_rows(logits_student, logits_teacher, target, alpha, beta, temperature):
+    """``T^2 (alpha TCKD + beta NCKD)`` of each row. Computed in fp32 even under autocast: the
+    log of the target / non-target sums is -inf in fp16 once a mass underflows."""
     with torch.autocast(logits_student.device.type, enabled=False):
         logits_student, logits_teacher = logits_student.float(), logits_teacher.float()
         z_s, z_t = logits_student / temperature, logits_teacher / temperature
@@ -38,7 +39,7 @@ def decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperatur
         def binary(p):  # (B, 2): target mass, non-target mass
             target_mass = p.masked_fill(~is_target, 0).sum(1, keepdim=True)
             return torch.cat([target_mass, p.masked_fill(is_target, 0).sum(1, keepdim=True)], 1)
-        tckd = _kl_sum(torch.log(binary(p_s)), binary(p_t))
+        tckd = F.kl_div(torch.log(binary(p_s)), binary(p_t), reduction='none').sum(1)
         # The target logit is pushed 1000 down, which removes it from the softmax. With a
         # learned temperature the teacher's side carries gradients, and the KL of its zero
         # target probability would give them a NaN (0 log 0): there the KL is taken between
@@ -46,12 +47,11 @@ def decoupled_kl(logits_student, logits_teacher, target, alpha, beta, temperatur
         masked = 1000.0 * is_target
         log_q_s = F.log_softmax(z_s - masked, 1)
         if z_t.requires_grad:
-            nckd = F.kl_div(log_q_s, F.log_softmax(z_t - masked, 1), reduction='sum',
-                            log_target=True)
+            nckd = F.kl_div(log_q_s, F.log_softmax(z_t - masked, 1), reduction='none',
+                            log_target=True).sum(1)
         else:
-            nckd = _kl_sum(log_q_s, F.softmax(z_t - masked, 1))
-        scale = temperature ** 2 / target.shape[0]
-        return (alpha * tckd * scale + beta * nckd * scale).reshape(())
+            nckd = F.kl_div(log_q_s, F.softmax(z_t - masked, 1), reduction='none').sum(1)
+        return (alpha * tckd + beta * nckd) * temperature ** 2
 
 
 @register_method('dkd')

@@ -22,18 +22,25 @@ def labels_of(gt_label):
 def nkd_loss(logit_s, logit_t, gt_label, temp, gamma):
     """NKD's target and non-target terms (``temp`` may be a learned tensor), averaged over the
     batch, in fp32."""
+    return nkd_rows(logit_s, logit_t, gt_label, temp, gamma).mean().reshape(())
+
+
+def nkd_rows(logit_s, logit_t, gt_label, temp, gamma, drop_target=True):
+    """NKD's loss of each row. ``drop_target=False`` keeps the label's column in the non-target
+    term, as the cls_KD code of Jul-Oct 2023 did (and SDD's copy of it)."""
     with torch.autocast(logit_s.device.type, enabled=False):
         logit_s, logit_t = logit_s.float(), logit_t.float()
         label = labels_of(gt_label)[:, None]
         n = logit_s.shape[0]
         target_s = F.log_softmax(logit_s, 1).gather(1, label)
         target_t = F.softmax(logit_t, 1).gather(1, label).detach()
-        loss_target = -(target_t * target_s).mean()
-        others = torch.ones_like(logit_s, dtype=torch.bool).scatter_(1, label, False)
-        log_q_s = F.log_softmax(logit_s[others].reshape(n, -1) / temp, 1)
-        q_t = F.softmax(logit_t[others].reshape(n, -1) / temp, 1)
-        loss_non_target = -gamma * temp ** 2 * (q_t * log_q_s).sum(1).mean()
-        return (loss_target + loss_non_target).reshape(())
+        loss_target = -(target_t * target_s).squeeze(1)
+        if drop_target:
+            others = torch.ones_like(logit_s, dtype=torch.bool).scatter_(1, label, False)
+            logit_s, logit_t = logit_s[others].reshape(n, -1), logit_t[others].reshape(n, -1)
+        log_q_s = F.log_softmax(logit_s / temp, 1)
+        q_t = F.softmax(logit_t / temp, 1)
+        return loss_target - gamma * temp ** 2 * (q_t * log_q_s).sum(1)
 
 
 class NKDLoss(nn.Module):

@@ -30,6 +30,7 @@ from .ReviewKD import ABF, hcl_loss
 from .RKD import RKDLoss
 from .RLD import RLD, rld_loss
 from .RRD import RRDLoss
+from .SDD import SPP, multi_dkd, multi_nkd_loss, sdd_kd_loss, sdd_logits
 from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
 from .SP import Similarity
@@ -49,4 +50,5 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'Global_T',
            'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
            'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
-           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss']
+           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss', 'SPP', 'sdd_logits', 'sdd_kd_loss',
+           'multi_dkd', 'multi_nkd_loss']

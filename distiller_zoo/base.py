@@ -218,8 +218,9 @@ class Distiller(Learner):
         for option in cls.options:
             if option.pair_default and options.get(option.dest, 0) is None:
                 source, column, key = option.pair_default
-                options[option.dest] = float(pair_settings(source, column, teacher,
-                                                           student)[key])
+                value = pair_settings(source, column, teacher, student)[key]
+                convert = option.kwargs.get('type')
+                options[option.dest] = convert(value) if convert else value
         return options
 
     @classmethod

@@ -170,6 +170,8 @@ DEFAULT_WEIGHTS = {
     # METHODS_WAVE4.md: TTM's README command (-b 45; WTTM: its -a 4 beside CRD), NKD's and
     # RLD's distillers (CE 1, their term 1)
     'ttm': (1, 0, 45), 'wttm': (1, 0, 4), 'nkd': (1, 0, 1), 'rld': (1, 0, 1),
+    # SDD: mdistiller's KD weights for SD-KD, DKD's for SD-DKD and SD-NKD
+    'sdd_kd': (0.1, 0, 0.9), 'sdd_dkd': (1, 0, 1), 'sdd_nkd': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}

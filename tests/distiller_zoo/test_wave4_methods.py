@@ -1,4 +1,4 @@
-"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD): values and gradients against
+"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD): values and gradients against
 their authors' code, the -a term they can take, their defaults and refusals.
 
 The reference values (tests/fixtures/wave4_reference.json) come from running the authors' code
@@ -14,9 +14,10 @@ from builders import build, fixed_batch
 from conftest import FIXTURES
 from core.util import UserError
 from dataset.batch import Batch
-from distiller_zoo import TTM, WTTM, DistillKL, NKDLoss, get_method, nkd_loss, rld_loss
+from distiller_zoo import (SPP, TTM, WTTM, DistillKL, NKDLoss, get_method, multi_dkd,
+                           multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
-from reference import assert_stats_close, det, grad_stats
+from reference import assert_close, assert_stats_close, det, grad_stats
 
 REFERENCE = json.load(open(os.path.join(FIXTURES, 'wave4_reference.json')))
 TARGET = torch.tensor([1, 3, 5, 7, 9, 0])
@@ -156,3 +157,79 @@ def test_refusals_are_one_line(flags, message):
 @pytest.mark.parametrize('name', ['ttm', 'wttm', 'nkd', 'rld'])
 def test_logit_methods_can_train_from_the_teacher_cache(name):
     assert parse('--distill', name, '--teacher_cache', '2', '--epochs', '2').plugins
+
+
+def multi_value_and_grad(loss_fn, regions):
+    s = (det(6, 10, regions, phase=0.5) * 3).requires_grad_()
+    t = det(6, 10, regions, phase=2.0) * 4
+    loss = loss_fn(s, t)
+    loss.backward()
+    return [loss.item()] + grad_stats(s.grad)
+
+
+@pytest.mark.parametrize('regions', [5, 21])
+def test_sdd_losses_equal_the_authors(regions):
+    for name, fn in (('sdd_kd', lambda s, t: sdd_kd_loss(s, t, 4.0, TARGET)),
+                     ('sdd_dkd', lambda s, t: multi_dkd(s, t, TARGET, 1.0, 8.0, 4.0)),
+                     ('sdd_nkd', lambda s, t: multi_nkd_loss(s, t, TARGET, 4.0, 8.0))):
+        assert_stats_close(multi_value_and_grad(fn, regions), REFERENCE[f'{name}_N{regions}'])
+
+
+@pytest.mark.parametrize('M, size', [('[1,2,4]', 8), ('[1,2]', 8), ('[1,2,4]', 2)])
+def test_sdd_region_logits_equal_the_authors(M, size):
+    fc = torch.nn.Linear(8, 10)
+    with torch.no_grad():
+        fc.weight.copy_(det(10, 8, phase=1.0) * 0.5)
+        fc.bias.copy_(det(10, phase=3.0) * 0.1)
+        x = det(2, 8, size, size, phase=0.7)
+        score = sdd_logits(x, fc, M)
+        total, absolute, first, shape = REFERENCE[f'sdd_logits_{M}_{size}']
+        assert list(score.shape) == shape
+        assert_close([score.sum().item(), score.abs().sum().item()] + score.flatten()[:5].tolist(),
+                     [total, absolute] + first, scale=absolute)
+        assert torch.allclose(score[..., 0], fc(x.mean((2, 3))), atol=1e-5)  # region 0: global
+        assert SPP(M)(x)[0].shape == (2, 8, score.shape[2])
+
+
+def test_sdd_with_one_scale_is_plain_kd_and_regions_that_disagree_count_twice():
+    s, t = det(6, 10, 1, phase=0.5) * 3, det(6, 10, 1, phase=2.0) * 4
+    assert torch.allclose(sdd_kd_loss(s, t, 4.0, TARGET), DistillKL(4)(s[..., 0], t[..., 0]),
+                          atol=1e-6)
+    from distiller_zoo.SDD import region_weights
+    # 2 regions of a batch of 3, labels 0 1 1: the teacher's global predictions 0 1 2 (right,
+    # right, wrong), its local ones 0 2 1 (right, wrong, right)
+    out_t = torch.eye(3)[[0, 1, 2, 0, 2, 1]]
+    weights = region_weights(out_t, torch.tensor([0, 1, 1, 0, 1, 1]), 3)
+    assert weights.tolist() == [1, 1, 1, 1, 2, 2]  # global right/local wrong and the reverse
+
+
+@pytest.mark.parametrize('name', ['sdd_kd', 'sdd_dkd', 'sdd_nkd'])
+def test_sdd_methods_take_their_regions_through_each_networks_classifier(name):
+    distiller, teacher, student = build(name, teacher='resnet8x4', student='resnet8x4',
+                                        sdd_m='[1,2]')
+    distiller.set_epoch(30)
+    x, y, index, contrast = fixed_batch()
+    _, losses = distiller.train().forward_train(Batch(x, y, index, contrast))
+    with torch.no_grad():
+        head_s = student(x, is_feat=True, with_head_map=True)[2]
+        head_t = teacher.eval()(x, is_feat=True, with_head_map=True)[2]
+        out_s = sdd_logits(head_s, student.fc, '[1,2]')
+        out_t = sdd_logits(head_t, teacher.fc, '[1,2]')
+    expected = {'sdd_kd': lambda: 0.9 * sdd_kd_loss(out_s, out_t, 4.0, y),
+                'sdd_dkd': lambda: multi_dkd(out_s, out_t, y, 1.0, 8.0, 4.0),
+                'sdd_nkd': lambda: multi_nkd_loss(out_s, out_t, y, 4.0, 8.0)}[name]()
+    assert torch.allclose(losses['kd'], expected, rtol=1e-4)
+    losses['kd'].backward()
+    assert distiller.student.fc.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in distiller.teacher_net.parameters())
+
+
+def test_sdd_scales_per_pair():
+    assert parse('--distill', 'sdd_kd').method.options.sdd_m is None  # resolved at build
+    from distiller_zoo.SDD import SDDKD, SDDNKD
+    assert SDDKD.resolved_options({'sdd_m': None}, 'vgg13', 'vgg8')['sdd_m'] == '[1,2]'
+    assert SDDKD.resolved_options({'sdd_m': None}, 'vgg13', 'MobileNetV2')['sdd_m'] == '[1,2,4]'
+    assert SDDNKD.resolved_options({'sdd_m': None}, 'ResNet50', 'vgg8')['sdd_m'] == '[1,2]'
+    assert SDDKD.resolved_options({'sdd_m': None}, 'ResNet50', 'vgg8')['sdd_m'] == '[1,2,4]'
+    with pytest.raises(UserError, match='stores the teacher\'s logits'):
+        parse('--distill', 'sdd_kd', '--teacher_cache', '2', '--epochs', '2')
