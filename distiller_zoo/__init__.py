@@ -7,6 +7,7 @@ from .base import (METHODS, PRESETS, Distiller, DistillKL, MethodConfig, NetOutp
 from .sources import FrozenTeacher, TeacherSource, TrainedPeer
 from .AB import ABLoss
 from .AT import Attention
+from .CATKD import CAT_loss, CATKD
 from .CC import Correlation
 from .CRD import CRD
 from . import CTKD  # noqa: F401 (registers the ctkd preset)
@@ -51,4 +52,4 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
            'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss', 'SPP', 'sdd_logits', 'sdd_kd_loss',
-           'multi_dkd', 'multi_nkd_loss']
+           'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD']

@@ -172,6 +172,8 @@ DEFAULT_WEIGHTS = {
     'ttm': (1, 0, 45), 'wttm': (1, 0, 4), 'nkd': (1, 0, 1), 'rld': (1, 0, 1),
     # SDD: mdistiller's KD weights for SD-KD, DKD's for SD-DKD and SD-NKD
     'sdd_kd': (0.1, 0, 0.9), 'sdd_dkd': (1, 0, 1), 'sdd_nkd': (1, 0, 1),
+    # CAT-KD: CE 1 and its cfg.py's beta (per pair from per_pair/catkd.toml)
+    'catkd': (1, 0, 400),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
@@ -300,7 +302,8 @@ FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epo
 # defaults), and for MLKD its fourth weight.
 NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
                  'icd': '_feat_dim:16', 'rrd': '_feat_dim:16_nce_k:40', 'mlkd': '_feat_dim:16',
-                 'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1'}
+                 'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1',
+                 'catkd': '_catkd_resolution:2_catkd_normalize:1'}  # the per-pair values
 
 
 @pytest.mark.parametrize('name', CANONICAL + sorted(ALIASES))

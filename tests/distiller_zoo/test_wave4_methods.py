@@ -1,4 +1,4 @@
-"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD): values and gradients against
+"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD): values and gradients against
 their authors' code, the -a term they can take, their defaults and refusals.
 
 The reference values (tests/fixtures/wave4_reference.json) come from running the authors' code
@@ -14,7 +14,7 @@ from builders import build, fixed_batch
 from conftest import FIXTURES
 from core.util import UserError
 from dataset.batch import Batch
-from distiller_zoo import (SPP, TTM, WTTM, DistillKL, NKDLoss, get_method, multi_dkd,
+from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, NKDLoss, get_method, multi_dkd,
                            multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
 from reference import assert_close, assert_stats_close, det, grad_stats
@@ -233,3 +233,57 @@ def test_sdd_scales_per_pair():
     assert SDDKD.resolved_options({'sdd_m': None}, 'ResNet50', 'vgg8')['sdd_m'] == '[1,2,4]'
     with pytest.raises(UserError, match='stores the teacher\'s logits'):
         parse('--distill', 'sdd_kd', '--teacher_cache', '2', '--epochs', '2')
+
+
+def cam_value_and_grad(loss_fn):
+    s = (det(2, 10, 8, 8, phase=0.5) * 3).requires_grad_()
+    t = det(2, 10, 8, 8, phase=2.0) * 4
+    loss = loss_fn(s, t)
+    loss.backward()
+    return [loss.item()] + grad_stats(s.grad)
+
+
+@pytest.mark.parametrize('resolution', [2, 4])
+@pytest.mark.parametrize('normalize', [0, 1])
+def test_cat_loss_equals_the_authors(resolution, normalize):
+    assert_stats_close(cam_value_and_grad(
+        lambda s, t: CAT_loss(s, t, resolution, bool(normalize))),
+        REFERENCE[f'cat_r{resolution}_norm{normalize}'])
+
+
+def test_cat_loss_with_binarised_teacher_maps_equals_the_authors_forward():
+    assert_stats_close(cam_value_and_grad(lambda s, t: CAT_loss(s, t, 2, True, True)),
+                       REFERENCE['cat_binarized_r2_norm1'])
+
+
+def test_catkd_maps_are_the_classifier_at_every_position_and_the_student_has_no_bias():
+    distiller, teacher, student = build('catkd', teacher='resnet8x4', student='resnet8x4')
+    fc = student.get_classifier()
+    assert torch.equal(fc.bias, torch.zeros_like(fc.bias)) and not fc.bias.requires_grad
+    assert all(p is not fc.bias for p in distiller.trainable_parameters())
+    x, y, index, contrast = fixed_batch()
+    _, losses = distiller.train().forward_train(Batch(x, y, index, contrast))
+    with torch.no_grad():
+        head_s = student(x, is_feat=True, with_head_map=True)[2]
+        head_t = teacher.eval()(x, is_feat=True, with_head_map=True)[2]
+        cam_s = torch.einsum('kc,bchw->bkhw', fc.weight, head_s)
+        cam_t = torch.einsum('kc,bchw->bkhw', teacher.fc.weight, head_t)
+        assert torch.allclose(cam_s.mean((2, 3)), student(x), atol=1e-5)  # logits: the mean map
+    expected = 400 * CAT_loss(cam_s, cam_t, 2, True)  # the defaults: beta 400, r 2, normalised
+    assert torch.allclose(losses['kd'], expected, rtol=1e-4)
+    losses['kd'].backward()
+    assert fc.weight.grad.abs().sum() > 0 and fc.bias.grad is None
+    kept, _, s_kept = build('catkd', teacher='resnet8x4', student='resnet8x4', catkd_bias=True)
+    assert s_kept.get_classifier().bias.requires_grad
+
+
+def test_catkd_takes_the_authors_settings_per_pair():
+    config = parse('--distill', 'catkd', teacher='resnet32x4', student='ShuffleV1')
+    assert config.method.weights == (1.0, 0.0, 600.0)
+    assert (config.method.options.catkd_resolution, config.method.options.catkd_normalize) == (
+        4, 1)
+    assert config.training.learning_rate == 0.01
+    config = parse('--distill', 'catkd', '-b', '20', teacher='resnet32x4', student='resnet8x4')
+    assert config.method.weights[2] == 20.0 and config.method.options.catkd_normalize == 0
+    assert parse('--distill', 'catkd', teacher='resnet8', student='resnet8').method.weights[2] \
+        == 400.0  # not run by the authors: their cfg.py's default
