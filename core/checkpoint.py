@@ -22,7 +22,10 @@ LAST = 'ckpt_last.pth'  # the full state of a run, written every epoch
 class Progress:
     """Where a run stands, which ``ckpt_last.pth`` adds to continue it: ``step`` of ``epoch``
     (the record's) of ``stage`` ('init' or 'train'); ``epoch_stats``: that epoch's statistics
-    so far; ``identity``: what the run read besides its options (the teacher file's digest)."""
+    so far; ``identity``: what the run read besides its options (the teacher file's digest);
+    ``rng``: the process's random state where a one-process run stopped inside an epoch (what
+    a method draws in its forward, MGD's masks, continues from there; absent from files
+    without it)."""
     stage: str
     step: int
     last_acc: float
@@ -30,6 +33,7 @@ class Progress:
     scaler: dict
     epoch_stats: Optional[dict] = None
     identity: dict = dataclasses.field(default_factory=dict)
+    rng: Optional[torch.Tensor] = None
 
 
 # The record's own keys in the file; every other key belongs to the learner (its state).
@@ -59,7 +63,8 @@ class Checkpoint:
                   'accuracy': self.accuracy, 'best_acc': self.best_acc, 'opt': self.options}
         state = {**self.learner, **{k: v for k, v in record.items() if v is not None}}
         if self.progress is not None:
-            state.update(dataclasses.asdict(self.progress))
+            state.update({k: v for k, v in dataclasses.asdict(self.progress).items()
+                          if k != 'rng' or v is not None})
         return state
 
     @classmethod

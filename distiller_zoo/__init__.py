@@ -16,6 +16,7 @@ from .DKD import dkd_loss
 from .DML import DML
 from .FitNet import HintLoss
 from .ICD import DCDLoss, ICDLoss
+from .MGD import MGD, MGDLoss
 from .MLKD import AlignLoss, CorrLoss, MLPHead, SupConLoss
 from .FSP import FSP
 from .FT import FactorTransfer
@@ -52,4 +53,5 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
            'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss', 'SPP', 'sdd_logits', 'sdd_kd_loss',
-           'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD']
+           'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD',
+           'MGD', 'MGDLoss']

@@ -182,12 +182,13 @@ class Trainer:
                             f'--max_grad_norm')
 
     def _run_epoch(self, stage, epoch, optimizer, step_fn, start_step, strategy,
-                   average_grads=False, carried=None):
+                   average_grads=False, carried=None, rng=None):
         """Train one epoch from ``start_step`` (earlier batches of a resumed epoch are drawn
         and skipped, which keeps the random streams aligned; ``carried`` holds their
         statistics). Returns ``(stats, stopped_at)``
         with ``stopped_at`` the number of steps done when a stop was requested, else None.
-        ``average_grads`` averages gradients over processes (DDP does it for the main stage).
+        ``average_grads`` averages gradients over processes (DDP does it for the main stage);
+        ``rng``: the random state the stopped run had at ``start_step``.
         Non-finite losses are flagged on the device and checked every ``CHECK_EVERY`` steps and
         at the end, so steps never wait for the GPU; nothing is saved before that check."""
         self._seed_epoch(stage, epoch)
@@ -198,6 +199,8 @@ class Trainer:
         for step, batch in enumerate(_progress(self.loaders[stage], f'{stage} {epoch}')):
             if step < start_step:
                 continue
+            if step == start_step and rng is not None:
+                torch.set_rng_state(rng)
             if self.learner.full_batches_only and len(batch.target) < self.training.batch_size:
                 continue  # a module sized by the batch cannot take the short last batch
             batch = batch.to(self.device, channels_last=self.training.channels_last)
@@ -248,15 +251,17 @@ class Trainer:
                                         optimizer and optimizer.state_dict(), **record),
                              os.path.join(self.run_dir, name))
 
-    def _save_last(self, stage, epoch, step, optimizer, epoch_stats=None):
+    def _save_last(self, stage, epoch, step, optimizer, epoch_stats=None, rng=None):
         """The full state: continue at ``step`` of ``epoch`` of ``stage``; ``epoch_stats`` are
-        the statistics of that epoch's first ``step`` steps."""
+        the statistics of that epoch's first ``step`` steps, ``rng`` the random state there."""
         self._save(LAST, epoch, optimizer, best_acc=self.best_acc, options=self.record,
                    progress=Progress(stage, step, self.last_acc, self.wall_seconds(),
-                                     self.scaler.state_dict(), epoch_stats, self.identity))
+                                     self.scaler.state_dict(), epoch_stats, self.identity, rng))
 
     def _interrupted(self, stage, epoch, step, optimizer, stats=None):
-        self._save_last(stage, epoch, step, optimizer, stats.state() if stats else None)
+        # Inside an epoch, one process's random state lets forward-time draws continue.
+        rng = torch.get_rng_state() if step and self.world == 1 else None
+        self._save_last(stage, epoch, step, optimizer, stats.state() if stats else None, rng)
         where = f'{stage} epoch {epoch}' + (f', step {step}' if step else '')
         raise RunInterrupted(f'stopped before {where}; state saved in '
                              f'{os.path.join(self.run_dir, LAST)}')
@@ -324,7 +329,8 @@ class Trainer:
                 stats, stopped_at = self._run_epoch(
                     'init', epoch, optimizer, self._init_step, start_step if first else 0,
                     OPTIMIZERS['sgd'], average_grads=True,
-                    carried=resume.progress.epoch_stats if resume else None)
+                    carried=resume.progress.epoch_stats if resume else None,
+                    rng=resume.progress.rng if resume and first else None)
                 if stopped_at is not None:
                     self._interrupted('init', epoch, stopped_at, optimizer, stats)
                 log.info(f'init {epoch:>3}/{stage.epochs} | lr {lr:.4g} | loss '
@@ -348,7 +354,8 @@ class Trainer:
             train, stopped_at = self._run_epoch(
                 'train', epoch, optimizer, self._train_step, start_step if first else 0,
                 self.strategy, average_grads=self.by_hand,
-                carried=resume.progress.epoch_stats if resume else None)
+                carried=resume.progress.epoch_stats if resume else None,
+                rng=resume.progress.rng if resume and first else None)
             if stopped_at is not None:
                 self._interrupted('train', epoch, stopped_at, optimizer, train)
             train_seconds = time.time() - start

@@ -174,6 +174,8 @@ DEFAULT_WEIGHTS = {
     'sdd_kd': (0.1, 0, 0.9), 'sdd_dkd': (1, 0, 1), 'sdd_nkd': (1, 0, 1),
     # CAT-KD: CE 1 and its cfg.py's beta (per pair from per_pair/catkd.toml)
     'catkd': (1, 0, 400),
+    # MGD: CE 1 and its term (alpha inside it, as the authors)
+    'mgd': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}

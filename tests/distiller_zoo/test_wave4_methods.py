@@ -1,4 +1,4 @@
-"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD): values and gradients against
+"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD, MGD): values and gradients against
 their authors' code, the -a term they can take, their defaults and refusals.
 
 The reference values (tests/fixtures/wave4_reference.json) come from running the authors' code
@@ -10,14 +10,15 @@ import pytest
 import torch
 
 import train_student
-from builders import build, fixed_batch
+from builders import build, fill_by_name, fixed_batch
 from conftest import FIXTURES
 from core.util import UserError
 from dataset.batch import Batch
-from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, NKDLoss, get_method, multi_dkd,
+from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, MGDLoss, NKDLoss, get_method, multi_dkd,
                            multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
 from reference import assert_close, assert_stats_close, det, grad_stats
+from runs import straight_and_resumed
 
 REFERENCE = json.load(open(os.path.join(FIXTURES, 'wave4_reference.json')))
 TARGET = torch.tensor([1, 3, 5, 7, 9, 0])
@@ -287,3 +288,41 @@ def test_catkd_takes_the_authors_settings_per_pair():
     assert config.method.weights[2] == 20.0 and config.method.options.catkd_normalize == 0
     assert parse('--distill', 'catkd', teacher='resnet8', student='resnet8').method.weights[2] \
         == 400.0  # not run by the authors: their cfg.py's default
+
+
+@pytest.mark.parametrize('channels', [(64, 128), (32, 32)])
+def test_mgd_equals_the_authors_with_the_same_mask_draw(channels):
+    c_s, c_t = channels
+    loss_fn = fill_by_name(MGDLoss(c_s, c_t, alpha_mgd=0.0012, lambda_mgd=0.15))
+    s = det(2, c_s, 4, 4, phase=0.5).requires_grad_()
+    torch.manual_seed(7)  # the mask is the first draw of the forward, as the authors'
+    loss = loss_fn(s, det(2, c_t, 4, 4, phase=2.0))
+    loss.backward()
+    expected = REFERENCE[f'mgd_{c_s}_{c_t}']
+    assert_stats_close([loss.item()] + grad_stats(s.grad), expected[:4])
+    assert_stats_close(grad_stats(loss_fn.generation[0].weight.grad), expected[4:])
+    assert (loss_fn.align is None) == (c_s == c_t)
+
+
+def test_mgd_modules_have_the_authors_sizes_and_masks_whole_channels():
+    assert sum(p.numel() for p in MGDLoss(256, 256).parameters()) == 1_180_160
+    assert sum(p.numel() for p in MGDLoss(64, 128).parameters()) == 303_488
+    distiller, _, _ = build('mgd', teacher='resnet8x4', student='resnet8')
+    assert sum(p.numel() for p in distiller.criterion_kd.parameters()) == 2 * (
+        9 * 256 * 256 + 256) + 64 * 256 + 256
+    loss_fn = MGDLoss(4, 4, alpha_mgd=1.0, lambda_mgd=0.5)
+    seen = []
+    loss_fn.generation.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    loss_fn(torch.ones(3, 4, 2, 2), torch.zeros(3, 4, 2, 2))
+    per_channel = seen[0].amax((2, 3))
+    assert torch.equal(per_channel, seen[0].amin((2, 3)))  # a channel is kept or zeroed whole
+    assert 0 < per_channel.sum() < per_channel.numel()
+
+
+def test_mgd_refuses_a_pair_whose_last_maps_differ_in_size():
+    with pytest.raises(ValueError, match='must be as large'):
+        build('mgd', teacher='resnet8', student='ShuffleV1')
+
+
+def test_mgd_resumed_inside_an_epoch_is_bit_identical(tiny, monkeypatch, capsys):
+    straight_and_resumed(tiny, monkeypatch, capsys, 'mgd', [], 9, 'mgd')  # epoch 2, step 2
