@@ -319,9 +319,11 @@ def test_mgd_modules_have_the_authors_sizes_and_masks_whole_channels():
     assert 0 < per_channel.sum() < per_channel.numel()
 
 
-def test_mgd_refuses_a_pair_whose_last_maps_differ_in_size():
-    with pytest.raises(ValueError, match='must be as large'):
-        build('mgd', teacher='resnet8', student='ShuffleV1')
+def test_mgd_refuses_a_pair_whose_last_maps_differ_in_size_in_one_line():
+    config = parse('--distill', 'mgd', teacher='resnet32x4', student='ShuffleV1')
+    with pytest.raises(UserError, match='cannot distil resnet32x4 into ShuffleV1: MGD '
+                                        'generates .* must be as large: \\(4, 4\\) here'):
+        train_student.check_pair(config, 'resnet32x4')
 
 
 def test_mgd_resumed_inside_an_epoch_is_bit_identical(tiny, monkeypatch, capsys):
