@@ -12,7 +12,7 @@ from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_te
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, add_switched_group, method_options
 from distiller_zoo.sources import FrozenTeacher, TrainedPeer
-from distiller_zoo.TTM import A_TERM_OPTIONS, TTM_L
+from distiller_zoo.TTM import A_TERM_OPTIONS, ADD, TTM_L
 from core.accel import prepare_modules
 from core.log import log, note
 from core.util import UserError, non_negative_float, positive_float, run_label, set_seed
@@ -75,8 +75,10 @@ def build_parser(distill=None, given=None):
     parser.add_argument('-b', '--beta', type=non_negative_float, default=None,
                         help='weight of the method\'s own loss (default: the method\'s)')
     KD_T.add_to(parser)
-    for option in A_TERM_OPTIONS:
-        option.add_to(parser)
+    ADD.add_to(parser)
+    # --ttm_l is listed where it is read: with --add, or for --distill ttm|wttm
+    TTM_L.add_to(parser, hidden=given is not None and '--add' not in given
+                 and distill not in ('ttm', 'wttm'))
     add_plugin_options(parser, given)
     preset = PRESETS.get(distill)
     implied = {f'--{dest}' for dest in preset.modifiers} if preset else set()

@@ -14,8 +14,7 @@ from .options import Option
 
 # The -a term's options, common to every method (train_student.py shows them beside -a).
 ADD = Option('--add', choices=['kd', 'ttm', 'wttm'], default='kd',
-             help='what the -a term is: Hinton\'s KD at --kd_T, or TTM\'s or WTTM\'s divergence '
-                  '(with --ttm_l), as the TTM authors add WTTM to CRD')
+             help='the -a term: KD at --kd_T, or TTM\'s or WTTM\'s divergence (--ttm_l)')
 TTM_L = Option('--ttm_l', type=positive_float, default=0.1,
                help='TTM/WTTM: the power gamma of the teacher\'s probabilities (its temperature '
                     'is 1/gamma; the authors\' README: 0.1 for TTM, 0.2 for WTTM beside CRD)')
