@@ -43,15 +43,16 @@ from .SRRL import SRRL
 from .TTM import TTM, WTTM
 from .VID import VIDLoss
 
-__all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'MethodConfig', 'NetOutput', 'TeacherSource',
-           'FrozenTeacher', 'TrainedPeer', 'get_method', 'register_method', 'DistillKL', 'HintLoss',
-           'Attention', 'Similarity', 'Correlation', 'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss',
-           'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD', 'CRD', 'SimKD', 'SRRL',
-           'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss', 'hcl_loss', 'ABF',
-           'SemCKDLoss', 'SelfA', 'DML', 'DCDLoss', 'ICDLoss', 'RRDLoss', 'CorrLoss', 'SupConLoss',
-           'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize', 'Global_T',
-           'GradientReversal', 'GradientReversalFunction', 'CosineDecay', 'LinearDecay',
-           'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
-           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN', 'TTM', 'WTTM', 'NKDLoss', 'nkd_loss', 'rld_loss', 'SPP', 'sdd_logits', 'sdd_kd_loss',
-           'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD',
-           'MGD', 'MGDLoss']
+__all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'MethodConfig',
+           'NetOutput', 'TeacherSource', 'FrozenTeacher', 'TrainedPeer', 'get_method',
+           'register_method', 'DistillKL', 'HintLoss', 'Attention', 'Similarity', 'Correlation',
+           'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss', 'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD',
+           'CRD', 'SimKD', 'SRRL', 'transfer_conv', 'statm_loss', 'DISTV2', 'DIST', 'dkd_loss',
+           'hcl_loss', 'ABF', 'SemCKDLoss', 'SelfA', 'DML', 'DCDLoss', 'ICDLoss', 'RRDLoss',
+           'CorrLoss', 'SupConLoss', 'AlignLoss', 'MLPHead', 'normalize', 'logit_standardize',
+           'Global_T', 'GradientReversal', 'GradientReversalFunction', 'CosineDecay',
+           'LinearDecay', 'LearnedTemperature', 'MLLD', 'cc_loss', 'bc_loss', 'mlld_loss', 'OFD',
+           'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN',
+           # the methods of the 2024-26 tables
+           'TTM', 'WTTM', 'NKD', 'NKDLoss', 'nkd_loss', 'RLD', 'rld_loss', 'SPP', 'sdd_logits',
+           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss']

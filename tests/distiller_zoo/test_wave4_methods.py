@@ -1,5 +1,6 @@
-"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD, MGD): values and gradients against
-their authors' code, the -a term they can take, their defaults and refusals.
+"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD, MGD): values and
+gradients against their authors' code, the -a term they can take, their defaults, module sizes,
+exact resume and refusals.
 
 The reference values (tests/fixtures/wave4_reference.json) come from running the authors' code
 on the inputs below; the file names each repository and commit."""
@@ -14,8 +15,8 @@ from builders import build, fill_by_name, fixed_batch
 from conftest import FIXTURES
 from core.util import UserError
 from dataset.batch import Batch
-from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, MGDLoss, NKDLoss, get_method, multi_dkd,
-                           multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
+from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, MGDLoss, NKDLoss, get_method,
+                           multi_dkd, multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
 from reference import assert_close, assert_stats_close, det, grad_stats
 from runs import straight_and_resumed
