@@ -58,6 +58,13 @@ class ShuffleNet(ShuffleStages):
             self.in_planes = out_planes
         return nn.Sequential(*layers)
 
+    stage_input, num_stages = 'beforerelu', 4
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return self.bn1(self.conv1(x))
+        return (self.layer1, self.layer2, self.layer3)[stage - 1](F.relu(x))[1]
+
     def forward_maps(self, x, preact):
         return self.stem_and_stages(x, preact)
 

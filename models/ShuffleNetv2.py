@@ -95,6 +95,14 @@ class ShuffleNetV2(ShuffleStages):
         self.in_channels = out_channels
         return nn.Sequential(*layers)
 
+    stage_input, num_stages = 'afterrelu', 4
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return F.relu(self.bn1(self.conv1(x)))
+        x = (self.layer1, self.layer2, self.layer3)[stage - 1](x)[0]
+        return F.relu(self.bn2(self.conv2(x))) if stage == 3 else x
+
     def forward_maps(self, x, preact):
         feats, out = self.stem_and_stages(x, preact)
         return feats, F.relu(self.bn2(self.conv2(out)))

@@ -11,6 +11,13 @@ ShuffleV2 a 1x1 conv, BN and ReLU). ``model(x, with_head_map=True)`` returns
 ``(feats, logits, head_map)`` with the map the classifier pools, and ``model.head(head_map)``
 gives the logits from such a map (pool, flatten, classifier), for methods that push a map
 through a classifier (SimKD, SRD).
+
+The stage contract (FCFD's, Liu et al., ICLR 2023; the splits of its authors' CIFAR models): the
+network as ``num_stages`` stages run one after another, ``x = model.stage_forward(k, x)`` for
+k = 0 .. num_stages - 1, then ``model.forward_classifier(x)`` gives the logits. ``stage_input``
+says what a stage hands the next: ``'afterrelu'`` (its output after the ReLU), ``'beforerelu'``
+(before it: the next stage begins with the ReLU) or ``'beforebn'`` (WRN: before the next block's
+BN and ReLU). A model without stages (the ImageNet ones) has ``stage_input`` None.
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -44,6 +51,16 @@ class KDModel(nn.Module):
         """The final linear layer (methods such as SimKD reuse the teacher's)."""
         layer = getattr(self, self.classifier_name)
         return layer[-1] if isinstance(layer, nn.Sequential) else layer
+
+    stage_input = None
+    num_stages = 0
+
+    def stage_forward(self, stage, x):
+        raise NotImplementedError(f'{type(self).__name__} is not split into stages')
+
+    def forward_classifier(self, x):
+        """The logits of the last stage's output: its ReLU, then the head."""
+        return self.head(F.relu(x))
 
     def get_feat_modules(self):
         raise NotImplementedError

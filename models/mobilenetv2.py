@@ -1,5 +1,6 @@
 """CIFAR MobileNetV2 as in RepDistiller (``mobile_half`` = width 0.5, stride-2 stem)."""
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .base import KDModel, init_he_conv_small_linear
 
@@ -67,6 +68,18 @@ class MobileNetV2(KDModel):
 
     def get_bn_before_relu(self):
         return [self.blocks[i][-1].conv[-1] for i in self.FEATURE_BLOCKS]
+
+    stage_input, num_stages = 'beforerelu', 5
+    STAGE_BLOCKS = ((0, 1), (2,), (3, 4), (5, 6))  # the blocks of stages 1-4
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return self.conv1[:-1](x)  # before its ReLU, which stage 1 begins with
+        if stage == 1:
+            x = F.relu(x)
+        for i in self.STAGE_BLOCKS[stage - 1]:
+            x = self.blocks[i](x)
+        return self.conv2(x) if stage == 4 else x
 
     def forward_maps(self, x, preact):
         # Stage outputs are linear-bottleneck outputs (no ReLU), so `preact` changes nothing.

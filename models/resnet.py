@@ -105,6 +105,13 @@ class ResNet(KDModel):
     def get_bn_before_relu(self):
         return [last_bn(layer[-1]) for layer in (self.layer1, self.layer2, self.layer3)]
 
+    stage_input, num_stages = 'afterrelu', 4
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return self.relu(self.bn1(self.conv1(x)))
+        return (self.layer1, self.layer2, self.layer3)[stage - 1](x)[0]
+
     def forward_maps(self, x, preact):
         x = self.relu(self.bn1(self.conv1(x)))
         stem = x

@@ -90,6 +90,13 @@ class ResNet(KDModel):
         return [last_bn(layer[-1])
                 for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
+    stage_input, num_stages = 'afterrelu', 5
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return F.relu(self.bn1(self.conv1(x)))
+        return (self.layer1, self.layer2, self.layer3, self.layer4)[stage - 1](x)[0]
+
     def forward_maps(self, x, preact):
         x = F.relu(self.bn1(self.conv1(x)))
         stem = x

@@ -40,6 +40,17 @@ class VGG(KDModel):
     def get_bn_before_relu(self):
         return [self.block1[-1], self.block2[-1], self.block3[-1], self.block4[-1]]
 
+    stage_input, num_stages = 'beforerelu', 5
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return self.block0(x)
+        x = F.relu(x)
+        # The 4th pooling only runs on 64x64 inputs (an 8x8 map here), as in forward_maps.
+        if stage < 4 or x.shape[2] >= 8:
+            x = (self.pool0, self.pool1, self.pool2, self.pool3)[stage - 1](x)
+        return (self.block1, self.block2, self.block3, self.block4)[stage - 1](x)
+
     def forward_maps(self, x, preact):
         height = x.shape[2]
         x = F.relu(self.block0(x))

@@ -75,6 +75,15 @@ class WideResNet(KDModel):
     def get_bn_before_relu(self):
         return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
 
+    stage_input, num_stages = 'beforebn', 4
+
+    def stage_forward(self, stage, x):
+        if stage == 0:
+            return self.conv1(x)
+        if stage < 3:
+            return (self.block1, self.block2)[stage - 1](x)
+        return self.bn1(self.block3(x))
+
     def forward_maps(self, x, preact):
         stem = self.conv1(x)
         f1 = self.block1(stem)

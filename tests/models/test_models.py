@@ -190,3 +190,36 @@ def test_teacher_name_prefers_checkpoint_arch():
         'resnet20'
     with pytest.raises(UserError, match='folder should start with a model name'):
         get_teacher_name('x/mystery/a.pth')
+
+
+# FCFD's splits (LiuDongyang6/FCFD 2aefb7b, classification/models/*.py: stage_input and the
+# number of stages of each family).
+AUTHORS_SPLITS = {'resnet': ('afterrelu', 4), 'ResNet': ('afterrelu', 5), 'wrn': ('beforebn', 4),
+                  'vgg': ('beforerelu', 5), 'MobileNetV2': ('beforerelu', 5),
+                  'ShuffleV1': ('beforerelu', 4), 'ShuffleV2': ('afterrelu', 4)}
+
+
+@pytest.mark.parametrize('name', sorted(cifar_model_dict))
+def test_stages_run_in_turn_give_the_models_logits_and_features(name):
+    torch.manual_seed(0)
+    model = get_model(name, 10).eval()
+    family = next(f for f in sorted(AUTHORS_SPLITS, key=len, reverse=True) if name.startswith(f))
+    assert (model.stage_input, model.num_stages) == AUTHORS_SPLITS[family]
+    for size in (32, 64) if family == 'vgg' else (32,):  # VGG's 4th pooling: 64x64 inputs only
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            outputs, y = [], x
+            for stage in range(model.num_stages):
+                y = model.stage_forward(stage, y)
+                outputs.append(y)
+            assert torch.allclose(model.forward_classifier(y), model(x), atol=1e-5)
+            feats = model(x, is_feat=True, preact=model.stage_input == 'beforerelu')[0]
+        for stage in range(1, model.num_stages - 1):  # the inner stages are the contract's maps
+            assert torch.allclose(outputs[stage], feats[stage], atol=1e-5), stage
+
+
+def test_imagenet_models_are_not_split_into_stages():
+    model = get_model('ResNet18', 1000, 'imagenet')
+    assert model.stage_input is None
+    with pytest.raises(NotImplementedError, match='not split into stages'):
+        model.stage_forward(0, torch.zeros(1, 3, 224, 224))
