@@ -145,7 +145,8 @@ def apply_run_defaults(opt, method, given, teacher):
             setattr(opt, dest, value)
         if applied:
             note(f'--distill {opt.distill}, {what}: ' + ' '.join(
-                f'{FLAGS.get(dest, "--" + dest)} {value:g}' for dest, value in applied.items())
+                FLAGS.get(dest, '--' + dest) + ('' if value is True else f' {value:g}')
+                for dest, value in applied.items())
                 + ' (give them to change them)')
 
 

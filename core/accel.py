@@ -38,4 +38,5 @@ def make_sgd(params, training, device):
         impl = 'fused' if device.type == 'cuda' else 'foreach'
     kwargs = {'fused': True} if impl == 'fused' else {'foreach': impl == 'foreach'}
     return torch.optim.SGD(params, lr=training.learning_rate, momentum=training.momentum,
-                           weight_decay=training.weight_decay, **kwargs)
+                           weight_decay=training.weight_decay, nesterov=training.nesterov,
+                           **kwargs)

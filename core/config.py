@@ -9,8 +9,9 @@ from typing import Optional, Tuple
 class TrainingConfig:
     """How a run trains: its schedule (``learning_rate`` decayed by ``lr_decay_rate`` after
     each of ``lr_decay_epochs``), its optimizer (``optimizer``: a strategy of
-    ``helper.optimizers``; ``dot_delta`` for DOT), checkpoints every ``save_freq`` epochs, and
-    the speed options (``amp``, ``channels_last``, ``compile``, ``sgd_impl``, ``sync_bn``)."""
+    ``helper.optimizers``; ``dot_delta`` for DOT; ``nesterov`` for SGD's momentum), checkpoints
+    every ``save_freq`` epochs, and the speed options (``amp``, ``channels_last``, ``compile``,
+    ``sgd_impl``, ``sync_bn``)."""
     epochs: int
     batch_size: int
     learning_rate: float
@@ -19,6 +20,7 @@ class TrainingConfig:
     weight_decay: float
     momentum: float
     save_freq: int
+    nesterov: bool = False
     max_grad_norm: Optional[float] = None
     optimizer: str = 'sgd'
     dot_delta: Optional[float] = None

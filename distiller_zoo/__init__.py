@@ -18,6 +18,7 @@ from .FitNet import HintLoss
 from .ICD import DCDLoss, ICDLoss
 from .MGD import MGD, MGDLoss
 from .MLKD import AlignLoss, CorrLoss, MLPHead, SupConLoss
+from .FCFD import FCFD
 from .FSP import FSP
 from .FT import FactorTransfer
 from .KD import KD
@@ -55,4 +56,4 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN',
            # the methods of the 2024-26 tables
            'TTM', 'WTTM', 'NKD', 'NKDLoss', 'nkd_loss', 'RLD', 'rld_loss', 'SPP', 'sdd_logits',
-           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss']
+           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss', 'FCFD']

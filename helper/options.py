@@ -57,6 +57,8 @@ def base_parser(description):
     parser.add_argument('--weight_decay', type=non_negative_float, default=5e-4,
                         help='weight decay')
     parser.add_argument('--momentum', type=unit_interval, default=0.9, help='SGD momentum')
+    parser.add_argument('--nesterov', action='store_true',
+                        help='Nesterov momentum (FCFD\'s recipe, which sets it)')
     parser.add_argument('--dataset', type=str, default='cifar100', choices=list(DATASETS),
                         help='data set')
     parser.add_argument('--data_folder', type=str, default='./data',

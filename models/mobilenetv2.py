@@ -79,7 +79,7 @@ class MobileNetV2(KDModel):
             x = F.relu(x)
         for i in self.STAGE_BLOCKS[stage - 1]:
             x = self.blocks[i](x)
-        return self.conv2(x) if stage == 4 else x
+        return self.conv2[:-1](x) if stage == 4 else x  # the last one too, before its ReLU
 
     def forward_maps(self, x, preact):
         # Stage outputs are linear-bottleneck outputs (no ReLU), so `preact` changes nothing.

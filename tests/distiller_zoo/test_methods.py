@@ -176,6 +176,8 @@ DEFAULT_WEIGHTS = {
     'catkd': (1, 0, 400),
     # MGD: CE 1 and its term (alpha inside it, as the authors)
     'mgd': (1, 0, 1),
+    # FCFD: CE 1, the student's KL 1, the feature and mixed-path terms 1
+    'fcfd': (1, 1, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
@@ -305,7 +307,8 @@ FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epo
 NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
                  'icd': '_feat_dim:16', 'rrd': '_feat_dim:16_nce_k:40', 'mlkd': '_feat_dim:16',
                  'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1',
-                 'catkd': '_catkd_resolution:2_catkd_normalize:1'}  # the per-pair values
+                 'catkd': '_catkd_resolution:2_catkd_normalize:1',  # the per-pair values
+                 'fcfd': '_fcfd_weight_l2:5.0_fcfd_mix_weight:1.0'}
 
 
 @pytest.mark.parametrize('name', CANONICAL + sorted(ALIASES))

@@ -1,4 +1,4 @@
-"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD, MGD): values and
+"""The methods of 2024-26 papers' tables (TTM/WTTM, NKD, RLD, SDD, CAT-KD, MGD, FCFD): values and
 gradients against their authors' code, the -a term they can take, their defaults, module sizes,
 exact resume and refusals.
 
@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import train_student
-from builders import build, fill_by_name, fixed_batch
+from builders import build, fill_by_name, fixed_batch, make
 from conftest import FIXTURES
 from core.util import UserError
 from dataset.batch import Batch
+from models import get_model
 from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, MGDLoss, NKDLoss, get_method,
                            multi_dkd, multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
@@ -329,3 +330,60 @@ def test_mgd_refuses_a_pair_whose_last_maps_differ_in_size_in_one_line():
 
 def test_mgd_resumed_inside_an_epoch_is_bit_identical(tiny, monkeypatch, capsys):
     straight_and_resumed(tiny, monkeypatch, capsys, 'mgd', [], 9, 'mgd')  # epoch 2, step 2
+
+
+FCFD_CASES = [k for k in REFERENCE if k.startswith('fcfd_')]
+FCFD_PAIRS = {'resnet56': ('resnet56', 'resnet20'), 'wrn': ('wrn_40_2', 'ShuffleV1'),
+              'vgg13': ('vgg13', 'MobileNetV2')}  # by the teacher's name in the case's key
+
+
+@pytest.mark.parametrize('key', FCFD_CASES)
+def test_fcfd_objective_equals_the_authors_for_fixed_mixed_paths(key, monkeypatch):
+    case = REFERENCE[key]
+    teacher_name, student_name = FCFD_PAIRS[key.split('_')[1]]
+    teacher = fill_by_name(get_model(teacher_name, 10))
+    student = fill_by_name(get_model(student_name, 10))
+    distiller = make('fcfd', student, teacher, student_name, teacher_name, kd_T=case['T'],
+                     fcfd_weight_l2=case['w_l2'], fcfd_mix_weight=case['mix_w'])
+    fill_by_name(distiller.bridges)
+    assert sum(p.numel() for p in distiller.bridges.parameters()) == case['bridge_params']
+    n = student.num_stages
+    paths = [(0,) * n, (1,) * n] + [tuple(p) for p in case['extra']]
+    monkeypatch.setattr(distiller, 'draw_paths', lambda: paths)
+    distiller.set_epoch(int(key.split('_e')[-1]) + 1)  # the authors count epochs from 0
+    x, labels = det(4, 3, 32, 32, phase=0.3), torch.tensor([1, 3, 5, 7])
+    _, losses = distiller.train().forward_train(Batch(x, labels, torch.arange(4), None))
+    assert_close([(losses['cls'] + losses['div']).item(), losses['kd_l2'].item(),
+                  losses['kd_mix'].item()], [case['student'], case['l2'], case['mixed']],
+                 rel=1e-4)
+    sum(losses.values()).backward()
+    first = next(k for k in student.state_dict() if k.endswith('weight'))
+    assert_stats_close(grad_stats(dict(student.named_parameters())[first].grad),
+                       case['grad_student_conv1'], rel=1e-3)
+    assert all(p.grad is None for p in teacher.parameters())  # frozen; gradients pass through
+
+
+def test_fcfd_bridges_and_refusals():
+    distiller, teacher, _ = build('fcfd', teacher='wrn_16_2', student='resnet8')
+    assert sum(p.numel() for p in distiller.bridges.parameters()) == 194_208  # as the authors'
+    bridge = distiller.bridges[1][0][1]  # resnet8 -> wrn_16_2 (before BN): no LeakyReLU
+    assert [type(m).__name__ for m in bridge] == ['Conv2d', 'BatchNorm2d']
+    assert isinstance(distiller.bridges[1][1][0][-1], torch.nn.LeakyReLU)  # into resnet8
+    with pytest.raises(ValueError, match='as many stages: resnet32x4 has 4, MobileNetV2 5'):
+        build('fcfd', teacher='resnet32x4', student='MobileNetV2')
+    config = parse('--distill', 'fcfd', teacher='resnet32x4', student='ShuffleV1')
+    assert (config.method.kd_T, config.training.nesterov) == (8.0, True)  # the authors' recipe
+    assert config.method.options.fcfd_weight_l2 == 5.0
+    assert parse('--distill', 'fcfd', teacher='wrn_40_2', student='wrn_16_2').method.options \
+        .fcfd_mix_weight == 0.2
+    with pytest.raises(UserError, match='stores the teacher\'s logits'):
+        parse('--distill', 'fcfd', '--teacher_cache', '2', '--epochs', '2')
+
+
+def test_fcfd_draws_its_mixed_paths_from_the_torch_generator():
+    distiller, _, _ = build('fcfd', teacher='resnet8x4', student='resnet8x4')
+    torch.manual_seed(3)
+    first = distiller.draw_paths()
+    torch.manual_seed(3)
+    assert distiller.draw_paths() == first and len(first) == 4
+    assert first[:2] == [(0, 0, 0, 0), (1, 1, 1, 1)] and len(set(first[2:])) == 2
