@@ -122,6 +122,9 @@ class FCFD(Distiller):
                         c_in, c_out, h_in, h_out, nets[target].stage_input == 'afterrelu')
                 except ValueError as e:
                     raise ValueError(f'stage {stage}: {e}') from None
+        # No path continues after the last stage, so the bridge from the teacher's last stage
+        # into the student's is never used (the authors build it too): kept out of training.
+        self.frozen.append(self.bridges[n - 1][STUDENT][TEACHER])
 
     def describe(self):
         bridges = sum(p.numel() for p in self.bridges.parameters())
