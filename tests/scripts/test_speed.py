@@ -130,7 +130,7 @@ def test_sgd_kernels_agree(impl):
         torch.manual_seed(0)
         model = get_model('resnet8', 10)
         opt = SimpleNamespace(sgd_impl=impl, learning_rate=0.05, momentum=0.9,
-                              weight_decay=5e-4)
+                              weight_decay=5e-4, nesterov=False)
         optimizer = make_sgd(model.parameters(), opt, torch.device('cpu'))
         for _ in range(2):
             loss = model(torch.ones(4, 3, 32, 32)).logsumexp(1).mean()
