@@ -189,3 +189,10 @@ def test_sync_bn_converts_the_trained_network_only():
     assert torch.nn.BatchNorm2d not in kinds(distiller.student)
     assert torch.nn.SyncBatchNorm not in kinds(distiller.teacher_net)
     assert list(distiller.student.state_dict()) == keys  # checkpoints keep their keys
+
+
+def test_sgd_takes_nesterov_momentum_from_the_training_config():
+    config = SimpleNamespace(sgd_impl='foreach', learning_rate=0.05, momentum=0.9,
+                             weight_decay=5e-4, nesterov=True)
+    optimizer = make_sgd(get_model('resnet8', 10).parameters(), config, torch.device('cpu'))
+    assert optimizer.param_groups[0]['nesterov'] is True
