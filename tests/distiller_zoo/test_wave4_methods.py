@@ -371,6 +371,9 @@ def test_fcfd_bridges_and_refusals():
     assert isinstance(distiller.bridges[1][1][0][-1], torch.nn.LeakyReLU)  # into resnet8
     with pytest.raises(ValueError, match='as many stages: resnet32x4 has 4, MobileNetV2 5'):
         build('fcfd', teacher='resnet32x4', student='MobileNetV2')
+    unsplit = get_model('MobileNetV1', 10, 'imagenet')  # the ImageNet models have no stages
+    with pytest.raises(ValueError, match='MobileNetV1 is not split into stages'):
+        make('fcfd', get_model('resnet8', 10), unsplit, 'resnet8', 'MobileNetV1')
     config = parse('--distill', 'fcfd', teacher='resnet32x4', student='ShuffleV1')
     assert (config.method.kd_T, config.training.nesterov) == (8.0, True)  # the authors' recipe
     assert config.method.options.fcfd_weight_l2 == 5.0
