@@ -8,10 +8,11 @@ import torch
 
 from dataset import build_loaders
 from distiller_zoo import LSKD, METHODS, PRESETS, get_method
+from distiller_zoo.base import LOGITS
 from distiller_zoo.modifiers import LEARNED_T, LOGIT_STAND, MODIFIERS, learns_temperature
 from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.options import Option, add_switched_group, method_options
-from distiller_zoo.sources import FrozenTeacher, TrainedPeer
+from distiller_zoo.sources import FrozenTeacher, TeacherEnsemble, TrainedPeer
 from distiller_zoo.TTM import A_TERM_OPTIONS, ADD, TTM_L
 from core.accel import prepare_modules
 from core.log import log, note
@@ -30,7 +31,8 @@ from models import get_model
 
 # What defines a distillation run besides its method, architectures and data set: resuming
 # with any of these changed, the method's own options, a modifier's or a plug-in's, is refused.
-WEIGHTS = ('gamma', 'alpha', 'beta', 'delta', 'kd_T') + tuple(o.dest for o in A_TERM_OPTIONS)
+WEIGHTS = (('gamma', 'alpha', 'beta', 'delta', 'kd_T', 'teacher_weights')
+           + tuple(o.dest for o in A_TERM_OPTIONS))
 KD_T = Option('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
 MODIFIER_DESTS = tuple(o.dest for m in MODIFIERS for o in m.options) + tuple(
     o.dest for o in DOT_OPTIONS)
@@ -52,10 +54,14 @@ def build_parser(distill=None, given=None):
     ``given`` (the words of a command line), --help lists a modifier's or a plug-in's further
     options only once its switch is given (``--ctkd --help``), as it lists a method's."""
     parser = base_parser('Distil a teacher into a student.')
-    parser.usage = '%(prog)s --path_t TEACHER --model_s NAME --distill NAME [options]'
-    parser.add_argument('--path_t', type=str, default=None,
+    parser.usage = '%(prog)s --path_t TEACHER [...] --model_s NAME --distill NAME [options]'
+    parser.add_argument('--path_t', type=str, nargs='+', default=None, metavar='TEACHER',
                         help='teacher checkpoint (or torchvision:<name>); required, except '
-                             'for methods that train both networks (dml)')
+                             'for methods that train both networks (dml). Several: their '
+                             'logits are averaged, the rest is read from the first')
+    parser.add_argument('--teacher_weights', type=non_negative_float, nargs='+', default=None,
+                        metavar='W', help='with several teachers: the weight of each one\'s '
+                                          'logits (default: equal)')
     add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
     add_model_argument(parser, '--model_t', None, 'with --distill dml and no --path_t: the '
                        'peer\'s architecture, trained from scratch')
@@ -154,7 +160,10 @@ def read_command_line(argv):
     """What a command line says: its options, every default filled in, and the names of those
     it gives itself. Reads no file."""
     argv = list(argv)
-    return build_parser(given_distill(argv), argv).parse_args(argv), given_options(argv)
+    opt = build_parser(given_distill(argv), argv).parse_args(argv)
+    teachers = opt.path_t or []  # one teacher keeps RepDistiller's single --path_t value
+    opt.path_t, opt.more_teachers = (teachers[0] if teachers else None), teachers[1:]
+    return opt, given_options(argv)
 
 
 def parse_option(argv=None):
@@ -199,11 +208,31 @@ def resolve(opt, given, model_t):
     if opt.path_t is not None and opt.model_t is not None:
         raise UserError('--model_t is only for starting a --distill dml peer from scratch; the '
                         'teacher\'s architecture comes from --path_t')
+    check_teachers(opt, method)
     config = RunConfig.of(finish_options(opt, opt.model_s), model_t, method)
     for plugin in config.plugins:
         plugin.check(config, method)
     method.check_options(config.method)
     return config
+
+
+def check_teachers(opt, method):
+    """Refuse, in one line, several teachers where a method trains its second network, and
+    weights that do not fit them; say where a method reads more than logits of several."""
+    count = 1 + len(opt.more_teachers)
+    if count > 1 and method.recipe.teacher_trains:
+        raise UserError(f'--distill {opt.distill} trains its second network beside the student: '
+                        f'give one --path_t')
+    if opt.teacher_weights is not None:
+        if count == 1:
+            raise UserError('--teacher_weights weighs several teachers (--path_t A B ...)')
+        if len(opt.teacher_weights) != count or not sum(opt.teacher_weights):
+            raise UserError(f'--teacher_weights needs one weight per teacher ({count}), not all '
+                            f'0; got {len(opt.teacher_weights)}')
+    if count > 1 and method.recipe.teacher_reads - {LOGITS}:
+        note(f'--distill {opt.distill} reads more than the teachers\' logits: it reads that '
+             f'from the first teacher ({opt.path_t}); the logits are the teachers\' weighted '
+             f'mean')
 
 
 def check_modifier_options(opt, method):
@@ -292,6 +321,9 @@ def run_name(config, model_t):
                       for name, value in method.changed_options(config.method.options).items())
     options += ''.join(f'_{name}' if value is True else f'_{name}:{value}'
                        for name, value in modifier_options(config.options).items())
+    given_weights = config.options.get('teacher_weights')
+    if given_weights:  # several teachers' shares, as given
+        options += '_teacher_weights:' + ','.join(f'{w:g}' for w in given_weights)
     return (f'S:{config.model_s}_T:{teacher}_{config.data.dataset}_{config.distill}_'
             f'{weights_name(config)}_{config.trial}' + options + plugin_suffixes(config))
 
@@ -330,23 +362,29 @@ def run(config):
     device = select_device(config.launch.gpu_id, config.training.sync_bn)
     method, source, training = get_method(config.distill), config.source, config.training
     dataset, model_s, name = config.data.dataset, config.model_s, config.distill
-    teacher = resolve_teacher(config.teacher.path, source.num_classes, dataset,
-                              scratch=config.teacher.scratch)
+    teachers = [resolve_teacher(path, source.num_classes, dataset, scratch=config.teacher.scratch)
+                for path in (config.teacher.path,) + config.teacher.more]
+    teacher = teachers[0]  # what a method reads besides logits, and its architecture
+    name_t = '+'.join(t.arch for t in teachers)  # the folder's T:, the checkpoints' model_t
+    identity = {'teacher': ' + '.join(t.identity for t in teachers)}
     defining = (WEIGHTS + tuple(o.dest for o in method.options) + MODIFIER_DESTS
                 + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
     folder = RunFolder(config.output, training.epochs, config.options, 'student_model',
-                       'student_tensorboards', run_name(config, teacher.arch), refused=defining,
-                       identity={'teacher': teacher.identity}, resolved={'model_t': teacher.arch},
-                       older_names=older_run_names(config, teacher.arch))
-    record = folder.record(model_t=teacher.arch)
+                       'student_tensorboards', run_name(config, name_t), refused=defining,
+                       identity=identity, resolved={'model_t': name_t},
+                       older_names=older_run_names(config, name_t))
+    record = folder.record(model_t=name_t)
     seed = folder.seed
     set_seed(seed)
     loaders = dict(**config.data.loader_options(), device=device, seed=seed,
                    spec=method.batch_spec(config.method.options))
     plain_loader, test_loader = build_loaders(dataset, **loaders)
     train_set = plain_loader.dataset
-    teacher_source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(
-        teacher.network)
+    if len(teachers) > 1:
+        teacher_source = TeacherEnsemble([t.network for t in teachers], config.teacher.weights)
+    else:
+        teacher_source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(
+            teacher.network)
     for plugin in config.plugins:
         teacher_source = plugin.source(config, teacher, train_set, seed, teacher_source)
     method_config = dataclasses.replace(config.method, model_t=teacher.arch,
@@ -355,7 +393,7 @@ def run(config):
     distiller = build_distiller(method, student, teacher_source, method_config).to(device)
     with folder.claimed():
         prepare_modules(training, [distiller], [student, teacher.network])
-        log.info(f'distilling {teacher.arch} -> {model_s} with {name} on {dataset} ({device}); '
+        log.info(f'distilling {name_t} -> {model_s} with {name} on {dataset} ({device}); '
                  f'weights ' + ' '.join(f'-{flag} {value}' for flag, value
                                         in zip('rabd', method_config.weights))
                  + f' -> {folder.run_dir}')
@@ -365,9 +403,14 @@ def run(config):
                 log.info(f'{name}: {line}')
         teacher_acc = None  # a peer trained from scratch has none yet
         if config.teacher.path:
-            teacher_acc = validate(test_loader, teacher.network, device, desc='teacher',
+            if len(teachers) == 1:
+                predict = teacher.network
+            else:  # the teachers' weighted mean, as the student is taught
+                predict = lambda x: sum(w * t.network(x)  # noqa: E731
+                                        for w, t in zip(config.teacher.weights, teachers))
+            teacher_acc = validate(test_loader, predict, device, desc='teacher',
                                    training=training)['top1']
-            log.info(f'teacher {teacher.arch}: acc@1 {teacher_acc:.2f}')
+            log.info(f'teacher {name_t}: acc@1 {teacher_acc:.2f}')
         rounds = None
         for plugin in config.plugins:
             rounds = plugin.prepare(config, teacher, train_set, device, seed, rounds)
@@ -378,10 +421,10 @@ def run(config):
             distiller, train_loader, test_loader, training, model_s, folder, device, record,
             distiller.trainable_parameters, {'student': (model_s, student),
                                              'teacher': (teacher.arch, teacher.network)},
-            init_loader=plain_loader, identity={'teacher': teacher.identity},
+            init_loader=plain_loader, identity=identity,
             wandb=config.output.wandb, teacher_acc=teacher_acc, method=name)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
-    log.info(f'done: {teacher.arch}{teacher_note} -> {model_s} with {name}: best acc@1 '
+    log.info(f'done: {name_t}{teacher_note} -> {model_s} with {name}: best acc@1 '
              f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')
 
 

@@ -51,6 +51,32 @@ class FrozenTeacher(TeacherSource):
             return run_network(self.network, self.input(batch, image), reads)
 
 
+class TeacherEnsemble(FrozenTeacher):
+    """Several frozen teachers: their logits averaged with ``weights`` (summing to 1), and
+    whatever else a method reads (features, maps, the classifier) from the first, whose network
+    is ``network``."""
+
+    def __init__(self, networks, weights):
+        super().__init__(networks[0])
+        self.others = nn.ModuleList(net.eval().requires_grad_(False) for net in networks[1:])
+        self.weights = tuple(weights)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.network.eval()  # frozen: their BatchNorm statistics never move
+        self.others.eval()
+        return self
+
+    def forward(self, batch, reads, image=None):
+        x = self.input(batch, image)
+        with torch.no_grad():
+            first = run_network(self.network, x, reads)
+            logits = self.weights[0] * first.logits
+            for weight, net in zip(self.weights[1:], self.others):
+                logits = logits + weight * run_network(net, x, reads & {BATCH_STATS}).logits
+        return first._replace(logits=logits)
+
+
 class TrainedPeer(TeacherSource):
     """A second network trained with the student (its outputs keep their gradients)."""
     trains = True

@@ -16,10 +16,13 @@ from .plugins import TEACHER_PLUGINS
 class TeacherConfig:
     """The teacher: ``path`` (``--path_t``: a checkpoint, or ``torchvision:<name>``), or, for a
     peer trained from scratch, the architecture ``scratch`` (``--model_t``); ``arch``: its
-    architecture as known before it is loaded (None: the file will tell)."""
+    architecture as known before it is loaded (None: the file will tell). ``more``: further
+    teachers, whose logits are averaged with the first's by ``weights`` (summing to 1)."""
     path: Optional[str]
     scratch: Optional[str] = None
     arch: Optional[str] = None
+    more: tuple = ()
+    weights: tuple = (1.0,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +64,16 @@ class RunConfig:
                    training=TrainingConfig.of(opt), data=DataConfig.of(opt),
                    output=OutputConfig.of(opt),
                    launch=LaunchConfig.of(opt),
-                   teacher=TeacherConfig(opt.path_t, opt.model_t, model_t),
+                   teacher=TeacherConfig(opt.path_t, opt.model_t, model_t,
+                                         tuple(opt.more_teachers), teacher_weights(opt)),
                    method=method_config(opt, method, model_t, None,
                                         DATASETS[opt.dataset].image_size),
                    features=FrozenNamespace(**features),
                    options=dict(vars(opt)))
+
+
+def teacher_weights(opt):
+    """Each teacher's share of the logits: ``--teacher_weights`` normalised, else equal."""
+    count = 1 + len(opt.more_teachers)
+    weights = opt.teacher_weights or [1.0] * count
+    return tuple(w / sum(weights) for w in weights)

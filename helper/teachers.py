@@ -227,6 +227,9 @@ class TeacherPlugin:
         if config.teacher.path is None or not is_teacher_file(config.teacher.path):
             raise UserError(f'{self.flag} keys {keyed} by the teacher file; give --path_t a '
                             f'file')
+        if config.teacher.more:
+            raise UserError(f'{self.flag} keys {keyed} by one teacher file; give --path_t one '
+                            f'teacher')
 
     def check(self, config, method):
         """Refuse (``UserError``) what it cannot do for the run (``method``: its class)."""

@@ -270,3 +270,40 @@ def test_the_loop_reads_a_typed_training_config_of_the_command_line():
     assert teacher.optimizer == 'sgd' and teacher.dot_delta is None  # no --optimizer there
     with pytest.raises(dataclasses.FrozenInstanceError):
         training.epochs = 4
+
+
+def test_several_teachers_teach_their_weighted_mean_logits(tiny, tmp_path, capsys):
+    from distiller_zoo.sources import TeacherEnsemble
+    from models import get_model
+    from dataset.batch import Batch
+    from distiller_zoo.base import LOGITS
+    torch.manual_seed(0)
+    a, b = get_model('resnet8', 10), get_model('resnet14', 10)
+    ensemble = TeacherEnsemble([a, b], (0.25, 0.75)).train()
+    x = torch.randn(4, 3, 32, 32)
+    out = ensemble(Batch(x, torch.zeros(4, dtype=torch.long), torch.arange(4)), {LOGITS})
+    with torch.no_grad():
+        expected = 0.25 * a.eval()(x) + 0.75 * b.eval()(x)
+    assert torch.allclose(out.logits, expected, atol=1e-6)
+    assert not b.training and not any(p.requires_grad for p in b.parameters())
+
+    data, teacher, root = tiny
+    second = str(root / 'resnet8_vanilla' / 'second.pth')
+    os.makedirs(os.path.dirname(second), exist_ok=True)
+    save_checkpoint({'model': get_model('resnet8', 100).state_dict()}, second)
+    argv = ['--path_t', teacher, second, '--model_s', 'resnet8', '--distill', 'kd',
+            '--data_folder', data, '--save_dir', str(tmp_path), '--epochs', '1',
+            '--batch_size', '16', '--num_workers', '0', '--teacher_weights', '1', '3']
+    assert train_student.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'distilling resnet8+resnet8 -> resnet8' in out
+    run = os.listdir(os.path.join(str(tmp_path), 'student_model'))
+    assert run == ['S:resnet8_T:resnet8+resnet8_cifar100_kd_r:0.1_a:0.9_b:0.0_1'
+                   '_teacher_weights:1,3']
+    config = train_student.parse_option(argv)
+    assert config.teacher.more == (second,) and config.teacher.weights == (0.25, 0.75)
+    for flags, message in ((['--distill', 'dml'], 'give one --path_t'),
+                           (['--teacher_weights', '1'], 'one weight per teacher'),
+                           (['--teacher_cache', '1'], 'by one teacher file')):
+        with pytest.raises(UserError, match=message):
+            train_student.parse_option(argv[:argv.index('--teacher_weights')] + flags)
