@@ -56,12 +56,12 @@ def build_parser(distill=None, given=None):
     parser = base_parser('Distil a teacher into a student.')
     parser.usage = '%(prog)s --path_t TEACHER [...] --model_s NAME --distill NAME [options]'
     parser.add_argument('--path_t', type=str, nargs='+', default=None, metavar='TEACHER',
-                        help='teacher checkpoint (or torchvision:<name>); required, except '
-                             'for methods that train both networks (dml). Several: their '
-                             'logits are averaged, the rest is read from the first')
+                        help='teacher checkpoint or torchvision:<name> (not for dml from '
+                             'scratch); several: their logits\' mean (--teacher_weights W ...)')
     parser.add_argument('--teacher_weights', type=non_negative_float, nargs='+', default=None,
-                        metavar='W', help='with several teachers: the weight of each one\'s '
-                                          'logits (default: equal)')
+                        metavar='W', help=argparse.SUPPRESS if given is not None
+                        and '--teacher_weights' not in given else
+                        'with several teachers: each one\'s share of the logits (default: equal)')
     add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
     add_model_argument(parser, '--model_t', None, 'with --distill dml and no --path_t: the '
                        'peer\'s architecture, trained from scratch')
