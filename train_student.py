@@ -403,11 +403,8 @@ def run(config):
                 log.info(f'{name}: {line}')
         teacher_acc = None  # a peer trained from scratch has none yet
         if config.teacher.path:
-            if len(teachers) == 1:
-                predict = teacher.network
-            else:  # the teachers' weighted mean, as the student is taught
-                predict = lambda x: sum(w * t.network(x)  # noqa: E731
-                                        for w, t in zip(config.teacher.weights, teachers))
+            # several: their weighted mean, as the student is taught
+            predict = teacher.network if len(teachers) == 1 else teacher_source.predict
             teacher_acc = validate(test_loader, predict, device, desc='teacher',
                                    training=training)['top1']
             log.info(f'teacher {name_t}: acc@1 {teacher_acc:.2f}')

@@ -23,9 +23,9 @@ class Progress:
     """Where a run stands, which ``ckpt_last.pth`` adds to continue it: ``step`` of ``epoch``
     (the record's) of ``stage`` ('init' or 'train'); ``epoch_stats``: that epoch's statistics
     so far; ``identity``: what the run read besides its options (the teacher file's digest);
-    ``rng``: the process's random state where a one-process run stopped inside an epoch (what
-    a method draws in its forward, MGD's masks, continues from there; absent from files
-    without it)."""
+    ``rng``: the CPU generator's state where a one-process run stopped inside an epoch (what
+    a method draws from it in its forward, MGD's masks, continues from there; absent from
+    files without it)."""
     stage: str
     step: int
     last_acc: float

@@ -33,7 +33,7 @@ def refined_kl(logits_student, logits_teacher, target, alpha, beta, temperature,
         # With a learned temperature the teacher's side carries gradients, and the masked
         # classes' zero probabilities would give them a NaN (0 log 0): there the KL is taken
         # between log-probabilities, as DKD's.
-        if z_t.requires_grad or torch.is_tensor(temperature):
+        if masked_t.requires_grad:
             mcd = F.kl_div(log_q_s, F.log_softmax(masked_t, 1), reduction='batchmean',
                            log_target=True)
         else:

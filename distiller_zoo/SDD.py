@@ -110,12 +110,7 @@ class ScaleDecoupled(Distiller):
         super().__init__(student, teacher, config)
         self.M = self.resolved_options(vars(config.options), config.model_t,
                                        config.model_s)['sdd_m']
-        s, t = self.probe(config.image_size)
-        for role, out in (('student', s), ('teacher', t)):
-            if out.head_map is None:
-                raise ValueError(f'SDD reads the map the {role}\'s classifier pools, which '
-                                 f'{config.model_s if role == "student" else config.model_t} '
-                                 f'does not give')
+        self.probe(config.image_size)  # refuses a network without the map
         self.sdd_kl = self.logit_kl(T)
 
     def multi_scale(self, s, t):

@@ -297,13 +297,21 @@ class Distiller(Learner):
     @torch.no_grad()
     def probe(self, image_size):
         """Student's and teacher's ``NetOutput`` for a random 2-image batch (to size modules),
-        with what the recipe reads of each."""
+        with what the recipe reads of each; a network that lacks a map the method reads is
+        refused (``ValueError``)."""
         x = torch.randn(2, 3, image_size, image_size)
         modes = self.student.training, self.teacher_net.training
         self.student.eval(), self.teacher_net.eval()
         outputs = (run_network(self.student, x, self.student_reads),
                    run_network(self.teacher_net, x, self.teacher_reads - {BATCH_STATS}))
         self.student.train(modes[0]), self.teacher_net.train(modes[1])
+        for role, reads, out, arch in (('student', self.student_reads, outputs[0],
+                                        self.config.model_s),
+                                       ('teacher', self.teacher_reads, outputs[1],
+                                        self.config.model_t)):
+            if HEAD_MAP in reads and out.head_map is None:
+                raise ValueError(f'it reads the map the {role}\'s classifier pools, which {arch} '
+                                 f'does not give')
         return outputs
 
     def probe_features(self, image_size):

@@ -67,14 +67,23 @@ class TeacherEnsemble(FrozenTeacher):
         self.others.eval()
         return self
 
+    def mean_logits(self, first_logits, x, reads=frozenset()):
+        """The weighted mean of the first teacher's logits and the others' on ``x``."""
+        logits = self.weights[0] * first_logits
+        for weight, net in zip(self.weights[1:], self.others):
+            logits = logits + weight * run_network(net, x, reads & {BATCH_STATS}).logits
+        return logits
+
+    @torch.no_grad()
+    def predict(self, x):
+        """The teachers' prediction for images ``x``: their weighted mean logits."""
+        return self.mean_logits(self.network(x), x)
+
     def forward(self, batch, reads, image=None):
         x = self.input(batch, image)
         with torch.no_grad():
             first = run_network(self.network, x, reads)
-            logits = self.weights[0] * first.logits
-            for weight, net in zip(self.weights[1:], self.others):
-                logits = logits + weight * run_network(net, x, reads & {BATCH_STATS}).logits
-        return first._replace(logits=logits)
+            return first._replace(logits=self.mean_logits(first.logits, x, reads))
 
 
 class TrainedPeer(TeacherSource):

@@ -390,3 +390,17 @@ def test_fcfd_draws_its_mixed_paths_from_the_torch_generator():
     torch.manual_seed(3)
     assert distiller.draw_paths() == first and len(first) == 4
     assert first[:2] == [(0, 0, 0, 0), (1, 1, 1, 1)] and len(set(first[2:])) == 2
+
+
+@pytest.mark.parametrize('name', ['sdd_kd', 'catkd', 'simkd'])
+def test_a_network_without_the_head_map_is_refused_by_the_methods_that_read_it(name,
+                                                                               monkeypatch):
+    student = get_model('resnet8', 10)
+    forward = student.forward
+
+    def without_head_map(x, **kw):  # a network outside the head contract
+        out = forward(x, **kw)
+        return out[:2] + (None,) if kw.get('with_head_map') else out
+    monkeypatch.setattr(student, 'forward', without_head_map)
+    with pytest.raises(ValueError, match="student's classifier pools, which resnet8 does not"):
+        make(name, student, get_model('resnet8', 10), 'resnet8', 'resnet8')
