@@ -260,6 +260,9 @@ def check_modifier_options(opt, method):
                 raise UserError(f'with {name} the temperature is learned, so {option.flag} '
                                 f'is not read: leave it out (--ctkd_t_start and --ctkd_t_end set '
                                 f'its range)')
+    if opt.optimizer == 'dot' and opt.nesterov:
+        raise UserError('--nesterov is an option of SGD\'s momentum, which --optimizer dot '
+                        'replaces with its two momenta: leave one of them out')
     if opt.optimizer == 'dot' and opt.dot_delta >= min(opt.momentum, 1 - opt.momentum):
         raise UserError(f'--dot_delta {opt.dot_delta} must be below --momentum and 1 - '
                         f'--momentum (DOT\'s momenta are --momentum -/+ delta)')

@@ -151,7 +151,8 @@ def test_defaults_and_the_authors_command_lines():
     (['--distill', 'kd', '--add', 'wttm', '-a', '0'], 'of weight 0 here'),
     (['--distill', 'dml', '--add', 'ttm'], 'is its own, not the KD term'),
     (['--distill', 'kd', '--ttm_l', '0.3'], '--ttm_l is the power of TTM and WTTM'),
-    (['--distill', 'nkd', '--nkd_T', '0'], 'must be a positive number')])
+    (['--distill', 'nkd', '--nkd_T', '0'], 'must be a positive number'),
+    (['--distill', 'kd', '--nesterov', '--optimizer', 'dot'], 'which --optimizer dot replaces')])
 def test_refusals_are_one_line(flags, message):
     with pytest.raises(UserError, match=message):
         parse(*flags)
