@@ -3,7 +3,8 @@
 ``model_dict`` maps RepDistiller's and the SimKD toolbox's CIFAR names (and the ImageNet-only
 names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34`` and ``ResNet50`` name a
 CIFAR network in ``model_dict`` (as RepDistiller) and the torchvision-style ImageNet network in
-``imagenet_model_dict`` (as SimKD); ``get_model`` picks by data set.
+``imagenet_model_dict`` (as SimKD); ``get_model`` picks by data set. ``timm:NAME`` names any
+timm model (``models.timm_models``).
 """
 from .ShuffleNetv1 import ShuffleV1
 from .ShuffleNetv2 import ShuffleV2, ShuffleV2_1_5
@@ -16,6 +17,7 @@ from .resnet_imagenet import (resnet18, resnet34, resnet50, resnext50_32x4d, wid
                               wide_resnet18_2, wide_resnet34_2, wide_resnet50_2)
 from .resnetv2 import ResNet18, ResNet34, ResNet50
 from .vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
+from .timm_models import check_timm_name, create_timm_model, is_timm_name
 from .wrn import wrn_16_1, wrn_16_2, wrn_16_4, wrn_40_1, wrn_40_2, wrn_40_4
 
 cifar_model_dict = {
@@ -49,10 +51,27 @@ model_dict = {**imagenet_model_dict, **cifar_model_dict}
 SMALL_LR_MODELS = ('MobileNetV2', 'MobileNetV2_1_0', 'ShuffleV1', 'ShuffleV2', 'ShuffleV2_1_5')
 
 
-def get_model(name, num_classes, dataset='cifar100'):
-    """Build ``name`` for ``dataset``: ImageNet data sets prefer the ImageNet architectures."""
+def is_model_name(name):
+    """Whether ``name`` names a model: one of the registry's, or ``timm:NAME``."""
+    return name in model_dict or is_timm_name(name)
+
+
+def check_model_name(name):
+    """Refuse (``KeyError``, one line) a name that names no model."""
+    if is_timm_name(name):
+        check_timm_name(name)
+    elif name not in model_dict:
+        raise KeyError(f"invalid choice: '{name}' (choose from {', '.join(sorted(model_dict))}"
+                       f", or timm:NAME)")
+
+
+def get_model(name, num_classes, dataset='cifar100', image_size=None, pretrained=False):
+    """Build ``name`` for ``dataset``: ImageNet data sets prefer the ImageNet architectures.
+    A timm model is made for ``image_size`` inputs (timm's default size when None), with
+    timm's own weights when ``pretrained``."""
+    if is_timm_name(name):
+        return create_timm_model(name, num_classes, image_size, pretrained)
     if dataset == 'imagenet' and name in imagenet_model_dict:
         return imagenet_model_dict[name](num_classes=num_classes)
-    if name not in model_dict:
-        raise KeyError(f"unknown model '{name}'; choose one of: {', '.join(sorted(model_dict))}")
+    check_model_name(name)
     return model_dict[name](num_classes=num_classes)

@@ -69,6 +69,12 @@ class KDModel(nn.Module):
         raise NotImplementedError(f'{type(self).__name__} has no BN-before-ReLU list')
 
 
+def global_avg_pool(head_map):
+    """The mean of each channel over the whole map (B x C): at CIFAR's 32x32 inputs the same
+    fixed-size pooling as RepDistiller's models, and any other input size works too."""
+    return F.avg_pool2d(head_map, head_map.shape[-2:]).flatten(1)
+
+
 def run_stages(x, stages, preact):
     """Run ``stages`` in turn; each returns ``(out, pre_relu)``. Collect one feature per stage."""
     feats = []
@@ -134,4 +140,4 @@ class ShuffleStages(KDModel):
         return [stem, *stages], out
 
     def pool_head_map(self, head_map):
-        return F.avg_pool2d(head_map, 4).flatten(1)
+        return global_avg_pool(head_map)

@@ -2,7 +2,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, init_he_conv_small_linear
+from .base import KDModel, global_avg_pool, init_he_conv_small_linear
 
 
 def conv_bn_relu(inp, oup, kernel, stride):
@@ -60,7 +60,6 @@ class MobileNetV2(KDModel):
         self.last_channel = int(1280 * width_mult) if width_mult > 1.0 else 1280
         self.conv2 = conv_bn_relu(input_channel, self.last_channel, 1, 1)
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, feature_dim))
-        self.avgpool = nn.AvgPool2d(input_size // 16, ceil_mode=True)
         init_he_conv_small_linear(self)
 
     def get_feat_modules(self):
@@ -92,7 +91,7 @@ class MobileNetV2(KDModel):
         return feats, self.conv2(out)
 
     def pool_head_map(self, head_map):
-        return (head_map if self.remove_avg else self.avgpool(head_map)).flatten(1)
+        return head_map.flatten(1) if self.remove_avg else global_avg_pool(head_map)
 
 
 def mobile_half(num_classes):

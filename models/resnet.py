@@ -2,7 +2,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, init_kaiming_bn, last_bn, run_stages
+from .base import KDModel, global_avg_pool, init_kaiming_bn, last_bn, run_stages
 
 
 def conv3x3(in_planes, out_planes, stride=1, groups=1):
@@ -80,7 +80,6 @@ class ResNet(KDModel):
         self.layer1 = self._make_layer(block, num_filters[1], n)
         self.layer2 = self._make_layer(block, num_filters[2], n, stride=2)
         self.layer3 = self._make_layer(block, num_filters[3], n, stride=2)
-        self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(num_filters[3] * block.expansion, num_classes)
         init_kaiming_bn(self)
 
@@ -119,7 +118,7 @@ class ResNet(KDModel):
         return [stem, *stages], x
 
     def pool_head_map(self, head_map):
-        return self.avgpool(head_map).flatten(1)
+        return global_avg_pool(head_map)
 
 
 def _cifar_resnet(depth, filters):

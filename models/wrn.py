@@ -4,7 +4,7 @@ import math
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel
+from .base import KDModel, global_avg_pool
 
 
 class BasicBlock(nn.Module):
@@ -97,7 +97,7 @@ class WideResNet(KDModel):
         return [stem, f1, f2, f3], head_map
 
     def pool_head_map(self, head_map):
-        return F.avg_pool2d(head_map, 8).flatten(1)
+        return global_avg_pool(head_map)
 
 
 def _wrn(depth, width):

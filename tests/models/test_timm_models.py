@@ -1,0 +1,88 @@
+"""timm models in the registry (``timm:NAME``), random-initialised: the feature contract on a
+CNN, a ViT and an MLP-Mixer (stage shapes, logits equal to the model's own forward), tokens,
+the head map, creation arguments, timm's own state-dict keys, and the errors."""
+import socket
+
+import pytest
+import timm
+import torch
+
+from core.util import UserError
+from models import get_model, model_dict
+from models.timm_models import parse_timm_name
+
+X = torch.randn(2, 3, 32, 32)
+
+
+@pytest.mark.parametrize('name, shapes', [
+    # ResNet: its stem entry (act1) and four stages
+    ('timm:resnet10t', [(64, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2), (512, 1, 1), (512,)]),
+    # ViT: blocks 1, 2, 4, 10 and 12 of 12 (the first stands for the stem), tokens as 2x2 maps
+    ('timm:vit_tiny_patch16_224', [(192, 2, 2)] * 5 + [(192,)]),
+    # MLP-Mixer, 8 blocks: 1 (stem), then 1, 3, 7, 8 (the OFA-KD authors' 2:2:6:2 split)
+    ('timm:mixer_s16_224', [(512, 2, 2)] * 5 + [(512,)]),
+    # ConvNeXt has no stem entry: its first stage's input stands for it
+    ('timm:convnext_atto', [(40, 8, 8), (40, 8, 8), (80, 4, 4), (160, 2, 2), (320, 1, 1), (320,)]),
+])
+def test_the_feature_contract_on_timm_models(name, shapes):
+    model = get_model(name, 10, image_size=32).eval()
+    feats, logits = model(X, is_feat=True)
+    assert [tuple(f.shape[1:]) for f in feats] == shapes
+    assert torch.equal(logits, model(X))  # the model's own forward
+    assert torch.equal(logits, model.forward_head(model.forward_features(X)))
+
+
+def test_token_models_give_their_tokens_with_the_class_token_first():
+    vit = get_model('timm:vit_tiny_patch16_224,depth=4', 10, image_size=32).eval()
+    maps = vit(X, is_feat=True)[0]
+    tokens = vit(X, is_feat=True, tokens=True)[0]
+    assert vit.token_grid == 2 and [tuple(t.shape[1:]) for t in tokens[:-1]] == [(5, 192)] * 4
+    # the patch tokens are the map's positions, row by row; the class token comes first
+    assert torch.equal(tokens[1][:, 1:], maps[1].flatten(2).transpose(1, 2))
+    mixer = get_model('timm:mixer_s16_224', 10, image_size=32).eval()
+    assert tuple(mixer(X, is_feat=True, tokens=True)[0][1].shape[1:]) == (4, 512)
+
+
+def test_the_head_map_is_given_where_the_head_is_pooling_and_a_linear_layer():
+    resnet = get_model('timm:resnet10t', 10).eval()
+    feats, logits, head_map = resnet(X, with_head_map=True)
+    assert torch.allclose(resnet.get_classifier()(head_map.mean((2, 3))), logits, atol=1e-6)
+    assert get_model('timm:convnext_atto', 10)(X, with_head_map=True)[2] is None
+    with pytest.raises(ValueError, match='after their activation'):
+        resnet(X, is_feat=True, preact=True)
+
+
+def test_creation_arguments_and_timm_state_dicts():
+    assert parse_timm_name('timm:vit_tiny_patch16_224,patch_size=4,depth=2,act_layer=gelu') == (
+        'vit_tiny_patch16_224', {'patch_size': 4, 'depth': 2, 'act_layer': 'gelu'})
+    small = get_model('timm:vit_tiny_patch16_224,patch_size=8,depth=2', 7, image_size=32)
+    assert small.token_grid == 4 and len(small.blocks) == 2 and small.head.out_features == 7
+    # a plain timm state dict loads strictly: the keys are timm's own
+    plain = timm.create_model('vit_tiny_patch16_224', patch_size=8, depth=2, num_classes=7,
+                              img_size=32)
+    small.load_state_dict(plain.state_dict())
+    assert not isinstance(plain, type(small))
+
+
+def test_unknown_names_are_answered_with_close_ones():
+    with pytest.raises(KeyError, match='did you mean timm:vit_tiny_patch16_'):
+        get_model('timm:vit_tiny_patch16', 10)
+    with pytest.raises(KeyError, match='key=value'):
+        get_model('timm:resnet18,depth', 10)
+    with pytest.raises(KeyError, match="invalid choice: 'resnet9000'.*or timm:NAME"):
+        get_model('resnet9000', 10)
+
+
+def test_timm_weights_without_network_access_name_the_file_alternative(monkeypatch):
+    def offline(*args, **kwargs):
+        raise socket.gaierror('no network')
+    monkeypatch.setattr(socket, 'create_connection', offline)
+    with pytest.raises(UserError, match='no network access.*--path_t FILE --model_t '
+                                        'timm:resnet10t'):
+        get_model('timm:resnet10t', 10, pretrained=True)
+
+
+@pytest.mark.parametrize('name', sorted(model_dict))
+def test_every_registry_model_takes_any_image_size(name):
+    model = model_dict[name](num_classes=5).eval()
+    assert model(torch.randn(1, 3, 64, 48)).shape == (1, 5)
