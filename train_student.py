@@ -26,8 +26,9 @@ from helper.options import add_model_argument, base_parser, finish_options, sele
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options
 from helper.run_config import RunConfig
 from helper.run_folder import RunFolder
-from helper.teachers import resolve_teacher, teacher_architecture
-from models import get_model
+from helper.teachers import (is_teacher_file, renormalize_inputs, resolve_teacher,
+                             teacher_architecture)
+from models import get_model, is_timm_name
 
 # What defines a distillation run besides its method, architectures and data set: resuming
 # with any of these changed, the method's own options, a modifier's or a plug-in's, is refused.
@@ -56,15 +57,17 @@ def build_parser(distill=None, given=None):
     parser = base_parser('Distil a teacher into a student.')
     parser.usage = '%(prog)s --path_t TEACHER [...] --model_s NAME --distill NAME [options]'
     parser.add_argument('--path_t', type=str, nargs='+', default=None, metavar='TEACHER',
-                        help='teacher checkpoint or torchvision:<name> (not for dml from '
-                             'scratch); several: their logits\' mean (--teacher_weights W ...)')
+                        help='teacher checkpoint, torchvision:NAME or timm:NAME; several: '
+                             'their logits\' mean (--teacher_weights W ...)')
     parser.add_argument('--teacher_weights', type=non_negative_float, nargs='+', default=None,
                         metavar='W', help=argparse.SUPPRESS if given is not None
                         and '--teacher_weights' not in given else
                         'with several teachers: each one\'s share of the logits (default: equal)')
     add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
-    add_model_argument(parser, '--model_t', None, 'with --distill dml and no --path_t: the '
-                       'peer\'s architecture, trained from scratch')
+    add_model_argument(parser, '--model_t', None, 'architecture of a teacher file that does '
+                       'not record it, or of a dml peer from scratch')
+    parser.add_argument('--pretrained', action='store_true',
+                        help='timm:NAME student: start from timm\'s weights')
     parser.add_argument('--distill', type=str, default='kd', choices=sorted(METHODS),
                         metavar='NAME', help='distillation method (listed below)')
     parser.add_argument('--trial', type=run_label, default='1',
@@ -205,9 +208,13 @@ def resolve(opt, given, model_t):
         raise UserError('--path_t (the teacher checkpoint) is required' + (
             '' if not method.recipe.teacher_trains else f'; --distill {opt.distill} can '
             f'instead start the second network from scratch with --model_t NAME'))
-    if opt.path_t is not None and opt.model_t is not None:
-        raise UserError('--model_t is only for starting a --distill dml peer from scratch; the '
-                        'teacher\'s architecture comes from --path_t')
+    if opt.path_t is not None and opt.model_t is not None and (
+            not is_teacher_file(opt.path_t) or opt.more_teachers):
+        raise UserError('--model_t names the architecture of one teacher file (or a dml peer '
+                        'from scratch); a named teacher or several teachers know their own')
+    if opt.pretrained and not is_timm_name(opt.model_s):
+        raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME student, not of '
+                        f'{opt.model_s}')
     check_teachers(opt, method)
     config = RunConfig.of(finish_options(opt, opt.model_s), model_t, method)
     for plugin in config.plugins:
@@ -327,8 +334,16 @@ def run_name(config, model_t):
     given_weights = config.options.get('teacher_weights')
     if given_weights:  # several teachers' shares, as given
         options += '_teacher_weights:' + ','.join(f'{w:g}' for w in given_weights)
+    options += ''.join(f'_{name}' if value is True else f'_{name}:{value}'
+                       for name, value in input_options(config.options).items())
     return (f'S:{config.model_s}_T:{teacher}_{config.data.dataset}_{config.distill}_'
             f'{weights_name(config)}_{config.trial}' + options + plugin_suffixes(config))
+
+
+def input_options(options):
+    """What changes the networks' inputs or start (``--img_size``, ``--pretrained``), where
+    given, of a run's ``options`` record."""
+    return {dest: options[dest] for dest in ('img_size', 'pretrained') if options.get(dest)}
 
 
 def plugin_suffixes(config):
@@ -355,8 +370,9 @@ def check_pair(config, model_t, n_data=50000):
     or weights: the networks and the method are built on the meta device."""
     method, source = get_method(config.distill), config.source
     with torch.device('meta'):
-        teacher = get_model(model_t, source.num_classes, config.data.dataset)
-        student = get_model(config.model_s, source.num_classes, config.data.dataset)
+        teacher = get_model(model_t, source.num_classes, config.data.dataset, source.input_size)
+        student = get_model(config.model_s, source.num_classes, config.data.dataset,
+                            source.input_size)
         method_config = dataclasses.replace(config.method, model_t=model_t, n_data=n_data)
         build_distiller(method, student, FrozenTeacher(teacher), method_config)
 
@@ -365,8 +381,15 @@ def run(config):
     device = select_device(config.launch.gpu_id, config.training.sync_bn)
     method, source, training = get_method(config.distill), config.source, config.training
     dataset, model_s, name = config.data.dataset, config.model_s, config.distill
-    teachers = [resolve_teacher(path, source.num_classes, dataset, scratch=config.teacher.scratch)
+    teachers = [resolve_teacher(path, source.num_classes, dataset, config.teacher.named,
+                                source.input_size)
                 for path in (config.teacher.path,) + config.teacher.more]
+    for t in teachers:
+        if t.input_norm is not None and t.input_norm != (source.mean, source.std):
+            renormalize_inputs(t.network, (source.mean, source.std), t.input_norm)
+            log.info(f'teacher {t.arch} expects inputs normalised with mean {t.input_norm[0]} '
+                     f'and std {t.input_norm[1]}: its inputs are renormalised from the data '
+                     f'set\'s')
     teacher = teachers[0]  # what a method reads besides logits, and its architecture
     name_t = '+'.join(t.arch for t in teachers)  # the folder's T:, the checkpoints' model_t
     identity = {'teacher': ' + '.join(t.identity for t in teachers)}
@@ -392,7 +415,8 @@ def run(config):
         teacher_source = plugin.source(config, teacher, train_set, seed, teacher_source)
     method_config = dataclasses.replace(config.method, model_t=teacher.arch,
                                         n_data=len(train_set))
-    student = get_model(model_s, source.num_classes, dataset)
+    student = get_model(model_s, source.num_classes, dataset, source.input_size,
+                        config.options.get('pretrained', False))
     distiller = build_distiller(method, student, teacher_source, method_config).to(device)
     with folder.claimed():
         prepare_modules(training, [distiller], [student, teacher.network])

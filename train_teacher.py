@@ -3,34 +3,41 @@ import os
 import shutil
 import sys
 
-from dataset import DATASETS, build_loaders
+from dataset import build_loaders, data_source
 from helper.cli import run_cli
 from core.accel import prepare_modules
 from core.config import OutputConfig, TrainingConfig
 from core.distributed import is_main
-from core.util import set_seed
+from core.util import UserError, set_seed
 from core.log import log, note
 from helper.loops import Supervised, train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
 from helper.run_folder import RunFolder
-from models import get_model
+from models import get_model, is_timm_name
 
 
 def build_parser():
     parser = base_parser('Train a model on its own (teacher or baseline).')
     add_model_argument(parser, '--model', 'resnet110', 'architecture')
+    parser.add_argument('--pretrained', action='store_true',
+                        help='start a timm:NAME model from timm\'s own weights (downloaded)')
     parser.add_argument('--trial', type=int, default=0, help='experiment id (part of the folder)')
     return parser
 
 
 def parse_option(argv=None):
     opt = build_parser().parse_args(argv)
+    if opt.pretrained and not is_timm_name(opt.model):
+        raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME model, not of '
+                        f'{opt.model}')
     return finish_options(opt, opt.model)
 
 
 def run_name(opt):
+    size = f'_img_{opt.img_size}' if getattr(opt, 'img_size', None) else ''
+    pretrained = '_pretrained' if getattr(opt, 'pretrained', False) else ''
     return (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
-            f'_trial_{opt.trial}')
+            f'{size}{pretrained}_trial_{opt.trial}')
 
 
 def run_dir(opt):
@@ -46,8 +53,10 @@ def run(opt):
     set_seed(folder.seed)
     train_loader, test_loader = build_loaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, loader=opt.loader,
-        device=device, dali=opt.dali, seed=folder.seed)
-    model = get_model(opt.model, DATASETS[opt.dataset].num_classes, opt.dataset).to(device)
+        device=device, dali=opt.dali, seed=folder.seed, img_size=opt.img_size)
+    source = data_source(opt.dataset, opt.data_folder, opt.img_size)
+    model = get_model(opt.model, source.num_classes, opt.dataset, source.input_size,
+                      opt.pretrained).to(device)
     with folder.claimed():
         training = TrainingConfig.of(opt)
         prepare_modules(training, [model], [model])

@@ -44,13 +44,14 @@ class TrainingConfig:
 class DataConfig:
     """What a run reads: the data set (``--dataset``, under ``data_folder``), its batches
     (``batch_size``, ``num_workers`` loading processes) and how they are made (``loader``,
-    ``dali``)."""
+    ``dali``, ``img_size``: the side the networks see, None for the data set's own)."""
     dataset: str
     data_folder: str
     batch_size: int
     num_workers: int
     loader: str = 'device'
     dali: Optional[str] = None
+    img_size: Optional[int] = None
 
     @classmethod
     def of(cls, opt):
@@ -60,7 +61,8 @@ class DataConfig:
     def loader_options(self):
         """The keyword arguments of ``dataset.build_loaders`` these settings give."""
         return dict(data_folder=self.data_folder, batch_size=self.batch_size,
-                    num_workers=self.num_workers, loader=self.loader, dali=self.dali)
+                    num_workers=self.num_workers, loader=self.loader, dali=self.dali,
+                    img_size=self.img_size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ DataLoader whose workers read the images, as RepDistiller. Folders of JPEGs (Ima
 classic loader unless ``dali`` asks for NVIDIA DALI (``DaliLoader``); without DALI installed,
 ``dali='gpu'`` on a GPU decodes with torchvision's nvJPEG instead (``JpegLoader``).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable, Optional, Tuple
 
@@ -16,7 +16,7 @@ from torchvision import transforms
 
 from core.distributed import rank_and_world
 from core.log import note
-from . import stl10, synthetic, tinyimagenet
+from . import folder, stl10, synthetic, tinyimagenet
 from .base import ArrayDataset, DatasetError
 from .batch import BatchSpec
 from .cifar import CIFAR, cifar_splits
@@ -29,12 +29,18 @@ from .loaders import ClassicLoader, DeviceLoader
 @dataclass(frozen=True)
 class DataSource:
     splits: Callable  # (data_folder, splits=('train', 'test')) -> a data set each, untransformed
-    num_classes: int
+    num_classes: Optional[int]  # None: counted from the data (--dataset folder)
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     image_size: int = 32
     resize: Optional[int] = None  # resize the images to this side first (TinyImageNet)
     in_memory: bool = True  # one uint8 array (CIFAR, synthetic, STL-10); else files on disk
+    batch_resize: Optional[int] = None  # --img_size of 32x32 data: batches resized to it
+
+    @property
+    def input_size(self):
+        """The side of the images the networks see."""
+        return self.batch_resize or self.image_size
 
     @property
     def codable(self):
@@ -46,12 +52,12 @@ class DataSource:
     def batch_crop(self):
         """Whether training crops and flips are made on whole batches (32x32 data, padding 4)
         rather than image by image (ImageNet's random-resized crop)."""
-        return self.image_size == 32
+        return self.image_size == 32 and (self.in_memory or self.resize is not None)
 
     def image_transform(self, train):
         """The work done on each PIL image before batching, or None: TinyImageNet's resize,
         ImageNet's random-resized crop and flip (training) or resize and centre crop."""
-        if self.image_size == 32:
+        if self.batch_crop:
             return transforms.Resize(self.resize) if self.resize else None
         if train:
             return transforms.Compose([transforms.RandomResizedCrop(self.image_size),
@@ -73,8 +79,26 @@ DATASETS = {
     'stl10': DataSource(stl10.stl10_splits, 10, stl10.MEAN, stl10.STD),
     'tinyimagenet': DataSource(tinyimagenet.tinyimagenet_splits, 200, tinyimagenet.MEAN,
                                tinyimagenet.STD, resize=32, in_memory=False),
+    # A user's class folders (dataset.folder), ImageNet's transforms and normalisation.
+    'folder': DataSource(folder.folder_splits, None, IMAGENET_MEAN, IMAGENET_STD, 224,
+                         in_memory=False),
 }
 LOADERS = ('device', 'classic')
+
+
+def data_source(dataset, data_folder='./data', img_size=None):
+    """The ``DataSource`` of ``dataset`` as a run uses it: its class count (a folder set's
+    counted from ``<data_folder>/train``) and, with ``img_size``, images of that side (32x32
+    data resized batch by batch on the device, other sets by their transforms)."""
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
+    source = DATASETS[dataset]
+    if source.num_classes is None:
+        source = replace(source, num_classes=len(folder.class_names(data_folder)))
+    if img_size is not None and img_size != source.image_size:
+        source = replace(source, **({'batch_resize': img_size} if source.batch_crop
+                                    else {'image_size': img_size}))
+    return source
 
 
 def _loader_kinds(source, test_set, loader, dali, device):
@@ -110,16 +134,14 @@ def _loader_kinds(source, test_set, loader, dali, device):
 
 def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, loader='device',
                   device='cpu', dali=None, seed=None, spec=BatchSpec(), rounds=None,
-                  train=True):
+                  train=True, img_size=None):
     """``(train_loader, test_loader)`` of ``dataset``, both yielding ``Batch`` tuples; the
     test loader uses half the batch size, as RepDistiller. Training batches carry what
     ``spec`` asks for; ``rounds`` (``dataset.rounds.StoredRounds``) fix their crops (and code
     the teacher's view). ``train=False`` reads the test split alone (no training loader:
-    ``None``). Both loaders expose ``dataset`` (its ``len``) and ``generator`` (its
+    ``None``). ``img_size``: the side of the images (``data_source``). Both loaders expose ``dataset`` (its ``len``) and ``generator`` (its
     randomness)."""
-    if dataset not in DATASETS:
-        raise DatasetError(f"unknown --dataset '{dataset}'; choose one of: {', '.join(DATASETS)}")
-    source = DATASETS[dataset]
+    source = data_source(dataset, data_folder, img_size)
     *train_set, test_set = source.splits(data_folder, ('train', 'test') if train else ('test',))
     (train_kind, test_kind), backend = _loader_kinds(source, test_set, loader, dali, device)
     views = spec.views
@@ -136,7 +158,7 @@ def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, l
 
     def make(kind, data, batch, is_train, **kwargs):
         common = dict(device=device, mean=source.mean, std=source.std, train=is_train,
-                      rank=rank, world=world, **kwargs)
+                      rank=rank, world=world, resize=source.batch_resize, **kwargs)
         if kind == 'device':
             return DeviceLoader(data, batch, workers=num_workers, **common)
         if kind == 'classic':

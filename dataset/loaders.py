@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -36,15 +37,17 @@ class BatchLoader:
     """``crop``: training images are cropped and flipped here (32x32 data); False where the
     images come augmented (ImageNet's crops are made per image). ``rounds``
     (``dataset.rounds.StoredRounds``): the epoch's crops come from its round, and a coded
-    round's JPEG copies become the teacher's view; call ``set_epoch`` before each epoch."""
+    round's JPEG copies become the teacher's view; call ``set_epoch`` before each epoch.
+    ``resize``: the side the finished images are resized to (bilinear; ``--img_size`` of 32x32
+    data), None to keep them."""
 
     def __init__(self, dataset, batch_size, device, mean, std, train=True, spec=BatchSpec(),
-                 rounds=None, crop=True, rank=0, world=1):
+                 rounds=None, crop=True, rank=0, world=1, resize=None):
         self.dataset = dataset  # the untransformed data set (len, targets)
         self.rank, self.world = rank, world
         self.batch_size, self.device, self.train = batch_size, torch.device(device), train
         self.spec = spec if train else BatchSpec()
-        self.rounds, self.crop = rounds, crop
+        self.rounds, self.crop, self.resize = rounds, crop, resize
         self.mean, self.std = mean, std
         self.normalize = Normalizer(mean, std, self.device)
         self.targets = torch.tensor(dataset.targets, dtype=torch.int64, device=self.device)
@@ -111,8 +114,19 @@ class BatchLoader:
             image = self.normalize(image)
             if teacher_images is not None:
                 teacher_images = self.normalize(teacher_images)
+        image, teacher_images = resized(image, self.resize), resized(teacher_images, self.resize)
         contrast = self.contrast(index, self._draws) if self.contrast is not None else None
         return Batch(image, self.targets[index], index, contrast, teacher_images)
+
+
+def resized(images, side):
+    """Float images ``(..., C, H, W)`` (views included) resized to ``side`` x ``side`` (as they
+    are when ``side`` is None)."""
+    if images is None or side is None or images.shape[-1] == side:
+        return images
+    flat = images.flatten(0, images.dim() - 4)
+    out = F.interpolate(flat, size=(side, side), mode='bilinear', align_corners=False)
+    return out.view(*images.shape[:-2], side, side)
 
 
 class DeviceLoader(BatchLoader):

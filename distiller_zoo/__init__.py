@@ -25,6 +25,7 @@ from .KD import KD
 from .KDSVD import KDSVD
 from .LSKD import logit_standardize, normalize
 from .MLLD import MLLD, bc_loss, cc_loss, mlld_loss
+from .OFA import OFA, SepConv, ofa_loss
 from .OFD import OFD, ConnectorConvBN, feat_loss, get_margin_from_BN
 from .NKD import NKD, NKDLoss, nkd_loss
 from .NST import NSTLoss
@@ -56,4 +57,5 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN',
            # the methods of the 2024-26 tables
            'TTM', 'WTTM', 'NKD', 'NKDLoss', 'nkd_loss', 'RLD', 'rld_loss', 'SPP', 'sdd_logits',
-           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss', 'FCFD']
+           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss', 'FCFD',
+           'OFA', 'ofa_loss', 'SepConv']

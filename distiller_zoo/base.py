@@ -30,6 +30,9 @@ METHODS = {}
 LOGITS, EMBEDDING, STAGES = 'logits', 'embedding', 'stages'
 PREACT = 'preact'  # the stage outputs before their last ReLU (instead of after it)
 HEAD_MAP = 'head_map'  # the map the classifier pools (models.base's head contract)
+# A network of tokens (ViT, MLP-Mixer: models.timm_models) gives its stages as token sequences
+# (B, L, D), class tokens first, instead of maps.
+TOKENS = 'tokens'
 # The teacher's BatchNorm layers normalise with the batch's statistics (train mode), their
 # running statistics untouched (OFD's authors run the teacher so).
 BATCH_STATS = 'batch_stats'
@@ -52,7 +55,7 @@ class Recipe:
     ``batch``: what its training batches carry (``dataset.batch.BatchSpec``: CRD's contrast
     indices, several views of each image; a method whose batch depends on its options
     overrides ``Distiller.batch_spec``); ``student_reads`` / ``teacher_reads``: what it reads of
-    each network (``LOGITS``, ``EMBEDDING``, ``STAGES``, ``PREACT``, ``HEAD_MAP``,
+    each network (``LOGITS``, ``EMBEDDING``, ``STAGES``, ``PREACT``, ``HEAD_MAP``, ``TOKENS``,
     ``BATCH_STATS``; a teacher that gives only logits and embeddings can be replaced by the
     teacher-output cache);
     ``teacher_trains``: the second network is trained too (DML); ``full_batches_only``: its
@@ -148,9 +151,10 @@ class DistillKL(nn.Module):
 
 def run_network(net, image, reads):
     """``net``'s ``NetOutput`` for ``image``, with what ``reads`` asks of it."""
+    extra = {'tokens': True} if TOKENS in reads else {}
     with batch_statistics(net) if BATCH_STATS in reads else contextlib.nullcontext():
         return NetOutput(*net(image, is_feat=True, preact=PREACT in reads,
-                              with_head_map=HEAD_MAP in reads))
+                              with_head_map=HEAD_MAP in reads, **extra))
 
 
 @contextlib.contextmanager

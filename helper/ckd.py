@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dataset.base import data_digest
+from dataset.loaders import resized
 from dataset.augment import PAD, Normalizer, crop_and_flip
 from dataset.rounds import FIELDS, StoredRounds, candidate_qualities, code_images
 from distiller_zoo.options import Option
@@ -86,7 +87,8 @@ def teacher_outputs(teacher, views, source, device, training):
     normalize = Normalizer(source.mean, source.std, device)
     logits, embeddings = [], []
     for start in range(0, len(views), TEACHER_BATCH):
-        x = normalize(views[start:start + TEACHER_BATCH].to(device))
+        x = resized(normalize(views[start:start + TEACHER_BATCH].to(device)),
+                    source.batch_resize)
         if training.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(training, device):

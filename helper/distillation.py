@@ -64,18 +64,18 @@ def stored_config(ckpt):
     return method_config(opt, method, opt.model_t, opt.n_data, opt.image_size)
 
 
-def rebuild_student(ckpt, arch, num_classes, dataset, path, fix):
+def rebuild_student(ckpt, arch, num_classes, dataset, path, fix, image_size=None):
     """The network a student checkpoint describes: the model with its weights, or, for a
     method that predicts through modules of its own, the method rebuilt around it. Such a
     checkpoint holds every module the prediction needs (a copy of the teacher's classifier
     included); the teacher's architecture only sizes them. ``fix`` ends the message of a
     checkpoint that does not fit ``arch``."""
-    model = load_weights(get_model(arch, num_classes, dataset), ckpt.learner['model'], path,
-                         arch, num_classes, dataset, fix)
+    model = load_weights(get_model(arch, num_classes, dataset, image_size), ckpt.learner['model'],
+                         path, arch, num_classes, dataset, fix, image_size=image_size)
     config = stored_config(ckpt)
     if config is None:
         return model
-    teacher = FrozenTeacher(get_model(config.model_t, num_classes, dataset))
+    teacher = FrozenTeacher(get_model(config.model_t, num_classes, dataset, config.image_size))
     distiller = get_method(config.name)(model, teacher, config)
     distiller.load_checkpoint_state(ckpt.learner)
     return distiller

@@ -7,7 +7,7 @@ import os
 import torch
 
 from dataset import DATASETS, LOADERS
-from models import SMALL_LR_MODELS, model_dict
+from models import SMALL_LR_MODELS, check_model_name
 from core import distributed
 from core.checkpoint import LAST
 from core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
@@ -18,10 +18,13 @@ DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except where there is none (the help says what then)."""
+    """Shows each option's default, except where there is none (the help says what then) and
+    for switches (off unless given)."""
 
     def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,7 +65,10 @@ def base_parser(description):
     parser.add_argument('--dataset', type=str, default='cifar100', choices=list(DATASETS),
                         help='data set')
     parser.add_argument('--data_folder', type=str, default='./data',
-                        help='where data sets live (CIFAR pickles, imagenet/{train,val})')
+                        help='where data sets live (CIFAR pickles, imagenet/; a folder set\'s '
+                             'train/ and val/ of class folders)')
+    parser.add_argument('--img_size', type=positive_int, default=None,
+                        help='image side the networks see (default: the data set\'s)')
     parser.add_argument('--save_dir', type=str, default='./save',
                         help='root of checkpoints and TensorBoard logs')
     parser.add_argument('--seed', type=seed_int, default=None,
@@ -106,10 +112,20 @@ def base_parser(description):
     return parser
 
 
+def model_name(name):
+    """An argparse type: a name of the registry or ``timm:NAME`` (answered with the list, or
+    timm's close names)."""
+    try:
+        check_model_name(name)
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(e.args[0]) from None
+    return name
+
+
 def add_model_argument(parser, flag, default, help):
-    """A model name of the registry (README, Models; a wrong one is answered with the list)."""
-    parser.add_argument(flag, type=str, default=default, choices=sorted(model_dict),
-                        metavar='NAME', help=f'{help} (a name of the model registry)')
+    """A model name of the registry or ``timm:NAME[,key=value...]`` (README, Models)."""
+    parser.add_argument(flag, type=model_name, default=default, metavar='NAME',
+                        help=f'{help} (a registry name, or timm:NAME)')
 
 
 def finish_options(opt, model_name):

@@ -2,11 +2,12 @@
 of the command line, the method's defaults, the pair's recipe and the modifiers. After it is
 built nothing reads the parsed options."""
 import dataclasses
+import functools
 from typing import Optional
 
 from core.config import DataConfig, LaunchConfig, OutputConfig, TrainingConfig
 from core.util import FrozenNamespace
-from dataset import DATASETS
+from dataset import DATASETS, data_source
 from distiller_zoo.base import MethodConfig
 from .distillation import method_config
 from .plugins import TEACHER_PLUGINS
@@ -14,12 +15,13 @@ from .plugins import TEACHER_PLUGINS
 
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig:
-    """The teacher: ``path`` (``--path_t``: a checkpoint, or ``torchvision:<name>``), or, for a
-    peer trained from scratch, the architecture ``scratch`` (``--model_t``); ``arch``: its
+    """The teacher: ``path`` (``--path_t``: a checkpoint, ``torchvision:<name>`` or
+    ``timm:<name>``), or, for a peer trained from scratch, none; ``named``: the architecture
+    ``--model_t`` gives (the peer's, or that of a file that does not record it); ``arch``: its
     architecture as known before it is loaded (None: the file will tell). ``more``: further
     teachers, whose logits are averaged with the first's by ``weights`` (summing to 1)."""
     path: Optional[str]
-    scratch: Optional[str] = None
+    named: Optional[str] = None
     arch: Optional[str] = None
     more: tuple = ()
     weights: tuple = (1.0,)
@@ -49,10 +51,11 @@ class RunConfig:
         """The teacher plug-ins this run enables, in the order they apply."""
         return [plugin for plugin in TEACHER_PLUGINS if plugin.enabled(self.features)]
 
-    @property
+    @functools.cached_property
     def source(self):
-        """The data set's ``dataset.DataSource``."""
-        return DATASETS[self.data.dataset]
+        """The data set's ``dataset.DataSource`` as the run uses it (its class count, the side
+        of its images)."""
+        return data_source(self.data.dataset, self.data.data_folder, self.data.img_size)
 
     @classmethod
     def of(cls, opt, model_t, method):
@@ -67,7 +70,7 @@ class RunConfig:
                    teacher=TeacherConfig(opt.path_t, opt.model_t, model_t,
                                          tuple(opt.more_teachers), teacher_weights(opt)),
                    method=method_config(opt, method, model_t, None,
-                                        DATASETS[opt.dataset].image_size),
+                                        opt.img_size or DATASETS[opt.dataset].image_size),
                    features=FrozenNamespace(**features),
                    options=dict(vars(opt)))
 

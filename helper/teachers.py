@@ -1,6 +1,6 @@
 """Teachers: a ``--path_t`` resolved to a network with its weights, through one registry of
-teacher kinds (a checkpoint file; ``torchvision:<name>``), and the checks that name what a file
-holds when it does not fit an architecture."""
+teacher kinds (a checkpoint file; ``torchvision:<name>``; ``timm:<name>``, timm's own weights),
+and the checks that name what a file holds when it does not fit an architecture."""
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from models import get_model, imagenet_model_dict, model_dict
+from models import get_model, imagenet_model_dict, is_model_name, is_timm_name, model_dict
 from core.files import file_digest
 from core.checkpoint import read_checkpoint
 from core.util import UserError
@@ -52,7 +52,7 @@ def get_teacher_name(path, ckpt=None):
     """The teacher's architecture: the ``Checkpoint``'s ``arch`` when it has one, else parsed
     from the folder name as RepDistiller (``wrn_40_2_vanilla/``) and SimKD (``S:vgg8_T:...``)
     name it."""
-    if ckpt is not None and ckpt.arch in model_dict:
+    if ckpt is not None and is_model_name(ckpt.arch):
         return ckpt.arch
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
     if folder.startswith('S:'):
@@ -62,7 +62,7 @@ def get_teacher_name(path, ckpt=None):
     if not matches:
         raise UserError(f"cannot tell the teacher's architecture from '{path}': its folder should "
                         f"start with a model name (e.g. save/models/resnet32x4_vanilla/"
-                        f"ckpt_epoch_240.pth)")
+                        f"ckpt_epoch_240.pth), or --model_t NAME names it")
     return max(matches, key=len)
 
 
@@ -77,7 +77,7 @@ TORCHVISION_TEACHERS = {
 }
 
 
-def load_torchvision_teacher(spec, num_classes):
+def load_torchvision_teacher(spec, num_classes, image_size=None):
     """``torchvision:<name>``: torchvision's ImageNet weights (downloaded once into torch's
     cache) in this repository's architecture."""
     tv_name = spec.split(':', 1)[1]
@@ -100,19 +100,28 @@ def load_torchvision_teacher(spec, num_classes):
     return model, name
 
 
-def load_teacher_file(path, num_classes, dataset):
-    """A teacher checkpoint (RepDistiller's layout and the others ``load_checkpoint`` takes),
-    its architecture from the file or its folder's name, its weights loaded strictly."""
+def load_timm_teacher(spec, num_classes, image_size=None):
+    """``timm:<name>``: timm's own weights of that model (downloaded once into the Hugging Face
+    cache)."""
+    return get_model(spec, num_classes, image_size=image_size, pretrained=True), spec
+
+
+def load_teacher_file(path, num_classes, dataset, image_size=None, arch=None):
+    """A teacher checkpoint (RepDistiller's layout and the others ``load_checkpoint`` takes, a
+    plain timm state dict among them), its architecture ``arch`` when given (``--model_t``),
+    else from the file or its folder's name, its weights loaded strictly."""
     ckpt = read_checkpoint(path)
-    name = get_teacher_name(path, ckpt)
-    model = load_weights(get_model(name, num_classes, dataset), ckpt.learner['model'], path, name,
-                         num_classes, dataset, 'Check the folder name or --dataset',
-                         role='architecture ')
+    name = arch or get_teacher_name(path, ckpt)
+    fix = ('Check --model_t, --img_size or --dataset' if arch or is_timm_name(name)
+           else 'Check the folder name or --dataset')
+    model = load_weights(get_model(name, num_classes, dataset, image_size),
+                         ckpt.learner['model'], path, name, num_classes, dataset, fix,
+                         role='architecture ', image_size=image_size)
     return model, name
 
 
 # ``--path_t <kind>:<name>`` -> the loader of that kind of teacher; anything else is a file.
-TEACHER_KINDS = {'torchvision': load_torchvision_teacher}
+TEACHER_KINDS = {'torchvision': load_torchvision_teacher, 'timm': load_timm_teacher}
 
 
 def teacher_kind(spec):
@@ -133,15 +142,17 @@ def teacher_identity(spec):
     return f'sha256 {file_digest(spec)}' if is_teacher_file(spec) else spec
 
 
-def teacher_architecture(spec, scratch=None):
+def teacher_architecture(spec, named=None):
     """The architecture a ``--path_t`` names, known before the run (for per-pair defaults):
-    from a torchvision name, the folder name, or else the checkpoint's entries (its weights
-    mapped, not read); None when the file cannot tell (the run then says what is wrong with
-    it)."""
-    if spec is None:
-        return scratch
+    ``named`` when given (``--model_t``), else from a torchvision or timm name, the folder name,
+    or else the checkpoint's entries (its weights mapped, not read); None when the file cannot
+    tell (the run then says what is wrong with it)."""
+    if spec is None or named is not None:
+        return named
     if teacher_kind(spec) == 'torchvision':
         return TORCHVISION_TEACHERS.get(spec.split(':', 1)[1])
+    if teacher_kind(spec) == 'timm':
+        return spec
     try:
         return get_teacher_name(spec)
     except UserError:
@@ -152,38 +163,62 @@ def teacher_architecture(spec, scratch=None):
         return None
 
 
-def load_teacher(spec, num_classes, dataset):
-    """The teacher network ``spec`` names and its architecture."""
+def load_teacher(spec, num_classes, dataset, image_size=None, arch=None):
+    """The teacher network ``spec`` names and its architecture (``arch``: given by
+    ``--model_t``)."""
     kind = teacher_kind(spec)
     if kind is None:
-        return load_teacher_file(spec, num_classes, dataset)
-    return TEACHER_KINDS[kind](spec, num_classes)
+        return load_teacher_file(spec, num_classes, dataset, image_size, arch)
+    return TEACHER_KINDS[kind](spec, num_classes, image_size)
 
 
 @dataclass
 class Teacher:
-    """A run's teacher: the network, its architecture, what identifies it (``teacher_identity``)
-    and its file (None for a named or a from-scratch network)."""
+    """A run's teacher: the network, its architecture, what identifies it (``teacher_identity``),
+    its file (None for a named or a from-scratch network) and the input normalisation its
+    weights expect (``(mean, std)``; None: the data set's, as for every teacher trained here)."""
     network: nn.Module
     arch: str
     identity: str
     path: Optional[str] = None
+    input_norm: Optional[tuple] = None
 
 
-def resolve_teacher(spec, num_classes, dataset, scratch=None):
-    """The ``Teacher`` of ``--path_t spec``, or, without one, a network ``scratch`` (an
-    architecture name) with fresh weights (DML's peer)."""
+def renormalize_inputs(network, data_norm, input_norm):
+    """Make ``network`` take images normalised with ``data_norm`` (``(mean, std)``, the data
+    set's) as if they were normalised with ``input_norm`` (what its weights expect): one
+    per-channel affine map of each batch, on its device, before every forward."""
+    (mean_d, std_d), (mean_n, std_n) = [[torch.tensor(v).view(1, -1, 1, 1) for v in norm]
+                                        for norm in (data_norm, input_norm)]
+    scale, shift = std_d / std_n, (mean_d - mean_n) / std_n
+
+    def hook(module, args, kwargs):
+        x = args[0]
+        x = x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
+        return (x,) + args[1:], kwargs
+    return network.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def resolve_teacher(spec, num_classes, dataset, named=None, image_size=None):
+    """The ``Teacher`` of ``--path_t spec`` (of architecture ``named`` when ``--model_t``
+    gives it), or, without one, a network ``named`` with fresh weights (DML's peer)."""
     if spec is None:
-        return Teacher(get_model(scratch, num_classes, dataset), scratch, teacher_identity(None))
-    network, arch = load_teacher(spec, num_classes, dataset)
-    return Teacher(network, arch, teacher_identity(spec), spec if is_teacher_file(spec) else None)
+        return Teacher(get_model(named, num_classes, dataset, image_size), named,
+                       teacher_identity(None))
+    network, arch = load_teacher(spec, num_classes, dataset, image_size, named)
+    norm = None
+    if teacher_kind(spec) == 'timm':  # timm's weights: the normalisation they were trained with
+        norm = tuple(tuple(network.pretrained_cfg[k]) for k in ('mean', 'std'))
+    return Teacher(network, arch, teacher_identity(spec), spec if is_teacher_file(spec) else None,
+                   norm)
 
 
-def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role=''):
+def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role='',
+                          image_size=None):
     """The one-line error for weights in ``state`` that do not fit ``arch``: what differs, and
     which architecture of the registry they fit. ``role`` comes before the name ('architecture
     ')."""
-    model = get_model(arch, num_classes, dataset)
+    model = get_model(arch, num_classes, dataset, image_size)
     guess = guess_architecture(state, num_classes, dataset)
     hint = (f'the weights look like {guess}' if guess
             else 'the weights match no architecture of the registry')
@@ -191,13 +226,13 @@ def architecture_mismatch(path, arch, num_classes, dataset, state, fix, role='')
                      f"({mismatch_summary(model, state)}); {hint}. {fix}")
 
 
-def load_weights(model, state, path, arch, num_classes, dataset, fix, role=''):
+def load_weights(model, state, path, arch, num_classes, dataset, fix, role='', image_size=None):
     """``model`` with ``state`` loaded strictly, else ``architecture_mismatch``'s error."""
     try:
         model.load_state_dict(state)
     except RuntimeError:
         raise architecture_mismatch(path, arch, num_classes, dataset, state, fix,
-                                    role) from None
+                                    role, image_size) from None
     return model
 
 

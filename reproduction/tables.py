@@ -350,7 +350,7 @@ class Table:
             if run.kind != 'distill':
                 continue
             config = _parse('train_student.py', run.argv)
-            model_t = run.cells[0].teacher if run.cells else config.teacher.scratch
+            model_t = run.cells[0].teacher if run.cells else config.teacher.named
             key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(config.options.items())
                                      if k not in ('trial', 'seed'))
             if key in checked:

@@ -178,6 +178,8 @@ DEFAULT_WEIGHTS = {
     'mgd': (1, 0, 1),
     # FCFD: CE 1, the student's KL 1, the feature and mixed-path terms 1
     'fcfd': (1, 1, 1),
+    # OFA-KD: the authors' gt, kd and ofa weights 1 (-b weighs the branches and the logits)
+    'ofa': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
