@@ -22,7 +22,8 @@ from helper.distillation import build_distiller
 from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
-from helper.options import add_model_argument, base_parser, finish_options, select_device
+from helper.options import (RECIPE_OPTIONS, RECIPES, add_model_argument, add_recipe_options,
+                            apply_recipe, base_parser, finish_options, select_device)
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options
 from helper.run_config import RunConfig
 from helper.run_folder import RunFolder
@@ -64,8 +65,8 @@ def build_parser(distill=None, given=None):
                         and '--teacher_weights' not in given else
                         'with several teachers: each one\'s share of the logits (default: equal)')
     add_model_argument(parser, '--model_s', 'resnet8', 'student architecture')
-    add_model_argument(parser, '--model_t', None, 'architecture of a teacher file that does '
-                       'not record it, or of a dml peer from scratch')
+    add_model_argument(parser, '--model_t', None, 'a teacher file\'s architecture if it '
+                       'records none; dml: the new peer\'s')
     parser.add_argument('--pretrained', action='store_true',
                         help='timm:NAME student: start from timm\'s weights')
     parser.add_argument('--distill', type=str, default='kd', choices=sorted(METHODS),
@@ -89,6 +90,7 @@ def build_parser(distill=None, given=None):
     TTM_L.add_to(parser, hidden=given is not None and '--add' not in given
                  and distill not in ('ttm', 'wttm'))
     add_plugin_options(parser, given)
+    add_recipe_options(parser, given)
     preset = PRESETS.get(distill)
     implied = {f'--{dest}' for dest in preset.modifiers} if preset else set()
     for title, options in [(m.title, m.options) for m in MODIFIERS] + [
@@ -183,6 +185,8 @@ def resolve(opt, given, model_t):
     settings fill in what the command line leaves, and every check of the options is made
     here, each refusal one line (``UserError``). Reads no file."""
     opt = argparse.Namespace(**vars(opt))
+    apply_recipe(opt, given)
+    given = set(given) | set(RECIPES[opt.recipe])  # the recipe's values stand as given
     method = get_method(opt.distill)
     own = {option.dest for option in method.options}
     for option in method_options(dict.fromkeys(METHODS.values())):
@@ -341,9 +345,12 @@ def run_name(config, model_t):
 
 
 def input_options(options):
-    """What changes the networks' inputs or start (``--img_size``, ``--pretrained``), where
-    given, of a run's ``options`` record."""
-    return {dest: options[dest] for dest in ('img_size', 'pretrained') if options.get(dest)}
+    """What changes the networks' inputs, start or recipe (``--img_size``, ``--pretrained``,
+    ``--recipe``), where given, of a run's ``options`` record."""
+    values = {dest: options[dest] for dest in ('img_size', 'pretrained') if options.get(dest)}
+    if options.get('recipe', 'repdistiller') != 'repdistiller':
+        values['recipe'] = options['recipe']
+    return values
 
 
 def plugin_suffixes(config):
@@ -394,6 +401,7 @@ def run(config):
     name_t = '+'.join(t.arch for t in teachers)  # the folder's T:, the checkpoints' model_t
     identity = {'teacher': ' + '.join(t.identity for t in teachers)}
     defining = (WEIGHTS + tuple(o.dest for o in method.options) + MODIFIER_DESTS
+                + tuple(o.dest for o in RECIPE_OPTIONS)
                 + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
     folder = RunFolder(config.output, training.epochs, config.options, 'student_model',
                        'student_tensorboards', run_name(config, name_t), refused=defining,
@@ -411,8 +419,9 @@ def run(config):
     else:
         teacher_source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(
             teacher.network)
+    live_source = teacher_source  # the live teachers (their prediction, before any cache)
     for plugin in config.plugins:
-        teacher_source = plugin.source(config, teacher, train_set, seed, teacher_source)
+        teacher_source = plugin.source(config, teachers, train_set, seed, teacher_source)
     method_config = dataclasses.replace(config.method, model_t=teacher.arch,
                                         n_data=len(train_set))
     student = get_model(model_s, source.num_classes, dataset, source.input_size,
@@ -431,13 +440,13 @@ def run(config):
         teacher_acc = None  # a peer trained from scratch has none yet
         if config.teacher.path:
             # several: their weighted mean, as the student is taught
-            predict = teacher.network if len(teachers) == 1 else teacher_source.predict
+            predict = teacher.network if len(teachers) == 1 else live_source.predict
             teacher_acc = validate(test_loader, predict, device, desc='teacher',
                                    training=training)['top1']
             log.info(f'teacher {name_t}: acc@1 {teacher_acc:.2f}')
         rounds = None
         for plugin in config.plugins:
-            rounds = plugin.prepare(config, teacher, train_set, device, seed, rounds)
+            rounds = plugin.prepare(config, teachers, train_set, device, seed, rounds)
         train_loader = (plain_loader if rounds is None
                         else build_loaders(dataset, **loaders, rounds=rounds)[0])
         # Init stages keep the ordinary batches, as CKD's authors' code does.

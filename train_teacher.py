@@ -6,27 +6,32 @@ import sys
 from dataset import build_loaders, data_source
 from helper.cli import run_cli
 from core.accel import prepare_modules
-from core.config import OutputConfig, TrainingConfig
+from core.config import Augmentation, OutputConfig, TrainingConfig
 from core.distributed import is_main
 from core.util import UserError, set_seed
 from core.log import log, note
 from helper.loops import Supervised, train_and_record
-from helper.options import add_model_argument, base_parser, finish_options, select_device
+from helper.distillation import cross_entropy_smoothing
+from helper.options import (add_model_argument, add_recipe_options, apply_recipe, base_parser,
+                            finish_options, given_dests, select_device)
 from helper.run_folder import RunFolder
 from models import get_model, is_timm_name
 
 
-def build_parser():
+def build_parser(argv=None):
     parser = base_parser('Train a model on its own (teacher or baseline).')
     add_model_argument(parser, '--model', 'resnet110', 'architecture')
     parser.add_argument('--pretrained', action='store_true',
                         help='start a timm:NAME model from timm\'s own weights (downloaded)')
     parser.add_argument('--trial', type=int, default=0, help='experiment id (part of the folder)')
+    add_recipe_options(parser, argv)
     return parser
 
 
 def parse_option(argv=None):
-    opt = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    opt = build_parser(argv).parse_args(argv)
+    apply_recipe(opt, given_dests(build_parser(argv), argv))
     if opt.pretrained and not is_timm_name(opt.model):
         raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME model, not of '
                         f'{opt.model}')
@@ -36,8 +41,10 @@ def parse_option(argv=None):
 def run_name(opt):
     size = f'_img_{opt.img_size}' if getattr(opt, 'img_size', None) else ''
     pretrained = '_pretrained' if getattr(opt, 'pretrained', False) else ''
+    recipe = getattr(opt, 'recipe', 'repdistiller')
+    recipe = '' if recipe == 'repdistiller' else f'_recipe_{recipe}'
     return (f'{opt.model}_{opt.dataset}_lr_{opt.learning_rate}_decay_{opt.weight_decay}'
-            f'{size}{pretrained}_trial_{opt.trial}')
+            f'{size}{pretrained}{recipe}_trial_{opt.trial}')
 
 
 def run_dir(opt):
@@ -53,7 +60,8 @@ def run(opt):
     set_seed(folder.seed)
     train_loader, test_loader = build_loaders(
         opt.dataset, opt.data_folder, opt.batch_size, opt.num_workers, loader=opt.loader,
-        device=device, dali=opt.dali, seed=folder.seed, img_size=opt.img_size)
+        device=device, dali=opt.dali, seed=folder.seed, img_size=opt.img_size,
+        augment=Augmentation.of(opt))
     source = data_source(opt.dataset, opt.data_folder, opt.img_size)
     model = get_model(opt.model, source.num_classes, opt.dataset, source.input_size,
                       opt.pretrained).to(device)
@@ -61,8 +69,9 @@ def run(opt):
         training = TrainingConfig.of(opt)
         prepare_modules(training, [model], [model])
         log.info(f'training {opt.model} on {opt.dataset} ({device}) -> {folder.run_dir}')
-        best, last = train_and_record(Supervised(model), train_loader, test_loader, training,
-                                      opt.model, folder, device, record, model.parameters,
+        learner = Supervised(model, cross_entropy_smoothing(opt))
+        best, last = train_and_record(learner, train_loader, test_loader, training, opt.model,
+                                      folder, device, record, model.parameters,
                                       {'model': (opt.model, model)}, wandb=opt.wandb)
     log.info(f'done: {opt.model} best acc@1 {best:.2f}, last acc@1 {last:.2f}; '
              f'checkpoints in {folder.run_dir}')

@@ -29,6 +29,12 @@ class TrainingConfig:
     compile: bool = False
     sgd_impl: str = 'auto'
     sync_bn: bool = False
+    opt: Optional[str] = None  # a timm optimizer (--opt), instead of RepDistiller's SGD
+    schedule: str = 'step'
+    warmup_epochs: int = 0
+    warmup_lr: float = 0.0
+    min_lr: float = 0.0
+    smoothing: float = 0.0
 
     @classmethod
     def of(cls, opt):
@@ -38,6 +44,31 @@ class TrainingConfig:
                   if hasattr(opt, f.name)}
         values['lr_decay_epochs'] = tuple(values['lr_decay_epochs'])
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """The recipes' further training augmentation (timm's): mixup and CutMix (``mixup``,
+    ``cutmix``: their Beta alphas; the labels mixed and smoothed by ``smoothing``), random
+    erasing (probability ``reprob``) and RandAugment (``randaugment``: timm's config string);
+    None where a run has none."""
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    smoothing: float = 0.0
+    reprob: float = 0.0
+    randaugment: Optional[str] = None
+
+    @classmethod
+    def of(cls, opt):
+        values = {f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(opt, f.name)}
+        augment = cls(**values)
+        return augment if (augment.mixup or augment.cutmix or augment.reprob
+                           or augment.randaugment) else None
+
+    @property
+    def mixes(self):
+        return bool(self.mixup or self.cutmix)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,17 +83,20 @@ class DataConfig:
     loader: str = 'device'
     dali: Optional[str] = None
     img_size: Optional[int] = None
+    augment: Optional[Augmentation] = None
 
     @classmethod
     def of(cls, opt):
-        return cls(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
-                      if hasattr(opt, f.name)})
+        values = {f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(opt, f.name)}
+        values['augment'] = Augmentation.of(opt)
+        return cls(**values)
 
     def loader_options(self):
         """The keyword arguments of ``dataset.build_loaders`` these settings give."""
         return dict(data_folder=self.data_folder, batch_size=self.batch_size,
                     num_workers=self.num_workers, loader=self.loader, dali=self.dali,
-                    img_size=self.img_size)
+                    img_size=self.img_size, augment=self.augment)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,6 +101,31 @@ def data_source(dataset, data_folder='./data', img_size=None):
     return source
 
 
+class RandAugment:
+    """timm's RandAugment of ``config`` (e.g. ``rand-m9-mstd0.5-inc1``), filling with the data
+    set's mean colour, as timm's factory. Pillow 12 and later refuse to posterize to 0 bits,
+    which timm draws about once in 500 images at magnitude 9 with noise: such an image is
+    kept as it was."""
+
+    def __init__(self, config, source):
+        from timm.data.auto_augment import rand_augment_transform
+        self.augment = rand_augment_transform(config, {
+            'translate_const': int(source.input_size * 0.45),
+            'img_mean': tuple(round(255 * m) for m in source.mean)})
+
+    def __call__(self, image):
+        try:
+            return self.augment(image)
+        except ValueError:
+            return image
+
+
+def with_randaugment(transform, config, source):
+    """``transform`` (None: none) followed by RandAugment of ``config``."""
+    augment = RandAugment(config, source)
+    return augment if transform is None else transforms.Compose([transform, augment])
+
+
 def _loader_kinds(source, test_set, loader, dali, device):
     """The kinds of the training and test loaders (``device``, ``classic``, ``jpeg``, ``dali``)
     for this data set and these flags, and DALI's backend. Says once (it is called once per
@@ -134,12 +159,13 @@ def _loader_kinds(source, test_set, loader, dali, device):
 
 def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, loader='device',
                   device='cpu', dali=None, seed=None, spec=BatchSpec(), rounds=None,
-                  train=True, img_size=None):
+                  train=True, img_size=None, augment=None):
     """``(train_loader, test_loader)`` of ``dataset``, both yielding ``Batch`` tuples; the
     test loader uses half the batch size, as RepDistiller. Training batches carry what
     ``spec`` asks for; ``rounds`` (``dataset.rounds.StoredRounds``) fix their crops (and code
     the teacher's view). ``train=False`` reads the test split alone (no training loader:
-    ``None``). ``img_size``: the side of the images (``data_source``). Both loaders expose ``dataset`` (its ``len``) and ``generator`` (its
+    ``None``). ``img_size``: the side of the images (``data_source``); ``augment``: the
+    recipes' further training augmentation (``core.config.Augmentation``). Both loaders expose ``dataset`` (its ``len``) and ``generator`` (its
     randomness)."""
     source = data_source(dataset, data_folder, img_size)
     *train_set, test_set = source.splits(data_folder, ('train', 'test') if train else ('test',))
@@ -154,6 +180,13 @@ def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, l
             note(f'the device loader cannot make {type(views).__name__}, which are made image '
                   f'by image; using --loader classic')
             train_kind = 'classic'
+    randaugment = train and augment is not None and augment.randaugment
+    if randaugment and train_kind != 'classic':
+        if train_kind not in LOADERS:
+            raise DatasetError('RandAugment (--randaugment) works with --loader device or '
+                               'classic, without --dali')
+        note('RandAugment is made image by image: using --loader classic for training')
+        train_kind = 'classic'
     rank, world = rank_and_world()  # each process of a multi-process run takes its share
 
     def make(kind, data, batch, is_train, **kwargs):
@@ -162,17 +195,21 @@ def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, l
         if kind == 'device':
             return DeviceLoader(data, batch, workers=num_workers, **common)
         if kind == 'classic':
-            return ClassicLoader(data, batch, num_workers=num_workers,
-                                 transform=source.image_transform(is_train),
+            transform = source.image_transform(is_train)
+            if is_train and randaugment:
+                transform = with_randaugment(transform, augment.randaugment, source)
+            return ClassicLoader(data, batch, num_workers=num_workers, transform=transform,
                                  augmented=not source.batch_crop, crop=source.batch_crop,
-                                 pin_memory=torch.device(device).type == 'cuda', **common)
+                                 pin_memory=torch.device(device).type == 'cuda',
+                                 per_image_draws=bool(is_train and randaugment), **common)
         loader_class = JpegLoader if kind == 'jpeg' else partial(DaliLoader, backend=backend)
         return loader_class(data, batch, image_size=source.image_size, num_threads=num_workers,
                             **common)
     test = make(test_kind, test_set, max(1, batch_size // 2), False)
     if not train:
         return None, test
-    train_loader = make(train_kind, train_set[0], batch_size, True, spec=spec, rounds=rounds)
+    train_loader = make(train_kind, train_set[0], batch_size, True, spec=spec, rounds=rounds,
+                        augment=augment, num_classes=source.num_classes)
     if seed is not None:
         train_loader.generator.manual_seed(seed)
     return train_loader, test

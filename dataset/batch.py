@@ -18,6 +18,11 @@ class Batch(NamedTuple):
     contrast_idx: Optional[torch.Tensor] = None  # CRD: (B, k + 1), the positive first
     teacher_image: Optional[torch.Tensor] = None  # the teacher's own view (CKD)
 
+    @property
+    def cls_target(self):
+        """What the cross-entropy term takes: the labels (``MixedBatch``: the mixed ones)."""
+        return self.target
+
     def to(self, device, channels_last=False):
         """On ``device`` (a no-op where it already is); ``channels_last`` for the images of
         single-view batches."""
@@ -29,6 +34,25 @@ class Batch(NamedTuple):
                 t = t.contiguous(memory_format=torch.channels_last)
             return t
         return Batch(*(move(t) for t in self))
+
+
+class MixedBatch(Batch):
+    """A ``Batch`` of mixup/CutMix images: ``target`` is each mixed label's largest class (for
+    the methods), ``soft_target`` (B, classes) the mixed labels the cross-entropy term takes."""
+
+    @classmethod
+    def of(cls, batch, soft_target):
+        mixed = cls(*batch)
+        mixed.soft_target = soft_target
+        return mixed
+
+    @property
+    def cls_target(self):
+        return self.soft_target
+
+    def to(self, device, channels_last=False):
+        return MixedBatch.of(super().to(device, channels_last),
+                             self.soft_target.to(device, non_blocking=True))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ so that every process makes the same number of steps); augmentation then draws f
 stream.
 """
 import math
+import random
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import Normalizer, crop_and_flip, random_crops
-from .batch import Batch, BatchSpec
+from .batch import Batch, BatchSpec, MixedBatch
 from .rounds import code_images, jpeg_round_trip
 
 
@@ -39,15 +40,20 @@ class BatchLoader:
     (``dataset.rounds.StoredRounds``): the epoch's crops come from its round, and a coded
     round's JPEG copies become the teacher's view; call ``set_epoch`` before each epoch.
     ``resize``: the side the finished images are resized to (bilinear; ``--img_size`` of 32x32
-    data), None to keep them."""
+    data), None to keep them. ``augment`` (``core.config.Augmentation``, training only): random
+    erasing and mixup/CutMix of the finished batch, timm's, drawn from the batch stage's
+    stream (``num_classes`` sizes the mixed labels)."""
 
     def __init__(self, dataset, batch_size, device, mean, std, train=True, spec=BatchSpec(),
-                 rounds=None, crop=True, rank=0, world=1, resize=None):
+                 rounds=None, crop=True, rank=0, world=1, resize=None, augment=None,
+                 num_classes=None):
         self.dataset = dataset  # the untransformed data set (len, targets)
         self.rank, self.world = rank, world
         self.batch_size, self.device, self.train = batch_size, torch.device(device), train
         self.spec = spec if train else BatchSpec()
         self.rounds, self.crop, self.resize = rounds, crop, resize
+        self.batch_augment = BatchAugment(augment, num_classes, self.device) if (
+            train and augment is not None and (augment.mixes or augment.reprob)) else None
         self.mean, self.std = mean, std
         self.normalize = Normalizer(mean, std, self.device)
         self.targets = torch.tensor(dataset.targets, dtype=torch.int64, device=self.device)
@@ -116,7 +122,45 @@ class BatchLoader:
                 teacher_images = self.normalize(teacher_images)
         image, teacher_images = resized(image, self.resize), resized(teacher_images, self.resize)
         contrast = self.contrast(index, self._draws) if self.contrast is not None else None
-        return Batch(image, self.targets[index], index, contrast, teacher_images)
+        target, soft = self.targets[index], None
+        if self.batch_augment is not None:
+            image, target, soft = self.batch_augment(image, target, self._draws)
+        batch = Batch(image, target, index, contrast, teacher_images)
+        return batch if soft is None else MixedBatch.of(batch, soft)
+
+
+class BatchAugment:
+    """timm's random erasing (per image, probability ``reprob``) and mixup/CutMix (one draw per
+    batch, the batch mixed with itself reversed) of a finished batch; the labels become the
+    mixed, smoothed ones, ``target`` each one's largest class. The draws come from ``draws``
+    (the loader's stream), so a resumed run makes the same ones."""
+
+    def __init__(self, augment, num_classes, device):
+        from timm.data import Mixup
+        from timm.data.random_erasing import RandomErasing
+        self.augment, self.num_classes = augment, num_classes
+        self.erase = (RandomErasing(augment.reprob, mode='pixel', device=str(device))
+                      if augment.reprob else None)
+        self.mixer = (Mixup(mixup_alpha=augment.mixup, cutmix_alpha=augment.cutmix,
+                            label_smoothing=augment.smoothing, num_classes=num_classes)
+                      if augment.mixes else None)
+
+    def __call__(self, image, target, draws):
+        from timm.data.mixup import mixup_target
+        seed = int(torch.randint(2 ** 31, (1,), generator=draws))
+        random.seed(seed)
+        np.random.seed(seed)
+        if self.erase is not None:  # its noise from torch's generator, seeded and restored
+            devices = [image.device] if image.device.type == 'cuda' else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                image = self.erase(image.clone())
+        if self.mixer is None:
+            return image, target, None
+        image = image.clone()
+        lam = self.mixer._mix_batch(image)
+        soft = mixup_target(target, self.num_classes, lam, self.augment.smoothing)
+        return image, soft.argmax(1), soft
 
 
 def resized(images, side):
@@ -209,10 +253,11 @@ class ClassicLoader(BatchLoader):
     random-resized crop and flip), so the batch stage only normalises."""
 
     def __init__(self, dataset, batch_size, device, mean, std, num_workers=0, transform=None,
-                 augmented=False, pin_memory=False, **kwargs):
+                 augmented=False, pin_memory=False, per_image_draws=False, **kwargs):
         super().__init__(dataset, batch_size, device, mean, std, **kwargs)
         self.num_workers, self.transform, self.pin_memory = num_workers, transform, pin_memory
         self.augmented = augmented and self.train
+        self.random_transform = per_image_draws  # the transform draws (RandAugment)
 
     def batches(self, order):
         views = self.spec.views if self.spec.views is not None and self.spec.views.per_image \
@@ -220,11 +265,14 @@ class ClassicLoader(BatchLoader):
         coded = self.train and self.rounds is not None and self.rounds.coded
         items = _Items(self.dataset, self.transform, views,
                        self.round[:, 0] if coded else None)
-        per_image_draws = self.augmented or views is not None
+        per_image_draws = self.augmented or views is not None or self.random_transform
         # Per-image randomness lives in the workers; seeded from the epoch's stream only then,
         # so that without it the batches equal the device loader's.
         seed = int(torch.randint(2 ** 62, (1,), generator=self._draws)) if per_image_draws \
             else 0
+        if self.random_transform and self.num_workers == 0:  # RandAugment draws from these
+            random.seed(seed)
+            np.random.seed(seed % 2 ** 32)
         loader = DataLoader(items, batch_sampler=[c.tolist() for c in self.chunks(order)],
                             num_workers=self.num_workers, collate_fn=_collate,
                             worker_init_fn=_seed_numpy_in_worker, pin_memory=self.pin_memory,

@@ -194,6 +194,6 @@ class FCFD(Distiller):
         mixed = sum((self.kl(y, logit_t) for y in logits[2:]),
                     torch.zeros((), device=logit_s.device))
         return logit_s, self.add_method_loss(
-            self.base_losses(logit_s, logit_t, batch.target),
+            self.base_losses(logit_s, logit_t, batch.cls_target),
             {'l2': self.warmup_weight(L2_WARMUP) * self.weight_l2 * self.feature_loss(inters),
              'mix': self.mix_weight * mixed})

@@ -82,7 +82,7 @@ class SimKDMethod(Distiller):
     def losses(self, s, t, batch):
         """The projector's prediction; CE and KL (-c/-d) on the student's own head."""
         projected, target_map, logits = self.proj(s.head_map, t.head_map, self.cls_t)
-        losses = self.base_losses(s.logits, t.logits, batch.target)
+        losses = self.base_losses(s.logits, t.logits, batch.cls_target)
         return logits, self.add_method_loss(losses, self.criterion_kd(projected, target_map))
 
     def prediction_features(self, image):

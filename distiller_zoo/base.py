@@ -97,6 +97,7 @@ class MethodConfig:
     learned_T: Optional[dict] = None
     add: str = 'kd'
     ttm_l: float = 0.1
+    smoothing: float = 0.0  # label smoothing of the cross-entropy term
 
     def as_dict(self):
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
@@ -248,7 +249,7 @@ class Distiller(Learner):
         self.student = student
         self.teacher = teacher
         self.gamma, self.alpha, self.beta = config.weights[:3]
-        self.criterion_cls = nn.CrossEntropyLoss()
+        self.criterion_cls = nn.CrossEntropyLoss(label_smoothing=config.smoothing)
         # the run's learned temperature, if any (saved and trained with the method)
         self.learned_T = learned_temperature(config)
         self.kl = (self.logit_kl(config.kd_T) if config.add == 'kd' else  # the -a term's
@@ -361,7 +362,7 @@ class Distiller(Learner):
         """``-r`` x CE and ``-a`` x KL on the student's logits, and ``-b`` x the method's
         term(s); returns ``(logits, {name: weighted term})``."""
         return s.logits, self.add_method_loss(
-            self.base_losses(s.logits, t.logits, batch.target), self.kd_loss(s, t, batch))
+            self.base_losses(s.logits, t.logits, batch.cls_target), self.kd_loss(s, t, batch))
 
     def base_losses(self, logit_s, logit_t, target):
         """The ``-r`` (cross-entropy) and ``-a`` (KL) terms."""

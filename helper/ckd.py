@@ -210,8 +210,8 @@ class CodedTeacherInputs(TeacherPlugin):
     def suffix(self, features):
         return f'_ckd:{features.ckd}'
 
-    def prepare(self, config, teacher, train_set, device, seed, rounds):
-        choices = load_or_prepare(teacher.network, train_set.images, train_set.targets,
+    def prepare(self, config, teachers, train_set, device, seed, rounds):
+        choices = load_or_prepare(teachers[0].network, train_set.images, train_set.targets,
                                   config.source, device, config, rounds_path(config),
                                   digest=train_set.digest)
         return StoredRounds(choices, seed=seed, coded=config.features.ckd == 'ckd')

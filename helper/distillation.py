@@ -23,7 +23,16 @@ def method_config(opt, method, model_t, n_data, image_size):
                         options=SimpleNamespace(**method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
                         n_data=n_data, batch_size=opt.batch_size, add=getattr(opt, 'add', 'kd'),
-                        ttm_l=getattr(opt, 'ttm_l', TTM_L.default), **config_fields(opt, method))
+                        ttm_l=getattr(opt, 'ttm_l', TTM_L.default),
+                        smoothing=cross_entropy_smoothing(opt), **config_fields(opt, method))
+
+
+def cross_entropy_smoothing(opt):
+    """The label smoothing of the cross-entropy term: ``--smoothing``, except with mixup or
+    CutMix, whose mixed labels carry it."""
+    if getattr(opt, 'mixup', 0) or getattr(opt, 'cutmix', 0):
+        return 0.0
+    return getattr(opt, 'smoothing', 0.0)
 
 
 def build_distiller(method, student, source, config):

@@ -27,10 +27,10 @@ from core.accel import autocast, grad_scaler
 from core.checkpoint import LAST, Checkpoint, Progress, write_checkpoint
 from core.learner import Learner
 from core.stop import STOP
-from core.util import RunInterrupted, UserError, accuracy, adjust_learning_rate, set_seed
+from core.util import RunInterrupted, UserError, accuracy, set_seed
 from core.log import log
 from . import dot  # noqa: F401 (registers --optimizer dot)
-from .optimizers import OPTIMIZERS, parameters_of, strategy_of
+from .optimizers import OPTIMIZERS, learning_rate_schedule, parameters_of, strategy_of
 from .logger import RunLogger
 from .run_folder import first_epoch
 
@@ -40,14 +40,14 @@ CHECK_EVERY = 50  # steps between the checks that make the host wait for the dev
 class Supervised(Learner):
     """Plain cross-entropy training of one model (the teacher's recipe) as a learner."""
 
-    def __init__(self, model):
+    def __init__(self, model, smoothing=0.0):
         super().__init__()
         self.model = model
-        self.criterion = nn.CrossEntropyLoss()
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=smoothing)
 
     def forward_train(self, batch):
         logits = self.model(batch.image)
-        return logits, {'cls': self.criterion(logits, batch.target)}
+        return logits, {'cls': self.criterion(logits, batch.cls_target)}
 
     def forward_test(self, image):
         return self.model(image)
@@ -345,8 +345,9 @@ class Trainer:
     def _train(self, optimizer, resume):
         training = self.training
         start_epoch, start_step = (resume.epoch, resume.progress.step) if resume else (1, 0)
+        schedule = learning_rate_schedule(training, optimizer)
         for epoch in range(start_epoch, training.epochs + 1):
-            lr = adjust_learning_rate(epoch, training, optimizer)
+            lr = schedule(epoch)
             self.learner.set_epoch(epoch)
             self.learner.train()
             start = time.time()

@@ -10,9 +10,11 @@ from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, check_model_name
 from core import distributed
 from core.checkpoint import LAST
+from core.log import note
 from core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
                         parse_decay_epochs, positive_float, positive_int, seed_int,
                         unit_interval)
+from distiller_zoo.options import Option, add_switched_group
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
 
@@ -110,6 +112,67 @@ def base_parser(description):
     speed.add_argument('--sgd_impl', choices=['auto', 'fused', 'foreach', 'for-loop'],
                        default='auto', help='SGD kernel; auto: fused on CUDA, foreach elsewhere')
     return parser
+
+
+# The recipes papers train with (--recipe), each value overridable by its own flag. OFA-KD's
+# CIFAR-100 configs (Hao840/OFAKD f7bb896 configs/cifar/{cnn,vit_mlp}.yaml, with its train.py's
+# defaults: warm-up lr 1e-4, smoothing 0.1): ImageNet architectures at 224.
+RECIPES = {
+    'repdistiller': {},
+    'ofa_cnn': dict(epochs=300, batch_size=128, learning_rate=0.05, weight_decay=2e-3, opt='sgd',
+                    schedule='cosine', warmup_epochs=3, warmup_lr=1e-4, min_lr=1e-3,
+                    smoothing=0.1, img_size=224),
+    'ofa_vit': dict(epochs=300, batch_size=128, learning_rate=5e-4, weight_decay=0.05,
+                    opt='adamw', schedule='cosine', warmup_epochs=20, warmup_lr=5e-7,
+                    min_lr=1e-5, smoothing=0.1, max_grad_norm=5.0, mixup=0.8, cutmix=1.0,
+                    randaugment='rand-m9-mstd0.5-inc1', reprob=0.25, img_size=224),
+}
+RECIPE_OPTIONS = (
+    Option('--recipe', choices=sorted(RECIPES), default='repdistiller', metavar='NAME',
+           help=' or '.join(sorted(set(RECIPES) - {'repdistiller'}))),
+    Option('--opt', default=None, metavar='NAME',
+           help='a timm optimizer (sgd: Nesterov; adamw, ...), no weight decay on biases and '
+                'norms (default: RepDistiller\'s SGD)'),
+    Option('--schedule', choices=['step', 'cosine'], default='step',
+           help='step: --lr_decay_epochs; cosine: timm\'s, to --min_lr'),
+    Option('--warmup_epochs', type=non_negative_int, default=0,
+           help='linear warm-up epochs from --warmup_lr (cosine)'),
+    Option('--warmup_lr', type=non_negative_float, default=0.0, help='warm-up start'),
+    Option('--min_lr', type=non_negative_float, default=0.0, help='cosine\'s floor'),
+    Option('--smoothing', type=unit_interval, default=0.0, help='label smoothing'),
+    Option('--mixup', type=non_negative_float, default=0.0, help='mixup alpha (0: off)'),
+    Option('--cutmix', type=non_negative_float, default=0.0, help='CutMix alpha (0: off)'),
+    Option('--randaugment', default=None, metavar='CONFIG',
+           help='timm\'s RandAugment, e.g. rand-m9-mstd0.5-inc1'),
+    Option('--reprob', type=unit_interval, default=0.0, help='random erasing probability'))
+
+
+def add_recipe_options(parser, given):
+    """``--recipe`` and the flags of its values; --help lists them once --recipe is given."""
+    add_switched_group(parser, 'recipe (README, Recipes)', RECIPE_OPTIONS,
+                       given is None or '--recipe' in given)
+
+
+def apply_recipe(opt, given):
+    """Set the values of ``opt.recipe`` that the command line does not give (``given``: the
+    destinations it gives); say what was set."""
+    values = {dest: value for dest, value in RECIPES[opt.recipe].items() if dest not in given}
+    for dest, value in values.items():
+        setattr(opt, dest, value)
+    if values:
+        note(f'--recipe {opt.recipe}: ' + ' '.join(f'--{dest} {value}'
+                                                   for dest, value in values.items())
+             + ' (give them to change them)')
+    if opt.opt is not None and getattr(opt, 'optimizer', 'sgd') != 'sgd':
+        raise UserError(f'--opt {opt.opt} and --optimizer {opt.optimizer} both choose the '
+                        f'optimizer: give one of them')
+
+
+def given_dests(parser, argv):
+    """The destinations of the options ``argv`` gives (not left to their defaults)."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 
 def model_name(name):

@@ -44,13 +44,16 @@ class CachedTeacher(TeacherSource):
     """The teacher's outputs read from a store instead of a forward: ``source(batch, reads)``
     looks the batch's samples up in the epoch's round, which ``set_epoch`` loads (one round,
     never the whole store) onto the network's device; the feature list holds the embedding
-    alone. The store is opened, through memory maps, at the first epoch."""
+    alone. The store is opened, through memory maps, at the first epoch. Several teachers
+    (``folder``: one store each, ``weights``: their shares): their logits' weighted mean, the
+    first one's embedding."""
     serves = STORABLE
     takes_views = False
 
-    def __init__(self, network, folder, rounds, seed):
+    def __init__(self, network, folder, rounds, seed, weights=(1.0,)):
         super().__init__(network.eval().requires_grad_(False))
-        self.folder, self.rounds, self.seed = folder, rounds, seed
+        self.folders = [folder] if isinstance(folder, str) else list(folder)
+        self.rounds, self.seed, self.weights = rounds, seed, tuple(weights)
         self.arrays, self.current = None, None
 
     def set_epoch(self, epoch):
@@ -58,11 +61,15 @@ class CachedTeacher(TeacherSource):
 
     def load_round(self, r):
         if self.arrays is None:
-            self.arrays = {name: np.load(os.path.join(self.folder, f'{name}.npy'), mmap_mode='r')
-                           for name in OUTPUTS}
+            self.arrays = [{name: np.load(os.path.join(folder, f'{name}.npy'), mmap_mode='r')
+                            for name in OUTPUTS} for folder in self.folders]
         device = next(self.network.parameters()).device
-        self.current = {name: torch.from_numpy(np.array(array[r])).to(device)
-                        for name, array in self.arrays.items()}
+        rounds = [{name: torch.from_numpy(np.array(array[r])).to(device)
+                   for name, array in arrays.items()} for arrays in self.arrays]
+        logits = rounds[0]['logits']
+        if len(rounds) > 1:
+            logits = sum(w * one['logits'] for w, one in zip(self.weights, rounds))
+        self.current = {'embedding': rounds[0]['embedding'], 'logits': logits}
 
     def forward(self, batch, reads, image=None):
         return NetOutput([self.current['embedding'][batch.index]],
@@ -158,12 +165,15 @@ def build_store(teacher, images, choices, source, device, training, folder, work
     return shapes
 
 
-def store_folder(config, seed, data_key):
-    """The store of a run (a ``RunConfig``): keyed by the data set, the teacher file, the
-    training images, the rounds and what they are (CKD's, or drawn with ``seed``)."""
+def store_folder(config, seed, data_key, path=None):
+    """The store of a run's (a ``RunConfig``) teacher file ``path`` (None: the first): keyed by
+    the data set, the file, the training images (and their size), the rounds and what they are
+    (CKD's, or drawn with ``seed``)."""
     f = config.features
     rounds = f'ckd{f.ckd}_delta{f.ckd_delta}_{f.ckd_select}' if f.ckd else f'seed{seed}'
-    key = (f'{config.data.dataset}_{file_digest(config.teacher.path)[:16]}_data{data_key}_'
+    size = f'_img{config.data.img_size}' if config.source.batch_resize else ''
+    key = (f'{config.data.dataset}_{file_digest(path or config.teacher.path)[:16]}_'
+           f'data{data_key}{size}_'
            f'R{f.teacher_cache}_{rounds}_{"+".join(OUTPUTS)}')
     return os.path.join(config.output.save_dir, 'teacher_cache', key)
 
@@ -221,7 +231,7 @@ def _check_store(folder, shapes):
                         f"this run needs {shapes}; delete the folder to build it again")
 
 
-def ensure_store(config, teacher, images, choices, device, folder):
+def ensure_store(config, teacher, images, choices, device, folder, path):
     """The store at ``folder`` of the teacher's outputs on ``choices`` (the main process builds
     it when missing, while other runs that need it wait), checked against its expected
     shapes."""
@@ -241,7 +251,7 @@ def ensure_store(config, teacher, images, choices, device, folder):
                 _build_in_place(folder, lambda partial: {
                     'shapes': build_store(teacher, images, choices, source, device, training,
                                           partial, config.data.num_workers),
-                    'path_t': config.teacher.path, 'dataset': config.data.dataset},
+                    'path_t': path, 'dataset': config.data.dataset},
                     store_bytes(shapes))
     distributed.broadcast_object(None)  # the other processes wait for the store
     _check_store(folder, shapes)
@@ -265,7 +275,7 @@ class TeacherOutputCache(TeacherPlugin):
         return features.teacher_cache is not None
 
     def check(self, config, method):
-        self.check_data_and_teacher(config, 'its store')
+        self.check_data_and_teacher(config, 'its store', several=True)
         recipe, f, epochs = method.recipe, config.features, config.training.epochs
         missing = [READ_NAMES.get(r, r) for r in sorted(recipe.teacher_reads - STORABLE)]
         views = method.batch_spec(config.method.options).views
@@ -285,17 +295,20 @@ class TeacherOutputCache(TeacherPlugin):
     def suffix(self, features):
         return f'_cache:{features.teacher_cache}'
 
-    def source(self, config, teacher, train_set, seed, previous):
-        folder = store_folder(config, seed, train_set.digest)
-        return CachedTeacher(teacher.network, folder, config.features.teacher_cache, seed)
+    def source(self, config, teachers, train_set, seed, previous):
+        folders = [store_folder(config, seed, train_set.digest, t.path) for t in teachers]
+        return CachedTeacher(teachers[0].network, folders, config.features.teacher_cache, seed,
+                             config.teacher.weights)
 
-    def prepare(self, config, teacher, train_set, device, seed, rounds):
+    def prepare(self, config, teachers, train_set, device, seed, rounds):
         if rounds is None:
             rounds = StoredRounds(draw_rounds(config.features.teacher_cache, len(train_set),
                                               seed), seed)
         teacher_views = rounds.choices.copy()
         if not rounds.coded:  # the teacher's views are clean (CKD's control, or no CKD)
             teacher_views[..., 0] = CLEAN
-        folder = store_folder(config, seed, train_set.digest)
-        ensure_store(config, teacher.network, train_set.images, teacher_views, device, folder)
+        for teacher in teachers:  # one store each
+            folder = store_folder(config, seed, train_set.digest, teacher.path)
+            ensure_store(config, teacher.network.to(device), train_set.images, teacher_views,
+                         device, folder, teacher.path)
         return StoredRounds(rounds.choices, seed=seed)  # the student's crops; nothing coded

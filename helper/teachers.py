@@ -125,7 +125,9 @@ TEACHER_KINDS = {'torchvision': load_torchvision_teacher, 'timm': load_timm_teac
 
 
 def teacher_kind(spec):
-    kind = spec.split(':', 1)[0] if ':' in spec else None
+    """The kind a ``--path_t`` names (``torchvision``, ``timm``), None for a file (a path, which
+    may hold a folder named ``timm:<name>_...``)."""
+    kind = spec.split(':', 1)[0] if ':' in spec and '/' not in spec else None
     return kind if kind in TEACHER_KINDS else None
 
 
@@ -241,7 +243,8 @@ class TeacherPlugin:
     from (CKD's coded views, the teacher-output cache). A run applies the enabled plug-ins in
     order: ``check`` before any work; ``source`` chooses the ``TeacherSource`` the method is
     built with; ``prepare``, the long work, runs inside the run and returns the stored rounds
-    (``dataset.rounds.StoredRounds``) the training batches then use. ``options`` are its flags
+    (``dataset.rounds.StoredRounds``) the training batches then use. Both get the run's
+    ``Teacher`` list (the first is the one methods read besides logits). ``options`` are its flags
     (``distiller_zoo.options.Option``), shown under ``title``; their values reach it as
     ``config.features`` (``config``: the run's ``helper.run_config.RunConfig``); changing one
     of ``defining`` makes another experiment (a resumed run refuses it)."""
@@ -253,16 +256,18 @@ class TeacherPlugin:
     def enabled(self, features):
         raise NotImplementedError
 
-    def check_data_and_teacher(self, config, keyed):
+    def check_data_and_teacher(self, config, keyed, several=False):
         """What the plug-ins that store data per teacher and image share: 32x32 data held in
-        memory, and a teacher file (``keyed``: what they key by it)."""
+        memory, and teacher files (``keyed``: what they key by each; ``several``: whether it
+        takes more than one)."""
         if not config.source.codable:
             raise UserError(f'{self.flag} works on 32x32 data sets held in memory (cifar10, '
                             f'cifar100, synthetic), not --dataset {config.data.dataset}')
-        if config.teacher.path is None or not is_teacher_file(config.teacher.path):
-            raise UserError(f'{self.flag} keys {keyed} by the teacher file; give --path_t a '
-                            f'file')
-        if config.teacher.more:
+        paths = (config.teacher.path,) + config.teacher.more
+        if config.teacher.path is None or not all(map(is_teacher_file, paths)):
+            raise UserError(f'{self.flag} keys {keyed} by the teacher file; give --path_t '
+                            f'files')
+        if config.teacher.more and not several:
             raise UserError(f'{self.flag} keys {keyed} by one teacher file; give --path_t one '
                             f'teacher')
 
@@ -273,8 +278,8 @@ class TeacherPlugin:
         """What the run folder's name gets."""
         return ''
 
-    def source(self, config, teacher, train_set, seed, previous):
+    def source(self, config, teachers, train_set, seed, previous):
         return previous
 
-    def prepare(self, config, teacher, train_set, device, seed, rounds):
+    def prepare(self, config, teachers, train_set, device, seed, rounds):
         return rounds

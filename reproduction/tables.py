@@ -36,7 +36,7 @@ from core.util import UserError
 from helper.logger import read_summary
 from helper.teachers import PUBLISHED_TEACHERS
 from helper.run_folder import CIRCUMSTANTIAL
-from models import SMALL_LR_MODELS, model_dict
+from models import SMALL_LR_MODELS, check_model_name
 
 ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_student,
                 'transfer_student.py': transfer_student}
@@ -45,6 +45,7 @@ TEACHER, STUDENT = 'teacher', 'student'
 STATISTICS = ('last', 'best')
 AGGREGATES = ('mean', 'single')
 SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
+NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
               'recipe', 'pairs', 'rows'}
@@ -231,9 +232,11 @@ class Table:
         return os.path.join(run_dir_of('train_teacher.py', run), f'{teacher}_last.pth')
 
     def common(self, save_dir, data_folder):
-        """The data set and the folders, where they are not the scripts' defaults."""
+        """The data set, the named training recipe (``recipe = NAME`` in the table's recipe:
+        a paper's, ``--recipe``) and the folders, where they are not the scripts' defaults."""
         dataset = ['--dataset', self.dataset] if self.dataset != 'cifar100' else []
-        return dataset + _folders(save_dir, data_folder)
+        named = ['--recipe', self.recipe[NAMED_RECIPE]] if NAMED_RECIPE in self.recipe else []
+        return dataset + named + _folders(save_dir, data_folder)
 
     def teacher_argv(self, teacher, save_dir, data_folder):
         default = _parse('train_teacher.py', ['--model', teacher]).epochs
@@ -245,7 +248,8 @@ class Table:
         """The recipe's values that the script would not apply by itself."""
         opt = _parse(script, base)
         flags = []
-        for key in dict.fromkeys(k for k in cell.recipe if k != SMALL_STUDENT_LR):
+        for key in dict.fromkeys(k for k in cell.recipe if k not in (SMALL_STUDENT_LR,
+                                                                    NAMED_RECIPE)):
             flag, wanted = f'--{key}', recipe_value(cell, key)
             if flag in cell.flags:  # the cell's own value comes first
                 continue
@@ -493,8 +497,11 @@ def check_cell(table, cell):
     """Refuse, in one line naming the cell, an unknown model or method or flags the training
     script rejects."""
     for role, name in ((TEACHER, cell.teacher), (STUDENT, cell.student)):
-        if name not in model_dict:
-            raise TableError(f'{cell.where}: unknown {role} model {name!r}')
+        try:
+            check_model_name(name)
+        except KeyError as e:
+            raise TableError(f'{cell.where}: unknown {role} model {name!r}: {e.args[0]}') \
+                from None
     if cell.row not in (TEACHER, STUDENT):
         method = cell.flags[cell.flags.index('--distill') + 1] \
             if cell.flags.index('--distill') + 1 < len(cell.flags) else ''

@@ -4,6 +4,7 @@ speed flags given), for a teacher/student pair and methods.
 
     python scripts/benchmark.py --teacher resnet56 --student resnet20 --methods kd,crd
     python scripts/benchmark.py --teacher resnet32x4 --student resnet8x4 --amp bf16 --channels_last
+    python scripts/benchmark.py --teacher timm:vit_tiny_patch16_224 --student resnet8 --cache 20
 
 Each configuration runs in its own process through the same training step as train_student.py
 (random weights and a zero learning rate, so values stay finite; the work per step is the same),
@@ -109,12 +110,14 @@ def measure(config):
              if fast else ['--sgd_impl', 'for-loop'])
     # A learning rate of almost zero: the weights (random) stay put, the work is the same.
     run_config = train_student.parse_option([
-        '--path_t', f'{c.teacher}_vanilla/random.pth', '--distill', c.distill, '--model_s',
+        '--path_t', f'{c.teacher}_vanilla/random.pth', '--model_t', c.teacher,
+        '--distill', c.distill, '--model_s',
         c.student, '--batch_size', str(c.batch_size), '--nce_k', str(c.nce_k),
         '--learning_rate', '1e-30', '--seed', '0', '--num_workers', str(c.num_workers)] + speed)
     method = get_method(run_config.distill)
     spec = method.batch_spec(run_config.method.options)
-    student, teacher = get_model(c.student, 100), get_model(c.teacher, 100)
+    student, teacher = get_model(c.student, 100, image_size=32), get_model(c.teacher, 100,
+                                                                            image_size=32)
     rounds, teacher_source, build_seconds = None, FrozenTeacher(teacher), None
     if c.path == 'fast+ckd':  # CKD's pairs: the epoch's teacher views coded as it starts
         qualities = np.array(candidate_qualities(5))

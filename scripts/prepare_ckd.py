@@ -28,7 +28,7 @@ def run(config):
     teacher = resolve_teacher(config.teacher.path, source.num_classes, config.data.dataset)
     teacher.network.to(device)
     train_set = source.splits(config.data.data_folder, ('train',))[0]
-    CodedTeacherInputs().prepare(config, teacher, train_set, device, seed=0, rounds=None)
+    CodedTeacherInputs().prepare(config, [teacher], train_set, device, seed=0, rounds=None)
 
 
 def main(argv=None):

@@ -66,6 +66,10 @@ def test_two_teachers_of_two_architectures_teach_together(tiny, vit_teacher, cap
     assert student_run(tiny, [tiny[1], vit_teacher], str(tiny[2] / 'two'), 'resnet8',
                        'kd') == 0
     assert 'resnet8+timm:vit_tiny_patch16_224' in capsys.readouterr().out
+    # the cache stores each teacher's outputs, one store each
+    assert student_run(tiny, [tiny[1], vit_teacher], str(tiny[2] / 'two'), 'resnet8', 'kd',
+                       '--teacher_cache', '1', '--trial', 'cached') == 0
+    assert capsys.readouterr().out.count('teacher cache: running the teacher') == 2
 
 
 def test_a_teacher_on_a_folder_data_set(tmp_path, capsys):

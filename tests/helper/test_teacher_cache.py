@@ -61,6 +61,28 @@ def test_stored_outputs_equal_the_live_teachers(tmp_path, coded):
         assert torch.allclose(stored.feats[-1], embedding, atol=1e-5)
 
 
+def test_several_teachers_have_a_store_each_and_their_logits_weighed(tmp_path):
+    from distiller_zoo.sources import TeacherEnsemble
+    torch.manual_seed(0)
+    first, second = get_model('resnet8', 10).eval(), get_model('wrn_16_1', 10).eval()
+    data = tiny_set()
+    choices = draw_rounds(1, len(data), seed=5)
+    folders = [str(tmp_path / 'a'), str(tmp_path / 'b')]
+    for net, folder in zip((first, second), folders):
+        os.makedirs(folder)
+        build_store(net, data.images, choices, SOURCE, torch.device('cpu'), TRAINING, folder)
+    store = CachedTeacher(first, folders, 1, seed=0, weights=(0.25, 0.75))
+    store.load_round(0)
+    stored = store(Batch(None, None, torch.arange(6)), STORABLE)
+    views = normalised(crop_and_flip(torch.from_numpy(data.images).permute(0, 3, 1, 2),
+                                     *torch.from_numpy(choices[0, :, 1:3].astype(np.int64)
+                                                       ).unbind(1),
+                                     torch.from_numpy(choices[0, :, 3]).bool()))
+    live = TeacherEnsemble([first, second], (0.25, 0.75))(Batch(views, None), STORABLE)
+    assert torch.allclose(stored.logits, live.logits, atol=1e-5)
+    assert torch.allclose(stored.feats[-1], live.feats[-1], atol=1e-5)  # the first one's
+
+
 def test_cached_and_live_teacher_give_the_same_losses(tmp_path):
     distiller, teacher, student = build('crd')
     data = tiny_set(8)

@@ -304,6 +304,6 @@ def test_several_teachers_teach_their_weighted_mean_logits(tiny, tmp_path, capsy
     assert config.teacher.more == (second,) and config.teacher.weights == (0.25, 0.75)
     for flags, message in ((['--distill', 'dml'], 'give one --path_t'),
                            (['--teacher_weights', '1'], 'one weight per teacher'),
-                           (['--teacher_cache', '1'], 'by one teacher file')):
+                           (['--ckd', 'ckd'], 'by one teacher file')):
         with pytest.raises(UserError, match=message):
             train_student.parse_option(argv[:argv.index('--teacher_weights')] + flags)
