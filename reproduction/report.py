@@ -129,13 +129,18 @@ def markdown(table, measured):
                            for what in ('published', 'measured')]
     lines = [f'## {table.title}', '',
              f'Source: {table.source}. Published figures: {table.statistic} epoch, '
-             f'{table.aggregate}; measured: mean +- std (n trials), difference, and what '
-             f'keeps a cell from being done; {MARK} where the published figure lies outside '
-             f'mean +- 2 std or n < 2.', '',
+             f'{table.aggregate} (a row whose source used another says so in brackets); '
+             f'measured: the same epoch\'s top-1 as the row\'s published figure, mean +- std '
+             f'(n trials), difference, and what keeps a cell from being done; {MARK} where the '
+             f'published figure lies outside mean +- 2 std or n < 2.', '',
              '| ' + ' | '.join(header) + ' |',
              '| --- |' + ' ---: |' * (len(header) - 1)]
     for (_, label), cells in by_row.items():
-        row = [label]
+        first = next(iter(cells.values())).cell
+        other = [what for what, mine, its in (
+            (f'{first.statistic} epoch', first.statistic, table.statistic),
+            (first.aggregate, first.aggregate, table.aggregate)) if mine != its]
+        row = [label + (f' [{", ".join(other)}]' if other else '')]
         for column in columns:
             m = cells.get(column)
             if m is None or m.cell.published is None and not m.values:

@@ -11,7 +11,9 @@ where the source has none (the cell is not run), ``"unpublished"`` where it is r
 without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and
 the recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after
 the row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
-(``--model_t``) instead of reading a teacher.
+(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table
+(markdown, beside the tables) that the table's figures are checked against (a row's
+``snapshot_label`` where the source labels it otherwise).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
@@ -48,10 +50,10 @@ SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 
 NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
-              'recipe', 'pairs', 'rows'}
+              'recipe', 'pairs', 'rows', 'snapshot'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
-            'recipe', 'pair_flags', 'scratch_peer', 'note'}
+            'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
 DEFAULT_SAVE, DEFAULT_DATA = './save', './data'
 FETCHED_EPOCHS = 240  # the epoch count in the fetched teachers' file names
 
@@ -113,6 +115,24 @@ def _published(value, where):
         return float(value), True
     raise TableError(f'{where}: published figure {value!r} is neither a number, "N/A" nor '
                      f'"unpublished"')
+
+
+def snapshot_rows(path):
+    """``{label: [figure, ...]}`` of a snapshot of a source's markdown table(s): header rows
+    skipped, bold marks dropped, a ``Teacher <br> Student`` row split into its two rows, the
+    rows of successive tables with one label joined in order (their columns continue)."""
+    lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
+    separator = set('|:- ')
+    rows = {}
+    for i, line in enumerate(lines):
+        if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
+            continue
+        label, *values = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
+        parts = [p.strip() for p in label.split('<br>')]
+        for k, part in enumerate(parts):
+            rows.setdefault(part, []).extend(
+                v.split('<br>')[k].strip() if len(parts) > 1 else v for v in values)
+    return rows
 
 
 def recipe_keys():

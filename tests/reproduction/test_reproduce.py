@@ -161,6 +161,20 @@ def fake_summary(run, accuracy):
         json.dump({'last_acc': accuracy, 'best_acc': accuracy + 1, 'teacher_acc': 51.0}, f)
 
 
+def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
+    text = GOOD.replace('flags = "--distill dkd"', 'flags = "--distill dkd"\nstatistic = "best"')
+    path = write_table(tmp_path, text)
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in Table(path).runs(save_dir=save)}
+    fake_summary(runs['kd:resnet8:resnet8:1'], 39.0)
+    fake_summary(runs['dkd:resnet8:resnet8:1'], 35.0)  # its best epoch: 36.0
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert 'Published figures: last epoch, mean (a row whose source used another' in out
+    assert '| kd | 40.00 | 39.00 (1), -1.00 missing ! |' in out, out  # 1 of 2 trials
+    assert '| dkd [best epoch] | 30.00 | 36.00 (1), +6.00 missing ! |' in out
+
+
 def test_report_marks_what_it_should(tmp_path, capsys):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 3'))
     save = str(tmp_path / 'save')

@@ -1,0 +1,36 @@
+"""Every table with a ``snapshot`` holds its source's table complete to the cell: each row of
+the stored copy of the source (tables/snapshots/) is a row of the table, with the same figures
+in the same columns. An edit that breaks a figure, drops a row or shifts a column fails here."""
+import glob
+import os
+import tomllib
+
+import pytest
+
+from conftest import REPO
+from reproduction.tables import snapshot_rows
+
+TABLES = [path for path in sorted(glob.glob(os.path.join(REPO, 'tables', '*.toml')))
+          if 'snapshot' in tomllib.load(open(path, 'rb'))]
+
+
+def figure(value):
+    return 'N/A' if isinstance(value, str) and value.upper() == 'N/A' else float(value)
+
+
+def test_the_sources_with_a_copy_are_these():
+    assert [os.path.basename(p) for p in TABLES] == [
+        'distillers.toml', 'distillers_cross.toml', 'distillers_transfer.toml',
+        'repdistiller_cross.toml', 'repdistiller_same.toml']
+
+
+@pytest.mark.parametrize('path', TABLES, ids=os.path.basename)
+def test_a_tables_figures_are_its_sources(path):
+    table = tomllib.load(open(path, 'rb'))
+    source = snapshot_rows(os.path.join(REPO, 'tables', table['snapshot']))
+    rows = {row.get('snapshot_label', row['label']): row for row in table['rows'].values()}
+    columns = len(table['pairs']) * len(table.get('probes', [None]))
+    for label, values in source.items():
+        assert label in rows, f'{label}: in the source, not in the table'
+        assert len(values) == columns, label
+        assert [figure(v) for v in rows[label]['published']] == [figure(v) for v in values], label
