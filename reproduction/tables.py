@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
@@ -119,8 +120,9 @@ def _published(value, where):
 
 def snapshot_rows(path):
     """``{label: [figure, ...]}`` of a snapshot of a source's markdown table(s): header rows
-    skipped, bold marks dropped, a ``Teacher <br> Student`` row split into its two rows, the
-    rows of successive tables with one label joined in order (their columns continue)."""
+    skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
+    dash read as "N/A", a ``Teacher <br> Student`` row split into its two rows, the rows of
+    successive tables with one label joined in order (their columns continue)."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
     rows = {}
@@ -128,6 +130,9 @@ def snapshot_rows(path):
         if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
             continue
         label, *values = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
+        label = re.sub(r'\s*\[\[.*$', '', label)
+        values = ['N/A' if v in ('-', '\\-') else re.sub(r'\s*\([+-][\d.]+\)$', '', v)
+                  for v in values]
         parts = [p.strip() for p in label.split('<br>')]
         for k, part in enumerate(parts):
             rows.setdefault(part, []).extend(
