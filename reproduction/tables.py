@@ -121,7 +121,7 @@ def _published(value, where):
 def snapshot_rows(path):
     """``{label: [figure, ...]}`` of a snapshot of a source's markdown table(s): header rows
     skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
-    dash read as "N/A", a ``Teacher <br> Student`` row split into its two rows, the rows of
+    link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two rows, the rows of
     successive tables with one label joined in order (their columns continue)."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
@@ -129,8 +129,9 @@ def snapshot_rows(path):
     for i, line in enumerate(lines):
         if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
             continue
-        label, *values = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
-        label = re.sub(r'\s*\[\[.*$', '', label)
+        cells = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
+        cells[0] = re.sub(r'\s*\[\[.*$', '', cells[0])  # the links after a method's name
+        label, *values = [re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', c) for c in cells]
         values = ['N/A' if v in ('-', '\\-') else re.sub(r'\s*\([+-][\d.]+\)$', '', v)
                   for v in values]
         parts = [p.strip() for p in label.split('<br>')]
