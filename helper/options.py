@@ -126,10 +126,13 @@ RECIPES = {
                     opt='adamw', schedule='cosine', warmup_epochs=20, warmup_lr=5e-7,
                     min_lr=1e-5, smoothing=0.1, max_grad_norm=5.0, mixup=0.8, cutmix=1.0,
                     randaugment='rand-m9-mstd0.5-inc1', reprob=0.25, img_size=224),
+    # mdistiller's ImageNet configs (megvii-research/mdistiller a08d46f configs/imagenet/*)
+    'mdistiller_imagenet': dict(epochs=100, batch_size=512, learning_rate=0.2,
+                                lr_decay_epochs='30,60,90', weight_decay=1e-4),
 }
 RECIPE_OPTIONS = (
     Option('--recipe', choices=sorted(RECIPES), default='repdistiller', metavar='NAME',
-           help=' or '.join(sorted(set(RECIPES) - {'repdistiller'}))),
+           help='a paper\'s (README, Recipes)'),
     Option('--opt', default=None, metavar='NAME',
            help='a timm optimizer (sgd: Nesterov; adamw, ...), no weight decay on biases and '
                 'norms (default: RepDistiller\'s SGD)'),

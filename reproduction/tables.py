@@ -37,7 +37,7 @@ import transfer_student
 from distiller_zoo import METHODS
 from core.util import UserError
 from helper.logger import read_summary
-from helper.teachers import PUBLISHED_TEACHERS
+from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
 from helper.run_folder import CIRCUMSTANTIAL
 from models import SMALL_LR_MODELS, check_model_name
 
@@ -116,6 +116,12 @@ def _published(value, where):
         return float(value), True
     raise TableError(f'{where}: published figure {value!r} is neither a number, "N/A" nor '
                      f'"unpublished"')
+
+
+def named_teacher(name):
+    """Whether a table's teacher is published weights read by name (``torchvision:<name>``,
+    ImageNet's), which no run trains: distillation runs read it straight."""
+    return name.startswith('torchvision:')
 
 
 def snapshot_rows(path):
@@ -249,7 +255,9 @@ class Table:
     def teacher_path(self, teacher, save_dir, extra=()):
         """Where distillation runs read the teacher: RepDistiller's path on CIFAR-100 (where
         fetched and trained teachers are published, named by the epochs the teacher's command
-        trains), else the teacher run's last weights."""
+        trains), else the teacher run's last weights; a named teacher is read by its name."""
+        if named_teacher(teacher):
+            return teacher
         run = _parse('train_teacher.py',
                      self.teacher_argv(teacher, save_dir, DEFAULT_DATA) + list(extra))
         if self.dataset == 'cifar100':
@@ -331,7 +339,7 @@ class Table:
         teachers = {}
         teacher_extra = extras['train_teacher.py']
         for cell in cells:
-            if cell.teacher in teachers or cell.scratch_peer:
+            if cell.teacher in teachers or cell.scratch_peer or named_teacher(cell.teacher):
                 continue
             argv = self.teacher_argv(cell.teacher, save_dir, data_folder) + teacher_extra
             commands = [argv]
@@ -346,8 +354,12 @@ class Table:
                 run_dir_of('train_teacher.py', parsed),
                 self.teacher_path(cell.teacher, save_dir, teacher_extra))
         ordered = {STUDENT: [], 'distill': [], 'probe': []}
+        named = []  # the teacher rows of named teachers: measured by their pairs' runs
         for cell in cells:
-            teacher = None if cell.scratch_peer else add(
+            if named_teacher(cell.teacher) and cell.row == TEACHER and not cell.probe:
+                named.append(cell)
+                continue
+            teacher = None if cell.scratch_peer or named_teacher(cell.teacher) else add(
                 teachers[cell.teacher], cell if cell.row == TEACHER and not cell.probe else None)
             for trial in range(1, trials + 1):
                 if cell.row == TEACHER:
@@ -369,6 +381,10 @@ class Table:
                     ordered['probe'].append(add(self.probe_run(
                         cell, source, trial, save_dir, data_folder,
                         extras['transfer_student.py']), cell))
+        for cell in named:
+            for run in ordered['distill']:
+                if (run.cells[0].teacher, run.cells[0].student) == (cell.teacher, cell.student):
+                    add(run, cell)
         return list(teachers.values()) + [r for kind in ordered.values() for r in kind]
 
     def check_pairs(self, runs):
@@ -381,6 +397,8 @@ class Table:
                 continue
             config = _parse('train_student.py', run.argv)
             model_t = run.cells[0].teacher if run.cells else config.teacher.named
+            if named_teacher(model_t):
+                model_t = teacher_architecture(model_t)
             key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(config.options.items())
                                      if k not in ('trial', 'seed'))
             if key in checked:
@@ -523,6 +541,10 @@ def check_cell(table, cell):
     """Refuse, in one line naming the cell, an unknown model or method or flags the training
     script rejects."""
     for role, name in ((TEACHER, cell.teacher), (STUDENT, cell.student)):
+        if role == TEACHER and named_teacher(name):
+            if teacher_architecture(name) is None:
+                raise TableError(f'{cell.where}: unknown teacher {name!r}')
+            continue
         try:
             check_model_name(name)
         except KeyError as e:

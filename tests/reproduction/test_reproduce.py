@@ -161,6 +161,19 @@ def fake_summary(run, accuracy):
         json.dump({'last_acc': accuracy, 'best_acc': accuracy + 1, 'teacher_acc': 51.0}, f)
 
 
+def test_a_named_teacher_is_read_by_its_name_and_measured_by_its_pairs_runs(tmp_path):
+    text = GOOD.replace('teacher = "resnet8"', 'teacher = "torchvision:resnet18"').replace(
+        'dataset = "synthetic"', 'dataset = "imagenet"')
+    table = Table(write_table(tmp_path, text))
+    runs = table.runs(save_dir=str(tmp_path / 'save'))
+    assert not [r for r in runs if r.kind == TEACHER]  # nothing trains it
+    distill = [r for r in runs if r.kind == 'distill']
+    assert all(r.argv[r.argv.index('--path_t') + 1] == 'torchvision:resnet18' for r in distill)
+    teacher_cell = next(c for c in table.cells if c.row == TEACHER)
+    assert all(teacher_cell in r.cells for r in distill)
+    table.check_pairs(runs)  # built as ResNet18 (torchvision's keys), without weights
+
+
 def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
     text = GOOD.replace('flags = "--distill dkd"', 'flags = "--distill dkd"\nstatistic = "best"')
     path = write_table(tmp_path, text)
