@@ -165,8 +165,8 @@ def build_loaders(dataset, data_folder='./data', batch_size=64, num_workers=0, l
     ``spec`` asks for; ``rounds`` (``dataset.rounds.StoredRounds``) fix their crops (and code
     the teacher's view). ``train=False`` reads the test split alone (no training loader:
     ``None``). ``img_size``: the side of the images (``data_source``); ``augment``: the
-    recipes' further training augmentation (``core.config.Augmentation``). Both loaders expose ``dataset`` (its ``len``) and ``generator`` (its
-    randomness)."""
+    recipes' further training augmentation (``core.config.Augmentation``). Both loaders
+    expose ``dataset`` (its ``len``) and ``generator`` (its randomness)."""
     source = data_source(dataset, data_folder, img_size)
     *train_set, test_set = source.splits(data_folder, ('train', 'test') if train else ('test',))
     (train_kind, test_kind), backend = _loader_kinds(source, test_set, loader, dali, device)

@@ -57,5 +57,5 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'Meth
            'ConnectorConvBN', 'feat_loss', 'get_margin_from_BN',
            # the methods of the 2024-26 tables
            'TTM', 'WTTM', 'NKD', 'NKDLoss', 'nkd_loss', 'RLD', 'rld_loss', 'SPP', 'sdd_logits',
-           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss', 'FCFD',
-           'OFA', 'ofa_loss', 'SepConv']
+           'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss',
+           'FCFD', 'OFA', 'ofa_loss', 'SepConv']

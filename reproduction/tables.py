@@ -127,10 +127,15 @@ def named_teacher(name):
 def snapshot_rows(path):
     """``{label: [figure, ...]}`` of a snapshot of a source's markdown table(s): header rows
     skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
-    link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two rows, the rows of
-    successive tables with one label joined in order (their columns continue)."""
+    link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two
+    rows, the rows of successive tables with one label joined in order (their columns
+    continue). A table of one line per pair (its header begins ``Student | Teacher``) is read
+    column by column."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    if header[:2] == ['Student', 'Teacher']:
+        return _snapshot_of_pairs(lines, header)
     rows = {}
     for i, line in enumerate(lines):
         if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
@@ -144,6 +149,22 @@ def snapshot_rows(path):
         for k, part in enumerate(parts):
             rows.setdefault(part, []).extend(
                 v.split('<br>')[k].strip() if len(parts) > 1 else v for v in values)
+    return rows
+
+
+def _snapshot_of_pairs(lines, header):
+    """A table of one line per pair (DIST_KD's): ``Student (figure) | Teacher (figure) |`` then
+    a column per method (a spread after ``±`` dropped); the columns that hold no figure (model
+    names, links) are left out."""
+    rows = {'Student': [], 'Teacher': []}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        for role, cell in zip(('Student', 'Teacher'), cells):
+            rows[role].append(re.search(r'\(([\d.]+)\)', cell).group(1))
+        for name, cell in zip(header[2:], cells[2:]):
+            figure = cell.split('±')[0].strip()
+            if re.fullmatch(r'[\d.]+', figure):
+                rows.setdefault(name, []).append(figure)
     return rows
 
 

@@ -45,7 +45,8 @@ def metric_records(save):
 def final_state(save):
     folder = os.path.join(save, 'student_model')
     run = os.path.join(folder, os.listdir(folder)[0])
-    last_weights = next(n for n in os.listdir(run) if n.endswith('_last.pth') and n != 'ckpt_last.pth')
+    last_weights = next(n for n in os.listdir(run)
+                        if n.endswith('_last.pth') and n != 'ckpt_last.pth')
     ckpt = load_checkpoint(os.path.join(run, last_weights))
     last = load_checkpoint(os.path.join(run, 'ckpt_last.pth'))
     return ckpt['model'], last.get('method_state', {}), last['optimizer'], last.get('peer', {})

@@ -20,7 +20,8 @@ def figure(value):
 
 def test_the_sources_with_a_copy_are_these():
     assert [os.path.basename(p) for p in TABLES] == [
-        'distillers.toml', 'distillers_cross.toml', 'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml',
+        'dist_kd.toml', 'distillers.toml', 'distillers_cross.toml', 'distillers_transfer.toml',
+        'lskd.toml', 'lskd_cross.toml',
         'mdistiller.toml', 'mdistiller_imagenet.toml', 'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml',
         'srd_seed.toml']
 
