@@ -13,7 +13,8 @@ the recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 
 the row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
 (``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table
 (markdown, beside the tables) that the table's figures are checked against (a row's
-``snapshot_label`` where the source labels it otherwise).
+``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the first that
+many columns, where the table takes the others from elsewhere).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
@@ -51,7 +52,7 @@ SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 
 NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
-              'recipe', 'pairs', 'rows', 'snapshot'}
+              'recipe', 'pairs', 'rows', 'snapshot', 'snapshot_columns'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
             'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
