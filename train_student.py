@@ -23,7 +23,8 @@ from helper.dot import OPTIONS as DOT_OPTIONS
 from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
 from helper.options import (RECIPE_OPTIONS, RECIPES, add_model_argument, add_recipe_options,
-                            apply_recipe, base_parser, finish_options, select_device)
+                            apply_recipe, base_parser, finish_options, given_dests,
+                            select_device)
 from helper.plugins import TEACHER_PLUGINS, add_plugin_options
 from helper.run_config import RunConfig
 from helper.run_folder import RunFolder
@@ -121,10 +122,7 @@ def given_distill(argv):
 
 def given_options(argv):
     """The destinations of the options a command line gives (not left to their defaults)."""
-    parser = build_parser(given_distill(argv), argv)
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
+    return given_dests(build_parser(given_distill(argv), argv), argv)
 
 
 FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}

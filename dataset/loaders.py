@@ -150,14 +150,14 @@ class BatchAugment:
         seed = int(torch.randint(2 ** 31, (1,), generator=draws))
         random.seed(seed)
         np.random.seed(seed)
+        image = image.clone()  # both act in place
         if self.erase is not None:  # its noise from torch's generator, seeded and restored
             devices = [image.device] if image.device.type == 'cuda' else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed)
-                image = self.erase(image.clone())
+                image = self.erase(image)
         if self.mixer is None:
             return image, target, None
-        image = image.clone()
         lam = self.mixer._mix_batch(image)
         soft = mixup_target(target, self.num_classes, lam, self.augment.smoothing)
         return image, soft.argmax(1), soft

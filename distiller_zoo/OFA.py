@@ -153,7 +153,6 @@ class OFA(Distiller):
     # -b weighs both OFA terms)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
     logit_kl_weights = ()
-    a_term_is_kd = True
     options = (Option('--ofa_eps', type=positive_float, nargs='+', default=[1.0],
                       help='OFA: the target-enhancing power, one for all, or one per stage '
                            'and one for the logits (the authors: 1 on CIFAR-100, 1.5 on '
@@ -170,7 +169,7 @@ class OFA(Distiller):
         tokens = getattr(student, 'token_model', False)
         self.student_reads = frozenset({STAGES, EMBEDDING} | ({TOKENS} if tokens else set()))
         o = config.options
-        (s, _), teacher_embedding = self.probe(config.image_size), self.teacher_embedding()
+        s, t = self.probe(config.image_size)
         stages = s.feats[1:-1][-4:]
         offered = list(range(5 - len(stages), 5))  # OFA's numbers of the student's stages
         missing = [k for k in o.ofa_stages or () if k not in offered]
@@ -200,19 +199,9 @@ class OFA(Distiller):
                     raise ValueError(f'OFA\'s branches take maps or tokens; stage {k} of '
                                      f'{config.model_s} is {tuple(feat.shape[1:])}')
                 self.projector[str(k)] = map_branch(k, feat.shape[1],
-                                                    max(embedding, teacher_embedding), classes)
+                                                    max(embedding, t.feats[-1].shape[1]),
+                                                    classes)
         self.projector.apply(init_weights)
-
-    @torch.no_grad()
-    def teacher_embedding(self):
-        """The size of the teacher's embedding (the branches' width)."""
-        net = self.teacher_net
-        mode = net.training
-        net.eval()
-        feats, _ = net(torch.randn(2, 3, self.config.image_size, self.config.image_size),
-                       is_feat=True)
-        net.train(mode)
-        return feats[-1].shape[1]
 
     def describe(self):
         count = sum(p.numel() for p in self.projector.parameters())

@@ -130,10 +130,30 @@ RECIPES = {
     'mdistiller_imagenet': dict(epochs=100, batch_size=512, learning_rate=0.2,
                                 lr_decay_epochs='30,60,90', weight_decay=1e-4),
 }
+def timm_optimizer(name):
+    """An argparse type: a name of timm's optimizer registry."""
+    from timm.optim import list_optimizers
+    if name.lower() not in list_optimizers():
+        raise argparse.ArgumentTypeError(f"timm has no optimizer '{name}' (e.g. sgd, adamw, "
+                                         f"lamb; timm.optim.list_optimizers() lists them)")
+    return name.lower()
+
+
+def randaugment_config(config):
+    """An argparse type: a config string timm's RandAugment takes."""
+    from timm.data.auto_augment import rand_augment_transform
+    try:
+        rand_augment_transform(config, {})
+    except (AssertionError, ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"'{config}' is not a RandAugment config (e.g. "
+                                         f"rand-m9-mstd0.5-inc1)") from None
+    return config
+
+
 RECIPE_OPTIONS = (
     Option('--recipe', choices=sorted(RECIPES), default='repdistiller', metavar='NAME',
            help='a paper\'s (README, Recipes)'),
-    Option('--opt', default=None, metavar='NAME',
+    Option('--opt', type=timm_optimizer, default=None, metavar='NAME',
            help='a timm optimizer (sgd: Nesterov; adamw, ...), no weight decay on biases and '
                 'norms (default: RepDistiller\'s SGD)'),
     Option('--schedule', choices=['step', 'cosine'], default='step',
@@ -145,7 +165,7 @@ RECIPE_OPTIONS = (
     Option('--smoothing', type=unit_interval, default=0.0, help='label smoothing'),
     Option('--mixup', type=non_negative_float, default=0.0, help='mixup alpha (0: off)'),
     Option('--cutmix', type=non_negative_float, default=0.0, help='CutMix alpha (0: off)'),
-    Option('--randaugment', default=None, metavar='CONFIG',
+    Option('--randaugment', type=randaugment_config, default=None, metavar='CONFIG',
            help='timm\'s RandAugment, e.g. rand-m9-mstd0.5-inc1'),
     Option('--reprob', type=unit_interval, default=0.0, help='random erasing probability'))
 
@@ -158,7 +178,8 @@ def add_recipe_options(parser, given):
 
 def apply_recipe(opt, given):
     """Set the values of ``opt.recipe`` that the command line does not give (``given``: the
-    destinations it gives); say what was set."""
+    destinations it gives); say what was set. Refuse, in one line, a schedule option the
+    schedule does not read."""
     values = {dest: value for dest, value in RECIPES[opt.recipe].items() if dest not in given}
     for dest, value in values.items():
         setattr(opt, dest, value)
@@ -166,6 +187,12 @@ def apply_recipe(opt, given):
         note(f'--recipe {opt.recipe}: ' + ' '.join(f'--{dest} {value}'
                                                    for dest, value in values.items())
              + ' (give them to change them)')
+    unread = ({'warmup_epochs', 'warmup_lr', 'min_lr'} if opt.schedule == 'step'
+              else {'lr_decay_epochs', 'lr_decay_rate'}) & set(given)
+    if unread:
+        raise UserError(f'--{sorted(unread)[0]} is not read by --schedule {opt.schedule}: '
+                        f'leave it out, or give --schedule '
+                        f'{"cosine" if opt.schedule == "step" else "step"}')
     if opt.opt is not None and getattr(opt, 'optimizer', 'sgd') != 'sgd':
         raise UserError(f'--opt {opt.opt} and --optimizer {opt.optimizer} both choose the '
                         f'optimizer: give one of them')

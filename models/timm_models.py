@@ -21,6 +21,7 @@ import functools
 import socket
 
 import torch
+import torch.nn as nn
 
 from core.util import UserError
 
@@ -151,7 +152,11 @@ class TimmContract:
                              f'activation only, not before')
         feats, final = self.contract_features(x, tokens)
         embedding = self.forward_head(final, pre_logits=True)
-        logits = self.forward_head(final)
+        classifier = self.get_classifier()
+        # the head's last layer on the embedding: one pooling and one dropout draw, as the
+        # model's own forward (distilled models, with two classifiers, take their own head)
+        logits = (classifier(embedding) if isinstance(classifier, nn.Module)
+                  else self.forward_head(final))
         feats = feats + [embedding]
         if with_head_map:
             head_map = final if self.plain_head and final.dim() == 4 else None

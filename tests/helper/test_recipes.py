@@ -39,6 +39,19 @@ def test_a_recipe_sets_its_values_and_a_given_flag_wins(tiny):
     assert teacher.opt == 'sgd' and teacher.smoothing == 0.1 and teacher.epochs == 300
 
 
+@pytest.mark.parametrize('flags, message', [
+    (['--opt', 'sgdd'], "timm has no optimizer 'sgdd'"),
+    (['--randaugment', 'bad'], "'bad' is not a RandAugment config"),
+    (['--recipe', 'ofa'], "invalid choice: 'ofa'"),
+    (['--warmup_epochs', '5'], '--warmup_epochs is not read by --schedule step'),
+    (['--recipe', 'ofa_cnn', '--lr_decay_epochs', '30,60'],
+     '--lr_decay_epochs is not read by --schedule cosine')])
+def test_impossible_recipe_values_are_refused_at_parse_time(tiny, flags, message, capsys):
+    assert train_student.main(['--path_t', tiny[1], '--data_folder', tiny[0], *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
 def test_timms_optimizer_spares_biases_and_norms_and_sgd_is_nesterov():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
     training = TrainingConfig(epochs=10, batch_size=8, learning_rate=0.05, lr_decay_epochs=(),
