@@ -435,13 +435,14 @@ def run(config):
                      strategy_of(training).describe(training)):
             if line:
                 log.info(f'{name}: {line}')
-        teacher_acc = None  # a peer trained from scratch has none yet
+        teacher_acc = teacher_top5 = None  # a peer trained from scratch has none yet
         if config.teacher.path:
             # several: their weighted mean, as the student is taught
             predict = teacher.network if len(teachers) == 1 else live_source.predict
-            teacher_acc = validate(test_loader, predict, device, desc='teacher',
-                                   training=training)['top1']
-            log.info(f'teacher {name_t}: acc@1 {teacher_acc:.2f}')
+            teacher_test = validate(test_loader, predict, device, desc='teacher',
+                                    training=training)
+            teacher_acc, teacher_top5 = teacher_test['top1'], teacher_test['top5']
+            log.info(f'teacher {name_t}: acc@1 {teacher_acc:.2f} acc@5 {teacher_top5:.2f}')
         rounds = None
         for plugin in config.plugins:
             rounds = plugin.prepare(config, teachers, train_set, device, seed, rounds)
@@ -453,7 +454,8 @@ def run(config):
             distiller.trainable_parameters, {'student': (model_s, student),
                                              'teacher': (teacher.arch, teacher.network)},
             init_loader=plain_loader, identity=identity,
-            wandb=config.output.wandb, teacher_acc=teacher_acc, method=name)
+            wandb=config.output.wandb, teacher_acc=teacher_acc, teacher_top5=teacher_top5,
+            method=name)
     teacher_note = f' ({teacher_acc:.2f})' if teacher_acc is not None else ''
     log.info(f'done: {name_t}{teacher_note} -> {model_s} with {name}: best acc@1 '
              f'{best:.2f}, last acc@1 {last:.2f}; checkpoints in {folder.run_dir}')

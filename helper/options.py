@@ -129,6 +129,11 @@ RECIPES = {
     # mdistiller's ImageNet configs (megvii-research/mdistiller a08d46f configs/imagenet/*)
     'mdistiller_imagenet': dict(epochs=100, batch_size=512, learning_rate=0.2,
                                 lr_decay_epochs='30,60,90', weight_decay=1e-4),
+    # CTKD's ImageNet scripts (zhengli97/CTKD 7d52522 scripts/run_imagenet_{distill,vanilla}.sh)
+    'ctkd_imagenet': dict(epochs=120, batch_size=256, learning_rate=0.1,
+                          lr_decay_epochs='30,60,90', weight_decay=1e-4),
+    'ctkd_imagenet_vanilla': dict(epochs=100, batch_size=256, learning_rate=0.1,
+                                  lr_decay_epochs='30,60,90', weight_decay=1e-4),
 }
 def timm_optimizer(name):
     """An argparse type: a name of timm's optimizer registry."""

@@ -1,8 +1,9 @@
 """The measured table beside the published one (``scripts/reproduce.py --report``).
 
 For each cell: the published figure, the measured mean and sample standard deviation over the
-finished trials (n) of the statistic the source reports (the last or the best epoch's top-1;
-the teacher's accuracy as the distillation runs measured it), their difference, and the
+finished trials (n) of the statistic the source reports (the last or the best epoch's top-1,
+or top-5 in a table's top-5 columns; the teacher's accuracy as the distillation runs measured
+it), their difference, and the
 cell's status: done, or what keeps it from being done (failed, with its log; stopped; stale:
 finished with other options; missing: not run yet). A cell is marked (``!``) when the published
 figure lies outside the measured mean +- 2 std, or fewer than 2 trials finished (except the
@@ -15,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional
 
-from helper.logger import read_summary
+from helper.logger import read_metrics, read_summary
 from .jobs import DONE, FAILED, STALE, STOPPED, statuses
 from .tables import TEACHER
 
@@ -82,8 +83,9 @@ def measure(table, runs, state):
                 # the teacher's accuracy as every distillation run of the pair measured it once
                 continue
             summary = read_summary(run.done_file)
-            if summary is not None:
-                values[id(cell)].append(summary[f'{cell.statistic}_acc'])
+            figure = None if summary is None else run_figure(cell, summary, run.run_dir)
+            if figure is not None:
+                values[id(cell)].append(figure)
     for cell in table.cells:
         if cell.row == TEACHER and not cell.probe:
             values[id(cell)] = _teacher_accuracy(cell, runs)
@@ -93,19 +95,36 @@ def measure(table, runs, state):
             for cell in table.cells if any(cell in run.cells for run in runs)]
 
 
+def run_figure(cell, summary, run_dir):
+    """The cell's figure of a finished run: its summary's top-1, or the top-5 of its
+    per-epoch records (the last epoch's, or that of the epoch whose top-1 was best: the first
+    such, as its best weights are)."""
+    if cell.metric == 'top1':
+        return summary[f'{cell.statistic}_acc']
+    records = [r for r in read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+               if f'test_{cell.metric}' in r]
+    if not records:
+        return None
+    chosen = records[-1] if cell.statistic == 'last' else max(records,
+                                                              key=lambda r: r['test_top1'])
+    return chosen[f'test_{cell.metric}']
+
+
 def _teacher_accuracy(cell, runs):
     """The teacher's test accuracy (one value: the same weights every time), read from a
     finished distillation run of the pair, else from the teacher's own training run."""
     for run in runs:
         if run.kind == 'distill' and run.cells and run.cells[0].teacher == cell.teacher:
             summary = read_summary(run.done_file)
-            if summary is not None and summary.get('teacher_acc') is not None:
-                return [summary['teacher_acc']]
+            key = 'teacher_acc' if cell.metric == 'top1' else f'teacher_{cell.metric}'
+            if summary is not None and summary.get(key) is not None:
+                return [summary[key]]
     for run in runs:
         if run.kind == TEACHER and cell in run.cells:
             summary = read_summary(os.path.join(run.run_dir, 'summary.json'))
-            if summary is not None:
-                return [summary[f'{cell.statistic}_acc']]
+            figure = None if summary is None else run_figure(cell, summary, run.run_dir)
+            if figure is not None:
+                return [figure]
     return []
 
 
@@ -113,8 +132,9 @@ def _fmt(value, digits=2):
     return '' if value is None else f'{value:.{digits}f}'
 
 
-def column_name(teacher, student, probe):
-    return f'{teacher} -> {student}' + (f' ({probe})' if probe else '')
+def column_name(teacher, student, probe, metric='top1'):
+    return (f'{teacher} -> {student}' + (f' ({probe})' if probe else '')
+            + (f' {metric}' if metric != 'top1' else ''))
 
 
 def markdown(table, measured):
@@ -124,13 +144,14 @@ def markdown(table, measured):
     by_row = {}
     for m in measured:
         by_row.setdefault((m.cell.row, m.cell.label), {})[
-            (m.cell.teacher, m.cell.student, m.cell.probe)] = m
+            (m.cell.teacher, m.cell.student, m.cell.probe, m.cell.metric)] = m
     header = ['method'] + [f'{column_name(*c)} {what}' for c in columns
                            for what in ('published', 'measured')]
     lines = [f'## {table.title}', '',
              f'Source: {table.source}. Published figures: {table.statistic} epoch, '
              f'{table.aggregate} (a row whose source used another says so in brackets); '
-             f'measured: the same epoch\'s top-1 as the row\'s published figure, mean +- std '
+             f'measured: the same epoch\'s accuracy (top-1 unless the column says top5) as the '
+             f'row\'s published figure, mean +- std '
              f'(n trials), difference, and what keeps a cell from being done; {MARK} where the '
              f'published figure lies outside mean +- 2 std or n < 2.', '',
              '| ' + ' | '.join(header) + ' |',
@@ -160,8 +181,8 @@ def markdown(table, measured):
     return '\n'.join(lines) + '\n'
 
 
-CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'statistic', 'aggregate',
-              'published', 'source', 'mean', 'std', 'n', 'difference', 'marked', 'status', 'logs']
+CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'metric', 'statistic',
+              'aggregate', 'published', 'source', 'mean', 'std', 'n', 'difference', 'marked', 'status', 'logs']
 
 
 def csv_text(measured):
@@ -171,7 +192,7 @@ def csv_text(measured):
     for m in measured:
         c = m.cell
         writer.writerow([c.table, c.row, c.label, c.teacher, c.student, c.probe or '',
-                         c.statistic, c.aggregate, '' if c.published is None else c.published,
+                         c.metric, c.statistic, c.aggregate, '' if c.published is None else c.published,
                          c.source, _fmt(m.mean, 4), _fmt(m.std, 4), m.n,
                          _fmt(m.difference, 4), int(m.marked), m.status, ' '.join(m.logs)])
     return out.getvalue()

@@ -1,9 +1,10 @@
 """Published tables as data (``tables/*.toml``) and the runs that measure them.
 
 A table names its source, its data set, the statistic its figures are (the ``last`` or the
-``best`` epoch's top-1, the ``mean`` of several runs or a ``single`` run), the teacher/student
-pairs (its columns; with ``probes``, a linear probe of each run on those data sets is the
-column instead), the common recipe, and rows. A row is the teacher (``teacher``), the student
+``best`` epoch's, the ``mean`` of several runs or a ``single`` run), the teacher/student pairs
+(its columns; with ``probes``, a linear probe of each run on those data sets is the column
+instead; with ``metrics = ["top1", "top5"]``, each pair has a column per accuracy, measured by
+the same runs), the common recipe, and rows. A row is the teacher (``teacher``), the student
 trained alone (``student``) or a method: ``flags`` as the authors' scripts write them (a
 ``--distill`` first), ``variant`` the flags among them that make the row differ from the
 method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"``
@@ -11,10 +12,11 @@ where the source has none (the cell is not run), ``"unpublished"`` where it is r
 without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and
 the recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after
 the row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
-(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table
-(markdown, beside the tables) that the table's figures are checked against (a row's
+(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table, or a list of copies
+(markdown, beside the tables), that the table's figures are checked against (a row's
 ``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the first that
-many columns, where the table takes the others from elsewhere).
+many columns, where the table takes the others from elsewhere; ``snapshot_transposed``: the
+source's columns are the table's rows, in order, and its rows the metrics).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
@@ -47,12 +49,14 @@ ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_stu
 
 TEACHER, STUDENT = 'teacher', 'student'
 STATISTICS = ('last', 'best')
+METRICS = ('top1', 'top5')  # the test accuracies a run records per epoch (metrics.jsonl)
 AGGREGATES = ('mean', 'single')
 SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
 NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
-              'recipe', 'pairs', 'rows', 'snapshot', 'snapshot_columns'}
+              'recipe', 'pairs', 'rows', 'snapshot', 'snapshot_columns', 'snapshot_transposed',
+              'metrics'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
             'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
@@ -83,6 +87,7 @@ class Cell:
     probe: Optional[str] = None
     measured: bool = True  # run and measured (False: the source has no figure; not run)
     scratch_peer: bool = False
+    metric: str = 'top1'
 
     @property
     def where(self):
@@ -151,6 +156,17 @@ def snapshot_rows(path):
             rows.setdefault(part, []).extend(
                 v.split('<br>')[k].strip() if len(parts) > 1 else v for v in values)
     return rows
+
+
+def snapshot_columns(path):
+    """``[(label, [figure, ...]), ...]`` of a snapshot whose columns are the table's rows, in
+    order (CTKD's ImageNet table: a column per method, a row per metric); a label is its header
+    cell up to a ``<br>``, the first column (the metric's name) is left out."""
+    lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
+    header, *rows = [[c.strip().replace('**', '') for c in line.strip('|').split('|')][1:]
+                     for line in lines if not set(line) <= set('|:- ')]
+    return [(label.split('<br>')[0].strip(), [row[k] for row in rows])
+            for k, label in enumerate(header)]
 
 
 def _snapshot_of_pairs(lines, header):
@@ -229,6 +245,8 @@ class Table:
             self.fixed_seeds = bool(data.get('fixed_seeds', False))
             self.fetch_teachers = bool(data.get('fetch_teachers', True))
             self.probes = list(data.get('probes', [None]))
+            self.metrics = [_choice(m, METRICS, 'metric', where)
+                            for m in data.get('metrics', ['top1'])]
             self.probe_checkpoint = data.get('probe_checkpoint', 'last')
             self.recipe = dict(data.get('recipe', {}))
             self.pairs = [(p['teacher'], p['student']) for p in data['pairs']]
@@ -243,7 +261,8 @@ class Table:
 
     @property
     def columns(self):
-        return [(t, s, probe) for t, s in self.pairs for probe in self.probes]
+        return [(t, s, probe, metric) for t, s in self.pairs for probe in self.probes
+                for metric in self.metrics]
 
     def _row_cells(self, key, row):
         where = f"{self.name}, row '{key}'"
@@ -265,13 +284,13 @@ class Table:
         if unknown:
             raise TableError(f'{where}: pair_flags for pairs the table does not have: '
                              f'{", ".join(sorted(unknown))}')
-        for (teacher, student, probe), value in zip(self.columns, published):
+        for (teacher, student, probe, metric), value in zip(self.columns, published):
             figure, measured = _published(value, f'{where}, {teacher} -> {student}')
             cell_flags = flags + tuple(pair_flags.get(f'{teacher}:{student}', '').split())
             yield Cell(self.name, key, row.get('label', key), teacher, student, cell_flags,
                        variant,
                        recipe, figure, statistic, aggregate, row.get('source', self.source),
-                       probe, measured, bool(row.get('scratch_peer', False)))
+                       probe, measured, bool(row.get('scratch_peer', False)), metric)
 
     # -- runs ------------------------------------------------------------------------------
     def teacher_path(self, teacher, save_dir, extra=()):
@@ -287,11 +306,13 @@ class Table:
                                 f'ckpt_epoch_{run.epochs}.pth')
         return os.path.join(run_dir_of('train_teacher.py', run), f'{teacher}_last.pth')
 
-    def common(self, save_dir, data_folder):
-        """The data set, the named training recipe (``recipe = NAME`` in the table's recipe:
-        a paper's, ``--recipe``) and the folders, where they are not the scripts' defaults."""
+    def common(self, save_dir, data_folder, recipe=None):
+        """The data set, the named training recipe (``recipe = NAME`` in the table's recipe,
+        or in a row's: a paper's, ``--recipe``) and the folders, where they are not the
+        scripts' defaults."""
+        recipe = self.recipe if recipe is None else recipe
         dataset = ['--dataset', self.dataset] if self.dataset != 'cifar100' else []
-        named = ['--recipe', self.recipe[NAMED_RECIPE]] if NAMED_RECIPE in self.recipe else []
+        named = ['--recipe', recipe[NAMED_RECIPE]] if NAMED_RECIPE in recipe else []
         return dataset + named + _folders(save_dir, data_folder)
 
     def teacher_argv(self, teacher, save_dir, data_folder):
@@ -317,7 +338,7 @@ class Table:
     def cell_argv(self, cell, trial, save_dir, data_folder, teacher_extra=()):
         """``(script, argv)`` of one trial of a cell (without the probe); ``teacher_extra``:
         the flags the teacher's run is given, which name its file."""
-        common = self.common(save_dir, data_folder)
+        common = self.common(save_dir, data_folder, cell.recipe)
         seed = ['--seed', str(trial)] if self.fixed_seeds else []
         if cell.row == STUDENT:
             base = ['--model', cell.student, '--trial', str(trial)] + list(cell.flags) + common
@@ -400,9 +421,10 @@ class Table:
                     if source not in ordered[kind]:
                         ordered[kind].append(source)
                 if cell.probe:
-                    ordered['probe'].append(add(self.probe_run(
-                        cell, source, trial, save_dir, data_folder,
-                        extras['transfer_student.py']), cell))
+                    probe = add(self.probe_run(cell, source, trial, save_dir, data_folder,
+                                               extras['transfer_student.py']), cell)
+                    if probe not in ordered['probe']:
+                        ordered['probe'].append(probe)
         for cell in named:
             for run in ordered['distill']:
                 if (run.cells[0].teacher, run.cells[0].student) == (cell.teacher, cell.student):

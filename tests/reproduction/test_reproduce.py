@@ -188,6 +188,34 @@ def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
     assert '| dkd [best epoch] | 30.00 | 36.00 (1), +6.00 missing ! |' in out
 
 
+def test_top5_columns_are_measured_by_the_same_runs_from_their_epochs(tmp_path, capsys):
+    text = (GOOD.replace('trials = 2', 'trials = 1\nmetrics = ["top1", "top5"]')
+            .replace('[50.0]', '[50.0, 80.0]').replace('[40.0]', '[40.0, 70.0]')
+            .replace('[30.0]', '[30.0, 60.0]\nstatistic = "best"'))
+    path = write_table(tmp_path, text)
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in Table(path).runs(save_dir=save)}
+    assert sorted(runs) == ['dkd:resnet8:resnet8:1', 'kd:resnet8:resnet8:1', 'teacher:resnet8']
+    for name in ('kd', 'dkd'):
+        run = runs[f'{name}:resnet8:resnet8:1']
+        fake_summary(run, 39.0)
+        with open(os.path.join(run.run_dir, 'summary.json')) as f:
+            summary = {**json.load(f), 'teacher_top5': 81.0}
+        with open(os.path.join(run.run_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f)
+        with open(os.path.join(run.run_dir, 'metrics.jsonl'), 'w') as f:  # best top-1: epoch 2
+            for epoch, top1, top5 in ((1, 30.0, 60.0), (2, 40.0, 65.0), (3, 40.0, 66.0),
+                                      (4, 39.0, 71.0)):
+                f.write(json.dumps({'epoch': epoch, 'test_top1': top1, 'test_top5': top5}) + '\n')
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert '| method | resnet8 -> resnet8 published | resnet8 -> resnet8 measured | resnet8 -> ' \
+           'resnet8 top5 published | resnet8 -> resnet8 top5 measured |' in out, out
+    assert '| teacher | 50.00 | 51.00 (1), +1.00 | 80.00 | 81.00 (1), +1.00 |' in out
+    assert '| kd | 40.00 | 39.00 (1), -1.00 ! | 70.00 | 71.00 (1), +1.00 ! |' in out
+    assert '| dkd [best epoch] | 30.00 | 40.00 (1), +10.00 ! | 60.00 | 65.00 (1), +5.00 ! |' in out
+
+
 def test_report_marks_what_it_should(tmp_path, capsys):
     path = write_table(tmp_path, GOOD.replace('trials = 2', 'trials = 3'))
     save = str(tmp_path / 'save')

@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from conftest import REPO
-from reproduction.tables import snapshot_rows
+from reproduction.tables import snapshot_columns, snapshot_rows
 
 TABLES = [path for path in sorted(glob.glob(os.path.join(REPO, 'tables', '*.toml')))
           if 'snapshot' in tomllib.load(open(path, 'rb'))]
@@ -20,21 +20,42 @@ def figure(value):
 
 def test_the_sources_with_a_copy_are_these():
     assert [os.path.basename(p) for p in TABLES] == [
-        'ctkd.toml', 'dist_kd.toml', 'distillers.toml', 'distillers_cross.toml', 'distillers_transfer.toml',
+        'ctkd.toml', 'ctkd_imagenet.toml', 'dist_kd.toml', 'distillers.toml', 'distillers_cross.toml', 'distillers_transfer.toml',
         'lskd.toml', 'lskd_cross.toml',
         'mdistiller.toml', 'mdistiller_imagenet.toml', 'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml',
         'srd_seed.toml']
 
 
+def snapshots(table):
+    names = table['snapshot']
+    return [os.path.join(REPO, 'tables', name)
+            for name in ([names] if isinstance(names, str) else names)]
+
+
 @pytest.mark.parametrize('path', TABLES, ids=os.path.basename)
 def test_a_tables_figures_are_its_sources(path):
     table = tomllib.load(open(path, 'rb'))
-    source = snapshot_rows(os.path.join(REPO, 'tables', table['snapshot']))
     rows = {row.get('snapshot_label', row['label']): row for row in table['rows'].values()}
-    columns = table.get('snapshot_columns',
-                        len(table['pairs']) * len(table.get('probes', [None])))
-    for label, values in source.items():
-        assert label in rows, f'{label}: in the source, not in the table'
-        assert len(values) == columns, label
-        published = rows[label]['published'][:columns]
-        assert [figure(v) for v in published] == [figure(v) for v in values], label
+    columns = table.get('snapshot_columns', len(table['pairs']) * len(
+        table.get('probes', [None])) * len(table.get('metrics', ['top1'])))
+    for snapshot in snapshots(table):
+        if table.get('snapshot_transposed'):
+            continue
+        for label, values in snapshot_rows(snapshot).items():
+            assert label in rows, f'{label}: in the source, not in the table'
+            assert len(values) == columns, label
+            published = rows[label]['published'][:columns]
+            assert [figure(v) for v in published] == [figure(v) for v in values], label
+
+
+@pytest.mark.parametrize('path', [p for p in TABLES if 'snapshot_transposed' in open(p).read()],
+                         ids=os.path.basename)
+def test_a_transposed_source_has_the_tables_rows_as_its_columns_in_order(path):
+    table = tomllib.load(open(path, 'rb'))
+    [snapshot] = snapshots(table)
+    rows = list(table['rows'].values())
+    source = snapshot_columns(snapshot)
+    assert len(source) == len(rows)
+    for row, (label, values) in zip(rows, source):
+        assert row.get('snapshot_label', row['label']) == label
+        assert [figure(v) for v in row['published']] == [figure(v) for v in values], label
