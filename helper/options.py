@@ -129,6 +129,19 @@ RECIPES = {
     # mdistiller's ImageNet configs (megvii-research/mdistiller a08d46f configs/imagenet/*)
     'mdistiller_imagenet': dict(epochs=100, batch_size=512, learning_rate=0.2,
                                 lr_decay_epochs='30,60,90', weight_decay=1e-4),
+    # DIST_KD's ImageNet baseline (hunto/image_classification_sota d9662f7, the submodule of
+    # DIST_KD 2418f18: configs/strategies/distill/resnet_{dist,kdt4}.yaml on 8 GPUs): SGD with
+    # Nesterov momentum and no weight decay on biases and BN (lib/utils/optim.py), as timm's sgd
+    'dist_imagenet': dict(epochs=100, batch_size=256, learning_rate=0.1,
+                          lr_decay_epochs='30,60,90', weight_decay=1e-4, opt='sgd'),
+    # OFD's scripts (clovaai/overhaul-distillation 76344a8, {CIFAR-100,ImageNet}/
+    # train_with_distillation.py): Nesterov SGD; CIFAR-100: lr /10 at epochs 100 and 150 of 200
+    # (0-based 100 and 150: ours 100,150); ImageNet: lr 0.1 * 0.1 ** (epoch // 30) with epochs
+    # counted from 1, so the 30th epoch is the first at 0.01 (ours: 29,59,89)
+    'ofd_cifar': dict(epochs=200, batch_size=128, learning_rate=0.1, lr_decay_epochs='100,150',
+                      weight_decay=5e-4, nesterov=True),
+    'ofd_imagenet': dict(epochs=100, batch_size=256, learning_rate=0.1,
+                         lr_decay_epochs='29,59,89', weight_decay=1e-4, nesterov=True),
     # CTKD's ImageNet scripts (zhengli97/CTKD 7d52522 scripts/run_imagenet_{distill,vanilla}.sh)
     'ctkd_imagenet': dict(epochs=120, batch_size=256, learning_rate=0.1,
                           lr_decay_epochs='30,60,90', weight_decay=1e-4),
@@ -189,7 +202,8 @@ def apply_recipe(opt, given):
     for dest, value in values.items():
         setattr(opt, dest, value)
     if values:
-        note(f'--recipe {opt.recipe}: ' + ' '.join(f'--{dest} {value}'
+        note(f'--recipe {opt.recipe}: ' + ' '.join(f'--{dest}' if value is True
+                                                   else f'--{dest} {value}'
                                                    for dest, value in values.items())
              + ' (give them to change them)')
     unread = ({'warmup_epochs', 'warmup_lr', 'min_lr'} if opt.schedule == 'step'

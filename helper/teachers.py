@@ -72,6 +72,7 @@ PUBLISHED_TEACHERS = ['wrn_40_2', 'resnet56', 'resnet110', 'resnet32x4', 'vgg13'
 # torchvision model name -> this repository's name (same state-dict keys)
 TORCHVISION_TEACHERS = {
     'resnet18': 'ResNet18', 'resnet34': 'ResNet34', 'resnet50': 'ResNet50',
+    'resnet101': 'ResNet101', 'resnet152': 'ResNet152',
     'resnext50_32x4d': 'resnext50_32x4d', 'wide_resnet50_2': 'wrn_50_2',
     'mobilenet_v2': 'MobileNetV2_Imagenet', 'shufflenet_v2_x1_0': 'ShuffleV2_Imagenet',
 }

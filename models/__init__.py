@@ -13,12 +13,13 @@ from .mobilenetv2 import mobile_half, mobile_half_double
 from .resnet import (resnet8, resnet8x4, resnet14, resnet14x2, resnet14x4, resnet20, resnet32,
                      resnet32x4, resnet38, resnet38x2, resnet38x4, resnet44, resnet56,
                      resnet110, resnet110x2, resnet116)
-from .resnet_imagenet import (resnet18, resnet34, resnet50, resnext50_32x4d, wide_resnet10_2,
-                              wide_resnet18_2, wide_resnet34_2, wide_resnet50_2)
+from .resnet_imagenet import (resnet18, resnet34, resnet50, resnet101, resnet152,
+                              resnext50_32x4d, wide_resnet10_2, wide_resnet18_2, wide_resnet34_2,
+                              wide_resnet50_2)
 from .resnetv2 import ResNet18, ResNet34, ResNet50
 from .vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
 from .timm_models import check_timm_name, create_timm_model, is_timm_name
-from .wrn import wrn_16_1, wrn_16_2, wrn_16_4, wrn_40_1, wrn_40_2, wrn_40_4
+from .wrn import wrn_16_1, wrn_16_2, wrn_16_4, wrn_28_2, wrn_28_4, wrn_40_1, wrn_40_2, wrn_40_4
 
 cifar_model_dict = {
     'resnet8': resnet8, 'resnet14': resnet14, 'resnet20': resnet20, 'resnet32': resnet32,
@@ -29,6 +30,7 @@ cifar_model_dict = {
     'resnet38x4': resnet38x4,
     'ResNet18': ResNet18, 'ResNet34': ResNet34, 'ResNet50': ResNet50,
     'wrn_16_1': wrn_16_1, 'wrn_16_2': wrn_16_2, 'wrn_16_4': wrn_16_4,
+    'wrn_28_2': wrn_28_2, 'wrn_28_4': wrn_28_4,
     'wrn_40_1': wrn_40_1, 'wrn_40_2': wrn_40_2, 'wrn_40_4': wrn_40_4,
     'vgg8': vgg8_bn, 'vgg11': vgg11_bn, 'vgg13': vgg13_bn, 'vgg16': vgg16_bn, 'vgg19': vgg19_bn,
     'MobileNetV2': mobile_half, 'MobileNetV2_1_0': mobile_half_double,
@@ -37,7 +39,7 @@ cifar_model_dict = {
 
 imagenet_model_dict = {
     'ResNet18': resnet18, 'ResNet34': resnet34, 'ResNet50': resnet50,
-    'resnext50_32x4d': resnext50_32x4d,
+    'ResNet101': resnet101, 'ResNet152': resnet152, 'resnext50_32x4d': resnext50_32x4d,
     'ResNet10x2': wide_resnet10_2, 'ResNet18x2': wide_resnet18_2,
     'ResNet34x2': wide_resnet34_2, 'wrn_50_2': wide_resnet50_2,
     'MobileNetV1': MobileNetV1, 'MobileNetV2_Imagenet': MobileNetV2Imagenet,

@@ -74,6 +74,8 @@ def _resnet(block, layers, **arch):
 resnet18 = _resnet(BasicBlock, [2, 2, 2, 2])
 resnet34 = _resnet(BasicBlock, [3, 4, 6, 3])
 resnet50 = _resnet(Bottleneck, [3, 4, 6, 3])
+resnet101 = _resnet(Bottleneck, [3, 4, 23, 3])
+resnet152 = _resnet(Bottleneck, [3, 8, 36, 3])
 resnext50_32x4d = _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
 wide_resnet10_2 = _resnet(BasicBlock, [1, 1, 1, 1], width_per_group=128)
 wide_resnet18_2 = _resnet(BasicBlock, [2, 2, 2, 2], width_per_group=128)

@@ -109,6 +109,8 @@ def _wrn(depth, width):
 wrn_16_1 = _wrn(16, 1)
 wrn_16_2 = _wrn(16, 2)
 wrn_16_4 = _wrn(16, 4)
+wrn_28_2 = _wrn(28, 2)  # OFD's CIFAR-100 settings (clovaai/overhaul-distillation)
+wrn_28_4 = _wrn(28, 4)
 wrn_40_1 = _wrn(40, 1)
 wrn_40_2 = _wrn(40, 2)
 wrn_40_4 = _wrn(40, 4)

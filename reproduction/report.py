@@ -98,16 +98,23 @@ def measure(table, runs, state):
 def run_figure(cell, summary, run_dir):
     """The cell's figure of a finished run: its summary's top-1, or the top-5 of its
     per-epoch records (the last epoch's, or that of the epoch whose top-1 was best: the first
-    such, as its best weights are)."""
-    if cell.metric == 'top1':
-        return summary[f'{cell.statistic}_acc']
-    records = [r for r in read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
-               if f'test_{cell.metric}' in r]
-    if not records:
-        return None
-    chosen = records[-1] if cell.statistic == 'last' else max(records,
-                                                              key=lambda r: r['test_top1'])
-    return chosen[f'test_{cell.metric}']
+    such, as its best weights are); an error rate is 100 minus the accuracy."""
+    accuracy = cell.metric.removesuffix('_error')
+    if accuracy == 'top1':
+        value = summary[f'{cell.statistic}_acc']
+    else:
+        records = [r for r in read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+                   if f'test_{accuracy}' in r]
+        if not records:
+            return None
+        chosen = records[-1] if cell.statistic == 'last' else max(
+            records, key=lambda r: r['test_top1'])
+        value = chosen[f'test_{accuracy}']
+    return error_or_accuracy(cell, value)
+
+
+def error_or_accuracy(cell, accuracy):
+    return 100.0 - accuracy if cell.metric.endswith('_error') else accuracy
 
 
 def _teacher_accuracy(cell, runs):
@@ -116,9 +123,10 @@ def _teacher_accuracy(cell, runs):
     for run in runs:
         if run.kind == 'distill' and run.cells and run.cells[0].teacher == cell.teacher:
             summary = read_summary(run.done_file)
-            key = 'teacher_acc' if cell.metric == 'top1' else f'teacher_{cell.metric}'
+            accuracy = cell.metric.removesuffix('_error')
+            key = 'teacher_acc' if accuracy == 'top1' else f'teacher_{accuracy}'
             if summary is not None and summary.get(key) is not None:
-                return [summary[key]]
+                return [error_or_accuracy(cell, summary[key])]
     for run in runs:
         if run.kind == TEACHER and cell in run.cells:
             summary = read_summary(os.path.join(run.run_dir, 'summary.json'))
@@ -150,7 +158,7 @@ def markdown(table, measured):
     lines = [f'## {table.title}', '',
              f'Source: {table.source}. Published figures: {table.statistic} epoch, '
              f'{table.aggregate} (a row whose source used another says so in brackets); '
-             f'measured: the same epoch\'s accuracy (top-1 unless the column says top5) as the '
+             f'measured: the same epoch\'s figure (top-1 unless the column names another) as the '
              f'row\'s published figure, mean +- std '
              f'(n trials), difference, and what keeps a cell from being done; {MARK} where the '
              f'published figure lies outside mean +- 2 std or n < 2.', '',

@@ -4,7 +4,8 @@ A table names its source, its data set, the statistic its figures are (the ``las
 ``best`` epoch's, the ``mean`` of several runs or a ``single`` run), the teacher/student pairs
 (its columns; with ``probes``, a linear probe of each run on those data sets is the column
 instead; with ``metrics = ["top1", "top5"]``, each pair has a column per accuracy, measured by
-the same runs), the common recipe, and rows. A row is the teacher (``teacher``), the student
+the same runs; ``top1_error`` and ``top5_error`` are the error rates), the common recipe, and
+rows. A row is the teacher (``teacher``), the student
 trained alone (``student``) or a method: ``flags`` as the authors' scripts write them (a
 ``--distill`` first), ``variant`` the flags among them that make the row differ from the
 method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"``
@@ -49,7 +50,8 @@ ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_stu
 
 TEACHER, STUDENT = 'teacher', 'student'
 STATISTICS = ('last', 'best')
-METRICS = ('top1', 'top5')  # the test accuracies a run records per epoch (metrics.jsonl)
+# the test accuracies a run records per epoch (metrics.jsonl), or their error rates (100 - it)
+METRICS = ('top1', 'top5', 'top1_error', 'top5_error')
 AGGREGATES = ('mean', 'single')
 SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
 NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
@@ -135,13 +137,16 @@ def snapshot_rows(path):
     skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
     link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two
     rows, the rows of successive tables with one label joined in order (their columns
-    continue). A table of one line per pair (its header begins ``Student | Teacher``) is read
-    column by column."""
+    continue). A table of one line per pair (its header begins ``Student | Teacher``, or
+    ``Setup | Teacher | Student``) is read column by column; one of a line per method (its
+    header begins ``Network | Method``) by method."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
     header = [c.strip() for c in lines[0].strip('|').split('|')]
     if header[:2] == ['Student', 'Teacher']:
         return _snapshot_of_pairs(lines, header)
+    if header[:3] == ['Setup', 'Teacher', 'Student'] or header[:2] == ['Network', 'Method']:
+        return _snapshot_of_settings(lines, separator)
     rows = {}
     for i, line in enumerate(lines):
         if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
@@ -167,6 +172,28 @@ def snapshot_columns(path):
                      for line in lines if not set(line) <= set('|:- ')]
     return [(label.split('<br>')[0].strip(), [row[k] for row in rows])
             for k, label in enumerate(header)]
+
+
+def _snapshot_of_settings(lines, separator):
+    """OFD's tables: one line per setting (``Setup | Teacher | Student |`` then a column per
+    method; ``Improvement``, the difference of two, left out) or per method of a pair
+    (``Network | Method |`` then a column per metric; the pairs' tables follow each other); a
+    ``%`` and ``__`` marks dropped."""
+    rows = {}
+    for line in lines:
+        cells = [c.strip().replace('__', '').rstrip('%').strip() for c in line.strip('|').split('|')]
+        if set(line) <= separator:
+            continue
+        if cells[0] in ('Setup', 'Network'):
+            header = cells
+            continue
+        if header[0] == 'Setup':
+            for name, cell in zip(header[3:], cells[3:]):
+                if name != 'Improvement':
+                    rows.setdefault(name, []).append(cell)
+        else:
+            rows.setdefault(cells[1], []).extend(cells[2:])
+    return rows
 
 
 def _snapshot_of_pairs(lines, header):
@@ -316,10 +343,10 @@ class Table:
         return dataset + named + _folders(save_dir, data_folder)
 
     def teacher_argv(self, teacher, save_dir, data_folder):
-        default = _parse('train_teacher.py', ['--model', teacher]).epochs
+        common = self.common(save_dir, data_folder)
+        default = _parse('train_teacher.py', ['--model', teacher] + common).epochs
         epochs = [] if self.teacher_epochs == default else ['--epochs', str(self.teacher_epochs)]
-        return (['train_teacher.py', '--model', teacher] + epochs
-                + self.common(save_dir, data_folder))
+        return ['train_teacher.py', '--model', teacher] + epochs + common
 
     def recipe_flags(self, cell, script, base):
         """The recipe's values that the script would not apply by itself."""
@@ -413,10 +440,11 @@ class Table:
                     argv = [script] + argv + extras[script]
                     kind = STUDENT if cell.row == STUDENT else 'distill'
                     folder = run_dir_of(script, _parse(script, argv))
-                    source = Run(f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind,
-                                 [argv], folder, os.path.join(folder, 'summary.json'),
-                                 needs=() if teacher is None or kind == STUDENT
-                                 else (teacher.id,))
+                    # one run per folder: a student alone serves each pair it is in
+                    source = next((r for r in ordered[kind] if r.run_dir == folder), None) or Run(
+                        f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind, [argv],
+                        folder, os.path.join(folder, 'summary.json'),
+                        needs=() if teacher is None or kind == STUDENT else (teacher.id,))
                     source = add(source, None if cell.probe else cell)
                     if source not in ordered[kind]:
                         ordered[kind].append(source)

@@ -74,6 +74,16 @@ def test_simkd_models_parameter_counts(name):
     assert n_params(get_model(name, 100)) == SIMKD_PARAMS[name]
 
 
+def test_ofds_wide_resnets_are_its_own():
+    # clovaai/overhaul-distillation 76344a8, CIFAR-100/models/WideResNet.py run with 100
+    # classes: its WRN-28-4 and WRN-28-2 have these counts; its state-dict keys are ours.
+    assert n_params(get_model('wrn_28_4', 100)) == 5872180
+    assert n_params(get_model('wrn_28_2', 100)) == 1479220
+    feats, _ = get_model('wrn_28_4', 100).eval()(torch.randn(1, 3, 32, 32), is_feat=True)
+    assert [tuple(f.shape[1:]) for f in feats] == [(16, 32, 32), (64, 32, 32), (128, 16, 16),
+                                                    (256, 8, 8), (256,)]
+
+
 def test_extra_cifar_models_match_seed_tables():
     # seed table: WRN-16-4 2.77M, WRN-40-4 8.97M, CIFAR ResNet18 11.22M
     assert round(n_params(get_model('wrn_16_4', 100)) / 1e6, 2) == 2.77
@@ -126,6 +136,7 @@ def test_head_map_is_not_the_last_stage_where_the_head_adds_layers(name):
 
 
 @pytest.mark.parametrize('name, builder', [('ResNet18', tv.resnet18), ('ResNet50', tv.resnet50),
+                                           ('ResNet101', tv.resnet101),
                                            ('MobileNetV2_Imagenet', tv.mobilenet_v2),
                                            ('ShuffleV2_Imagenet', tv.shufflenet_v2_x1_0)])
 def test_imagenet_models_load_torchvision_weights(name, builder):
@@ -136,6 +147,10 @@ def test_imagenet_models_load_torchvision_weights(name, builder):
     feats, logits = model(x, is_feat=True)
     assert torch.allclose(logits, reference(x), atol=1e-4)
     assert feats[-1].shape[1] == model.get_classifier().in_features
+
+
+def test_resnet152_is_torchvisions():
+    assert n_params(get_model('ResNet152', 1000, 'imagenet')) == n_params(tv.resnet152())
 
 
 def test_resnet50_name_is_decided_by_dataset():

@@ -188,6 +188,17 @@ def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
     assert '| dkd [best epoch] | 30.00 | 36.00 (1), +6.00 missing ! |' in out
 
 
+def test_a_student_alone_in_several_pairs_is_one_run_that_serves_each(tmp_path):
+    text = (GOOD.replace('[[pairs]]', '[[pairs]]\nteacher = "resnet14"\nstudent = "resnet8"\n'
+                                      '[[pairs]]', 1)
+            .replace('[rows.kd]', '[rows.student]\npublished = [20.0, 20.0]\n[rows.kd]')
+            .replace('[50.0]', '[50.0, 51.0]').replace('[40.0]', '[40.0, 41.0]')
+            .replace('[30.0]', '[30.0, 31.0]'))
+    table = Table(write_table(tmp_path, text))
+    runs = [r for r in table.runs(trials=1) if r.kind == STUDENT]
+    assert len(runs) == 1 and [c.teacher for c in runs[0].cells] == ['resnet14', 'resnet8']
+
+
 def test_top5_columns_are_measured_by_the_same_runs_from_their_epochs(tmp_path, capsys):
     text = (GOOD.replace('trials = 2', 'trials = 1\nmetrics = ["top1", "top5"]')
             .replace('[50.0]', '[50.0, 80.0]').replace('[40.0]', '[40.0, 70.0]')
@@ -214,6 +225,12 @@ def test_top5_columns_are_measured_by_the_same_runs_from_their_epochs(tmp_path, 
     assert '| teacher | 50.00 | 51.00 (1), +1.00 | 80.00 | 81.00 (1), +1.00 |' in out
     assert '| kd | 40.00 | 39.00 (1), -1.00 ! | 70.00 | 71.00 (1), +1.00 ! |' in out
     assert '| dkd [best epoch] | 30.00 | 40.00 (1), +10.00 ! | 60.00 | 65.00 (1), +5.00 ! |' in out
+    # error rates (OFD's tables): 100 minus the accuracy, of the same runs
+    write_table(tmp_path, text.replace('"top1", "top5"', '"top1_error", "top5_error"'))
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert '| teacher | 50.00 | 49.00 (1), -1.00 | 80.00 | 19.00 (1), -61.00 |' in out, out
+    assert '| dkd [best epoch] | 30.00 | 60.00 (1), +30.00 ! | 60.00 | 35.00 (1), -25.00 ! |' in out
 
 
 def test_report_marks_what_it_should(tmp_path, capsys):
