@@ -142,11 +142,13 @@ RECIPES = {
                       weight_decay=5e-4, nesterov=True),
     'ofd_imagenet': dict(epochs=100, batch_size=256, learning_rate=0.1,
                          lr_decay_epochs='29,59,89', weight_decay=1e-4, nesterov=True),
-    # CTKD's ImageNet scripts (zhengli97/CTKD 7d52522 scripts/run_imagenet_{distill,vanilla}.sh)
+    # The standard ImageNet recipe: mmcls's imagenet_bs256 schedule (NKD's cls_KD 1e5d48f
+    # configs/_base_/schedules/imagenet_bs256.py), CTKD's run_imagenet_vanilla.sh (7d52522)
+    'imagenet': dict(epochs=100, batch_size=256, learning_rate=0.1, lr_decay_epochs='30,60,90',
+                     weight_decay=1e-4),
+    # CTKD's ImageNet distillation (zhengli97/CTKD 7d52522 scripts/run_imagenet_distill.sh)
     'ctkd_imagenet': dict(epochs=120, batch_size=256, learning_rate=0.1,
                           lr_decay_epochs='30,60,90', weight_decay=1e-4),
-    'ctkd_imagenet_vanilla': dict(epochs=100, batch_size=256, learning_rate=0.1,
-                                  lr_decay_epochs='30,60,90', weight_decay=1e-4),
 }
 def timm_optimizer(name):
     """An argparse type: a name of timm's optimizer registry."""

@@ -137,15 +137,15 @@ def snapshot_rows(path):
     skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
     link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two
     rows, the rows of successive tables with one label joined in order (their columns
-    continue). A table of one line per pair (its header begins ``Student | Teacher``, or
-    ``Setup | Teacher | Student``) is read column by column; one of a line per method (its
-    header begins ``Network | Method``) by method."""
+    continue). A table of one line per pair (its header begins ``Student | Teacher``,
+    ``Setup | Teacher`` or ``Model | Teacher``) is read column by column; one of a line per
+    method (its header begins ``Network | Method``) by method."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
     header = [c.strip() for c in lines[0].strip('|').split('|')]
     if header[:2] == ['Student', 'Teacher']:
         return _snapshot_of_pairs(lines, header)
-    if header[:3] == ['Setup', 'Teacher', 'Student'] or header[:2] == ['Network', 'Method']:
+    if header[:2] in (['Setup', 'Teacher'], ['Model', 'Teacher'], ['Network', 'Method']):
         return _snapshot_of_settings(lines, separator)
     rows = {}
     for i, line in enumerate(lines):
@@ -175,24 +175,24 @@ def snapshot_columns(path):
 
 
 def _snapshot_of_settings(lines, separator):
-    """OFD's tables: one line per setting (``Setup | Teacher | Student |`` then a column per
-    method; ``Improvement``, the difference of two, left out) or per method of a pair
-    (``Network | Method |`` then a column per metric; the pairs' tables follow each other); a
-    ``%`` and ``__`` marks dropped."""
+    """OFD's and NKD's tables: one line per pair (``Setup | Teacher |`` or ``Model | Teacher |``,
+    then a column per method: the columns that hold figures, ``Improvement``, the difference of
+    two, left out) or per method of a pair (``Network | Method |`` then a column per metric;
+    the pairs' tables follow each other); ``%``, ``__`` and a gain in brackets dropped."""
     rows = {}
     for line in lines:
-        cells = [c.strip().replace('__', '').rstrip('%').strip() for c in line.strip('|').split('|')]
         if set(line) <= separator:
             continue
-        if cells[0] in ('Setup', 'Network'):
+        cells = [re.sub(r'\s*\([+-][\d.]+\)$', '', c.strip().replace('__', '').rstrip('%').strip())
+                 for c in line.strip('|').split('|')]
+        if cells[0] in ('Setup', 'Model', 'Network'):
             header = cells
-            continue
-        if header[0] == 'Setup':
-            for name, cell in zip(header[3:], cells[3:]):
-                if name != 'Improvement':
-                    rows.setdefault(name, []).append(cell)
-        else:
+        elif header[0] == 'Network':
             rows.setdefault(cells[1], []).extend(cells[2:])
+        else:
+            for name, cell in zip(header, cells):
+                if re.fullmatch(r'[\d.]+', cell) and name != 'Improvement':
+                    rows.setdefault(name, []).append(cell)
     return rows
 
 
