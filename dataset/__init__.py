@@ -36,6 +36,7 @@ class DataSource:
     resize: Optional[int] = None  # resize the images to this side first (TinyImageNet)
     in_memory: bool = True  # one uint8 array (CIFAR, synthetic, STL-10); else files on disk
     batch_resize: Optional[int] = None  # --img_size of 32x32 data: batches resized to it
+    augment: Optional[Callable] = None  # () -> the training transform, where not ImageNet's
 
     @property
     def input_size(self):
@@ -56,9 +57,12 @@ class DataSource:
 
     def image_transform(self, train):
         """The work done on each PIL image before batching, or None: TinyImageNet's resize,
-        ImageNet's random-resized crop and flip (training) or resize and centre crop."""
+        the source's own augmentation (training; its test images as they are), or ImageNet's
+        random-resized crop and flip (training) or resize and centre crop."""
         if self.batch_crop:
             return transforms.Resize(self.resize) if self.resize else None
+        if self.augment is not None:
+            return self.augment() if train else None
         if train:
             return transforms.Compose([transforms.RandomResizedCrop(self.image_size),
                                        transforms.RandomHorizontalFlip()])
@@ -79,6 +83,10 @@ DATASETS = {
     'stl10': DataSource(stl10.stl10_splits, 10, stl10.MEAN, stl10.STD),
     'tinyimagenet': DataSource(tinyimagenet.tinyimagenet_splits, 200, tinyimagenet.MEAN,
                                tinyimagenet.STD, resize=32, in_memory=False),
+    # mdistiller's DOT experiments on TinyImageNet at its 64x64
+    'tinyimagenet64': DataSource(tinyimagenet.tinyimagenet_splits, 200, tinyimagenet.MEAN,
+                                 tinyimagenet.STD_64, 64, in_memory=False,
+                                 augment=tinyimagenet.augment_64),
     # A user's class folders (dataset.folder), ImageNet's transforms and normalisation.
     'folder': DataSource(folder.folder_splits, None, IMAGENET_MEAN, IMAGENET_STD, 224,
                          in_memory=False),

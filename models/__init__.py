@@ -1,7 +1,7 @@
 """Model registry.
 
 ``model_dict`` maps RepDistiller's and the SimKD toolbox's CIFAR names (and the ImageNet-only
-names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34`` and ``ResNet50`` name a
+and TinyImageNet-only names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34`` and ``ResNet50`` name a
 CIFAR network in ``model_dict`` (as RepDistiller) and the torchvision-style ImageNet network in
 ``imagenet_model_dict`` (as SimKD); ``get_model`` picks by data set. ``timm:NAME`` names any
 timm model (``models.timm_models``).
@@ -10,6 +10,7 @@ from .ShuffleNetv1 import ShuffleV1
 from .ShuffleNetv2 import ShuffleV2, ShuffleV2_1_5
 from .mobilenet_imagenet import MobileNetV1, MobileNetV2Imagenet, ShuffleNetV2Imagenet
 from .mobilenetv2 import mobile_half, mobile_half_double
+from .mobilenetv2_tiny import mobilenetv2_tinyimagenet
 from .resnet import (resnet8, resnet8x4, resnet14, resnet14x2, resnet14x4, resnet20, resnet32,
                      resnet32x4, resnet38, resnet38x2, resnet38x4, resnet44, resnet56,
                      resnet110, resnet110x2, resnet116)
@@ -46,8 +47,11 @@ imagenet_model_dict = {
     'ShuffleV2_Imagenet': ShuffleNetV2Imagenet,
 }
 
+# mdistiller's TinyImageNet-only network (its ResNet18 and ShuffleV2 there are the CIFAR ones)
+tinyimagenet_model_dict = {'MobileNetV2_TinyImagenet': mobilenetv2_tinyimagenet}
+
 # RepDistiller's name space: CIFAR networks win where a name is shared.
-model_dict = {**imagenet_model_dict, **cifar_model_dict}
+model_dict = {**imagenet_model_dict, **tinyimagenet_model_dict, **cifar_model_dict}
 
 # Students whose recipe uses lr 0.01 instead of 0.05 (RepDistiller / SimKD scripts).
 SMALL_LR_MODELS = ('MobileNetV2', 'MobileNetV2_1_0', 'ShuffleV1', 'ShuffleV2', 'ShuffleV2_1_5')

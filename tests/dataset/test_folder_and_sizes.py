@@ -1,13 +1,19 @@
 """A user's own data set (``--dataset folder``: class folders of images the test writes), its
-bad inputs, and ``--img_size`` (32x32 data resized batch by batch, folder sets by their
-transforms)."""
+bad inputs, ``--img_size`` (32x32 data resized batch by batch, folder sets by their
+transforms), and TinyImageNet at 64x64 as mdistiller trains on it."""
+import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import train_student
+import train_teacher
 from conftest import write_cifar100, write_imagenet
 from dataset import DatasetError, build_loaders, data_source
+from dataset.tinyimagenet import MEAN, STD_64
 
 
 @pytest.fixture
@@ -61,3 +67,32 @@ def test_img_size_resizes_32x32_batches_on_the_device(tmp_path):
                                                align_corners=False)
     assert torch.equal(b.image, expected) and torch.equal(a.target, b.target)
     assert data_source('cifar100', img_size=64).codable  # CKD and the cache still apply
+
+
+def test_tinyimagenet64_keeps_64x64_and_trains_mdistillers_dot_pair(tmp_path):
+    root = str(tmp_path)
+    write_imagenet(root, classes=('n01443537', 'n01629819'), per_class=4, size=(64, 64))
+    os.rename(os.path.join(root, 'imagenet'), os.path.join(root, 'tiny-imagenet-200'))
+    source = data_source('tinyimagenet64', root)
+    assert source.num_classes == 200 and source.input_size == 64
+    assert [type(t).__name__ for t in source.image_transform(True).transforms] == [
+        'RandomRotation', 'RandomHorizontalFlip'] and source.image_transform(False) is None
+    train, test = build_loaders('tinyimagenet64', root, batch_size=4, loader='classic', seed=0)
+    assert next(iter(train)).image.shape == (4, 3, 64, 64)
+    batch = next(iter(test))  # as the images are, normalised with mdistiller's statistics
+    path = os.path.join(root, 'tiny-imagenet-200', 'val', 'n01443537', '0.JPEG')
+    pixels = torch.from_numpy(np.array(Image.open(path).convert('RGB'))).permute(2, 0, 1) / 255
+    expected = (pixels - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD_64)[:, None, None]
+    assert torch.allclose(batch.image[0], expected, atol=1e-5)
+
+    save = str(tmp_path / 'save')
+    common = ['--dataset', 'tinyimagenet64', '--data_folder', root, '--save_dir', save,
+              '--epochs', '1', '--batch_size', '4', '--num_workers', '0']
+    assert train_teacher.main(['--model', 'resnet8'] + common) == 0
+    teacher = os.path.join(save, 'models', 'resnet8_tinyimagenet64_lr_0.05_decay_0.0005_trial_0',
+                           'resnet8_last.pth')
+    assert train_student.main(['--path_t', teacher, '--model_s', 'MobileNetV2_TinyImagenet',
+                               '--distill', 'kd', '--optimizer', 'dot'] + common) == 0
+    [run] = [d for d in os.listdir(os.path.join(save, 'student_model'))]
+    summary = json.load(open(os.path.join(save, 'student_model', run, 'summary.json')))
+    assert summary['student_params'] == 2497480 and 0 <= summary['teacher_top5'] <= 100

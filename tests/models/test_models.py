@@ -84,6 +84,18 @@ def test_ofds_wide_resnets_are_its_own():
                                                     (256, 8, 8), (256,)]
 
 
+def test_mdistillers_tinyimagenet_mobilenetv2_is_its_own():
+    # mdistiller a08d46f, mdistiller/models/cifar/mv2_tinyimagenet.py run with 200 classes on
+    # 64x64 inputs: its parameter count and feature shapes (f0-f4); its logits equal ours with
+    # its weights copied in (checked when this model was written).
+    model = get_model('MobileNetV2_TinyImagenet', 200, 'tinyimagenet64').eval()
+    assert n_params(model) == 2497480
+    feats, logits = model(torch.randn(2, 3, 64, 64), is_feat=True)
+    assert [tuple(f.shape[1:]) for f in feats] == [(32, 66, 66), (24, 33, 33), (32, 17, 17),
+                                                    (64, 9, 9), (1280, 9, 9), (1280,)]
+    assert logits.shape == (2, 200)
+
+
 def test_extra_cifar_models_match_seed_tables():
     # seed table: WRN-16-4 2.77M, WRN-40-4 8.97M, CIFAR ResNet18 11.22M
     assert round(n_params(get_model('wrn_16_4', 100)) / 1e6, 2) == 2.77

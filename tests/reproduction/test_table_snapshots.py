@@ -23,7 +23,7 @@ def test_the_sources_with_a_copy_are_these():
         'ctkd.toml', 'ctkd_imagenet.toml', 'dist_kd.toml', 'dist_kd_imagenet.toml',
         'dist_kd_imagenet_teachers.toml', 'distillers.toml', 'distillers_cross.toml',
         'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml', 'mdistiller.toml',
-        'mdistiller_imagenet.toml', 'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
+        'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
         'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml', 'srd_seed.toml']
 
 
