@@ -17,7 +17,9 @@ the row's: they replace its values); ``scratch_peer = true`` trains DML's peer f
 (markdown, beside the tables), that the table's figures are checked against (a row's
 ``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the first that
 many columns, where the table takes the others from elsewhere; ``snapshot_transposed``: the
-source's columns are the table's rows, in order, and its rows the metrics).
+source's columns are the table's rows, in order, and its rows the metrics;
+``snapshot_left_out``: the source's rows the table does not run, each named with why in the
+table's comments).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
@@ -58,7 +60,7 @@ NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given t
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
               'recipe', 'pairs', 'rows', 'snapshot', 'snapshot_columns', 'snapshot_transposed',
-              'metrics'}
+              'snapshot_left_out', 'metrics'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
             'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
@@ -138,12 +140,12 @@ def snapshot_rows(path):
     link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two
     rows, the rows of successive tables with one label joined in order (their columns
     continue). A table of one line per pair (its header begins ``Student | Teacher``,
-    ``Setup | Teacher`` or ``Model | Teacher``) is read column by column; one of a line per
+    ``Teacher | Student``, ``Setup | Teacher`` or ``Model | Teacher``) is read column by column; one of a line per
     method (its header begins ``Network | Method``) by method."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
     header = [c.strip() for c in lines[0].strip('|').split('|')]
-    if header[:2] == ['Student', 'Teacher']:
+    if header[:2] in (['Student', 'Teacher'], ['Teacher', 'Student']):
         return _snapshot_of_pairs(lines, header)
     if header[:2] in (['Setup', 'Teacher'], ['Model', 'Teacher'], ['Network', 'Method']):
         return _snapshot_of_settings(lines, separator)
@@ -154,6 +156,8 @@ def snapshot_rows(path):
         cells = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
         cells[0] = re.sub(r'\s*\[\[.*$', '', cells[0])  # the links after a method's name
         label, *values = [re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', c) for c in cells]
+        if not values:  # a heading inside the table, one cell (TTM's "*Feature-based*")
+            continue
         values = ['N/A' if v in ('-', '\\-') else re.sub(r'\s*\([+-][\d.]+\)$', '', v)
                   for v in values]
         parts = [p.strip() for p in label.split('<br>')]
@@ -197,18 +201,20 @@ def _snapshot_of_settings(lines, separator):
 
 
 def _snapshot_of_pairs(lines, header):
-    """A table of one line per pair (DIST_KD's): ``Student (figure) | Teacher (figure) |`` then
-    a column per method (a spread after ``±`` dropped); the columns that hold no figure (model
-    names, links) are left out."""
-    rows = {'Student': [], 'Teacher': []}
+    """A table of one line per pair (DIST_KD's, TTM's ImageNet table): ``Student (figure) |
+    Teacher (figure) |`` (or the two the other way round) then a column per method (a spread
+    after ``±``, bold and underline marks dropped, ``n/a`` as "N/A"); the columns that hold no
+    figure (model names, links) are left out."""
+    roles = header[:2]
+    rows = {role: [] for role in roles}
     for line in lines[2:]:
-        cells = [c.strip() for c in line.strip('|').split('|')]
-        for role, cell in zip(('Student', 'Teacher'), cells):
+        cells = [re.sub(r'<[^>]*>|\*', '', c).strip() for c in line.strip('|').split('|')]
+        for role, cell in zip(roles, cells):
             rows[role].append(re.search(r'\(([\d.]+)\)', cell).group(1))
         for name, cell in zip(header[2:], cells[2:]):
             figure = cell.split('±')[0].strip()
-            if re.fullmatch(r'[\d.]+', figure):
-                rows.setdefault(name, []).append(figure)
+            if re.fullmatch(r'[\d.]+', figure) or figure == 'n/a':
+                rows.setdefault(name.strip('*'), []).append('N/A' if figure == 'n/a' else figure)
     return rows
 
 

@@ -23,8 +23,10 @@ def test_the_sources_with_a_copy_are_these():
         'ctkd.toml', 'ctkd_imagenet.toml', 'dist_kd.toml', 'dist_kd_imagenet.toml',
         'dist_kd_imagenet_teachers.toml', 'distillers.toml', 'distillers_cross.toml',
         'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml', 'mdistiller.toml',
-        'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
-        'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml', 'srd_seed.toml']
+        'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'mlld.toml',
+        'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
+        'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml', 'srd_seed.toml',
+        'ttm_cross.toml', 'ttm_imagenet.toml', 'ttm_same.toml']
 
 
 def snapshots(table):
@@ -43,6 +45,9 @@ def test_a_tables_figures_are_its_sources(path):
         if table.get('snapshot_transposed'):
             continue
         for label, values in snapshot_rows(snapshot).items():
+            if label in table.get('snapshot_left_out', ()):
+                assert label not in rows, label
+                continue
             assert label in rows, f'{label}: in the source, not in the table'
             assert len(values) == columns, label
             published = rows[label]['published'][:columns]
