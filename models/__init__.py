@@ -17,6 +17,7 @@ from .resnet import (resnet8, resnet8x4, resnet14, resnet14x2, resnet14x4, resne
 from .resnet_imagenet import (resnet18, resnet34, resnet50, resnet101, resnet152,
                               resnext50_32x4d, wide_resnet10_2, wide_resnet18_2, wide_resnet34_2,
                               wide_resnet50_2)
+from .pyramidnet import pyramidnet110_84, pyramidnet200_240
 from .resnetv2 import ResNet18, ResNet34, ResNet50
 from .vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
 from .timm_models import check_timm_name, create_timm_model, is_timm_name
@@ -32,6 +33,7 @@ cifar_model_dict = {
     'ResNet18': ResNet18, 'ResNet34': ResNet34, 'ResNet50': ResNet50,
     'wrn_16_1': wrn_16_1, 'wrn_16_2': wrn_16_2, 'wrn_16_4': wrn_16_4,
     'wrn_28_2': wrn_28_2, 'wrn_28_4': wrn_28_4,
+    'pyramidnet200_240': pyramidnet200_240, 'pyramidnet110_84': pyramidnet110_84,
     'wrn_40_1': wrn_40_1, 'wrn_40_2': wrn_40_2, 'wrn_40_4': wrn_40_4,
     'vgg8': vgg8_bn, 'vgg11': vgg11_bn, 'vgg13': vgg13_bn, 'vgg16': vgg16_bn, 'vgg19': vgg19_bn,
     'MobileNetV2': mobile_half, 'MobileNetV2_1_0': mobile_half_double,

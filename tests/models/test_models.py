@@ -96,6 +96,19 @@ def test_mdistillers_tinyimagenet_mobilenetv2_is_its_own():
     assert logits.shape == (2, 200)
 
 
+@pytest.mark.parametrize('name, params, channels', [
+    ('pyramidnet200_240', 26844952, [100, 180, 1024]), ('pyramidnet110_84', 3913536, [44, 72, 100])])
+def test_ofds_pyramidnets_are_its_own(name, params, channels):
+    # clovaai/overhaul-distillation 76344a8, CIFAR-100/models/PyramidNet.py with 100 classes:
+    # its parameter count and get_channel_num (the channels of its pre-ReLU features); its
+    # logits and extract_feature(preReLU=True) equal ours on its weights (checked when written)
+    model = get_model(name, 100).eval()
+    assert n_params(model) == params
+    feats, logits = model(torch.randn(2, 3, 32, 32), is_feat=True, preact=True)
+    assert [f.shape[1] for f in feats[1:4]] == channels
+    assert [bn.num_features for bn in model.get_bn_before_relu()] == channels
+
+
 def test_extra_cifar_models_match_seed_tables():
     # seed table: WRN-16-4 2.77M, WRN-40-4 8.97M, CIFAR ResNet18 11.22M
     assert round(n_params(get_model('wrn_16_4', 100)) / 1e6, 2) == 2.77
@@ -234,7 +247,11 @@ AUTHORS_SPLITS = {'resnet': ('afterrelu', 4), 'ResNet': ('afterrelu', 5), 'wrn':
 def test_stages_run_in_turn_give_the_models_logits_and_features(name):
     torch.manual_seed(0)
     model = get_model(name, 10).eval()
-    family = next(f for f in sorted(AUTHORS_SPLITS, key=len, reverse=True) if name.startswith(f))
+    family = next((f for f in sorted(AUTHORS_SPLITS, key=len, reverse=True)
+                   if name.startswith(f)), None)
+    if family is None:  # a family FCFD's authors do not split (OFD's PyramidNets)
+        assert (model.stage_input, model.num_stages) == (None, 0)
+        return
     assert (model.stage_input, model.num_stages) == AUTHORS_SPLITS[family]
     for size in (32, 64) if family == 'vgg' else (32,):  # VGG's 4th pooling: 64x64 inputs only
         x = torch.randn(2, 3, size, size)
