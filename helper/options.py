@@ -133,6 +133,9 @@ RECIPES = {
     # r18_shuv2.yaml gives no decay epochs, so its cfg.py's 150,180,210 apply there)
     'mdistiller_tinyimagenet': dict(epochs=200, batch_size=256, learning_rate=0.2,
                                     lr_decay_epochs='60,120,160', weight_decay=5e-4),
+    # SDD's ImageNet configs (shicaiwei123/SDD-CVPR2024 e412036 configs/imagenet/r50_mv2/*.yaml)
+    'sdd_imagenet': dict(epochs=100, batch_size=256, learning_rate=0.2,
+                         lr_decay_epochs='30,60,90', weight_decay=1e-4),
     # DIST_KD's ImageNet baseline (hunto/image_classification_sota d9662f7, the submodule of
     # DIST_KD 2418f18: configs/strategies/distill/resnet_{dist,kdt4}.yaml on 8 GPUs): SGD with
     # Nesterov momentum and no weight decay on biases and BN (lib/utils/optim.py), as timm's sgd

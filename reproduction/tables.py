@@ -170,9 +170,11 @@ def snapshot_rows(path):
 def snapshot_columns(path):
     """``[(label, [figure, ...]), ...]`` of a snapshot whose columns are the table's rows, in
     order (CTKD's ImageNet table: a column per method, a row per metric); a label is its header
-    cell up to a ``<br>``, the first column (the metric's name) is left out."""
+    cell up to a ``<br>``, the first column (the metric's name) is left out, and so is a gain
+    in brackets after a figure."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
-    header, *rows = [[c.strip().replace('**', '') for c in line.strip('|').split('|')][1:]
+    header, *rows = [[re.sub(r'\s*\([+-][\d.]+\)$', '', c.strip().replace('**', ''))
+                      for c in line.strip().strip('|').split('|')][1:]
                      for line in lines if not set(line) <= set('|:- ')]
     return [(label.split('<br>')[0].strip(), [row[k] for row in rows])
             for k, label in enumerate(header)]

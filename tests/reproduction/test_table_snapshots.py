@@ -25,7 +25,8 @@ def test_the_sources_with_a_copy_are_these():
         'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml', 'mdistiller.toml',
         'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'mlld.toml',
         'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
-        'repdistiller_cross.toml', 'repdistiller_same.toml', 'simkd.toml', 'srd_seed.toml',
+        'repdistiller_cross.toml', 'repdistiller_same.toml', 'sdd.toml', 'sdd_imagenet.toml',
+        'simkd.toml', 'srd_seed.toml',
         'ttm_cross.toml', 'ttm_imagenet.toml', 'ttm_same.toml']
 
 
