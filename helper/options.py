@@ -133,6 +133,13 @@ RECIPES = {
     # r18_shuv2.yaml gives no decay epochs, so its cfg.py's 150,180,210 apply there)
     'mdistiller_tinyimagenet': dict(epochs=200, batch_size=256, learning_rate=0.2,
                                     lr_decay_epochs='60,120,160', weight_decay=5e-4),
+    # mmcls's DeiT-Tiny as NKD's cls_KD trains it (yzd-v/cls_KD 1e5d48f configs/deit/
+    # deit-small_pt-4xb256_in1k.py over imagenet_bs1024_adamw_swin.py: no EMA, no drop path for
+    # tiny): 4 x 256 images, AdamW 5e-4 * 1024 / 512, warm-up from 1e-3 of it over 20 epochs
+    'deit_mmcls': dict(epochs=300, batch_size=1024, learning_rate=1e-3, weight_decay=0.05,
+                       opt='adamw', schedule='cosine', warmup_epochs=20, warmup_lr=1e-6,
+                       min_lr=1e-5, max_grad_norm=5.0, smoothing=0.1, mixup=0.8, cutmix=1.0,
+                       randaugment='rand-m9-mstd0.5-inc1', reprob=0.25),
     # SDD's ImageNet configs (shicaiwei123/SDD-CVPR2024 e412036 configs/imagenet/r50_mv2/*.yaml)
     'sdd_imagenet': dict(epochs=100, batch_size=256, learning_rate=0.2,
                          lr_decay_epochs='30,60,90', weight_decay=1e-4),

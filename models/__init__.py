@@ -1,10 +1,10 @@
 """Model registry.
 
 ``model_dict`` maps RepDistiller's and the SimKD toolbox's CIFAR names (and the ImageNet-only
-and TinyImageNet-only names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34`` and ``ResNet50`` name a
-CIFAR network in ``model_dict`` (as RepDistiller) and the torchvision-style ImageNet network in
-``imagenet_model_dict`` (as SimKD); ``get_model`` picks by data set. ``timm:NAME`` names any
-timm model (``models.timm_models``).
+and TinyImageNet-only names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34``
+and ``ResNet50`` name a CIFAR network in ``model_dict`` (as RepDistiller) and the
+torchvision-style ImageNet network in ``imagenet_model_dict`` (as SimKD); ``get_model`` picks by
+data set. ``timm:NAME`` names any timm model (``models.timm_models``).
 """
 from .ShuffleNetv1 import ShuffleV1
 from .ShuffleNetv2 import ShuffleV2, ShuffleV2_1_5

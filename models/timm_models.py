@@ -59,13 +59,21 @@ def known_names():
 
 
 def check_timm_name(name):
-    """Refuse (``KeyError``, one line) a name timm does not know, with close names."""
+    """Refuse (``KeyError``, one line) a name timm does not know, with close names; a
+    pretrained tag after a dot (``deit3_small_patch16_224.fb_in22k_ft_in1k``) must be one of
+    the model's."""
+    import timm
     model, _ = parse_timm_name(name)
-    if model not in known_names():
-        close = difflib.get_close_matches(model, known_names(), n=3, cutoff=0.6)
+    architecture, tag = timm.models.split_model_name_tag(model)
+    if architecture not in known_names():
+        close = difflib.get_close_matches(architecture, known_names(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else \
             " (timm.list_models() lists them)"
-        raise KeyError(f"timm has no model '{model}'{hint}")
+        raise KeyError(f"timm has no model '{architecture}'{hint}")
+    tags = timm.list_pretrained(architecture + '.*')
+    if tag and model not in tags:
+        raise KeyError(f"timm has no weights '{model}' (its weights: "
+                       f"{', '.join(tags) or 'none'})")
 
 
 def create_timm_model(name, num_classes, image_size=None, pretrained=False):

@@ -190,7 +190,8 @@ def markdown(table, measured):
 
 
 CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'metric', 'statistic',
-              'aggregate', 'published', 'source', 'mean', 'std', 'n', 'difference', 'marked', 'status', 'logs']
+              'aggregate', 'published', 'source', 'mean', 'std', 'n', 'difference', 'marked',
+              'status', 'logs']
 
 
 def csv_text(measured):
@@ -200,7 +201,8 @@ def csv_text(measured):
     for m in measured:
         c = m.cell
         writer.writerow([c.table, c.row, c.label, c.teacher, c.student, c.probe or '',
-                         c.metric, c.statistic, c.aggregate, '' if c.published is None else c.published,
+                         c.metric, c.statistic, c.aggregate,
+                         '' if c.published is None else c.published,
                          c.source, _fmt(m.mean, 4), _fmt(m.std, 4), m.n,
                          _fmt(m.difference, 4), int(m.marked), m.status, ' '.join(m.logs)])
     return out.getvalue()

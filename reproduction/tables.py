@@ -2,24 +2,25 @@
 
 A table names its source, its data set, the statistic its figures are (the ``last`` or the
 ``best`` epoch's, the ``mean`` of several runs or a ``single`` run), the teacher/student pairs
-(its columns; with ``probes``, a linear probe of each run on those data sets is the column
-instead; with ``metrics = ["top1", "top5"]``, each pair has a column per accuracy, measured by
-the same runs; ``top1_error`` and ``top5_error`` are the error rates), the common recipe, and
-rows. A row is the teacher (``teacher``), the student
+(its columns; a teacher ``torchvision:NAME`` is published weights, as is ``timm:NAME`` where
+``published_teachers = true``: read by name, never trained; with ``probes``, a linear probe of
+each run on those data sets is the column instead; with ``metrics = ["top1", "top5"]``, each
+pair has a column per accuracy, measured by the same runs; ``top1_error`` and ``top5_error`` are
+the error rates), the common recipe, and rows. A row is the teacher (``teacher``), the student
 trained alone (``student``) or a method: ``flags`` as the authors' scripts write them (a
 ``--distill`` first), ``variant`` the flags among them that make the row differ from the
-method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"``
-where the source has none (the cell is not run), ``"unpublished"`` where it is run and measured
-without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and
-the recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after
-the row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
-(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table, or a list of copies
-(markdown, beside the tables), that the table's figures are checked against (a row's
-``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the first that
-many columns, where the table takes the others from elsewhere; ``snapshot_transposed``: the
-source's columns are the table's rows, in order, and its rows the metrics;
-``snapshot_left_out``: the source's rows the table does not run, each named with why in the
-table's comments).
+method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"`` where
+the source has none (the cell is not run), ``"unpublished"`` where it is run and measured
+without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and the
+recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after the
+row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
+(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table,
+or a list of copies (markdown, beside the tables), that the table's figures are checked against
+(a row's ``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the
+first that many columns, where the table takes the others from elsewhere;
+``snapshot_transposed``: the source's columns are the table's rows, in order, and its rows the
+metrics; ``snapshot_left_out``: the source's rows the table does not run, each named with why in
+the table's comments).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
@@ -45,7 +46,7 @@ from core.util import UserError
 from helper.logger import read_summary
 from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
 from helper.run_folder import CIRCUMSTANTIAL
-from models import SMALL_LR_MODELS, check_model_name
+from models import SMALL_LR_MODELS, check_model_name, is_timm_name
 
 ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_student,
                 'transfer_student.py': transfer_student}
@@ -60,7 +61,7 @@ NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given t
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
               'teacher_epochs', 'fixed_seeds', 'fetch_teachers', 'probes', 'probe_checkpoint',
               'recipe', 'pairs', 'rows', 'snapshot', 'snapshot_columns', 'snapshot_transposed',
-              'snapshot_left_out', 'metrics'}
+              'snapshot_left_out', 'metrics', 'published_teachers'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
             'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
@@ -128,10 +129,11 @@ def _published(value, where):
                      f'"unpublished"')
 
 
-def named_teacher(name):
+def named_teacher(name, published_timm=False):
     """Whether a table's teacher is published weights read by name (``torchvision:<name>``,
-    ImageNet's), which no run trains: distillation runs read it straight."""
-    return name.startswith('torchvision:')
+    ImageNet's; ``timm:<name>``, timm's own, in a table of ``published_teachers``), which no
+    run trains: distillation runs read it straight."""
+    return name.startswith('torchvision:') or published_timm and name.startswith('timm:')
 
 
 def snapshot_rows(path):
@@ -140,8 +142,8 @@ def snapshot_rows(path):
     link read as its text, a dash as "N/A", a ``Teacher <br> Student`` row split into its two
     rows, the rows of successive tables with one label joined in order (their columns
     continue). A table of one line per pair (its header begins ``Student | Teacher``,
-    ``Teacher | Student``, ``Setup | Teacher`` or ``Model | Teacher``) is read column by column; one of a line per
-    method (its header begins ``Network | Method``) by method."""
+    ``Teacher | Student``, ``Setup | Teacher`` or ``Model | Teacher``) is read column by
+    column; one of a line per method (its header begins ``Network | Method``) by method."""
     lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
     separator = set('|:- ')
     header = [c.strip() for c in lines[0].strip('|').split('|')]
@@ -216,7 +218,8 @@ def _snapshot_of_pairs(lines, header):
         for name, cell in zip(header[2:], cells[2:]):
             figure = cell.split('±')[0].strip()
             if re.fullmatch(r'[\d.]+', figure) or figure == 'n/a':
-                rows.setdefault(name.strip('*'), []).append('N/A' if figure == 'n/a' else figure)
+                rows.setdefault(name.replace('*', ''), []).append(
+                    'N/A' if figure == 'n/a' else figure)
     return rows
 
 
@@ -283,6 +286,7 @@ class Table:
             self.metrics = [_choice(m, METRICS, 'metric', where)
                             for m in data.get('metrics', ['top1'])]
             self.probe_checkpoint = data.get('probe_checkpoint', 'last')
+            self.published_teachers = bool(data.get('published_teachers', False))
             self.recipe = dict(data.get('recipe', {}))
             self.pairs = [(p['teacher'], p['student']) for p in data['pairs']]
             rows = data['rows']
@@ -293,6 +297,9 @@ class Table:
         self.cells = [cell for key, row in rows.items() for cell in self._row_cells(key, row)]
         for cell in self.cells:
             check_cell(self, cell)
+
+    def named_teacher(self, name):
+        return named_teacher(name, self.published_teachers)
 
     @property
     def columns(self):
@@ -332,7 +339,7 @@ class Table:
         """Where distillation runs read the teacher: RepDistiller's path on CIFAR-100 (where
         fetched and trained teachers are published, named by the epochs the teacher's command
         trains), else the teacher run's last weights; a named teacher is read by its name."""
-        if named_teacher(teacher):
+        if self.named_teacher(teacher):
             return teacher
         run = _parse('train_teacher.py',
                      self.teacher_argv(teacher, save_dir, DEFAULT_DATA) + list(extra))
@@ -417,7 +424,7 @@ class Table:
         teachers = {}
         teacher_extra = extras['train_teacher.py']
         for cell in cells:
-            if cell.teacher in teachers or cell.scratch_peer or named_teacher(cell.teacher):
+            if cell.teacher in teachers or cell.scratch_peer or self.named_teacher(cell.teacher):
                 continue
             argv = self.teacher_argv(cell.teacher, save_dir, data_folder) + teacher_extra
             commands = [argv]
@@ -434,10 +441,10 @@ class Table:
         ordered = {STUDENT: [], 'distill': [], 'probe': []}
         named = []  # the teacher rows of named teachers: measured by their pairs' runs
         for cell in cells:
-            if named_teacher(cell.teacher) and cell.row == TEACHER and not cell.probe:
+            if self.named_teacher(cell.teacher) and cell.row == TEACHER and not cell.probe:
                 named.append(cell)
                 continue
-            teacher = None if cell.scratch_peer or named_teacher(cell.teacher) else add(
+            teacher = None if cell.scratch_peer or self.named_teacher(cell.teacher) else add(
                 teachers[cell.teacher], cell if cell.row == TEACHER and not cell.probe else None)
             for trial in range(1, trials + 1):
                 if cell.row == TEACHER:
@@ -477,7 +484,7 @@ class Table:
                 continue
             config = _parse('train_student.py', run.argv)
             model_t = run.cells[0].teacher if run.cells else config.teacher.named
-            if named_teacher(model_t):
+            if self.named_teacher(model_t):
                 model_t = teacher_architecture(model_t)
             key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(config.options.items())
                                      if k not in ('trial', 'seed'))
@@ -621,7 +628,7 @@ def check_cell(table, cell):
     """Refuse, in one line naming the cell, an unknown model or method or flags the training
     script rejects."""
     for role, name in ((TEACHER, cell.teacher), (STUDENT, cell.student)):
-        if role == TEACHER and named_teacher(name):
+        if role == TEACHER and table.named_teacher(name) and not is_timm_name(name):
             if teacher_architecture(name) is None:
                 raise TableError(f'{cell.where}: unknown teacher {name!r}')
             continue

@@ -97,7 +97,8 @@ def test_mdistillers_tinyimagenet_mobilenetv2_is_its_own():
 
 
 @pytest.mark.parametrize('name, params, channels', [
-    ('pyramidnet200_240', 26844952, [100, 180, 1024]), ('pyramidnet110_84', 3913536, [44, 72, 100])])
+    ('pyramidnet200_240', 26844952, [100, 180, 1024]),
+    ('pyramidnet110_84', 3913536, [44, 72, 100])])
 def test_ofds_pyramidnets_are_its_own(name, params, channels):
     # clovaai/overhaul-distillation 76344a8, CIFAR-100/models/PyramidNet.py with 100 classes:
     # its parameter count and get_channel_num (the channels of its pre-ReLU features); its

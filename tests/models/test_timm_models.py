@@ -71,6 +71,11 @@ def test_unknown_names_are_answered_with_close_ones():
         get_model('timm:resnet18,depth', 10)
     with pytest.raises(KeyError, match="invalid choice: 'resnet9000'.*or timm:NAME"):
         get_model('resnet9000', 10)
+    # a pretrained tag names one of the model's weights
+    assert get_model('timm:resnet10t.c3_in1k', 10).get_classifier().out_features == 10
+    with pytest.raises(KeyError, match=r"no weights 'resnet10t.in9k' \(its weights: "
+                                       r"resnet10t.c3_in1k\)"):
+        get_model('timm:resnet10t.in9k', 10)
 
 
 def test_timm_weights_without_network_access_name_the_file_alternative(monkeypatch):

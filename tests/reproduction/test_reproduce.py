@@ -16,7 +16,7 @@ import torch
 import train_student
 from distiller_zoo import get_method
 from core.checkpoint import load_checkpoint
-from reproduction.tables import STUDENT, TEACHER, Table, _parse, _values
+from reproduction.tables import STUDENT, TEACHER, Table, TableError, _parse, _values
 from scripts import gpu_check, reproduce
 from conftest import REPO
 
@@ -172,6 +172,21 @@ def test_a_named_teacher_is_read_by_its_name_and_measured_by_its_pairs_runs(tmp_
     teacher_cell = next(c for c in table.cells if c.row == TEACHER)
     assert all(teacher_cell in r.cells for r in distill)
     table.check_pairs(runs)  # built as ResNet18 (torchvision's keys), without weights
+
+
+def test_published_timm_teachers_are_read_by_name_not_trained(tmp_path):
+    text = GOOD.replace('teacher = "resnet8"', 'teacher = "timm:resnet10t.c3_in1k"')
+    runs = Table(write_table(tmp_path, text)).runs(save_dir=str(tmp_path / 'save'))
+    assert [r.kind for r in runs if r.kind == TEACHER] == [TEACHER]  # an architecture: trained
+    table = Table(write_table(tmp_path, 'published_teachers = true\n' + text))
+    runs = table.runs(save_dir=str(tmp_path / 'save'))
+    distill = [r for r in runs if r.kind == 'distill']
+    assert not [r for r in runs if r.kind == TEACHER] and distill
+    assert all(r.argv[r.argv.index('--path_t') + 1] == 'timm:resnet10t.c3_in1k' for r in distill)
+    table.check_pairs(runs)  # built from timm's architecture, without its weights
+    with pytest.raises(TableError, match="unknown teacher model 'timm:resnet10t.in9k'"):
+        Table(write_table(tmp_path, 'published_teachers = true\n' + text.replace(
+            'c3_in1k', 'in9k')))
 
 
 def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
