@@ -88,14 +88,14 @@ class PyramidNet(KDModel):
 
     def _make_layer(self, block, count, stride=1):
         downsample = nn.AvgPool2d(2, stride=2, ceil_mode=True) if stride != 1 else None
-        layers = []
+        layers, inplanes = [], self.input_featuremap_dim
         for i in range(count):
             self.featuremap_dim += self.addrate
-            inplanes = self.input_featuremap_dim if i == 0 else planes * block.outchannel_ratio
             planes = int(round(self.featuremap_dim))
             layers.append(block(inplanes, planes, stride if i == 0 else 1,
                                 downsample if i == 0 else None))
-        self.input_featuremap_dim = planes * block.outchannel_ratio
+            inplanes = planes * block.outchannel_ratio
+        self.input_featuremap_dim = inplanes
         return nn.Sequential(*layers)
 
     def get_feat_modules(self):
