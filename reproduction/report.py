@@ -1,13 +1,13 @@
 """The measured table beside the published one (``scripts/reproduce.py --report``).
 
 For each cell: the published figure, the measured mean and sample standard deviation over the
-finished trials (n) of the statistic the source reports (the last or the best epoch's top-1,
-or top-5 in a table's top-5 columns; the teacher's accuracy as the distillation runs measured
-it), their difference, and the
-cell's status: done, or what keeps it from being done (failed, with its log; stopped; stale:
-finished with other options; missing: not run yet). A cell is marked (``!``) when the published
-figure lies outside the measured mean +- 2 std, or fewer than 2 trials finished (except the
-teacher's row: one set of weights, measured once).
+finished trials (n) of the statistic the source reports (the last or the best epoch's top-1, or
+what a table's ``metrics`` name: top-5, or an error rate; the teacher's accuracy as the
+distillation runs measured it), their difference, and the cell's status: done, or what keeps it
+from being done (failed, with its log; stopped; stale: finished with other options; missing: not
+run yet). A cell is marked (``!``) when the published figure lies outside the measured mean +- 2
+std, or fewer than 2 trials finished (except the teacher's row: one set of weights, measured
+once).
 """
 import csv
 import io
