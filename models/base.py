@@ -19,6 +19,8 @@ says what a stage hands the next: ``'afterrelu'`` (its output after the ReLU), `
 (before it: the next stage begins with the ReLU) or ``'beforebn'`` (WRN: before the next block's
 BN and ReLU). A model without stages (the ImageNet ones) has ``stage_input`` None.
 """
+import math
+
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -97,6 +99,18 @@ def init_kaiming_bn(model):
 def last_bn(block):
     """The BN whose output feeds a residual block's final ReLU."""
     return block.bn3 if hasattr(block, 'bn3') else block.bn2
+
+
+def init_he_conv_unit_bn(model):
+    """The Wide ResNet / PyramidNet initialisation: He-normal (fan-out) convs, BN weight 1 and
+    bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def init_he_conv_small_linear(model):

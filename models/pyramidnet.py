@@ -7,12 +7,10 @@ With ``preact`` the stage features are OFD's: each stage's output taken up to th
 that follows it, the next stage's first block's BN, 1x1 conv and BN with bottlenecks (its first
 BN alone with basic blocks, as the authors' code), and the final BN for the last stage; their
 last BNs are ``get_bn_before_relu`` (the authors' list for bottlenecks)."""
-import math
-
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, global_avg_pool
+from .base import KDModel, global_avg_pool, init_he_conv_unit_bn
 
 
 def _add_shortcut(out, shortcut):
@@ -78,13 +76,7 @@ class PyramidNet(KDModel):
         self.layer3 = self._make_layer(block, n, stride=2)
         self.bn_final = nn.BatchNorm2d(self.input_featuremap_dim)
         self.fc = nn.Linear(self.input_featuremap_dim, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he_conv_unit_bn(self)
 
     def _make_layer(self, block, count, stride=1):
         downsample = nn.AvgPool2d(2, stride=2, ceil_mode=True) if stride != 1 else None

@@ -1,10 +1,8 @@
 """Wide ResNets (pre-activation blocks, depth 6n+4) as in RepDistiller."""
-import math
-
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import KDModel, global_avg_pool
+from .base import KDModel, global_avg_pool, init_he_conv_unit_bn
 
 
 class BasicBlock(nn.Module):
@@ -59,15 +57,8 @@ class WideResNet(KDModel):
         self.fc = nn.Linear(channels[3], num_classes)
         self.nChannels = channels[3]
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_he_conv_unit_bn(self)
+        nn.init.zeros_(self.fc.bias)
 
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.block1, self.block2, self.block3])
