@@ -483,7 +483,9 @@ class Table:
             if run.kind != 'distill':
                 continue
             config = _parse('train_student.py', run.argv)
-            model_t = run.cells[0].teacher if run.cells else config.teacher.named
+            # a run measured through its probes has no cell of its own: its teacher file names it
+            model_t = run.cells[0].teacher if run.cells else teacher_architecture(
+                config.teacher.path, config.teacher.named)
             if self.named_teacher(model_t):
                 model_t = teacher_architecture(model_t)
             key = (model_t,) + tuple((k, repr(v)) for k, v in sorted(config.options.items())

@@ -511,6 +511,15 @@ def test_dry_run_checks_that_each_method_serves_its_pair_before_any_teacher_trai
         assert not os.path.exists(os.path.join(save, 'models'))
 
 
+def test_dry_run_of_a_table_measured_through_probes_checks_its_pairs(capsys):
+    # its distillation runs have no cell of their own (their probes have): the teacher file
+    # names the teacher
+    assert reproduce.main([os.path.join(REPO, 'tables', 'distillers_transfer.toml'),
+                           '--dry_run', '--methods', 'kd,crd']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith('python ') for line in lines)
+
+
 def finish_all(runs, **changed):
     """Every run finished, its summary recording the options its command parses to (with
     ``changed`` values instead)."""
