@@ -66,3 +66,11 @@ def test_a_transposed_source_has_the_tables_rows_as_its_columns_in_order(path):
     for row, (label, values) in zip(rows, source):
         assert row.get('snapshot_label', row['label']) == label
         assert [figure(v) for v in row['published']] == [figure(v) for v in values], label
+
+
+def test_the_readme_lists_every_table():
+    readme = open(os.path.join(REPO, 'README.md')).read()
+    listed = readme[readme.index('The tables (`tables/*.toml`'):readme.index('Left out, and why')]
+    for path in glob.glob(os.path.join(REPO, 'tables', '*.toml')):
+        name = os.path.splitext(os.path.basename(path))[0]
+        assert f'`{name}`' in listed, name
