@@ -70,8 +70,8 @@ def check_timm_name(name):
         hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else \
             " (timm.list_models() lists them)"
         raise KeyError(f"timm has no model '{architecture}'{hint}")
-    tags = timm.list_pretrained(architecture + '.*')
-    if tag and model not in tags:
+    if tag and model not in timm.list_pretrained(model):
+        tags = timm.list_pretrained(architecture + '.*')
         raise KeyError(f"timm has no weights '{model}' (its weights: "
                        f"{', '.join(tags) or 'none'})")
 

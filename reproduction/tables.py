@@ -136,6 +136,20 @@ def named_teacher(name, published_timm=False):
     return name.startswith('torchvision:') or published_timm and name.startswith('timm:')
 
 
+SEPARATOR = set('|:- ')  # the characters of a markdown table's header separator line
+GAIN = re.compile(r'\s*\([+-][\d.]+\)$')  # a gain in brackets after a figure: "76.30(+2.23)"
+FIGURE = re.compile(r'[\d.]+')
+
+
+def _table_lines(path):
+    """The table lines of a snapshot (its comment left out)."""
+    return [line.strip() for line in open(path) if line.strip().startswith('|')]
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip('|').split('|')]
+
+
 def snapshot_rows(path):
     """``{label: [figure, ...]}`` of a snapshot of a source's markdown table(s): header rows
     skipped, bold marks, links after a label and a gain in brackets after a figure dropped, a
@@ -144,24 +158,22 @@ def snapshot_rows(path):
     continue). A table of one line per pair (its header begins ``Student | Teacher``,
     ``Teacher | Student``, ``Setup | Teacher`` or ``Model | Teacher``) is read column by
     column; one of a line per method (its header begins ``Network | Method``) by method."""
-    lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
-    separator = set('|:- ')
-    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    lines = _table_lines(path)
+    header = _cells(lines[0])
     if header[:2] in (['Student', 'Teacher'], ['Teacher', 'Student']):
         return _snapshot_of_pairs(lines, header)
     if header[:2] in (['Setup', 'Teacher'], ['Model', 'Teacher'], ['Network', 'Method']):
-        return _snapshot_of_settings(lines, separator)
+        return _snapshot_of_settings(lines)
     rows = {}
     for i, line in enumerate(lines):
-        if set(line) <= separator or (i + 1 < len(lines) and set(lines[i + 1]) <= separator):
+        if set(line) <= SEPARATOR or (i + 1 < len(lines) and set(lines[i + 1]) <= SEPARATOR):
             continue
-        cells = [c.strip().replace('**', '') for c in line.strip('|').split('|')]
+        cells = [c.replace('**', '') for c in _cells(line)]
         cells[0] = re.sub(r'\s*\[\[.*$', '', cells[0])  # the links after a method's name
         label, *values = [re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', c) for c in cells]
         if not values:  # a heading inside the table, one cell (TTM's "*Feature-based*")
             continue
-        values = ['N/A' if v in ('-', '\\-') else re.sub(r'\s*\([+-][\d.]+\)$', '', v)
-                  for v in values]
+        values = ['N/A' if v in ('-', '\\-') else GAIN.sub('', v) for v in values]
         parts = [p.strip() for p in label.split('<br>')]
         for k, part in enumerate(parts):
             rows.setdefault(part, []).extend(
@@ -174,32 +186,29 @@ def snapshot_columns(path):
     order (CTKD's ImageNet table: a column per method, a row per metric); a label is its header
     cell up to a ``<br>``, the first column (the metric's name) is left out, and so is a gain
     in brackets after a figure."""
-    lines = [line.strip() for line in open(path) if line.strip().startswith('|')]
-    header, *rows = [[re.sub(r'\s*\([+-][\d.]+\)$', '', c.strip().replace('**', ''))
-                      for c in line.strip().strip('|').split('|')][1:]
-                     for line in lines if not set(line) <= set('|:- ')]
+    header, *rows = [[GAIN.sub('', c.replace('**', '')) for c in _cells(line)][1:]
+                     for line in _table_lines(path) if not set(line) <= SEPARATOR]
     return [(label.split('<br>')[0].strip(), [row[k] for row in rows])
             for k, label in enumerate(header)]
 
 
-def _snapshot_of_settings(lines, separator):
+def _snapshot_of_settings(lines):
     """OFD's and NKD's tables: one line per pair (``Setup | Teacher |`` or ``Model | Teacher |``,
     then a column per method: the columns that hold figures, ``Improvement``, the difference of
     two, left out) or per method of a pair (``Network | Method |`` then a column per metric;
     the pairs' tables follow each other); ``%``, ``__`` and a gain in brackets dropped."""
     rows = {}
     for line in lines:
-        if set(line) <= separator:
+        if set(line) <= SEPARATOR:
             continue
-        cells = [re.sub(r'\s*\([+-][\d.]+\)$', '', c.strip().replace('__', '').rstrip('%').strip())
-                 for c in line.strip('|').split('|')]
+        cells = [GAIN.sub('', c.replace('__', '').rstrip('%').strip()) for c in _cells(line)]
         if cells[0] in ('Setup', 'Model', 'Network'):
             header = cells
         elif header[0] == 'Network':
             rows.setdefault(cells[1], []).extend(cells[2:])
         else:
             for name, cell in zip(header, cells):
-                if re.fullmatch(r'[\d.]+', cell) and name != 'Improvement':
+                if FIGURE.fullmatch(cell) and name != 'Improvement':
                     rows.setdefault(name, []).append(cell)
     return rows
 
@@ -212,12 +221,12 @@ def _snapshot_of_pairs(lines, header):
     roles = header[:2]
     rows = {role: [] for role in roles}
     for line in lines[2:]:
-        cells = [re.sub(r'<[^>]*>|\*', '', c).strip() for c in line.strip('|').split('|')]
+        cells = [re.sub(r'<[^>]*>|\*', '', c).strip() for c in _cells(line)]
         for role, cell in zip(roles, cells):
             rows[role].append(re.search(r'\(([\d.]+)\)', cell).group(1))
         for name, cell in zip(header[2:], cells[2:]):
             figure = cell.split('±')[0].strip()
-            if re.fullmatch(r'[\d.]+', figure) or figure == 'n/a':
+            if FIGURE.fullmatch(figure) or figure == 'n/a':
                 rows.setdefault(name.replace('*', ''), []).append(
                     'N/A' if figure == 'n/a' else figure)
     return rows

@@ -93,6 +93,6 @@ def test_tinyimagenet64_keeps_64x64_and_trains_mdistillers_dot_pair(tmp_path):
                            'resnet8_last.pth')
     assert train_student.main(['--path_t', teacher, '--model_s', 'MobileNetV2_TinyImagenet',
                                '--distill', 'kd', '--optimizer', 'dot'] + common) == 0
-    [run] = [d for d in os.listdir(os.path.join(save, 'student_model'))]
+    [run] = os.listdir(os.path.join(save, 'student_model'))
     summary = json.load(open(os.path.join(save, 'student_model', run, 'summary.json')))
     assert summary['student_params'] == 2497480 and 0 <= summary['teacher_top5'] <= 100
