@@ -42,11 +42,19 @@ def assert_close(actual, expected, rel=1e-5, abs_=1e-6, scale=0.0):
         actual.tolist(), expected.tolist())
 
 
-def assert_stats_close(actual, expected, rel=1e-4):
-    """``grad_stats``-shaped lists (sum, absolute sum, entries...): the absolute sum at ``rel``,
-    the sum and the entries at ``rel`` or the noise of the absolute sum, whichever is larger."""
+def assert_stats_close(actual, expected, rel=1e-4, scalars=0):
+    """``grad_stats``-shaped lists (sum, absolute sum, entries...), after ``scalars`` values (a
+    loss) compared at ``rel``: the absolute sum at ``rel``, the sum and the entries at ``rel``
+    or the noise of the absolute sum, whichever is larger."""
     actual, expected = flat(actual), flat(expected)
-    assert_close(actual, expected, rel=rel, abs_=1e-6, scale=abs(expected[1]))
+    assert_close(actual[:scalars], expected[:scalars], rel=rel)
+    assert_close(actual[scalars:], expected[scalars:], rel=rel, abs_=1e-6,
+                 scale=abs(expected[scalars + 1]))
+
+
+def assert_loss_and_stats_close(actual, expected, rel=1e-4):
+    """A loss, then its gradient's ``grad_stats``."""
+    assert_stats_close(actual, expected, rel, scalars=1)
 
 
 def assert_same_trajectory(resumed, straight, start, rel=1e-2):

@@ -19,7 +19,8 @@ from models import get_model
 from distiller_zoo import (SPP, TTM, WTTM, CAT_loss, DistillKL, MGDLoss, NKDLoss, get_method,
                            multi_dkd, multi_nkd_loss, nkd_loss, rld_loss, sdd_kd_loss, sdd_logits)
 from distiller_zoo.DKD import dkd_loss
-from reference import assert_close, assert_stats_close, det, grad_stats
+from reference import (assert_close, assert_loss_and_stats_close, assert_stats_close, det,
+                       grad_stats)
 from runs import straight_and_resumed
 
 REFERENCE = json.load(open(os.path.join(FIXTURES, 'wave4_reference.json')))
@@ -37,8 +38,8 @@ def value_and_grad(loss_fn):
 
 @pytest.mark.parametrize('power', [0.1, 0.2, 1.0])
 def test_ttm_and_wttm_equal_the_authors(power):
-    assert_stats_close(value_and_grad(TTM(power)), REFERENCE[f'ttm_{power}'])
-    assert_stats_close(value_and_grad(WTTM(power)), REFERENCE[f'wttm_{power}'])
+    assert_loss_and_stats_close(value_and_grad(TTM(power)), REFERENCE[f'ttm_{power}'])
+    assert_loss_and_stats_close(value_and_grad(WTTM(power)), REFERENCE[f'wttm_{power}'])
 
 
 def test_ttm_at_power_one_is_the_kl_at_temperature_one_and_wttm_weighs_flat_teachers_more():
@@ -52,16 +53,16 @@ def test_ttm_at_power_one_is_the_kl_at_temperature_one_and_wttm_weighs_flat_teac
 
 @pytest.mark.parametrize('temp, gamma', [(1.0, 1.5), (3.0, 3.5)])
 def test_nkd_equals_the_authors(temp, gamma):
-    assert_stats_close(value_and_grad(lambda s, t: NKDLoss(temp, gamma)(s, t, TARGET)),
-                       REFERENCE[f'nkd_T{temp}_g{gamma}'])
+    assert_loss_and_stats_close(value_and_grad(lambda s, t: NKDLoss(temp, gamma)(s, t, TARGET)),
+                                REFERENCE[f'nkd_T{temp}_g{gamma}'])
 
 
 def test_nkd_takes_mixed_labels_by_their_largest_entry_and_is_not_zero_at_a_match():
     soft = torch.zeros(6, 10)
     soft[torch.arange(6), TARGET] = 0.7
     soft[torch.arange(6), (TARGET + 1) % 10] = 0.3
-    assert_stats_close(value_and_grad(lambda s, t: NKDLoss(3.0, 3.5)(s, t, soft)),
-                       REFERENCE['nkd_soft_labels'])
+    assert_loss_and_stats_close(value_and_grad(lambda s, t: NKDLoss(3.0, 3.5)(s, t, soft)),
+                                REFERENCE['nkd_soft_labels'])
     t = det(6, 10, phase=2.0) * 4  # a cross-entropy: the teacher's entropy remains at a match
     assert nkd_loss(t, t, TARGET, 3.0, 3.5) > 1
 
@@ -69,7 +70,7 @@ def test_nkd_takes_mixed_labels_by_their_largest_entry_and_is_not_zero_at_a_matc
 @pytest.mark.parametrize('stand', [0, 1])
 @pytest.mark.parametrize('alpha_T', [1.0, 4.0])
 def test_rld_equals_the_authors(stand, alpha_T):
-    assert_stats_close(value_and_grad(
+    assert_loss_and_stats_close(value_and_grad(
         lambda s, t: rld_loss(s, t, TARGET, 1.0, 8.0, 4.0, bool(stand), alpha_T)),
         REFERENCE[f'rld_stand{stand}_aT{alpha_T}'])
 
@@ -176,7 +177,8 @@ def test_sdd_losses_equal_the_authors(regions):
     for name, fn in (('sdd_kd', lambda s, t: sdd_kd_loss(s, t, 4.0, TARGET)),
                      ('sdd_dkd', lambda s, t: multi_dkd(s, t, TARGET, 1.0, 8.0, 4.0)),
                      ('sdd_nkd', lambda s, t: multi_nkd_loss(s, t, TARGET, 4.0, 8.0))):
-        assert_stats_close(multi_value_and_grad(fn, regions), REFERENCE[f'{name}_N{regions}'])
+        assert_loss_and_stats_close(multi_value_and_grad(fn, regions),
+                                    REFERENCE[f'{name}_N{regions}'])
 
 
 @pytest.mark.parametrize('M, size', [('[1,2,4]', 8), ('[1,2]', 8), ('[1,2,4]', 2)])
@@ -250,14 +252,14 @@ def cam_value_and_grad(loss_fn):
 @pytest.mark.parametrize('resolution', [2, 4])
 @pytest.mark.parametrize('normalize', [0, 1])
 def test_cat_loss_equals_the_authors(resolution, normalize):
-    assert_stats_close(cam_value_and_grad(
+    assert_loss_and_stats_close(cam_value_and_grad(
         lambda s, t: CAT_loss(s, t, resolution, bool(normalize))),
         REFERENCE[f'cat_r{resolution}_norm{normalize}'])
 
 
 def test_cat_loss_with_binarised_teacher_maps_equals_the_authors_forward():
-    assert_stats_close(cam_value_and_grad(lambda s, t: CAT_loss(s, t, 2, True, True)),
-                       REFERENCE['cat_binarized_r2_norm1'])
+    assert_loss_and_stats_close(cam_value_and_grad(lambda s, t: CAT_loss(s, t, 2, True, True)),
+                                REFERENCE['cat_binarized_r2_norm1'])
 
 
 def test_catkd_maps_are_the_classifier_at_every_position_and_the_student_has_no_bias():
@@ -302,7 +304,7 @@ def test_mgd_equals_the_authors_with_the_same_mask_draw(channels):
     loss = loss_fn(s, det(2, c_t, 4, 4, phase=2.0))
     loss.backward()
     expected = REFERENCE[f'mgd_{c_s}_{c_t}']
-    assert_stats_close([loss.item()] + grad_stats(s.grad), expected[:4])
+    assert_loss_and_stats_close([loss.item()] + grad_stats(s.grad), expected[:4])
     assert_stats_close(grad_stats(loss_fn.generation[0].weight.grad), expected[4:])
     assert (loss_fn.align is None) == (c_s == c_t)
 
