@@ -16,9 +16,11 @@ is given where the head is plain pooling and a linear layer. Stage outputs befor
 activation and the stage contract (FCFD) are not available.
 """
 import ast
+import contextlib
 import difflib
 import functools
 import socket
+import urllib.parse
 
 import torch
 import torch.nn as nn
@@ -89,18 +91,50 @@ def create_timm_model(name, num_classes, image_size=None, pretrained=False):
 
 
 def _with_weights(name, create):
-    """``create()`` of a model with timm's weights; one line where they cannot be had."""
-    fix = (f'offline, give a file of its weights instead (a timm state dict, or a checkpoint '
-           f'of train_teacher.py): train_student.py --path_t FILE --model_t {name}')
+    """``create()`` of a model with timm's weights, read from the local caches first (the
+    Hugging Face cache, torch hub's) with no request to the hub, as a compute node without a
+    network needs; only weights missing there are asked of the hub (``HF_ENDPOINT``, a
+    mirror, if set), and not at all under ``HF_HUB_OFFLINE=1``. One line where they cannot be
+    had."""
+    from huggingface_hub import constants
+    fix = (f'give a file of its weights instead (a timm state dict, or a checkpoint of '
+           f'train_teacher.py): train_student.py --path_t FILE --model_t {name}')
     try:
-        socket.create_connection(('huggingface.co', 443), timeout=5).close()
+        with hub_offline(constants):
+            return create()
+    except OSError:  # not in the caches (huggingface_hub's misses are OSErrors)
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"timm's weights of {name} are not in the local cache "
+                        f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; download them "
+                        f"where there is a network, or {fix}") from None
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    try:  # a quick look first: the hub's client retries for a minute before it gives up
+        socket.create_connection((endpoint.hostname, endpoint.port or (
+            443 if endpoint.scheme == 'https' else 80)), timeout=5).close()
     except OSError:
-        raise UserError(f"cannot download timm's weights of {name}: this machine has no network "
-                        f"access; {fix}") from None
+        raise UserError(f"timm's weights of {name} are not in the local cache "
+                        f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be "
+                        f"reached (no network access?); {fix}") from None
     try:
         return create()
     except OSError as e:
-        raise UserError(f"cannot download timm's weights of {name} ({e}); {fix}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot download timm's weights of {name} from {constants.ENDPOINT} "
+                        f"(not in the local cache {constants.HF_HUB_CACHE}): {reason}; "
+                        f"{fix}") from None
+
+
+@contextlib.contextmanager
+def hub_offline(constants):
+    """huggingface_hub's offline mode for the block: files come from its cache or not at
+    all."""
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def _create(model_name, image_size, kwargs):

@@ -78,13 +78,73 @@ def test_unknown_names_are_answered_with_close_ones():
         get_model('timm:resnet10t.in9k', 10)
 
 
-def test_timm_weights_without_network_access_name_the_file_alternative(monkeypatch):
-    def offline(*args, **kwargs):
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache of the test's own, and no network: a connection is refused
+    and recorded."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    tried = []
+
+    def offline(address, *args, **kwargs):
+        tried.append(address)
         raise socket.gaierror('no network')
     monkeypatch.setattr(socket, 'create_connection', offline)
-    with pytest.raises(UserError, match='no network access.*--path_t FILE --model_t '
-                                        'timm:resnet10t'):
+    monkeypatch.setattr(socket.socket, 'connect', lambda self, address: offline(address))
+    return tmp_path / 'hub', tried
+
+
+def cache_weights(cache, repo, state):
+    """``state`` as ``repo``'s model.safetensors in a Hugging Face cache laid out as
+    huggingface_hub lays it (refs/main naming the snapshot)."""
+    from safetensors.torch import save_file
+    commit = 'a' * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / 'snapshots' / commit).mkdir(parents=True)
+    (folder / 'refs').mkdir()
+    (folder / 'refs' / 'main').write_text(commit)
+    save_file({k: v.contiguous() for k, v in state.items()},
+              str(folder / 'snapshots' / commit / 'model.safetensors'))
+
+
+def test_timm_weights_in_the_local_cache_load_without_asking_the_hub(hub_cache):
+    cache, tried = hub_cache
+    published = timm.create_model('resnet10t', num_classes=1000)
+    cache_weights(cache, 'timm/resnet10t.c3_in1k', published.state_dict())
+    model = get_model('timm:resnet10t', 1000, pretrained=True)
+    assert tried == []  # nothing was asked of the network
+    for key, value in published.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # another class count keeps the cached body, with a new classifier
+    model = get_model('timm:resnet10t', 10, pretrained=True)
+    assert torch.equal(model.conv1[0].weight, published.conv1[0].weight)
+    assert model.get_classifier().out_features == 10
+
+
+def test_timm_weights_missing_offline_are_one_line_naming_the_file_alternative(hub_cache,
+                                                                               monkeypatch):
+    cache, tried = hub_cache
+    # no network: the hub's address is tried once, quickly, and the answer names the fix
+    with pytest.raises(UserError, match=r'not in the local cache .*https://huggingface.co '
+                                        r'cannot be reached \(no network access\?\).*'
+                                        r'--path_t FILE --model_t timm:resnet10t'):
         get_model('timm:resnet10t', 10, pretrained=True)
+    assert tried == [('huggingface.co', 443)]
+    # a mirror (HF_ENDPOINT) is the address asked
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:9')
+    tried.clear()
+    with pytest.raises(UserError, match=r'http://127.0.0.1:9 cannot be reached'):
+        get_model('timm:resnet10t', 10, pretrained=True)
+    assert tried == [('127.0.0.1', 9)]
+    # HF_HUB_OFFLINE: the cache alone, no address tried
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    tried.clear()
+    with pytest.raises(UserError, match=r'not in the local cache .* HF_HUB_OFFLINE is set.*'
+                                        r'--path_t FILE --model_t timm:resnet10t') as e:
+        get_model('timm:resnet10t', 10, pretrained=True)
+    assert tried == [] and '\n' not in str(e.value)
 
 
 @pytest.mark.parametrize('name', sorted(model_dict))
