@@ -3,11 +3,12 @@
 For each cell: the published figure, the measured mean and sample standard deviation over the
 finished trials (n) of the statistic the source reports (the last or the best epoch's top-1, or
 what a table's ``metrics`` name: top-5, or an error rate; the teacher's accuracy as the
-distillation runs measured it), their difference, and the cell's status: done, or what keeps it
-from being done (failed, with its log; stopped; stale: finished with other options; missing: not
-run yet). A cell is marked (``!``) when the published figure lies outside the measured mean +- 2
+distillation runs measured it) or, where the source gives the median of its runs, their median
+and std, their difference, and the cell's status: done, or what keeps it from being done
+(failed, with its log; stopped; stale: finished with other options; missing: not run yet). A
+cell is marked (``!``) when the published figure lies outside the measured mean (median) +- 2
 std, or fewer than 2 trials finished (except the teacher's row: one set of weights, measured
-once).
+once). The table's note and its rows' notes follow the table.
 """
 import csv
 import io
@@ -42,10 +43,20 @@ class Measured:
         return statistics.stdev(self.values) if self.n >= 2 else None
 
     @property
+    def median(self) -> Optional[float]:
+        return statistics.median(self.values) if self.values else None
+
+    @property
+    def center(self) -> Optional[float]:
+        """What the source's figure is of its runs: their median, or their mean (one run's
+        figure is its own mean)."""
+        return self.median if self.cell.aggregate == 'median' else self.mean
+
+    @property
     def difference(self):
-        if self.mean is None or self.cell.published is None:
+        if self.center is None or self.cell.published is None:
             return None
-        return self.mean - self.cell.published
+        return self.center - self.cell.published
 
     @property
     def status(self):
@@ -67,7 +78,7 @@ class Measured:
             return published is not None and self.cell.row != TEACHER
         if self.n < 2:
             return self.cell.row != TEACHER
-        return abs(published - self.mean) > 2 * self.std
+        return abs(published - self.center) > 2 * self.std
 
 
 def measure(table, runs, state):
@@ -157,17 +168,20 @@ def markdown(table, measured):
                            for what in ('published', 'measured')]
     lines = [f'## {table.title}', '',
              f'Source: {table.source}. Published figures: {table.statistic} epoch, '
-             f'{table.aggregate} (a row whose source used another says so in brackets); '
-             f'measured: the same epoch\'s figure (top-1 unless the column names another) as the '
-             f'row\'s published figure, mean +- std '
-             f'(n trials), difference, and what keeps a cell from being done; {MARK} where the '
-             f'published figure lies outside mean +- 2 std or n < 2.', '',
+             f'{table.aggregate} (a row whose source used another says so in brackets, as does '
+             f'a cell); measured: the same epoch\'s figure (top-1 unless the column names '
+             f'another) as the published figure, mean (the median where the source gives its '
+             f'runs\' median) +- std (n trials), difference, and what keeps a cell from being '
+             f'done; {MARK} where the published figure lies outside that +- 2 std or n < 2.', '',
              '| ' + ' | '.join(header) + ' |',
              '| --- |' + ' ---: |' * (len(header) - 1)]
     for (_, label), cells in by_row.items():
+        # the row's statistic: its cells' own where they share one, else each cell says its own
+        row_statistic = {m.cell.statistic for m in cells.values()}
+        row_statistic = row_statistic.pop() if len(row_statistic) == 1 else table.statistic
         first = next(iter(cells.values())).cell
         other = [what for what, mine, its in (
-            (f'{first.statistic} epoch', first.statistic, table.statistic),
+            (f'{row_statistic} epoch', row_statistic, table.statistic),
             (first.aggregate, first.aggregate, table.aggregate)) if mine != its]
         row = [label + (f' [{", ".join(other)}]' if other else '')]
         for column in columns:
@@ -179,19 +193,23 @@ def markdown(table, measured):
             if m.values:
                 spread = f' +- {_fmt(m.std)}' if m.std is not None else ''
                 diff = f', {m.difference:+.2f}' if m.difference is not None else ''
-                measured_text = f'{_fmt(m.mean)}{spread} ({m.n}){diff}'
+                measured_text = f'{_fmt(m.center)}{spread} ({m.n}){diff}'
             elif m.cell.published is not None:
                 measured_text = '- (0)'
             if m.status != DONE:
                 measured_text += f' {m.status}' + (f': {", ".join(m.logs)}' if m.logs else '')
-            row += [_fmt(m.cell.published), measured_text + (f' {MARK}' if m.marked else '')]
+            published = _fmt(m.cell.published) + (
+                f' [{m.cell.statistic} epoch]' if m.cell.statistic != row_statistic else '')
+            row += [published, measured_text + (f' {MARK}' if m.marked else '')]
         lines.append('| ' + ' | '.join(row) + ' |')
+    notes = [table.note] + [f'{label}: {note}' for label, note in table.row_notes.items()]
+    lines += [''] + [f'Note: {note}' for note in notes if note] if any(notes) else []
     return '\n'.join(lines) + '\n'
 
 
 CSV_FIELDS = ['table', 'row', 'label', 'teacher', 'student', 'probe', 'metric', 'statistic',
               'aggregate', 'published', 'source', 'mean', 'std', 'n', 'difference', 'marked',
-              'status', 'logs']
+              'status', 'logs', 'median']
 
 
 def csv_text(measured):
@@ -204,5 +222,6 @@ def csv_text(measured):
                          c.metric, c.statistic, c.aggregate,
                          '' if c.published is None else c.published,
                          c.source, _fmt(m.mean, 4), _fmt(m.std, 4), m.n,
-                         _fmt(m.difference, 4), int(m.marked), m.status, ' '.join(m.logs)])
+                         _fmt(m.difference, 4), int(m.marked), m.status, ' '.join(m.logs),
+                         _fmt(m.median, 4)])
     return out.getvalue()

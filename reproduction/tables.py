@@ -11,10 +11,13 @@ trained alone (``student``) or a method: ``flags`` as the authors' scripts write
 ``--distill`` first), ``variant`` the flags among them that make the row differ from the
 method's defaults (CRD+KD's ``-a 1``), and ``published``, one figure per column: ``"N/A"`` where
 the source has none (the cell is not run), ``"unpublished"`` where it is run and measured
-without a figure to compare. A row may override ``statistic``, ``aggregate``, ``source`` and the
-recipe; ``pair_flags`` adds flags for some pairs (``{"vgg13:vgg8" = "--kd_T 3"}``, after the
-row's: they replace its values); ``scratch_peer = true`` trains DML's peer from scratch
-(``--model_t``) instead of reading a teacher. ``snapshot`` names a copy of the source's table,
+without a figure to compare. A row may override ``statistic``, ``aggregate`` (``mean``,
+``median`` or ``single``), ``source`` and the recipe; ``pair_flags`` adds flags for some pairs
+(``{"vgg13:vgg8" = "--kd_T 3"}``, after the row's: they replace its values);
+``pair_statistic`` gives some pairs' figures their own statistic (a row that quotes one source
+for some cells and another for the rest: ``{"resnet56:resnet20" = "last"}``);
+``scratch_peer = true`` trains DML's peer from scratch (``--model_t``) instead of reading a
+teacher. ``snapshot`` names a copy of the source's table,
 or a list of copies (markdown, beside the tables), that the table's figures are checked against
 (a row's ``snapshot_label`` where the source labels it otherwise; ``snapshot_columns``: the
 first that many columns, where the table takes the others from elsewhere;
@@ -55,7 +58,7 @@ TEACHER, STUDENT = 'teacher', 'student'
 STATISTICS = ('last', 'best')
 # the test accuracies a run records per epoch (metrics.jsonl), or their error rates (100 - it)
 METRICS = ('top1', 'top5', 'top1_error', 'top5_error')
-AGGREGATES = ('mean', 'single')
+AGGREGATES = ('mean', 'median', 'single')
 SMALL_STUDENT_LR = 'learning_rate_small_students'  # recipe key for MobileNetV2 / ShuffleNets
 NAMED_RECIPE = 'recipe'  # recipe key: a paper's recipe (--recipe NAME), given to every script
 TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 'trials',
@@ -64,7 +67,8 @@ TABLE_KEYS = {'title', 'source', 'note', 'dataset', 'statistic', 'aggregate', 't
               'snapshot_left_out', 'metrics', 'published_teachers'}
 PAIR_KEYS = {'teacher', 'student'}
 ROW_KEYS = {'flags', 'variant', 'published', 'label', 'statistic', 'aggregate', 'source',
-            'recipe', 'pair_flags', 'scratch_peer', 'note', 'snapshot_label'}
+            'recipe', 'pair_flags', 'pair_statistic', 'scratch_peer', 'note',
+            'snapshot_label'}
 DEFAULT_SAVE, DEFAULT_DATA = './save', './data'
 FETCHED_EPOCHS = 240  # the epoch count in the fetched teachers' file names
 
@@ -303,6 +307,8 @@ class Table:
             raise TableError(f'{where}: missing {e.args[0]!r}') from None
         except (TypeError, ValueError) as e:
             raise TableError(f'{where}: {e}') from None
+        self.row_notes = {row.get('label', key): row['note'] for key, row in rows.items()
+                          if row.get('note')}
         self.cells = [cell for key, row in rows.items() for cell in self._row_cells(key, row)]
         for cell in self.cells:
             check_cell(self, cell)
@@ -331,17 +337,22 @@ class Table:
         statistic = _choice(row.get('statistic', self.statistic), STATISTICS, 'statistic', where)
         aggregate = _choice(row.get('aggregate', self.aggregate), AGGREGATES, 'aggregate', where)
         pair_flags = row.get('pair_flags', {})
-        unknown = set(pair_flags) - {f'{t}:{s}' for t, s in self.pairs}
-        if unknown:
-            raise TableError(f'{where}: pair_flags for pairs the table does not have: '
-                             f'{", ".join(sorted(unknown))}')
+        pair_statistic = row.get('pair_statistic', {})
+        for what, given in (('pair_flags', pair_flags), ('pair_statistic', pair_statistic)):
+            unknown = set(given) - {f'{t}:{s}' for t, s in self.pairs}
+            if unknown:
+                raise TableError(f'{where}: {what} for pairs the table does not have: '
+                                 f'{", ".join(sorted(unknown))}')
         for (teacher, student, probe, metric), value in zip(self.columns, published):
             figure, measured = _published(value, f'{where}, {teacher} -> {student}')
-            cell_flags = flags + tuple(pair_flags.get(f'{teacher}:{student}', '').split())
+            pair = f'{teacher}:{student}'
+            cell_flags = flags + tuple(pair_flags.get(pair, '').split())
+            cell_statistic = _choice(pair_statistic.get(pair, statistic), STATISTICS,
+                                     'statistic', f'{where}, {teacher} -> {student}')
             yield Cell(self.name, key, row.get('label', key), teacher, student, cell_flags,
-                       variant,
-                       recipe, figure, statistic, aggregate, row.get('source', self.source),
-                       probe, measured, bool(row.get('scratch_peer', False)), metric)
+                       variant, recipe, figure, cell_statistic, aggregate,
+                       row.get('source', self.source), probe, measured,
+                       bool(row.get('scratch_peer', False)), metric)
 
     # -- runs ------------------------------------------------------------------------------
     def teacher_path(self, teacher, save_dir, extra=()):

@@ -203,6 +203,45 @@ def test_report_names_a_rows_own_statistic_and_measures_it(tmp_path, capsys):
     assert '| dkd [best epoch] | 30.00 | 36.00 (1), +6.00 missing ! |' in out
 
 
+def test_a_cell_of_its_own_statistic_and_a_median_table_are_measured_so(tmp_path, capsys):
+    text = (GOOD.replace('trials = 2', 'trials = 3\naggregate = "median"')
+            .replace('[[pairs]]', '[[pairs]]\nteacher = "resnet14"\nstudent = "resnet8"\n'
+                                  '[[pairs]]', 1)
+            .replace('[50.0]', '[50.0, 51.0]').replace('[40.0]', '[40.0, 41.0]')
+            .replace('published = [30.0]', 'pair_statistic = {"resnet8:resnet8" = "best"}\n'
+                                           'note = "a row of two sources"\n'
+                                           'published = [30.0, 31.0]')
+            .replace('title = "tiny"', 'title = "tiny"\nnote = "five runs, their median"'))
+    path = write_table(tmp_path, text)
+    table = Table(path)
+    assert {(c.row, c.teacher): c.statistic for c in table.cells if c.row == 'dkd'} == {
+        ('dkd', 'resnet14'): 'last', ('dkd', 'resnet8'): 'best'}
+    save = str(tmp_path / 'save')
+    runs = {r.id: r for r in table.runs(save_dir=save)}
+    for trial, value in zip((1, 2, 3), (39.0, 40.0, 44.0)):  # median 40, mean 41
+        fake_summary(runs[f'kd:resnet14:resnet8:{trial}'], value)
+        fake_summary(runs[f'dkd:resnet14:resnet8:{trial}'], value - 10)
+        fake_summary(runs[f'dkd:resnet8:resnet8:{trial}'], value - 10)  # best: +1
+    assert reproduce.main([path, '--save_dir', save, '--report']) == 0
+    out = capsys.readouterr().out
+    assert 'Published figures: last epoch, median' in out
+    assert '| kd | 40.00 | 40.00 +- 2.65 (3), +0.00 |' in out, out
+    assert '| dkd | 30.00 | 30.00 +- 2.65 (3), +0.00 | 31.00 [best epoch] | 31.00 +- 2.65 (3), ' \
+           '+0.00 |' in out
+    assert 'Note: five runs, their median' in out and 'Note: dkd: a row of two sources' in out
+    with open(os.path.join(save, 'reproduce', 'tiny', 'report.csv')) as f:
+        rows = {(r['row'], r['teacher']): r for r in csv.DictReader(f)}
+    assert (rows[('kd', 'resnet14')]['median'], rows[('kd', 'resnet14')]['mean']) == (
+        '40.0000', '41.0000')
+    assert rows[('dkd', 'resnet8')]['statistic'] == 'best'
+    with pytest.raises(TableError, match="pair_statistic for pairs the table does not have"):
+        Table(write_table(tmp_path, text.replace('"resnet8:resnet8" = "best"',
+                                                 '"vgg8:resnet8" = "best"')))
+    with pytest.raises(TableError, match="statistic 'first' is not one of last, best"):
+        Table(write_table(tmp_path, text.replace('"resnet8:resnet8" = "best"',
+                                                 '"resnet8:resnet8" = "first"')))
+
+
 def test_a_student_alone_in_several_pairs_is_one_run_that_serves_each(tmp_path):
     text = (GOOD.replace('[[pairs]]', '[[pairs]]\nteacher = "resnet14"\nstudent = "resnet8"\n'
                                       '[[pairs]]', 1)
