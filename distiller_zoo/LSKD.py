@@ -5,7 +5,8 @@ per sample, ``(z - mean) / (1e-7 + std)`` with torch's unbiased std, before the 
 
 Unless given, the authors' per-pair temperature and weight (and DKD's beta) apply: KD ``-a w
 --kd_T tau``; DKD ``--dkd_T tau --dkd_alpha w --dkd_beta w * beta``; MLLD temperature tau and
-kd weight w (``-a``); CTKD ``-a w``.
+kd weight w (``-a``); CTKD ``-a w --ctkd_t_start tau --ctkd_t_end 40`` (the bounds their logs
+imply, derived in ``per_pair/lskd.toml``).
 """
 from typing import NamedTuple, Optional
 
@@ -50,7 +51,9 @@ def run_defaults(method, column, learned, teacher, student, opt):
     method with a column in the authors' table (``column``: ``method.recipe.lskd.column``, or a
     preset's), its per-pair temperature and weight; for any other, ``--base_temp`` and
     ``--kd_weight`` as given (its own temperature and ``-a`` otherwise). A ``learned``
-    temperature takes none: only the weight applies."""
+    temperature takes no fixed one: the weight applies and, where the authors ran the column
+    with it (CTKD+LS: a ``t_end``), tau as its floor ``--ctkd_t_start`` and their
+    ``--ctkd_t_end``."""
     spec = method.recipe.lskd
     if column is None:
         tau, weight, beta = opt.base_temp, opt.kd_weight, None
@@ -58,6 +61,12 @@ def run_defaults(method, column, learned, teacher, student, opt):
         tau, weight, *beta = setting(column, teacher, student, opt)
         beta = beta[0] if beta else None
     values = {spec.temperature: None if learned else tau, spec.weight: weight}
+    if learned and column is not None:
+        # the authors ran this column with a learned temperature (CTKD+LS): their tau is its
+        # floor, and the range above it theirs
+        t_end = pair_settings('lskd', column, teacher, student).get('t_end')
+        if t_end is not None:
+            values.update(ctkd_t_start=tau, ctkd_t_end=float(t_end))
     if spec.beta is not None and weight is not None:
         if beta is None:
             beta = method.resolved_options({spec.beta: None}, teacher, student)[spec.beta]

@@ -107,6 +107,15 @@ def test_logit_stand_takes_the_authors_settings_for_the_pair(capsys):
     assert (opt.kd_T, opt.alpha) == (2.0, 6.0)
     opt = parse('--distill', 'ctkd', '--logit_stand')
     assert (opt.alpha, opt.kd_T) == (9.0, 4)  # the temperature is learned
+    # ... within the bounds the authors' CTKD+LS logs imply: tau is its floor
+    assert (opt.ctkd_t_start, opt.ctkd_t_end) == (2.0, 40.0)
+    opt = parse('--distill', 'ctkd', '--logit_stand', '--ctkd_t_end', '30', '--ctkd_t_start',
+                '3', teacher='wrn_40_2', student='MobileNetV2')
+    assert (opt.ctkd_t_start, opt.ctkd_t_end, opt.alpha) == (3.0, 30.0, 9.0)
+    assert (parse('--distill', 'ctkd').ctkd_t_start, parse('--distill', 'ctkd').ctkd_t_end) == (
+        1.0, 20.0)  # CTKD's own bounds without LSKD
+    opt = parse('--distill', 'dkd', '--ctkd', '--logit_stand')  # a column run without it
+    assert (opt.ctkd_t_start, opt.ctkd_t_end, opt.dkd_alpha) == (1.0, 20.0, 9.0)
     # Given values stay; --base_temp and --kd_weight replace the table's.
     opt = parse('--distill', 'kd', '--logit_stand', '-a', '5', '--kd_T', '3')
     assert (opt.alpha, opt.kd_T) == (5.0, 3.0)
