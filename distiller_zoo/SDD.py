@@ -153,9 +153,11 @@ class SDDDKD(ScaleDecoupled):
                Option('--sdd_dkd_alpha', type=non_negative_float, default=1.0,
                       help='SD-DKD: weight of the target-class term'),
                Option('--sdd_dkd_beta', type=non_negative_float, default=None,
-                      pair_default=('mdistiller', 'dkd', 'beta'),
-                      help='SD-DKD: weight of the non-target term (default: DKD\'s for the '
-                           'pair)'),
+                      pair_default=('sdd', 'sdd_dkd', 'beta'),
+                      help='SD-DKD: weight of the non-target term (default: the SDD configs\' '
+                           'DKD.BETA for the pair: 8; 6 for wrn_40_2 and vgg13 teachers and '
+                           'resnet32x4 -> MobileNetV2, 2 for resnet56/resnet110 -> '
+                           'resnet20/resnet32)'),
                Option('--sdd_dkd_T', type=positive_float, default=4.0,
                       help='SD-DKD: temperature'),
                Option('--sdd_warmup', type=non_negative_int, default=20,
@@ -182,16 +184,21 @@ class SDDDKD(ScaleDecoupled):
 
 @register_method('sdd_nkd')
 class SDDNKD(ScaleDecoupled):
-    # CE 1 + warm-up x NKD per region, at DKD's config values (T 4, gamma = DKD's beta 8)
+    # CE 1 + warm-up x NKD per region, at DKD's config values (T 4, gamma = the config's
+    # DKD.BETA: 8 unless the pair's sets it, the authors' recipe for the pair)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=frozenset({LOGITS, HEAD_MAP}),
-                    lskd=Standardised(temperature='sdd_nkd_T', weight='beta'))
+                    lskd=Standardised(temperature='sdd_nkd_T', weight='beta'),
+                    pair_recipe=('sdd', 'sdd_nkd_recipe'))
     logit_kl_weights = ('alpha', 'beta')
     options = (scales_option('sdd_nkd'),
                Option('--sdd_nkd_T', type=positive_float, default=4.0,
                       help='SD-NKD: temperature of the non-target term'),
                Option('--sdd_nkd_gamma', type=non_negative_float, default=8.0,
-                      help='SD-NKD: weight gamma of the non-target term'),
+                      help='SD-NKD: weight gamma of the non-target term (the authors\' for the '
+                           'pair where their config sets one: 6 for wrn_40_2 and vgg13 teachers '
+                           'and resnet32x4 -> MobileNetV2, 2 for resnet56/resnet110 -> '
+                           'resnet20/resnet32)'),
                Option('--sdd_nkd_drop_target', action='store_true',
                       help='SD-NKD: leave the label\'s column out of the non-target term, as '
                            'NKD\'s own code does (the SDD authors\' copy keeps it)'),

@@ -28,5 +28,5 @@ for pair in resnet32x4:ShuffleV1 wrn_40_2:ShuffleV1 ResNet50:MobileNetV2 vgg13:M
     run "$pair" --distill sdd_dkd --sdd_m "$M" -r 1 -a 0 -b 1 --sdd_dkd_T 4 --sdd_warmup 20 \
         --trial 1 "$@"
     run "$pair" --distill sdd_nkd --sdd_m "$M_NKD" -r 1 -a 0 -b 1 --sdd_nkd_T 4 \
-        --sdd_nkd_gamma 8 --sdd_warmup 20 --trial 1 "$@"
+        --sdd_warmup 20 --trial 1 "$@"
 done

@@ -241,6 +241,23 @@ def test_sdd_scales_per_pair():
         parse('--distill', 'sdd_kd', '--teacher_cache', '2', '--epochs', '2')
 
 
+@pytest.mark.parametrize('teacher, student, value', [
+    ('vgg13', 'MobileNetV2', 6.0), ('vgg13', 'vgg8', 6.0), ('wrn_40_2', 'MobileNetV2', 6.0),
+    ('resnet32x4', 'MobileNetV2', 6.0), ('resnet56', 'resnet20', 2.0),
+    ('resnet32x4', 'ShuffleV1', 8.0), ('ResNet50', 'vgg8', 8.0), ('wrn_40_2', 'ShuffleV1', 8.0)])
+def test_sdd_dkds_beta_and_sdd_nkds_gamma_are_the_pairs_config_beta(teacher, student, value):
+    """SDD's code reads its configs' DKD.BETA as SD-DKD's beta and as SD-NKD's gamma
+    (configs/cifar100/sdd_{dkd,nkd}/*.yaml at e412036; 8.0 where a config sets none)."""
+    from distiller_zoo.SDD import SDDDKD
+    beta = SDDDKD.resolved_options({'sdd_dkd_beta': None}, teacher, student)['sdd_dkd_beta']
+    assert beta == value
+    for flags in (('--distill', 'sdd_nkd'), ('--distill', 'sdd_nkd', '--sdd_m', '[1]')):
+        assert parse(*flags, teacher=teacher, student=student).options['sdd_nkd_gamma'] == value
+    given = parse('--distill', 'sdd_nkd', '--sdd_nkd_gamma', '3', teacher=teacher,
+                  student=student)
+    assert given.options['sdd_nkd_gamma'] == 3.0
+
+
 def cam_value_and_grad(loss_fn):
     s = (det(2, 10, 8, 8, phase=0.5) * 3).requires_grad_()
     t = det(2, 10, 8, 8, phase=2.0) * 4
