@@ -4,12 +4,12 @@ import shutil
 import sys
 
 from dataset import build_loaders, data_source
-from helper.cli import run_cli
+from helper.cli import parse_and_note, run_cli
 from core.accel import prepare_modules
 from core.config import Augmentation, OutputConfig, TrainingConfig
 from core.distributed import is_main
 from core.util import UserError, set_seed
-from core.log import log, note
+from core.log import collecting_notes, log, note
 from helper.loops import Supervised, train_and_record
 from helper.distillation import cross_entropy_smoothing
 from helper.options import (add_model_argument, add_recipe_options, apply_recipe, base_parser,
@@ -28,14 +28,20 @@ def build_parser(argv=None):
     return parser
 
 
+def resolve(argv):
+    """``(options, notes)`` of a command line, every default filled in; prints nothing."""
+    with collecting_notes() as notes:
+        opt = build_parser(argv).parse_args(argv)
+        apply_recipe(opt, given_dests(build_parser(argv), argv))
+        if opt.pretrained and not is_timm_name(opt.model):
+            raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME model, not of '
+                            f'{opt.model}')
+        opt = finish_options(opt, opt.model)
+    return opt, notes
+
+
 def parse_option(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    opt = build_parser(argv).parse_args(argv)
-    apply_recipe(opt, given_dests(build_parser(argv), argv))
-    if opt.pretrained and not is_timm_name(opt.model):
-        raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME model, not of '
-                        f'{opt.model}')
-    return finish_options(opt, opt.model)
+    return parse_and_note(resolve, argv)
 
 
 def run_name(opt):

@@ -17,14 +17,14 @@ import torch.nn as nn
 
 from dataset import DATASETS, build_loaders
 from distiller_zoo import Distiller
-from helper.cli import run_cli
+from helper.cli import parse_and_note, run_cli
 from core.accel import prepare_modules
 from core.config import OutputConfig, TrainingConfig
 from core.checkpoint import read_checkpoint
 from core.files import file_digest
 from core.learner import Learner
 from core.util import UserError, run_label, set_seed
-from core.log import log
+from core.log import collecting_notes, log
 from helper.distillation import rebuild_student, run_options
 from helper.loops import train_and_record
 from helper.options import add_model_argument, base_parser, finish_options, select_device
@@ -47,14 +47,21 @@ def build_parser():
     return parser
 
 
+def resolve(argv):
+    """``(options, notes)`` of a command line, every default filled in; prints nothing."""
+    with collecting_notes() as notes:
+        opt = build_parser().parse_args(argv)
+        if opt.dataset not in TARGETS:
+            raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
+                            f"{', '.join(TARGETS)}")
+        if opt.model_s is None:  # the student's architecture sets the default learning rate
+            opt.model_s = get_teacher_name(opt.path_s, read_checkpoint(opt.path_s))
+        opt = finish_options(opt, opt.model_s)
+    return opt, notes
+
+
 def parse_option(argv=None):
-    opt = build_parser().parse_args(argv)
-    if opt.dataset not in TARGETS:
-        raise UserError(f"--dataset {opt.dataset}: a linear probe transfers to one of "
-                        f"{', '.join(TARGETS)}")
-    if opt.model_s is None:  # the student's architecture sets the default learning rate
-        opt.model_s = get_teacher_name(opt.path_s, read_checkpoint(opt.path_s))
-    return finish_options(opt, opt.model_s)
+    return parse_and_note(resolve, argv)
 
 
 class LinearProbe(Learner):

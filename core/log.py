@@ -1,6 +1,9 @@
 """The runs' messages: lines on standard output through the ``kd`` logger, from the main
 process only (each process of a multi-process run would print the same line). ``log.info``
-writes a line as it is; ``note`` writes it after ``note: ``."""
+writes a line as it is; ``note`` writes it after ``note: `` (or hands it to the caller, inside
+``collecting_notes``)."""
+import contextlib
+import contextvars
 import logging
 import sys
 
@@ -34,9 +37,29 @@ class MainProcessOnly(logging.Filter):
         return is_main()
 
 
+_collected = contextvars.ContextVar('collected_notes', default=None)
+
+
 def note(message):
-    """A line the user should read (a default applied, an option ignored, a fallback)."""
-    log.warning(message)
+    """A line the user should read (a default applied, an option ignored, a fallback); kept
+    for the caller instead, inside ``collecting_notes``."""
+    collected = _collected.get()
+    if collected is not None:
+        collected.append(message)
+    else:
+        log.warning(message)
+
+
+@contextlib.contextmanager
+def collecting_notes():
+    """The notes of the block, as a list, instead of lines on standard output: what a pure
+    function hands back to its caller."""
+    notes = []
+    token = _collected.set(notes)
+    try:
+        yield notes
+    finally:
+        _collected.reset(token)
 
 
 _handler = _Stdout()

@@ -6,9 +6,18 @@ from core.files import disk_full
 
 from core import distributed
 from core.config import LaunchConfig
-from core.log import log
+from core.log import log, note
 from core.stop import STOP
 from core.util import RunFinished, RunInterrupted, UserError
+
+
+def parse_and_note(resolve, argv=None):
+    """The options of a pure ``resolve(argv) -> (options, notes)`` of the command line (or
+    ``sys.argv``), its notes printed: an entry point's ``parse_option``."""
+    options, notes = resolve(sys.argv[1:] if argv is None else list(argv))
+    for line in notes:
+        note(line)
+    return options
 
 
 def run_cli(script, parse_option, run, argv=None):

@@ -3,6 +3,7 @@ and defaults), and the checks and derived values both scripts need."""
 import argparse
 import importlib.util
 import os
+from typing import NamedTuple
 
 import torch
 
@@ -231,6 +232,20 @@ def apply_recipe(opt, given):
     if opt.opt is not None and getattr(opt, 'optimizer', 'sgd') != 'sgd':
         raise UserError(f'--opt {opt.opt} and --optimizer {opt.optimizer} both choose the '
                         f'optimizer: give one of them')
+
+
+class DeclaredOption(NamedTuple):
+    dest: str
+    takes_value: bool
+    shown: bool  # listed by --help (not an accepted, unused or hidden one)
+
+
+def declared_options(parser):
+    """``{flag: DeclaredOption}`` of every flag ``parser`` takes, each alias its own entry:
+    what the runner routes flags and recipes by, without reading the parser itself."""
+    return {flag: DeclaredOption(action.dest, action.nargs != 0,
+                                 action.help != argparse.SUPPRESS)
+            for action in parser._actions for flag in action.option_strings}
 
 
 def given_dests(parser, argv):

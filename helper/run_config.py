@@ -1,4 +1,4 @@
-"""The typed configuration of a distillation run: what ``train_student.resolve`` makes, once,
+"""The typed configuration of a distillation run: what ``helper.resolver`` makes, once,
 of the command line, the method's defaults, the pair's recipe and the modifiers. After it is
 built nothing reads the parsed options."""
 import dataclasses

@@ -28,10 +28,7 @@ the table's comments).
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
 students alone, then the distillation runs (and the probes), each with the runs it needs.
 """
-import argparse
-import contextlib
 import functools
-import io
 import json
 import math
 import os
@@ -41,17 +38,20 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Optional
 
-import train_student
 import train_teacher
 import transfer_student
 from distiller_zoo import METHODS
 from core.util import UserError
+from helper import resolver
 from helper.logger import read_summary
+from helper.options import declared_options
 from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
 from helper.run_folder import CIRCUMSTANTIAL
 from models import SMALL_LR_MODELS, check_model_name, is_timm_name
 
-ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': train_student,
+# What the runner needs of each script: its pure resolver (argv -> (options, notes)), its
+# parser (the flags it takes) and the folder its runs write.
+ENTRY_POINTS = {'train_teacher.py': train_teacher, 'train_student.py': resolver,
                 'transfer_student.py': transfer_student}
 
 TEACHER, STUDENT = 'teacher', 'student'
@@ -240,9 +240,9 @@ def recipe_keys():
     """What a recipe may set: the training options that every training script takes (by their
     names: ``epochs``, ``learning_rate``, ``lr_decay_epochs``, ...), and the learning rate of
     the small students."""
-    actions = train_teacher.build_parser()._actions
-    return {a.dest for a in actions if a.option_strings and a.dest != 'help'
-            and a.help != argparse.SUPPRESS} - {'model', 'trial'} | {SMALL_STUDENT_LR}
+    options = declared_options(train_teacher.build_parser()).values()
+    return {o.dest for o in options if o.shown and o.dest != 'help'} - {'model', 'trial'} | {
+        SMALL_STUDENT_LR}
 
 
 def check_keys(values, known, where, path):
@@ -514,7 +514,7 @@ class Table:
                 continue
             checked.add(key)
             try:
-                train_student.check_pair(config, model_t)
+                resolver.check_pair(config, model_t)
             except UserError as e:
                 where = run.cells[0].where if run.cells else run.id
                 raise TableError(f'{where}: {e}') from None
@@ -602,19 +602,19 @@ def _format(value):
 
 
 def _parse(script, argv):
-    """The script's parsed options for ``argv`` (its first word may be the script), with the
-    notes a parse prints kept quiet."""
+    """The script's resolved options for ``argv`` (its first word may be the script); the
+    notes a run would print of them are the run's, not the runner's."""
     argv = tuple(argv[1:] if argv and argv[0] == script else argv)
     return _parse_cached(script, argv)
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(script, argv):
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            return ENTRY_POINTS[script].parse_option(list(argv))
-        except UserError as e:
-            raise UserError(f'{script} refuses {shlex.join(argv)}: {e}') from None
+    try:
+        options, _ = ENTRY_POINTS[script].resolve(list(argv))
+    except UserError as e:
+        raise UserError(f'{script} refuses {shlex.join(argv)}: {e}') from None
+    return options
 
 
 def _values(parsed):
@@ -626,16 +626,17 @@ def _values(parsed):
 def route_extra(words, scripts=tuple(ENTRY_POINTS)):
     """``--extra``'s flags by script: each flag (with its values) goes to every script among
     ``scripts`` that takes it; a flag none of them takes is one line."""
-    parsers = {script: ENTRY_POINTS[script].build_parser() for script in scripts}
+    flags = {script: declared_options(ENTRY_POINTS[script].build_parser())
+             for script in scripts}
     routed = {script: [] for script in ENTRY_POINTS}
     words, i = list(words), 0
     while i < len(words):
         flag = words[i].split('=', 1)[0]
-        takers = [s for s, p in parsers.items() if flag in p._option_string_actions]
+        takers = [s for s, known in flags.items() if flag in known]
         if not takers:
             raise UserError(f'{words[i]!r} is an option of none of {", ".join(scripts)}')
-        action = parsers[takers[0]]._option_string_actions[flag]
-        count = 1 if '=' in words[i] or action.nargs == 0 else 2
+        takes_value = flags[takers[0]][flag].takes_value
+        count = 1 if '=' in words[i] or not takes_value else 2
         for script in takers:
             routed[script] += words[i:i + count]
         i += count

@@ -84,7 +84,6 @@ def measure(config):
     import numpy as np
     import torch
 
-    import train_student
     from dataset import DATASETS
     from dataset.base import ArrayDataset
     from dataset.loaders import DeviceLoader
@@ -93,6 +92,7 @@ def measure(config):
     from distiller_zoo import get_method
     from distiller_zoo.sources import FrozenTeacher
     from core.accel import prepare_modules
+    from helper import resolver
     from helper.optimizers import strategy_of
     from helper.distillation import build_distiller
     from helper.loops import Supervised, Trainer
@@ -109,7 +109,7 @@ def measure(config):
     speed = (['--amp', c.amp] + ['--channels_last'] * c.channels_last + ['--compile'] * c.compile
              if fast else ['--sgd_impl', 'for-loop'])
     # A learning rate of almost zero: the weights (random) stay put, the work is the same.
-    run_config = train_student.parse_option([
+    run_config, _ = resolver.resolve([
         '--path_t', f'{c.teacher}_vanilla/random.pth', '--model_t', c.teacher,
         '--distill', c.distill, '--model_s',
         c.student, '--batch_size', str(c.batch_size), '--nce_k', str(c.nce_k),

@@ -8,9 +8,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train_student  # noqa: E402
+from helper import resolver  # noqa: E402
 from helper.ckd import CodedTeacherInputs  # noqa: E402
-from helper.cli import run_cli  # noqa: E402
+from helper.cli import parse_and_note, run_cli  # noqa: E402
 from helper.options import select_device  # noqa: E402
 from helper.teachers import resolve_teacher  # noqa: E402
 
@@ -19,7 +19,7 @@ def parse_option(argv=None):
     """train_student.py's options that the preparation reads (--path_t, --dataset,
     --data_folder, --ckd_delta, --ckd_rounds, --ckd_select, --num_workers, --amp,
     --channels_last, --gpu_id); the others are accepted and ignored."""
-    return train_student.parse_option(list(argv) + ['--ckd', 'ckd'])
+    return parse_and_note(resolver.resolve, list(argv) + ['--ckd', 'ckd'])
 
 
 def run(config):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import train_student
+from helper import resolver
 from builders import build, fill_by_name, fixed_batch, make
 from conftest import FIXTURES
 from core.util import UserError
@@ -137,7 +138,7 @@ def test_defaults_and_the_authors_command_lines():
     config = parse('--distill', 'crd', '--add', 'wttm', '--ttm_l', '0.2', '-b', '0.8', '-a', '4')
     assert (config.method.add, config.method.ttm_l, config.method.weights) == (
         'wttm', 0.2, (1.0, 4.0, 0.8))
-    assert train_student.run_dir(config).endswith('_1_add:wttm_ttm_l:0.2')
+    assert resolver.run_dir(config).endswith('_1_add:wttm_ttm_l:0.2')
     assert vars(parse('--distill', 'nkd').method.options) == {'nkd_T': 1.0, 'nkd_gamma': 1.5}
     rld = parse('--distill', 'rld').method.options
     assert (rld.rld_alpha, rld.rld_beta, rld.rld_T, rld.rld_alpha_T, rld.rld_warmup) == (
@@ -345,7 +346,7 @@ def test_mgd_refuses_a_pair_whose_last_maps_differ_in_size_in_one_line():
     config = parse('--distill', 'mgd', teacher='resnet32x4', student='ShuffleV1')
     with pytest.raises(UserError, match='cannot distil resnet32x4 into ShuffleV1: MGD '
                                         'generates .* must be as large: \\(4, 4\\) here'):
-        train_student.check_pair(config, 'resnet32x4')
+        resolver.check_pair(config, 'resnet32x4')
 
 
 def test_mgd_resumed_inside_an_epoch_is_bit_identical(tiny, monkeypatch, capsys):

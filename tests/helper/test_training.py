@@ -8,7 +8,8 @@ import torch
 
 import train_student
 import train_teacher
-from conftest import train_teacher_run
+from conftest import REPO, train_teacher_run
+from helper import resolver
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.util import UserError
 from models import get_model
@@ -237,11 +238,11 @@ def test_a_trained_teacher_is_linked_where_the_distill_commands_look(cifar_root,
 def test_a_command_line_resolves_into_one_typed_config_without_reading_a_file(tmp_path):
     from helper.run_config import TeacherConfig
     missing = str(tmp_path / 'nowhere.pth')  # never opened: the architecture is given
-    opt, given = train_student.read_command_line(
+    opt, given = resolver.read_command_line(
         ['--path_t', missing, '--model_s', 'resnet8x4', '--distill', 'dkd', '--logit_stand',
          '--ckd', 'clean', '--dataset', 'cifar10', '-r', '2'])
     assert {'path_t', 'model_s', 'distill', 'logit_stand', 'ckd', 'dataset', 'gamma'} == given
-    config = train_student.resolve(opt, given, 'resnet32x4')
+    config = resolver.resolve_options(opt, given, 'resnet32x4')
     assert config.teacher == TeacherConfig(missing, None, 'resnet32x4')
     method = config.method  # LSKD's per-pair values for DKD on this pair, -r as given
     assert (method.weights, method.options.dkd_T, method.options.dkd_beta) == (
@@ -253,8 +254,33 @@ def test_a_command_line_resolves_into_one_typed_config_without_reading_a_file(tm
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.method = None
     with pytest.raises(UserError, match='--logit_stand would change nothing'):
-        train_student.resolve(*train_student.read_command_line(
+        resolver.resolve_options(*resolver.read_command_line(
             ['--path_t', missing, '--distill', 'crd', '--logit_stand', '-a', '0']), 'resnet8')
+
+
+def test_the_resolvers_print_nothing_and_hand_their_notes_back(capsys):
+    argv = ['--path_t', 'save/models/resnet32x4_vanilla/ckpt.pth', '--model_s', 'resnet8x4',
+            '--distill', 'ctkd', '--logit_stand', '--recipe', 'ofa_cnn']
+    config, notes = resolver.resolve(argv)
+    assert capsys.readouterr() == ('', '')
+    assert any(n.startswith('--recipe ofa_cnn: ') for n in notes)
+    assert any('--ctkd_t_start 2 --ctkd_t_end 40' in n for n in notes)
+    assert config.options['ctkd_t_end'] == 40.0
+    options, teacher_notes = train_teacher.resolve(['--model', 'resnet8', '--recipe', 'ofa_cnn'])
+    assert capsys.readouterr() == ('', '') and teacher_notes[0].startswith('--recipe ofa_cnn')
+    # the entry point prints the same notes, once each
+    train_student.parse_option(argv)
+    assert capsys.readouterr().out == ''.join(f'note: {n}\n' for n in notes)
+
+
+def test_the_runner_reaches_the_resolver_not_the_entry_point():
+    import subprocess
+    import sys
+    code = ('import sys, reproduction.tables, scripts.reproduce, scripts.benchmark; '
+            'print("train_student" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    assert out.strip() == 'False'
 
 
 def test_the_loop_reads_a_typed_training_config_of_the_command_line():

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import train_student
+from helper import resolver
 from distiller_zoo import get_method
 from core.checkpoint import load_checkpoint
 from reproduction.tables import STUDENT, TEACHER, Table, TableError, _parse, _values
@@ -59,7 +60,7 @@ def test_table_flags_are_the_defaults_the_code_applies(path):
         if cell.row == STUDENT:
             continue
         name = cell.flags[cell.flags.index('--distill') + 1]
-        parser, method = train_student.build_parser(name), get_method(name)
+        parser, method = resolver.build_parser(name), get_method(name)
 
         def resolved(opt):  # what the method uses: -d is -a; per-pair defaults filled in
             values = method.resolved_options(_values(opt), cell.teacher, cell.student)
