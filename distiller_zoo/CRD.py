@@ -4,12 +4,15 @@ from types import SimpleNamespace
 
 from crd import CRDLoss
 from dataset.batch import BatchSpec, ContrastSampling
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
 from .options import FEAT_DIM, MODE, NCE_K, NCE_M, NCE_T
 
 
 @register_method('crd')
 class CRD(Distiller):
+    about = About('CRD (CRD+KD: `-a 1`)',
+                  'embeddings + sample indices',
+                  '2 embeddings, memory bank')
     recipe = Recipe(weights=(1.0, 0.0, 0.8), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM, NCE_K, MODE, NCE_T, NCE_M)
 

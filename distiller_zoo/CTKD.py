@@ -5,6 +5,9 @@ the ``--ctkd`` modifier, which gives any method's logit KLs the same learned tem
 ``--logit_stand`` it takes LSKD's ``ctkd`` column (the weight only: the temperature is
 learned)."""
 from . import KD  # noqa: F401 (registers kd first)
-from .base import register_preset
+from .base import About, register_preset
 
-register_preset('ctkd', 'kd', lskd_column='ctkd', ctkd=True)
+register_preset('ctkd', 'kd', lskd_column='ctkd',
+                about=About('CTKD (Li et al., AAAI 2023): KD at a learned temperature', 'logits',
+                            'the temperature'),
+                ctkd=True)

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int
-from .base import (BATCH_STATS, LOGITS, STAGES, Distiller, Recipe, batch_statistics,
+from .base import (About, BATCH_STATS, LOGITS, STAGES, Distiller, Recipe, batch_statistics,
                    register_method)
 from .options import Option
 
@@ -70,6 +70,9 @@ def stage_shapes(net, image_size):
 
 @register_method('fcfd')
 class FCFD(Distiller):
+    about = About('FCFD (Liu et al., ICLR 2023)',
+                  'both networks stage by stage (the stage contract)',
+                  "bridges between the networks' stages, both ways")
     # CE 1 + the student's KL at --kd_T (-a 1) + the feature and mixed-path terms (-b 1); T,
     # the feature weight, the mixed paths' KL weight and Nesterov momentum per pair
     recipe = Recipe(weights=(1.0, 1.0, 1.0),

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from core.learner import InitStage
-from .base import Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Recipe, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 
 
@@ -39,6 +39,7 @@ class FSP(nn.Module):
 
 @register_method('fsp')
 class FSPMethod(Distiller):
+    about = About('FSP', 'stem + every stage', '', 'student feature layers')
     recipe = Recipe(weights=(1.0, 0.0, 50.0))
     options = (INIT_EPOCHS,)
 

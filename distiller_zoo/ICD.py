@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM
 
 
@@ -65,6 +65,9 @@ class ICDLoss(DCDLoss):
 
 @register_method('icd', 'dcd')
 class ICD(Distiller):
+    about = About('ICD / DCD (Giakoumoglou & Stathaki, 2024)',
+                  'embeddings',
+                  '2 linear embeddings, learned temperature and bias')
     # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM,)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from core.util import non_negative_float, unit_interval
-from .base import Distiller, Recipe, register_method
+from .base import About, Distiller, Recipe, register_method
 from .options import Option
 
 
@@ -36,6 +36,9 @@ class MGDLoss(nn.Module):
 
 @register_method('mgd')
 class MGD(Distiller):
+    about = About('MGD (Yang et al., ECCV 2022)',
+                  'last stage',
+                  '1x1 aligner (when channels differ), generator')
     # CE 1 + MGD (alpha inside, as the authors); their CIFAR-100 config: alpha 0.0012, lambda
     # 0.15 (their ImageNet: alpha 7e-5)
     recipe = Recipe(weights=(1.0, 0.0, 1.0))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from dataset.views import WeakStrongViews
-from .base import LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Recipe, register_method
 from .LSKD import Standardised, normalize
 from .modifiers import identity
 from .options import Option
@@ -112,6 +112,7 @@ def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
 
 @register_method('mlld')
 class MLLD(Distiller):
+    about = About('MLLD (Jin et al., CVPR 2023)', 'logits of a weak and a strong view')
     # the authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025 (0.01
     # for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210
     a_term_is_kd = False  # its -a term is its own

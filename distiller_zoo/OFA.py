@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import positive_float
-from .base import EMBEDDING, LOGITS, STAGES, TOKENS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, STAGES, TOKENS, Distiller, Recipe, register_method
 from .options import Option
 
 
@@ -149,6 +149,9 @@ def token_branch(stage, grid, dim, embedding, prefix, num_classes):
 
 @register_method('ofa')
 class OFA(Distiller):
+    about = About('OFA-KD (Hao et al., NeurIPS 2023)',
+                  "the student's stages and the teacher's logits",
+                  'a branch per chosen stage into the classes')
     # CE 1 + the branches' and the logits' ofa_loss (the authors' gt, kd and ofa weights 1;
     # -b weighs both OFA terms)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import BATCH_STATS, PREACT, STAGES, Distiller, Recipe, register_method
+from .base import About, BATCH_STATS, PREACT, STAGES, Distiller, Recipe, register_method
 from .options import Option
 
 MIN_NEGATIVE_MASS = 0.001  # below it the margin is -3 standard deviations
@@ -71,6 +71,9 @@ class ConnectorConvBN(nn.Module):
 
 @register_method('ofd')
 class OFD(Distiller):
+    about = About('OFD (Heo et al., ICCV 2019)',
+                  'pre-ReLU stages; teacher BN affine parameters',
+                  'a 1x1 conv + BN connector per stage')
     # mdistiller's CIFAR-100 recipe: 1 x CE + 0.001 x the stage sum, no KL
     recipe = Recipe(weights=(1.0, 0.0, 0.001), student_reads=frozenset({STAGES, PREACT}),
                     teacher_reads=frozenset({STAGES, PREACT, BATCH_STATS}))

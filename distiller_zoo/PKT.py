@@ -3,7 +3,7 @@ probability distributions that cosine similarities induce over the batch."""
 import torch
 import torch.nn as nn
 
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 class PKT(nn.Module):
@@ -26,6 +26,7 @@ class PKT(nn.Module):
 
 @register_method('pkt')
 class PKTMethod(Distiller):
+    about = About('PKT', 'embeddings')
     recipe = Recipe(weights=(1.0, 0.0, 30000.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     def __init__(self, student, teacher, config):

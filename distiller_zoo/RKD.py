@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 def pdist(e, squared=False, eps=1e-12):
@@ -44,6 +44,7 @@ class RKDLoss(nn.Module):
 
 @register_method('rkd')
 class RKD(Distiller):
+    about = About('RKD', 'embeddings')
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     def __init__(self, student, teacher, config):

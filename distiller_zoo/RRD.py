@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from core import distributed
 from core.util import UserError, positive_float
 from core.log import note
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 
 
@@ -54,6 +54,9 @@ class RRDLoss(nn.Module):
 
 @register_method('rrd', 'rcd')
 class RRD(Distiller):
+    about = About('RRD (Giakoumoglou & Stathaki, 2024)',
+                  'embeddings',
+                  '2 linear embeddings, FIFO queue')
     # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int
-from .base import FEATURES, PREACT, Distiller, Recipe, register_method
+from .base import About, FEATURES, PREACT, Distiller, Recipe, register_method
 from .options import Option
 
 MAX_MID_CHANNELS = 512
@@ -74,6 +74,9 @@ def review_levels(feats, depth):
 
 @register_method('reviewkd')
 class ReviewKD(Distiller):
+    about = About('ReviewKD (Chen et al., CVPR 2021)',
+                  'every stage + embedding (teacher: pre-activation)',
+                  'ABF modules')
     # 1 x CE + -b x weight x warm-up x HCL; the teacher's stages before their last ReLU
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=FEATURES | {PREACT})
 

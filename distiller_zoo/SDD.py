@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int, positive_float
-from .base import FEATURES, HEAD_MAP, LOGITS, Distiller, Recipe, register_method
+from .base import About, FEATURES, HEAD_MAP, LOGITS, Distiller, Recipe, register_method
 from .DKD import decoupled_kl_rows
 from .LSKD import Standardised
 from .NKD import nkd_rows
@@ -123,6 +123,7 @@ class ScaleDecoupled(Distiller):
 
 @register_method('sdd_kd')
 class SDDKD(ScaleDecoupled):
+    about = About('SD-KD (Wei et al., CVPR 2024)', 'head maps through each classifier')
     # mdistiller's KD weights (CE 0.1, KD 0.9) on the region logits; no warm-up (the authors'
     # is commented out)
     recipe = Recipe(weights=(0.1, 0.0, 0.9), student_reads=FEATURES | {HEAD_MAP},
@@ -144,6 +145,7 @@ class SDDKD(ScaleDecoupled):
 
 @register_method('sdd_dkd')
 class SDDDKD(ScaleDecoupled):
+    about = About('SD-DKD', 'head maps through each classifier')
     # CE 1 + warm-up x (alpha TCKD + beta NCKD) per region; DKD's per-pair beta, T 4
     recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=frozenset({LOGITS, HEAD_MAP}),
@@ -184,6 +186,7 @@ class SDDDKD(ScaleDecoupled):
 
 @register_method('sdd_nkd')
 class SDDNKD(ScaleDecoupled):
+    about = About('SD-NKD', 'head maps through each classifier')
     # CE 1 + warm-up x NKD per region, at DKD's config values (T 4, gamma = the config's
     # DKD.BETA: 8 unless the pair's sets it, the authors' recipe for the pair)
     recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},

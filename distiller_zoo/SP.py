@@ -3,7 +3,7 @@ matrices of the last stage's features."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Distiller, Recipe, register_method
+from .base import About, Distiller, Recipe, register_method
 
 
 class Similarity(nn.Module):
@@ -21,6 +21,7 @@ class Similarity(nn.Module):
 
 @register_method('similarity', 'sp')
 class SP(Distiller):
+    about = About('SP', 'last stage')
     recipe = Recipe(weights=(1.0, 0.0, 3000.0))
 
     def __init__(self, student, teacher, config):

@@ -4,7 +4,7 @@ embedding onto the teacher's; the loss matches the embeddings and, through the f
 classifier, the teacher's logits. The student's own head predicts."""
 import torch.nn as nn
 
-from .base import EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
 
 
 class SRRL(nn.Module):
@@ -24,6 +24,9 @@ class SRRL(nn.Module):
 
 @register_method('srrl')
 class SRRLMethod(Distiller):
+    about = About('SRRL (Yang et al., ICLR 2021)',
+                  'embeddings, logits; teacher classifier',
+                  'connector')
     # the SimKD toolbox's -c 1 -d 1 -b 1
     recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from core.util import positive_float
 from .SimKD import align_maps
-from .base import Distiller, Recipe, register_method
+from .base import About, Distiller, Recipe, register_method
 from .options import Option
 
 ATTENTION_FACTOR = 4  # query/key width = batch size / 4
@@ -103,6 +103,9 @@ class SemCKDLoss(nn.Module):
 
 @register_method('semckd')
 class SemCKD(Distiller):
+    about = About('SemCKD (Chen et al., AAAI 2021)',
+                  'every stage',
+                  'attention MLPs + a projection per stage pair')
     # the SimKD toolbox's -c 1 -d 1 -b 400
     recipe = Recipe(weights=(1.0, 1.0, 400.0), full_batches_only=True)
 

@@ -7,7 +7,7 @@ combine CRD with WTTM."""
 import torch.nn as nn
 
 from core.util import positive_float
-from .base import LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Recipe, register_method
 from .LSKD import Standardised
 from .modifiers import transformed_teacher, transformed_teacher_kl
 from .options import Option
@@ -41,6 +41,7 @@ class WTTM(TTM):
 
 @register_method('ttm')
 class TransformedTeacherMatching(Distiller):
+    about = About('TTM (Zheng & Yang, ICLR 2024)', 'logits')
     # 1 x CE + b x TTM; the README's vgg13 -> vgg8 command: --ttm_l 0.1 -r 1 -b 45 -a 0
     recipe = Recipe(weights=(1.0, 0.0, 45.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised(weight='beta'))
@@ -60,6 +61,7 @@ class TransformedTeacherMatching(Distiller):
 
 @register_method('wttm')
 class WeightedTransformedTeacherMatching(TransformedTeacherMatching):
+    about = About('WTTM (Zheng & Yang, ICLR 2024)', 'logits')
     # 1 x CE + b x WTTM; the authors publish no WTTM-alone command: -b 4 is the weight their
     # README gives WTTM beside CRD (--add wttm --ttm_l 0.2 -a 4)
     recipe = Recipe(weights=(1.0, 0.0, 4.0), teacher_reads=frozenset({LOGITS}),

@@ -75,6 +75,16 @@ class Recipe:
     pair_recipe: Optional[tuple] = None
 
 
+class About(NamedTuple):
+    """A method's line in the methods reference (docs/methods.md, written from the registry by
+    scripts/methods_reference.py): its paper, what it reads of the networks, the modules it
+    trains beside the student, and what an init stage trains first."""
+    paper: str
+    reads: str
+    adds: str = ''
+    init: str = ''
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """What a method is built from: its ``--distill`` name, the weights ``(-r, -a, -b[, -d])``,
@@ -120,11 +130,11 @@ def register_method(*names):
     return decorator
 
 
-def register_preset(name, method, lskd_column=None, **modifiers):
+def register_preset(name, method, lskd_column=None, about=None, **modifiers):
     """``--distill name``: the registered ``method`` with ``modifiers`` on (``Preset``)."""
     assert name not in METHODS, f'--distill {name} registered twice'
     METHODS[name] = METHODS[method]
-    PRESETS[name] = Preset(name, method, modifiers, lskd_column)
+    PRESETS[name] = Preset(name, method, modifiers, lskd_column, about)
 
 
 def get_method(name):
@@ -192,6 +202,7 @@ class Distiller(Learner):
     """
     recipe = Recipe()
     options = ()
+    about = None  # its line in the methods reference (About)
     # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
     # CTKD modify; a modifier acts only if one of them is positive.
     logit_kl_weights = ('alpha',)

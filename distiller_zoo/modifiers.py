@@ -129,11 +129,13 @@ class Preset(NamedTuple):
     """A ``--distill`` name for another method with modifiers on, as a paper names its
     combination (``ctkd``: KD with the learned temperature): ``modifiers`` are the modifier
     options it implies (not written into the run's options, so its folders keep their names),
-    ``lskd_column`` its column of LSKD's per-pair settings."""
+    ``lskd_column`` its column of LSKD's per-pair settings, ``about`` its line in the methods
+    reference (``distiller_zoo.base.About``)."""
     name: str
     method: str
     modifiers: dict
     lskd_column: Optional[str] = None
+    about: Optional[tuple] = None
 
 
 PRESETS = {}  # --distill name -> Preset (distiller_zoo.base.register_preset)

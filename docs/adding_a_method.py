@@ -1,11 +1,11 @@
-"""A whole method in one file, as README's "Adding a method" shows it (a test imports and
+"""A whole method in one file, as docs/adding_a_method.md shows it (a test imports and
 trains it). The student's embedding, mapped to the teacher's width, learns the teacher's
 batch similarities: each row of both cosine-similarity matrices softmaxed at ``--my_T``."""
 import torch.nn as nn
 import torch.nn.functional as F
 
 from distiller_zoo import Distiller, Recipe, register_method
-from distiller_zoo.base import EMBEDDING, LOGITS
+from distiller_zoo.base import EMBEDDING, LOGITS, About
 from distiller_zoo.options import Option
 from core.util import positive_float
 
@@ -20,6 +20,7 @@ def my_loss(embedding_s, embedding_t, T):
 
 @register_method('mykd')
 class MyKD(Distiller):
+    about = About('MyKD (the guide\'s example)', 'embeddings', 'a linear map to the teacher')
     recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (Option('--my_T', type=positive_float, default=0.5,
                       help='mykd: temperature of the similarity distributions'),)

@@ -83,7 +83,7 @@ def base_parser(description):
                              f"one, or from the given checkpoint")
     parser.add_argument('--max_grad_norm', type=positive_float, default=None,
                         help='clip the gradient norm to this value (default: no clipping)')
-    multi = parser.add_argument_group('several GPUs/processes (see README, Multi-GPU)')
+    multi = parser.add_argument_group('several GPUs/processes (docs/usage.md, Several GPUs)')
     multi.add_argument('--sync_bn', action='store_true',
                        help='synchronise the student\'s BatchNorm statistics across GPUs')
     multi.add_argument('--multiprocessing-distributed', dest='multiprocessing_distributed',
@@ -187,7 +187,7 @@ def randaugment_config(config):
 
 RECIPE_OPTIONS = (
     Option('--recipe', choices=sorted(RECIPES), default='repdistiller', metavar='NAME',
-           help='a paper\'s (README, Recipes)'),
+           help='a paper\'s (docs/usage.md)'),
     Option('--opt', type=timm_optimizer, default=None, metavar='NAME',
            help='a timm optimizer (sgd: Nesterov; adamw, ...), no weight decay on biases and '
                 'norms (default: RepDistiller\'s SGD)'),
@@ -207,7 +207,7 @@ RECIPE_OPTIONS = (
 
 def add_recipe_options(parser, given):
     """``--recipe`` and the flags of its values; --help lists them once --recipe is given."""
-    add_switched_group(parser, 'recipe (README, Recipes)', RECIPE_OPTIONS,
+    add_switched_group(parser, 'recipe (docs/usage.md, Recipes)', RECIPE_OPTIONS,
                        given is None or '--recipe' in given)
 
 
@@ -266,7 +266,7 @@ def model_name(name):
 
 
 def add_model_argument(parser, flag, default, help):
-    """A model name of the registry or ``timm:NAME[,key=value...]`` (README, Models)."""
+    """A model name of the registry or ``timm:NAME[,key=value...]`` (docs/models.md)."""
     parser.add_argument(flag, type=model_name, default=default, metavar='NAME',
                         help=f'{help} (a registry name, or timm:NAME)')
 

@@ -262,7 +262,7 @@ class TeacherOutputCache(TeacherPlugin):
     """``--teacher_cache R``: R rounds of crops and flips are fixed (CKD's, with ``--ckd``),
     the teacher runs once per round and its outputs are stored; the method's teacher is then a
     ``CachedTeacher`` reading them, and the training batches crop as the rounds say."""
-    title = 'teacher-output cache (README, Teacher-output cache; 32x32 in-memory data)'
+    title = 'teacher-output cache (docs/usage.md, Teacher-output cache; 32x32 in-memory data)'
     options = (Option('--teacher_cache', type=positive_int, default=None, metavar='R',
                       help='fix R rounds of crops and flips, run the teacher once per round and '
                            'store its logits and embeddings under <save_dir>/teacher_cache; '
