@@ -72,3 +72,15 @@ def fill_by_name(module):
 
 def grad_ends(g):
     return [g.sum().item(), g.abs().sum().item(), g.flatten()[0].item(), g.flatten()[-1].item()]
+
+
+def run_config(*flags, teacher='vgg13', student='vgg8'):
+    """The ``RunConfig`` of a distillation command line for the pair (the teacher's file never
+    opened: its folder names its architecture)."""
+    return train_student.parse_option(['--path_t', f'save/models/{teacher}_vanilla/ckpt.pth',
+                                       '--model_s', student] + list(flags))
+
+
+def run_options(*flags, teacher='resnet32x4', student='resnet8x4'):
+    """The options a run with these flags records (its ``RunConfig.options``)."""
+    return SimpleNamespace(**run_config(*flags, teacher=teacher, student=student).options)

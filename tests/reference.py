@@ -6,10 +6,24 @@ softmax gradient's sum, one of its entries) at an absolute tolerance scaled to t
 vector it comes from, since its noise is that of the terms, not of the result. Bit-exact
 comparisons are kept for two runs of one machine.
 """
+import json
 import math
+import os
 
 import numpy as np
 import torch
+
+FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'reference')
+
+
+def reference(*methods):
+    """The stored figures of ``methods`` (tests/fixtures/reference/<method>.json, each naming
+    the authors' repository and commit it was computed with), in one dict."""
+    figures = {}
+    for method in methods:
+        with open(os.path.join(FOLDER, f'{method}.json')) as f:
+            figures.update({k: v for k, v in json.load(f).items() if k != '_source'})
+    return figures
 
 # Float32 noise of a sum relative to the sum of its terms' magnitudes: a few units of 2^-24
 # times the number of terms (dozens here), with a wide margin.
@@ -68,3 +82,29 @@ def assert_same_trajectory(resumed, straight, start, rel=1e-2):
     change = sum(((straight[k].double() - start[k].double()) ** 2).sum() for k in keys)
     assert change > 0, 'the straight run did not move'
     assert torch.sqrt(gap) <= rel * torch.sqrt(change), (torch.sqrt(gap / change).item(), keys)
+
+
+def value_and_grad_stats(fn, x):
+    """``[fn(x), *grad_stats of its gradient]``."""
+    x = x.clone().requires_grad_()
+    value = fn(x)
+    g, = torch.autograd.grad(value, x)
+    return [value.item()] + grad_stats(g)
+
+
+def assert_matches(got, expected, scalars=1, rel=1e-5):
+    """``scalars`` values, then a gradient's ``grad_stats``, against the authors' figures."""
+    got, expected = flat(got), flat(expected)
+    assert_close(got[:scalars], expected[:scalars], rel=rel)
+    assert_stats_close(got[scalars:], expected[scalars:], rel=max(rel, 1e-5))
+
+
+def value_and_grad(loss_fn):
+    """``[loss, *grad_stats]`` of ``loss_fn(student, teacher)`` on the stored inputs (the
+    student's logits ``det(6, 10, phase=0.5) * 3``, the teacher's ``det(6, 10, phase=2.0) * 4``,
+    as the authors' code was given them)."""
+    s = (det(6, 10, phase=0.5) * 3).requires_grad_()
+    t = det(6, 10, phase=2.0) * 4
+    loss = loss_fn(s, t)
+    loss.backward()
+    return [loss.item()] + grad_stats(s.grad)
