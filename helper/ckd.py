@@ -178,8 +178,8 @@ class CodedTeacherInputs(TeacherPlugin):
     per teacher); with ``ckd`` each batch carries the teacher's JPEG-coded view, which the
     frozen teacher then sees (``Batch.teacher_image``); ``clean`` is the authors' control, the
     same crops with the teacher on the clean view."""
-    title = ('CKD: the teacher sees adaptive-JPEG-coded inputs (docs/methods.md, CKD; 32x32 in-memory '
-             'data)')
+    title = ('CKD: the teacher sees adaptive-JPEG-coded inputs (docs/methods.md, CKD; 32x32 '
+             'in-memory data)')
     options = (
         Option('--ckd', choices=['ckd', 'clean'], default=None,
                help='ckd: the teacher sees each image\'s stored JPEG-coded copy, the student the '
