@@ -1,7 +1,8 @@
 """The runs' messages: lines on standard output through the ``kd`` logger, from the main
 process only (each process of a multi-process run would print the same line). ``log.info``
 writes a line as it is; ``note`` writes it after ``note: `` (or hands it to the caller, inside
-``collecting_notes``)."""
+``collecting_notes``). Importing it installs nothing: an entry point calls ``log_to_stdout()``
+(``helper.cli.run_cli`` does), as a library leaves handlers to its application."""
 import contextlib
 import contextvars
 import logging
@@ -62,9 +63,14 @@ def collecting_notes():
         _collected.reset(token)
 
 
-_handler = _Stdout()
-_handler.setFormatter(_Prefixed('%(message)s'))
-_handler.addFilter(MainProcessOnly())
-log.addHandler(_handler)
-log.setLevel(logging.INFO)
-log.propagate = False
+def log_to_stdout():
+    """Send the ``kd`` logger's lines to standard output, from the main process only, notes
+    prefixed; called again, it changes nothing."""
+    if any(isinstance(handler, _Stdout) for handler in log.handlers):
+        return
+    handler = _Stdout()
+    handler.setFormatter(_Prefixed('%(message)s'))
+    handler.addFilter(MainProcessOnly())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -6,7 +6,7 @@ from core.files import disk_full
 
 from core import distributed
 from core.config import LaunchConfig
-from core.log import log, note
+from core.log import log, log_to_stdout, note
 from core.stop import STOP
 from core.util import RunFinished, RunInterrupted, UserError
 
@@ -24,6 +24,7 @@ def run_cli(script, parse_option, run, argv=None):
     """Parse and run; input problems become one clear line and exit status 2, a requested stop
     says how to resume and exits with 130."""
     argv = sys.argv[1:] if argv is None else argv
+    log_to_stdout()
     try:
         opt = parse_option(argv)
         launch = getattr(opt, 'launch', None) or LaunchConfig.of(opt)

@@ -155,3 +155,11 @@ def no_download(monkeypatch):
         os.makedirs(root, exist_ok=True)
         raise OSError('network disabled in tests')
     monkeypatch.setattr('dataset.cifar.download', refuse)
+
+
+@pytest.fixture(autouse=True)
+def _log_to_stdout():
+    """The ``kd`` logger writes as an entry point makes it (``core.log.log_to_stdout``), for
+    the tests that call a library function and read its lines."""
+    from core.log import log_to_stdout
+    log_to_stdout()
