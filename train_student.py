@@ -4,7 +4,6 @@ import sys
 
 from dataset import build_loaders
 from distiller_zoo import get_method
-from distiller_zoo.modifiers import describe as describe_modifiers
 from distiller_zoo.sources import FrozenTeacher, TeacherEnsemble, TrainedPeer
 from core.accel import prepare_modules
 from core.log import log
@@ -13,9 +12,10 @@ from helper.cli import parse_and_note, run_cli
 from helper.distillation import build_distiller
 from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
-from helper.options import RECIPE_OPTIONS, select_device
-from helper.plugins import TEACHER_PLUGINS
-from helper.resolver import MODIFIER_DESTS, WEIGHTS, older_run_names, resolve, run_name
+from helper.components import upgraded
+from helper.options import select_device
+from helper.resolver import (defining_options, describe_components, older_run_names, resolve,
+                             run_name)
 from helper.run_folder import RunFolder
 from helper.teachers import renormalize_inputs, resolve_teacher
 from models import get_model
@@ -42,11 +42,9 @@ def run(config):
     teacher = teachers[0]  # what a method reads besides logits, and its architecture
     name_t = '+'.join(t.arch for t in teachers)  # the folder's T:, the checkpoints' model_t
     identity = {'teacher': ' + '.join(t.identity for t in teachers)}
-    defining = (WEIGHTS + tuple(o.dest for o in method.options) + MODIFIER_DESTS
-                + tuple(o.dest for o in RECIPE_OPTIONS)
-                + tuple(k for plugin in TEACHER_PLUGINS for k in plugin.defining))
     folder = RunFolder(config.output, training.epochs, config.options, 'student_model',
-                       'student_tensorboards', run_name(config, name_t), refused=defining,
+                       'student_tensorboards', run_name(config, name_t),
+                       refused=defining_options(method), upgrade=upgraded,
                        identity=identity, resolved={'model_t': name_t},
                        older_names=older_run_names(config, name_t))
     record = folder.record(model_t=name_t)
@@ -75,7 +73,7 @@ def run(config):
                  f'weights ' + ' '.join(f'-{flag} {value}' for flag, value
                                         in zip('rabd', method_config.weights))
                  + f' -> {folder.run_dir}')
-        for line in (distiller.describe(), describe_modifiers(method_config),
+        for line in (distiller.describe(), describe_components(config),
                      strategy_of(training).describe(training)):
             if line:
                 log.info(f'{name}: {line}')
@@ -92,7 +90,7 @@ def run(config):
             rounds = plugin.prepare(config, teachers, train_set, device, seed, rounds)
         train_loader = (plain_loader if rounds is None
                         else build_loaders(dataset, **loaders, rounds=rounds)[0])
-        # Init stages keep the ordinary batches, as CKD's authors' code does.
+        # Init stages train on the ordinary batches, not the plug-ins' stored rounds.
         best, last = train_and_record(
             distiller, train_loader, test_loader, training, model_s, folder, device, record,
             distiller.trainable_parameters, {'student': (model_s, student),

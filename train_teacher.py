@@ -12,6 +12,7 @@ from core.util import UserError, set_seed
 from core.log import collecting_notes, log, note
 from helper.loops import Supervised, train_and_record
 from helper.distillation import cross_entropy_smoothing
+from helper.optimizers import strategy_named
 from helper.options import (add_model_argument, add_recipe_options, apply_recipe, base_parser,
                             finish_options, given_dests, select_device)
 from helper.run_folder import RunFolder
@@ -36,6 +37,9 @@ def resolve(argv):
         if opt.pretrained and not is_timm_name(opt.model):
             raise UserError(f'--pretrained takes timm\'s weights of a timm:NAME model, not of '
                             f'{opt.model}')
+        if strategy_named(opt.opt).distils:
+            raise UserError(f'--opt {opt.opt} steps a distillation\'s terms apart; a teacher '
+                            f'trains on the cross-entropy alone (train_student.py takes it)')
         opt = finish_options(opt, opt.model)
     return opt, notes
 

@@ -8,8 +8,9 @@ from typing import Optional, Tuple
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """How a run trains: its schedule (``learning_rate`` decayed by ``lr_decay_rate`` after
-    each of ``lr_decay_epochs``), its optimizer (``optimizer``: a strategy of
-    ``helper.optimizers``; ``dot_delta`` for DOT; ``nesterov`` for SGD's momentum), checkpoints
+    each of ``lr_decay_epochs``), its optimizer (``opt``: None for RepDistiller's SGD, with
+    ``nesterov`` for its momentum, else a strategy of ``helper.optimizers`` or a timm optimizer;
+    ``opt_args``: the strategy's own options, ``(name, value)`` pairs), checkpoints
     every ``save_freq`` epochs, and the speed options (``amp``, ``channels_last``, ``compile``,
     ``sgd_impl``, ``sync_bn``)."""
     epochs: int
@@ -22,14 +23,13 @@ class TrainingConfig:
     save_freq: int
     nesterov: bool = False
     max_grad_norm: Optional[float] = None
-    optimizer: str = 'sgd'
-    dot_delta: Optional[float] = None
     amp: str = 'off'
     channels_last: bool = False
     compile: bool = False
     sgd_impl: str = 'auto'
     sync_bn: bool = False
-    opt: Optional[str] = None  # a timm optimizer (--opt), instead of RepDistiller's SGD
+    opt: Optional[str] = None
+    opt_args: Tuple[Tuple[str, object], ...] = ()
     schedule: str = 'step'
     warmup_epochs: int = 0
     warmup_lr: float = 0.0
@@ -37,13 +37,13 @@ class TrainingConfig:
     smoothing: float = 0.0
 
     @classmethod
-    def of(cls, opt):
-        """The training settings of parsed options (a script without an option, such as
-        train_teacher.py without --optimizer, gets the field's default)."""
+    def of(cls, opt, opt_args=()):
+        """The training settings of parsed options (a script without an option gets the
+        field's default) and the optimizer strategy's own options."""
         values = {f.name: getattr(opt, f.name) for f in dataclasses.fields(cls)
                   if hasattr(opt, f.name)}
         values['lr_decay_epochs'] = tuple(values['lr_decay_epochs'])
-        return cls(**values)
+        return cls(**values, opt_args=tuple(opt_args))
 
 
 @dataclasses.dataclass(frozen=True)

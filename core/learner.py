@@ -19,7 +19,7 @@ class Learner(nn.Module):
     ``load_checkpoint_state(state)``. The rest has defaults: no init stage, nothing per epoch,
     no other network to evaluate, nothing else to log, any batch size."""
     full_batches_only = False  # the loop skips a batch shorter than --batch_size
-    task_terms = ('cls',)  # the loss terms of the task (DOT steps the others separately)
+    task_terms = ('cls',)  # the loss terms of the task (a strategy may step the others apart)
 
     def forward(self, batch):  # what DistributedDataParallel calls
         return self.forward_train(batch)
@@ -34,7 +34,7 @@ class Learner(nn.Module):
         pass
 
     def epoch_metrics(self):
-        """Values the loop logs with each epoch (CTKD's temperature), by name."""
+        """Values the loop logs with each epoch (a learned temperature, say), by name."""
         return {}
 
     def extra_predictors(self):

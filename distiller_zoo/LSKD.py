@@ -11,6 +11,7 @@ imply, derived in ``per_pair/lskd.toml``).
 from typing import NamedTuple, Optional
 
 from core.util import positive_float
+from .modifiers import IDENTITY, PRESETS, LogitModifier, Transform, modifier_value
 from .options import Option
 from .pairs import has_pair, pair_settings
 
@@ -23,6 +24,13 @@ def normalize(logit):
 
 
 logit_standardize = normalize
+STANDARDISED = Transform(normalize, 'logits standardised (LSKD)')
+
+
+def transform_of(config):
+    """The transform the run's modifiers give every logit KL of the method."""
+    return STANDARDISED if config.logit_stand else IDENTITY
+
 
 OPTIONS = (
     Option('--logit_stand', '--logit-stand', action='store_true',
@@ -88,3 +96,33 @@ def setting(method, teacher, student, opt):
     beta = authors.get('beta')
     return ((opt.base_temp or float(authors['tau'])), (opt.kd_weight or float(authors['weight'])),
             *([float(beta)] if beta is not None else [None] if method == 'dkd' else []))
+
+
+class LogitStandardisation(LogitModifier):
+    """``--logit_stand``: the authors' per-pair temperature and weight apply unless given."""
+    title = 'logit standardisation (LSKD): every logit KL of the method'
+    options = OPTIONS
+    label = 'LS'
+    checks = (('kd --logit_stand', ['--logit_stand']), ('dkd --logit_stand', ['--logit_stand']))
+
+    def run_defaults(self, opt, method, teacher):
+        if not self.enabled(opt):
+            return '', {}
+        preset = PRESETS.get(opt.distill)
+        column = preset.lskd_column if preset else method.recipe.lskd.column
+        pair = f'{teacher or "?"} -> {opt.model_s}'
+        what = (f'the authors\' settings for {pair}' if has_setting(column, teacher, opt.model_s)
+                else f'the authors\' fallback values (they ran no {pair})')
+        learned = bool(modifier_value(opt, 'ctkd'))  # CTKD's temperature
+        return f'--logit_stand: {what}', run_defaults(method, column, learned, teacher,
+                                                     opt.model_s, opt)
+
+    def method_fields(self, opt):
+        return {'logit_stand': self.enabled(opt)}
+
+    def describe(self, config):
+        return ('logits standardised per sample before every logit KL (LSKD)'
+                if config.method.logit_stand else '')
+
+
+LOGIT_STAND = LogitStandardisation()

@@ -6,7 +6,8 @@ teacher. Either is also the ``-a`` term of any other method (``--add ttm|wttm``)
 combine CRD with WTTM."""
 import torch.nn as nn
 
-from core.util import positive_float
+from core.component import Component
+from core.util import UserError, positive_float
 from .base import About, LOGITS, Distiller, Recipe, register_method
 from .LSKD import Standardised
 from .modifiers import transformed_teacher, transformed_teacher_kl
@@ -18,7 +19,44 @@ ADD = Option('--add', choices=['kd', 'ttm', 'wttm'], default='kd',
 TTM_L = Option('--ttm_l', type=positive_float, default=0.1,
                help='TTM/WTTM: the power gamma of the teacher\'s probabilities (its temperature '
                     'is 1/gamma; the authors\' README: 0.1 for TTM, 0.2 for WTTM beside CRD)')
-A_TERM_OPTIONS = (ADD, TTM_L)
+
+
+class ATerm(Component):
+    """``--add ttm|wttm``: the -a term of a method whose -a term is the KD term becomes TTM's or
+    WTTM's divergence; ``--ttm_l`` is read there, or by ``--distill ttm|wttm``."""
+    options = (ADD, TTM_L)
+
+    def enabled(self, opt):
+        return opt.add != 'kd'
+
+    def add_options(self, parser, given, distill):
+        ADD.add_to(parser)
+        TTM_L.add_to(parser, hidden=given is not None and '--add' not in given
+                     and distill not in ('ttm', 'wttm'))
+
+    def check_given(self, opt, method):
+        pass  # --ttm_l is checked once the method's own reading is known
+
+    def check_resolved(self, opt, method):
+        if self.enabled(opt):
+            if not method.a_term_is_kd:
+                raise UserError(f'--add {opt.add}: the -a term of --distill {opt.distill} is '
+                                f'its own, not the KD term; leave --add out')
+            if not opt.alpha:
+                raise UserError(f'--add {opt.add} makes the -a term {opt.add.upper()}, of '
+                                f'weight 0 here: give -a W (the TTM authors: --add wttm -a 4 '
+                                f'with CRD)')
+        reads_ttm_l = self.enabled(opt) or method.names[0] in ('ttm', 'wttm')
+        if opt.ttm_l != TTM_L.default and not reads_ttm_l:
+            raise UserError('--ttm_l is the power of TTM and WTTM: give it with --distill '
+                            'ttm|wttm or --add ttm|wttm, or leave it out')
+
+    def method_fields(self, opt):
+        return {'add': getattr(opt, 'add', ADD.default),
+                'ttm_l': getattr(opt, 'ttm_l', TTM_L.default)}
+
+
+A_TERM = ATerm()
 
 
 class TTM(nn.Module):

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from core.learner import Learner
-from .LSKD import Standardised, normalize
+from .LSKD import Standardised, normalize, transform_of
 from .pairs import pair_settings
-from .modifiers import (HINTON, PRESETS, LogitKL, Preset, hinton_kl, learned_temperature,
-                        transform_of, transformed_teacher)
+from .modifiers import HINTON, PRESETS, LogitKL, Preset, hinton_kl, transformed_teacher
+from .temperature import learned_temperature
 
 METHODS = {}
 

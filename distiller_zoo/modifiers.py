@@ -1,7 +1,8 @@
 """Modifiers of a method's logit KLs, each chosen by its own flags and usable with every method
-that has one: LSKD's logit standardisation (``--logit_stand``) and CTKD's learned temperature
-(``--ctkd``). They reach the method through its ``MethodConfig`` (``logit_stand``,
-``learned_T``); the run's folder name and its resume checks include their options.
+that has one: LSKD's logit standardisation (``--logit_stand``, ``distiller_zoo.LSKD``) and
+CTKD's learned temperature (``--ctkd``, ``distiller_zoo.temperature``), each a
+``LogitModifier`` component (``core.component``). They reach the method through its
+``MethodConfig`` (``logit_stand``, ``learned_T``).
 
 A method never sees them: each of its logit KLs is a ``LogitKL`` component, asked of the base
 class with the KL's own temperature (``Distiller.logit_kl(T)``), and the run's modifiers decide
@@ -12,20 +13,35 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from . import LSKD, temperature
+from core.component import Component
+from core.util import UserError
+
+FLAGS = {'gamma': '-r', 'alpha': '-a', 'beta': '-b'}
 
 
-class Modifier(NamedTuple):
-    title: str  # the --help group
-    flag: str  # the flag that turns it on
-    options: tuple  # distiller_zoo.options.Option
+class LogitModifier(Component):
+    """A modifier of every logit KL of the method: it acts only where the method has one of
+    positive weight. A preset (``--distill ctkd``) may turn it on."""
+    instances = []  # every logit modifier, checked together (one line names all that are on)
 
+    def __init__(self):
+        LogitModifier.instances.append(self)
 
-LOGIT_STAND = Modifier('logit standardisation (LSKD): every logit KL of the method',
-                       '--logit_stand', LSKD.OPTIONS)
-LEARNED_T = Modifier('learned temperature (CTKD): every logit KL of the method',
-                     '--ctkd', temperature.OPTIONS)
-MODIFIERS = (LOGIT_STAND, LEARNED_T)
+    def enabled(self, opt):
+        return bool(modifier_value(opt, self.options[0].dest))
+
+    def check_resolved(self, opt, method):
+        on = [m for m in LogitModifier.instances if m.enabled(opt)]
+        if not on or on[0] is not self:
+            return
+        what = ' and '.join(m.flag for m in on)
+        if not method.logit_kl_weights:
+            raise UserError(f'--distill {opt.distill} has no logit KL for {what} to modify')
+        if not any(getattr(opt, weight) > 0 for weight in method.logit_kl_weights):
+            terms = ' and '.join(FLAGS[w] for w in method.logit_kl_weights)
+            raise UserError(f'--distill {opt.distill}: {what} would change nothing: the logit '
+                            f'KL of the method is its {terms} term, of weight 0 here (give '
+                            f'{FLAGS[method.logit_kl_weights[0]]} W to add it)')
 
 
 def hinton_kl(y_s, y_t, T):
@@ -69,7 +85,6 @@ class Transform(NamedTuple):
 
 
 IDENTITY = Transform(identity, '')
-STANDARDISED = Transform(LSKD.normalize, 'logits standardised (LSKD)')
 
 
 class Divergence(NamedTuple):
@@ -115,16 +130,6 @@ class LogitKL:
                          if part)
 
 
-def transform_of(config):
-    """The transform the run's modifiers give every logit KL of the method."""
-    return STANDARDISED if config.logit_stand else IDENTITY
-
-
-def learned_temperature(config):
-    """The run's learned temperature (a module the method owns), or None for fixed ones."""
-    return temperature.LearnedTemperature(**config.learned_T) if config.learned_T else None
-
-
 class Preset(NamedTuple):
     """A ``--distill`` name for another method with modifiers on, as a paper names its
     combination (``ctkd``: KD with the learned temperature): ``modifiers`` are the modifier
@@ -148,32 +153,3 @@ def modifier_value(opt, dest):
     if preset is not None and dest in preset.modifiers:
         return preset.modifiers[dest]
     return getattr(opt, dest, False)
-
-
-def learns_temperature(opt):
-    """Whether the run's logit KLs take the learned temperature (``--ctkd``, or a preset)."""
-    return bool(modifier_value(opt, 'ctkd'))
-
-
-def config_fields(opt, method):
-    """The ``MethodConfig`` fields of the modifiers (an older run's options lack them)."""
-    learned = None
-    if learns_temperature(opt):
-        learned = dict(t_start=opt.ctkd_t_start, t_end=opt.ctkd_t_end, decay=opt.ctkd_decay,
-                       lambda_max=opt.ctkd_lambda_max, lambda_min=opt.ctkd_lambda_min,
-                       lambda_epochs=opt.ctkd_lambda_epochs)
-    return {'logit_stand': getattr(opt, 'logit_stand', False), 'learned_T': learned}
-
-
-def describe(config):
-    """What the modifiers change, for the start of a run ('' when none is on)."""
-    parts = []
-    if config.logit_stand:
-        parts.append('logits standardised per sample before every logit KL (LSKD)')
-    learned = config.learned_T
-    if learned:
-        parts.append(f'temperature learned (CTKD): {learned["t_start"]:g} + '
-                     f'{learned["t_end"]:g} * sigmoid(theta), reversal strength '
-                     f'{learned["lambda_max"]:g} -> {learned["lambda_min"]:g} over '
-                     f'{learned["lambda_epochs"]} epochs ({learned["decay"]}), logged each epoch')
-    return '; '.join(parts)

@@ -42,6 +42,8 @@ class Option:
         parser.add_argument(*self.flags, **kwargs)
 
 
+# The temperature of the -a term (KD's), read by every method.
+KD_T = Option('--kd_T', type=positive_float, default=4, help='temperature of the KD loss')
 # Read by several methods.
 FEAT_DIM = Option('--feat_dim', type=positive_int, default=128,
                   help='embedding size (CRD, CC, ICD, RRD, MLKD)')
@@ -56,17 +58,6 @@ NCE_T = Option('--nce_t', type=positive_float, default=0.07, help='CRD: temperat
 NCE_M = Option('--nce_m', type=unit_interval, default=0.5, help='CRD: memory momentum')
 HINT_LAYER = Option('--hint_layer', type=int, default=2, choices=[0, 1, 2, 3, 4],
                     help='FitNet: feature index of the hint')
-
-
-def add_switched_group(parser, title, options, on):
-    """``options`` in a group of their own, the first the switch that turns the rest on; unless
-    ``on`` (the switch is in the command line), --help lists the switch alone and says how to
-    see the rest."""
-    switch = options[0]
-    group = parser.add_argument_group(title, None if on or len(options) == 1 else
-                                      f'(give {switch.flag} with --help to see its options)')
-    for option in options:
-        option.add_to(group, hidden=not on and option is not switch)
 
 
 def method_options(methods):

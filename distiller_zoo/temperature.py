@@ -14,8 +14,11 @@ import torch
 import torch.nn as nn
 from torch.autograd import Function
 
-from core.util import positive_float, positive_int
-from .options import Option
+from core.util import UserError, positive_float, positive_int
+from . import LSKD
+from core.component import value
+from .modifiers import PRESETS, LogitModifier
+from .options import KD_T, Option
 
 
 class GradientReversalFunction(Function):
@@ -113,3 +116,51 @@ OPTIONS = (
            help='CTKD: lambda once the curriculum ends (the authors\' script: -1)'),
     Option('--ctkd_lambda_epochs', type=positive_int, default=10,
            help='CTKD: epochs over which lambda moves from max to min'))
+
+
+def learned_temperature(config):
+    """The run's learned temperature (a module the method owns), or None for fixed ones."""
+    return LearnedTemperature(**config.learned_T) if config.learned_T else None
+
+
+class LearnedTemperatureModifier(LogitModifier):
+    """``--ctkd``: the fixed temperatures give way to the learned one."""
+    title = 'learned temperature (CTKD): every logit KL of the method'
+    options = OPTIONS
+    label = 'CTKD'
+    checks = (('kd --ctkd', ['--ctkd']), ('dkd --ctkd', ['--ctkd']))
+
+    def check_given(self, opt, method):
+        super().check_given(opt, method)
+        if not self.enabled(opt):
+            return
+        name = '--ctkd' if opt.ctkd else f'--distill {opt.distill}'
+        for option in (KD_T, LSKD.OPTIONS[1]):
+            if value(opt, option) != option.default:
+                raise UserError(f'with {name} the temperature is learned, so {option.flag} '
+                                f'is not read: leave it out (--ctkd_t_start and --ctkd_t_end set '
+                                f'its range)')
+
+    def method_fields(self, opt):
+        if not self.enabled(opt):
+            return {'learned_T': None}
+        return {'learned_T': dict(t_start=opt.ctkd_t_start, t_end=opt.ctkd_t_end,
+                                  decay=opt.ctkd_decay, lambda_max=opt.ctkd_lambda_max,
+                                  lambda_min=opt.ctkd_lambda_min,
+                                  lambda_epochs=opt.ctkd_lambda_epochs)}
+
+    def describe(self, config):
+        learned = config.method.learned_T
+        if not learned:
+            return ''
+        return (f'temperature learned (CTKD): {learned["t_start"]:g} + {learned["t_end"]:g} * '
+                f'sigmoid(theta), reversal strength {learned["lambda_max"]:g} -> '
+                f'{learned["lambda_min"]:g} over {learned["lambda_epochs"]} epochs '
+                f'({learned["decay"]}), logged each epoch')
+
+    def labelled(self, opt):
+        # a preset (--distill ctkd) carries the name already
+        return bool(value(opt, self.options[0])) and opt.distill not in PRESETS
+
+
+LEARNED_T = LearnedTemperatureModifier()

@@ -195,8 +195,8 @@ class CodedTeacherInputs(TeacherPlugin):
     defining = ('ckd', 'ckd_delta', 'ckd_rounds', 'ckd_select')
     flag = '--ckd'
 
-    def enabled(self, features):
-        return features.ckd is not None
+    def enabled(self, opt):
+        return getattr(opt, 'ckd', None) is not None
 
     def check(self, config, method):
         self.check_data_and_teacher(config, 'its rounds (cached beside it)')
@@ -207,8 +207,8 @@ class CodedTeacherInputs(TeacherPlugin):
             raise UserError(f'--ckd cannot combine with --distill {config.distill}, which '
                             f'builds its own {views.name} of each image')
 
-    def suffix(self, features):
-        return f'_ckd:{features.ckd}'
+    def suffix(self, opt):
+        return f'_ckd:{opt.ckd}' if self.enabled(opt) else ''
 
     def prepare(self, config, teachers, train_set, device, seed, rounds):
         choices = load_or_prepare(teachers[0].network, train_set.images, train_set.targets,

@@ -5,11 +5,10 @@ from types import SimpleNamespace
 
 from distiller_zoo import get_method
 from distiller_zoo.base import MethodConfig
-from distiller_zoo.modifiers import config_fields
 from distiller_zoo.sources import FrozenTeacher
-from distiller_zoo.TTM import TTM_L
 from models import get_model
 from core.util import UserError
+from .components import COMPONENTS
 from .teachers import load_weights
 
 
@@ -22,9 +21,13 @@ def method_config(opt, method, model_t, n_data, image_size):
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
                         options=SimpleNamespace(**method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
-                        n_data=n_data, batch_size=opt.batch_size, add=getattr(opt, 'add', 'kd'),
-                        ttm_l=getattr(opt, 'ttm_l', TTM_L.default),
-                        smoothing=cross_entropy_smoothing(opt), **config_fields(opt, method))
+                        n_data=n_data, batch_size=opt.batch_size,
+                        smoothing=cross_entropy_smoothing(opt), **component_fields(opt))
+
+
+def component_fields(opt):
+    """The ``MethodConfig`` fields the components set (an older run's options lack theirs)."""
+    return {k: v for component in COMPONENTS for k, v in component.method_fields(opt).items()}
 
 
 def cross_entropy_smoothing(opt):

@@ -13,12 +13,15 @@ by ``-lr`` times that buffer. A buffer starts as the first gradient it receives 
 distillation buffer without weight decay). Both buffers live in the optimizer's state
 (``momentum_buffer``, ``momentum_kd_buffer``), so checkpoints resume them.
 """
+import argparse
+
 import torch
 from torch.optim.optimizer import Optimizer, required
 
 from distiller_zoo.options import Option
-from core.util import non_negative_float
-from .optimizers import OPTIMIZERS, Strategy, parameters_of, register_optimizer
+from core.component import Component, add_switched_group, value
+from core.util import UserError, non_negative_float
+from .optimizers import Strategy, parameters_of, register_optimizer
 
 
 class DistillationOrientedTrainer(Optimizer):
@@ -26,11 +29,11 @@ class DistillationOrientedTrainer(Optimizer):
 
     def __init__(self, params, lr=required, momentum=0, momentum_kd=0, dampening=0,
                  weight_decay=0):
-        for name, value in (('learning rate', lr if lr is not required else 0),
-                            ('momentum', momentum), ('momentum_kd', momentum_kd),
-                            ('weight_decay', weight_decay)):
-            if value < 0:
-                raise ValueError(f'invalid {name}: {value}')
+        for name, amount in (('learning rate', lr if lr is not required else 0),
+                             ('momentum', momentum), ('momentum_kd', momentum_kd),
+                             ('weight_decay', weight_decay)):
+            if amount < 0:
+                raise ValueError(f'invalid {name}: {amount}')
         super().__init__(params, dict(lr=lr, momentum=momentum, momentum_kd=momentum_kd,
                                       dampening=dampening, weight_decay=weight_decay))
         if len(self.param_groups) != 1:
@@ -92,18 +95,24 @@ class DOTStep(Strategy):
     backward) and, with ``--max_grad_norm``, clipped jointly; a non-finite gradient in either
     set skips the whole step. Init stages keep SGD."""
     averages_by_hand = True
+    distils = True
+
+    @property
+    def options(self):
+        return OPTIONS[1:]
 
     def build(self, params, training, device):
         """Momenta ``--momentum`` -/+ ``--dot_delta``."""
+        delta = dict(training.opt_args)['dot_delta']
         return DistillationOrientedTrainer(params, lr=training.learning_rate,
-                                           momentum=training.momentum - training.dot_delta,
-                                           momentum_kd=training.momentum + training.dot_delta,
+                                           momentum=training.momentum - delta,
+                                           momentum_kd=training.momentum + delta,
                                            weight_decay=training.weight_decay)
 
     def describe(self, training):
-        return (f'DOT: momentum {training.momentum - training.dot_delta:g} for the task '
-                f'gradient, {training.momentum + training.dot_delta:g} for the distillation '
-                f'gradient')
+        delta = dict(training.opt_args)['dot_delta']
+        return (f'DOT: momentum {training.momentum - delta:g} for the task gradient, '
+                f'{training.momentum + delta:g} for the distillation gradient')
 
     def step(self, trainer, optimizer, losses, loss, task_terms, average_grads):
         scaler = trainer.scaler
@@ -135,11 +144,72 @@ class DOTStep(Strategy):
         scaler.step(optimizer)
 
 
+def repdistiller_optimizer(name):
+    """An argparse type: ``--optimizer``'s values, as ``--opt`` names them (sgd: the default)."""
+    if name not in ('sgd', 'dot'):
+        raise argparse.ArgumentTypeError(f"invalid choice: '{name}' (choose from 'sgd', 'dot')")
+    return None if name == 'sgd' else name
+
+
 OPTIONS = (
-    Option('--optimizer', choices=sorted(OPTIMIZERS), default='sgd',
-           help='dot: DOT, separate momenta for the task (CE) gradient and the distillation '
-                'gradient (every other term); init stages keep SGD'),
+    Option('--optimizer', dest='opt', type=repdistiller_optimizer, default=None,
+           metavar='{sgd,dot}',
+           help='dot (= --opt dot): DOT, separate momenta for the task (CE) gradient and the '
+                'distillation gradient (every other term); init stages keep SGD'),
     Option('--dot_delta', type=non_negative_float, default=0.075,
            help='DOT: momentum --momentum - delta for the task gradient, + delta for the '
                 'distillation gradient'))
 
+
+
+class DistillationOrientedMomenta(Component):
+    """``--opt dot`` (or ``--optimizer dot``): the run's optimizer strategy is DOT's. Its folders
+    keep the name ``--optimizer dot`` gave them."""
+    title = 'optimizer (DOT: distillation-oriented momenta)'
+    options = OPTIONS
+    label = 'DOT'
+    checks = (('kd --optimizer dot', ['--optimizer', 'dot']),
+              ('kd --optimizer dot --amp fp16', ['--optimizer', 'dot', '--amp', 'fp16']))
+
+    def enabled(self, opt):
+        return value(opt, OPTIONS[0]) == 'dot'
+
+    def add_options(self, parser, given, distill):
+        on = given is None or any(word in given for word in ('--optimizer', '--opt'))
+        add_switched_group(parser, self.title, OPTIONS, on)
+
+    @property
+    def defining(self):
+        return ('dot_delta',)  # --opt is the recipe's
+
+    def suffix(self, opt):
+        if not self.enabled(opt):
+            return ''
+        delta = getattr(opt, 'dot_delta', OPTIONS[1].default)
+        return '_optimizer:dot' + (f'_dot_delta:{delta}' if delta != OPTIONS[1].default else '')
+
+    def upgrade(self, record):
+        """Before ``--opt dot``, DOT was ``optimizer: dot`` in a run's options."""
+        if 'optimizer' not in record:
+            return record
+        record = dict(record)
+        if record.pop('optimizer') == 'dot':
+            record['opt'] = 'dot'
+        return record
+
+    def check_given(self, opt, method):
+        if not self.enabled(opt):
+            for option in OPTIONS[1:]:
+                if getattr(opt, option.dest) != option.default:
+                    raise UserError(f'{option.flag} is an option of --optimizer dot: add '
+                                    f'--optimizer dot or leave it out')
+            return
+        if opt.nesterov:
+            raise UserError('--nesterov is an option of SGD\'s momentum, which --optimizer dot '
+                            'replaces with its two momenta: leave one of them out')
+        if opt.dot_delta >= min(opt.momentum, 1 - opt.momentum):
+            raise UserError(f'--dot_delta {opt.dot_delta} must be below --momentum and 1 - '
+                            f'--momentum (DOT\'s momenta are --momentum -/+ delta)')
+
+
+DOT = DistillationOrientedMomenta()

@@ -29,8 +29,7 @@ from core.learner import Learner
 from core.stop import STOP
 from core.util import RunInterrupted, UserError, accuracy, set_seed
 from core.log import log
-from . import dot  # noqa: F401 (registers --optimizer dot)
-from .optimizers import OPTIMIZERS, learning_rate_schedule, parameters_of, strategy_of
+from .optimizers import REPDISTILLER_SGD, learning_rate_schedule, parameters_of, strategy_of
 from .logger import RunLogger
 from .run_folder import first_epoch
 
@@ -286,8 +285,8 @@ class Trainer:
             resume = None
         optimizer = optimizer_fn()
         self.strategy = strategy_of(self.training)
-        # A strategy whose step DDP's one reduction per backward cannot serve (DOT's two
-        # gradients) averages by hand, as the init stage does.
+        # A strategy whose step DDP's one reduction per backward cannot serve (two gradients
+        # taken apart) averages by hand, as the init stage does.
         self.by_hand = self.strategy.averages_by_hand
         if self.world > 1 and self.by_hand:
             distributed.broadcast_(list(self.learner.parameters()) + list(self.learner.buffers()))
@@ -328,7 +327,7 @@ class Trainer:
                 first = epoch == start_epoch
                 stats, stopped_at = self._run_epoch(
                     'init', epoch, optimizer, self._init_step, start_step if first else 0,
-                    OPTIMIZERS['sgd'], average_grads=True,
+                    REPDISTILLER_SGD, average_grads=True,
                     carried=resume.progress.epoch_stats if resume else None,
                     rng=resume.progress.rng if resume and first else None)
                 if stopped_at is not None:

@@ -11,11 +11,13 @@ from dataset import DATASETS, LOADERS
 from models import SMALL_LR_MODELS, check_model_name
 from core import distributed
 from core.checkpoint import LAST
+from core.component import Component
+from .optimizers import optimizer_name
 from core.log import note
 from core.util import (FrozenNamespace, UserError, non_negative_float, non_negative_int,
                         parse_decay_epochs, positive_float, positive_int, seed_int,
                         unit_interval)
-from distiller_zoo.options import Option, add_switched_group
+from distiller_zoo.options import Option
 
 DEFAULT_LR, SMALL_MODEL_LR = 0.05, 0.01
 
@@ -165,15 +167,6 @@ RECIPES = {
     'ctkd_imagenet': dict(epochs=120, batch_size=256, learning_rate=0.1,
                           lr_decay_epochs='30,60,90', weight_decay=1e-4),
 }
-def timm_optimizer(name):
-    """An argparse type: a name of timm's optimizer registry."""
-    from timm.optim import list_optimizers
-    if name.lower() not in list_optimizers():
-        raise argparse.ArgumentTypeError(f"timm has no optimizer '{name}' (e.g. sgd, adamw, "
-                                         f"lamb; timm.optim.list_optimizers() lists them)")
-    return name.lower()
-
-
 def randaugment_config(config):
     """An argparse type: a config string timm's RandAugment takes."""
     from timm.data.auto_augment import rand_augment_transform
@@ -188,9 +181,10 @@ def randaugment_config(config):
 RECIPE_OPTIONS = (
     Option('--recipe', choices=sorted(RECIPES), default='repdistiller', metavar='NAME',
            help='a paper\'s (docs/usage.md)'),
-    Option('--opt', type=timm_optimizer, default=None, metavar='NAME',
-           help='a timm optimizer (sgd: Nesterov; adamw, ...), no weight decay on biases and '
-                'norms (default: RepDistiller\'s SGD)'),
+    Option('--opt', type=optimizer_name, default=None, metavar='NAME',
+           help='the optimizer: dot (DOT\'s two momenta, for distillation), or a timm optimizer '
+                '(sgd: Nesterov; adamw, ...) with no weight decay on biases and norms (default: '
+                'RepDistiller\'s SGD)'),
     Option('--schedule', choices=['step', 'cosine'], default='step',
            help='step: --lr_decay_epochs; cosine: timm\'s, to --min_lr'),
     Option('--warmup_epochs', type=non_negative_int, default=0,
@@ -205,10 +199,28 @@ RECIPE_OPTIONS = (
     Option('--reprob', type=unit_interval, default=0.0, help='random erasing probability'))
 
 
+class NamedRecipe(Component):
+    """``--recipe NAME``: a paper's training values, each overridable by its own flag (the
+    flags are read without it too)."""
+    title = 'recipe (docs/usage.md, Recipes)'
+    options = RECIPE_OPTIONS
+
+    def enabled(self, opt):
+        return getattr(opt, 'recipe', 'repdistiller') != 'repdistiller'
+
+    def check_given(self, opt, method):
+        pass
+
+    def suffix(self, opt):
+        return f'_recipe:{opt.recipe}' if self.enabled(opt) else ''
+
+
+NAMED_RECIPE = NamedRecipe()
+
+
 def add_recipe_options(parser, given):
     """``--recipe`` and the flags of its values; --help lists them once --recipe is given."""
-    add_switched_group(parser, 'recipe (docs/usage.md, Recipes)', RECIPE_OPTIONS,
-                       given is None or '--recipe' in given)
+    NAMED_RECIPE.add_options(parser, given, None)
 
 
 def apply_recipe(opt, given):
@@ -229,9 +241,6 @@ def apply_recipe(opt, given):
         raise UserError(f'--{sorted(unread)[0]} is not read by --schedule {opt.schedule}: '
                         f'leave it out, or give --schedule '
                         f'{"cosine" if opt.schedule == "step" else "step"}')
-    if opt.opt is not None and getattr(opt, 'optimizer', 'sgd') != 'sgd':
-        raise UserError(f'--opt {opt.opt} and --optimizer {opt.optimizer} both choose the '
-                        f'optimizer: give one of them')
 
 
 class DeclaredOption(NamedTuple):

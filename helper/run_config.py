@@ -3,6 +3,7 @@ of the command line, the method's defaults, the pair's recipe and the modifiers.
 built nothing reads the parsed options."""
 import dataclasses
 import functools
+from types import SimpleNamespace
 from typing import Optional
 
 from core.config import DataConfig, LaunchConfig, OutputConfig, TrainingConfig
@@ -10,7 +11,8 @@ from core.util import FrozenNamespace
 from dataset import DATASETS, data_source
 from distiller_zoo.base import MethodConfig
 from .distillation import method_config
-from .plugins import TEACHER_PLUGINS
+from .components import COMPONENTS, TEACHER_PLUGINS
+from .optimizers import optimizer_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +49,15 @@ class RunConfig:
     options: dict
 
     @property
+    def components(self):
+        """The components (``helper.components``) this run enables, in the order they apply."""
+        record = SimpleNamespace(**self.options)
+        return [component for component in COMPONENTS if component.enabled(record)]
+
+    @property
     def plugins(self):
         """The teacher plug-ins this run enables, in the order they apply."""
-        return [plugin for plugin in TEACHER_PLUGINS if plugin.enabled(self.features)]
+        return [plugin for plugin in TEACHER_PLUGINS if plugin in self.components]
 
     @functools.cached_property
     def source(self):
@@ -64,7 +72,8 @@ class RunConfig:
         features = {o.dest: getattr(opt, o.dest) for plugin in TEACHER_PLUGINS
                     for o in plugin.options}
         return cls(model_s=opt.model_s, distill=opt.distill, trial=opt.trial,
-                   training=TrainingConfig.of(opt), data=DataConfig.of(opt),
+                   training=TrainingConfig.of(opt, optimizer_args(opt)),
+                   data=DataConfig.of(opt),
                    output=OutputConfig.of(opt),
                    launch=LaunchConfig.of(opt),
                    teacher=TeacherConfig(opt.path_t, opt.model_t, model_t,

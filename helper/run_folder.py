@@ -78,13 +78,15 @@ class RunFolder:
     ``seed`` is the run's seed: the resumed run's, the one given, or a new random one.
     ``output``: a ``core.config.OutputConfig``; ``epochs``: the run's length; ``options``: the
     run's options as its checkpoints record them (a dict). ``refused``, ``identity`` and
-    ``resolved``: see ``check_resume_options``. ``older_names``: what older versions named the
+    ``resolved``: see ``check_resume_options``. ``upgrade``: an older version's stored options in this version's terms (a dict
+    to a dict). ``older_names``: what older versions named the
     same run's folder; ``--resume auto`` continues a run found there when its stored options
     agree on ``refused``, and says so when they do not."""
 
     def __init__(self, output, epochs, options, kind, tb_kind, name, refused=(), identity=None,
-                 resolved=None, older_names=()):
+                 resolved=None, older_names=(), upgrade=None):
         self.output, self.options = output, dict(options)
+        self.upgrade = upgrade or dict  # an older version's stored options in today's terms
         self.run_dir = os.path.join(output.save_dir, kind, name)
         self.tb_dir = os.path.join(output.save_dir, tb_kind, name)
         self.identity = dict(identity or {})
@@ -96,7 +98,8 @@ class RunFolder:
             if progress is None:
                 raise UserError('the checkpoint to resume has no training state; resume from '
                                 f'{LAST}, which every run writes each epoch')
-            check_resume_options(self.options, self.resume.options, refused, self.identity,
+            check_resume_options(self.options, self.upgrade(self.resume.options), refused,
+                                 self.identity,
                                  progress.identity, resolved)
             if progress.stage == 'train' and self.resume.epoch > epochs:
                 where = (os.path.dirname(os.path.abspath(output.resume))
@@ -120,7 +123,7 @@ class RunFolder:
             last = os.path.join(self.output.save_dir, kind, name, LAST)
             if name == os.path.basename(self.run_dir) or not os.path.isfile(last):
                 continue
-            stored = read_checkpoint(last).options or {}
+            stored = self.upgrade(read_checkpoint(last).options or {})
             differ = [k for k in refused if k in stored and k in current
                       and _canonical(k, stored[k]) != _canonical(k, current[k])]
             if differ:

@@ -271,8 +271,8 @@ class TeacherOutputCache(TeacherPlugin):
     defining = ('teacher_cache',)
     flag = '--teacher_cache'
 
-    def enabled(self, features):
-        return features.teacher_cache is not None
+    def enabled(self, opt):
+        return getattr(opt, 'teacher_cache', None) is not None
 
     def check(self, config, method):
         self.check_data_and_teacher(config, 'its store', several=True)
@@ -292,8 +292,8 @@ class TeacherOutputCache(TeacherPlugin):
                             f'of {epochs} epochs never uses (one round per epoch); give at '
                             f'most --teacher_cache {epochs}')
 
-    def suffix(self, features):
-        return f'_cache:{features.teacher_cache}'
+    def suffix(self, opt):
+        return f'_cache:{opt.teacher_cache}' if self.enabled(opt) else ''
 
     def source(self, config, teachers, train_set, seed, previous):
         folders = [store_folder(config, seed, train_set.digest, t.path) for t in teachers]

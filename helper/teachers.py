@@ -11,6 +11,7 @@ import torch.nn as nn
 from models import get_model, imagenet_model_dict, is_model_name, is_timm_name, model_dict
 from core.files import file_digest
 from core.checkpoint import read_checkpoint
+from core.component import Component
 from core.util import UserError
 
 
@@ -239,23 +240,17 @@ def load_weights(model, state, path, arch, num_classes, dataset, fix, role='', i
     return model
 
 
-class TeacherPlugin:
-    """A change, chosen by its own flags, to what the teacher sees or where its outputs come
-    from (CKD's coded views, the teacher-output cache). A run applies the enabled plug-ins in
-    order: ``check`` before any work; ``source`` chooses the ``TeacherSource`` the method is
-    built with; ``prepare``, the long work, runs inside the run and returns the stored rounds
-    (``dataset.rounds.StoredRounds``) the training batches then use. Both get the run's
-    ``Teacher`` list (the first is the one methods read besides logits). ``options`` are its flags
-    (``distiller_zoo.options.Option``), shown under ``title``; their values reach it as
-    ``config.features`` (``config``: the run's ``helper.run_config.RunConfig``); changing one
-    of ``defining`` makes another experiment (a resumed run refuses it)."""
-    title = ''
-    flag = ''  # its main flag, in messages
-    options = ()
-    defining = ()
+class TeacherPlugin(Component):
+    """A component (``core.component``) that changes what the teacher sees or where its
+    outputs come from (CKD's coded views, the teacher-output cache). A run applies the enabled
+    plug-ins in order: ``check`` before any work; ``source`` chooses the ``TeacherSource`` the
+    method is built with; ``prepare``, the long work, runs inside the run and returns the stored
+    rounds (``dataset.rounds.StoredRounds``) the training batches then use. Both get the run's
+    ``Teacher`` list (the first is the one methods read besides logits). Its options' values
+    reach it as ``config.features`` (``config``: the run's ``helper.run_config.RunConfig``)."""
 
-    def enabled(self, features):
-        raise NotImplementedError
+    def check_given(self, opt, method):
+        pass  # its further options are read only when it is on, and refused by nothing
 
     def check_data_and_teacher(self, config, keyed, several=False):
         """What the plug-ins that store data per teacher and image share: 32x32 data held in
@@ -271,13 +266,6 @@ class TeacherPlugin:
         if config.teacher.more and not several:
             raise UserError(f'{self.flag} keys {keyed} by one teacher file; give --path_t one '
                             f'teacher')
-
-    def check(self, config, method):
-        """Refuse (``UserError``) what it cannot do for the run (``method``: its class)."""
-
-    def suffix(self, features):
-        """What the run folder's name gets."""
-        return ''
 
     def source(self, config, teachers, train_set, seed, previous):
         return previous

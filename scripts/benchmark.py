@@ -149,7 +149,7 @@ def measure(config):
     prepare_modules(training, [learner], [student, teacher])
     trained = (student.parameters() if c.path == 'student'
                else learner.trainable_parameters())
-    strategy = strategy_of(training)  # the step train_student.py takes (SGD unless --optimizer)
+    strategy = strategy_of(training)  # the step train_student.py takes (SGD unless --opt)
     optimizer = strategy.build(trained, training, device)
     trainer = Trainer(learner, None, None, training, c.student, tempfile.mkdtemp(), None, device,
                       {'seed': 0})

@@ -20,12 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 COMPILED = ('kd', 'dkd')  # methods also checked with --compile (slow to start)
-# The modifiers (LSKD, CTKD) and DOT's optimizer, whose two backward passes and fp16 step
-# skipping have code of their own under mixed precision.
-MODIFIED = {'kd --logit_stand': ['--logit_stand'], 'dkd --logit_stand': ['--logit_stand'],
-            'kd --ctkd': ['--ctkd'], 'dkd --ctkd': ['--ctkd'],
-            'kd --optimizer dot': ['--optimizer', 'dot'],
-            'kd --optimizer dot --amp fp16': ['--optimizer', 'dot', '--amp', 'fp16']}
 FAST = ['--dataset', 'synthetic', '--epochs', '1', '--num_workers', '2', '--seed', '0']
 SPEED = ['--amp', 'bf16', '--channels_last']
 
@@ -43,6 +37,13 @@ class Check(NamedTuple):
 def methods():
     from distiller_zoo import METHODS, PRESETS
     return [m.names[0] for m in dict.fromkeys(METHODS.values())] + list(PRESETS)
+
+
+def component_checks():
+    """``{label: flags}``: the command lines each component (``helper.components``) asks to be
+    checked with, such as a modifier with a method or an optimizer under fp16."""
+    from helper.components import COMPONENTS
+    return {label: flags for component in COMPONENTS for label, flags in component.checks}
 
 
 def checks(save, gpus):
@@ -63,7 +64,7 @@ def checks(save, gpus):
         if name in COMPILED:
             found.append(Check(f'method {name} --compile',
                                student(name, 'compiled', '--compile'), timeout=600))
-    for label, flags in MODIFIED.items():
+    for label, flags in component_checks().items():
         name = label.split()[0]
         found.append(Check(f'method {label}',
                            student(name, label.replace(' ', '').replace('-', '_'), *flags)))

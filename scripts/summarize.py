@@ -16,10 +16,12 @@ import os
 import statistics
 import sys
 from collections import defaultdict
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distiller_zoo import METHODS, PRESETS  # noqa: E402
+from helper.components import COMPONENTS, upgraded  # noqa: E402
 from helper.logger import read_metrics, read_summary  # noqa: E402
 
 # RepDistiller's row order; other methods follow alphabetically.
@@ -33,11 +35,6 @@ LABELS = {'kd': 'KD', 'hint': 'FitNet', 'attention': 'AT', 'similarity': 'SP',
           'srd_dist': 'SRDwithDIST', 'dist': 'DIST', 'dkd': 'DKD', 'reviewkd': 'ReviewKD',
           'semckd': 'SemCKD', 'dml': 'DML', 'icd': 'DCD', 'icd+kd': 'DCD+KD', 'rrd': 'RRD',
           'rrd+kd': 'RRD+KD', 'mlkd': 'MLKD', 'ctkd': 'CTKD', 'mlld': 'MLLD', 'ofd': 'OFD'}
-# The modifiers, as the papers add them to a method's name: (suffix, whether a run's options
-# turn it on).
-MODIFIERS = (('LS', lambda args: bool(args.get('logit_stand'))),
-             ('CTKD', lambda args: bool(args.get('ctkd')) and args['distill'] != 'ctkd'),
-             ('DOT', lambda args: args.get('optimizer', 'sgd') == 'dot'))
 
 
 def ordered_methods(methods):
@@ -101,7 +98,8 @@ def method_key(args):
     name = args['distill'] if args['distill'] in PRESETS else method.names[0]
     with_kl = args.get("alpha", 0) > 0 and method.recipe.weights[1] == 0
     name = f'{name}+kd' if name != 'kd' and with_kl else name
-    return name + ''.join(f'+{suffix}' for suffix, on in MODIFIERS if on(args))
+    record = SimpleNamespace(**upgraded(args))  # the components' labels, as papers add them
+    return name + ''.join(f'+{c.label}' for c in COMPONENTS if c.labelled(record))
 
 
 def own_options(args):

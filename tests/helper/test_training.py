@@ -289,11 +289,12 @@ def test_the_loop_reads_a_typed_training_config_of_the_command_line():
                                          '3', '--lr_decay_epochs', '1,2', '--optimizer', 'dot',
                                          '--amp', 'bf16'])
     training = config.training
-    assert (training.epochs, training.lr_decay_epochs, training.optimizer, training.amp) == (
-        3, (1, 2), 'dot', 'bf16')
-    assert training.dot_delta == config.options['dot_delta'] and training.learning_rate == 0.05
+    assert (training.epochs, training.lr_decay_epochs, training.opt, training.amp) == (
+        3, (1, 2), 'dot', 'bf16')  # --optimizer dot is --opt dot
+    assert training.opt_args == (('dot_delta', config.options['dot_delta']),)
+    assert training.learning_rate == 0.05
     teacher = TrainingConfig.of(train_teacher.parse_option(['--model', 'resnet8']))
-    assert teacher.optimizer == 'sgd' and teacher.dot_delta is None  # no --optimizer there
+    assert teacher.opt is None and teacher.opt_args == ()  # RepDistiller's SGD
     with pytest.raises(dataclasses.FrozenInstanceError):
         training.epochs = 4
 
