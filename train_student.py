@@ -6,6 +6,7 @@ from dataset import build_loaders
 from distiller_zoo import get_method
 from distiller_zoo.sources import FrozenTeacher, TeacherEnsemble, TrainedPeer
 from core.accel import prepare_modules
+from core.distributed import is_main
 from core.log import log
 from core.util import set_seed
 from helper.cli import parse_and_note, run_cli
@@ -14,8 +15,9 @@ from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
 from helper.components import upgraded
 from helper.options import select_device
-from helper.resolver import (defining_options, describe_components, older_run_names, resolve,
-                             run_name)
+from helper.resolver import (build_parser, defining_options, describe_components, older_run_names,
+                             resolve, run_name)
+from helper.run_file import write_run_file
 from helper.run_folder import RunFolder
 from helper.teachers import renormalize_inputs, resolve_teacher
 from models import get_model
@@ -68,6 +70,9 @@ def run(config):
                         config.options.get('pretrained', False))
     distiller = build_distiller(method, student, teacher_source, method_config).to(device)
     with folder.claimed():
+        if is_main():
+            write_run_file(folder.run_dir, {**config.options, 'seed': seed}, build_parser(),
+                           'train_student.py')
         prepare_modules(training, [distiller], [student, teacher.network])
         log.info(f'distilling {name_t} -> {model_s} with {name} on {dataset} ({device}); '
                  f'weights ' + ' '.join(f'-{flag} {value}' for flag, value

@@ -25,6 +25,11 @@ class FrozenNamespace:
     def __repr__(self):
         return f'{type(self).__name__}({", ".join(f"{k}={v!r}" for k, v in vars(self).items())})'
 
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # its values may be lists
+
 
 class RunFinished(Exception):
     """There is nothing to do: the run to resume has already finished."""

@@ -9,6 +9,8 @@ network, whether the second network trains, ...); loaders, the loop, the teacher
 training loop only calls ``forward_train(batch)`` and sums the returned dict of named terms.
 """
 import contextlib
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import NamedTuple, Optional
@@ -88,7 +90,8 @@ class About(NamedTuple):
 @dataclass(frozen=True)
 class MethodConfig:
     """What a method is built from: its ``--distill`` name, the weights ``(-r, -a, -b[, -d])``,
-    the KD temperature, its own options' values (``options.<dest>``), the architectures, the
+    the KD temperature, its own options' values (``options.<dest>``, of the method's
+    ``options_class()``), the architectures, the
     input side and the training set's size and batch size (for modules sized by them), and the
     modifiers of its logit KLs: ``logit_stand`` (LSKD) and ``learned_T`` (CTKD's
     ``LearnedTemperature`` arguments, None for a fixed temperature); what the ``-a`` term is
@@ -97,7 +100,7 @@ class MethodConfig:
     name: str
     weights: tuple
     kd_T: float
-    options: SimpleNamespace
+    options: object
     model_s: str
     model_t: str
     image_size: int = 32
@@ -115,8 +118,8 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, values):
-        return cls(**{**values, 'weights': tuple(values['weights']),
-                      'options': SimpleNamespace(**values['options'])})
+        options = METHODS[values['name']].typed_options(values['options'])
+        return cls(**{**values, 'weights': tuple(values['weights']), 'options': options})
 
 
 def register_method(*names):
@@ -243,6 +246,25 @@ class Distiller(Learner):
     def option_values(cls, opt):
         """``{dest: value}`` of the options this method reads."""
         return {o.dest: getattr(opt, o.dest) for o in cls.options}
+
+    @classmethod
+    def options_class(cls):
+        """The frozen dataclass of the method's own options (``<Name>Options``), one field per
+        ``Option``, with its default."""
+        if '_options_class' not in cls.__dict__:
+            fields = [(o.dest, type(o.default) if o.default is not None else Optional[object],
+                       dataclasses.field(default_factory=lambda d=o.default: copy.copy(d)))
+                      for o in cls.options]
+            cls._options_class = dataclasses.make_dataclass(f'{cls.__name__}Options', fields,
+                                                            frozen=True)
+        return cls._options_class
+
+    @classmethod
+    def typed_options(cls, values):
+        """The method's options of ``values`` (a dict; an older run's may lack some, or hold
+        options the method no longer reads)."""
+        own = {o.dest for o in cls.options}
+        return cls.options_class()(**{k: v for k, v in values.items() if k in own})
 
     @classmethod
     def changed_options(cls, opt):

@@ -19,7 +19,7 @@ def method_config(opt, method, model_t, n_data, image_size):
     weights = (opt.gamma, opt.alpha, opt.beta) + (
         (opt.delta,) if len(method.recipe.weights) > 3 else ())
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
-                        options=SimpleNamespace(**method.option_values(opt)),
+                        options=method.typed_options(method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
                         n_data=n_data, batch_size=opt.batch_size,
                         smoothing=cross_entropy_smoothing(opt), **component_fields(opt))

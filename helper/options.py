@@ -70,8 +70,7 @@ def base_parser(description):
     parser.add_argument('--dataset', type=str, default='cifar100', choices=list(DATASETS),
                         help='data set')
     parser.add_argument('--data_folder', type=str, default='./data',
-                        help='where data sets live (CIFAR pickles, imagenet/; a folder set\'s '
-                             'train/ and val/ of class folders)')
+                        help='where data sets live (docs/data.md)')
     parser.add_argument('--img_size', type=positive_int, default=None,
                         help='image side the networks see (default: the data set\'s)')
     parser.add_argument('--save_dir', type=str, default='./save',
@@ -247,13 +246,17 @@ class DeclaredOption(NamedTuple):
     dest: str
     takes_value: bool
     shown: bool  # listed by --help (not an accepted, unused or hidden one)
+    default: object = None
+    several: bool = False  # takes one or more values (nargs '+')
 
 
 def declared_options(parser):
     """``{flag: DeclaredOption}`` of every flag ``parser`` takes, each alias its own entry:
-    what the runner routes flags and recipes by, without reading the parser itself."""
+    what the runner routes flags and recipes by, and run files are written in, without reading
+    the parser itself."""
     return {flag: DeclaredOption(action.dest, action.nargs != 0,
-                                 action.help != argparse.SUPPRESS)
+                                 action.help != argparse.SUPPRESS, action.default,
+                                 action.nargs == '+')
             for action in parser._actions for flag in action.option_strings}
 
 

@@ -25,6 +25,7 @@ from .distillation import build_distiller
 from .options import (RECIPES, add_model_argument, apply_recipe, base_parser, finish_options,
                       given_dests)
 from .run_config import RunConfig
+from .run_file import expand_config
 from .teachers import is_teacher_file, teacher_architecture
 
 # What defines a distillation run besides its method, architectures and data set (and the
@@ -54,7 +55,10 @@ def build_parser(distill=None, given=None):
     ``given`` (the words of a command line), --help lists a component's further options only
     once its switch is given (``--ctkd --help``), as it lists a method's."""
     parser = base_parser('Distil a teacher into a student.')
-    parser.usage = '%(prog)s --path_t TEACHER [...] --model_s NAME --distill NAME [options]'
+    parser.usage = ('%(prog)s [--config RUN/config.toml] --path_t TEACHER [...] --model_s NAME '
+                    '--distill NAME [options]')
+    parser.add_argument('--config', metavar='FILE', default=None,
+                        help='a run folder\'s config.toml, its options overridden by flags')
     parser.add_argument('--path_t', type=str, nargs='+', default=None, metavar='TEACHER',
                         help='teacher checkpoint, torchvision:NAME or timm:NAME; several: '
                              'their logits\' mean (--teacher_weights W ...)')
@@ -135,7 +139,7 @@ def apply_run_defaults(opt, method, given, teacher):
 def read_command_line(argv):
     """What a command line says: its options, every default filled in, and the names of those
     it gives itself. Reads no file."""
-    argv = list(argv)
+    argv = expand_config(argv, build_parser())
     opt = build_parser(given_distill(argv), argv).parse_args(argv)
     teachers = opt.path_t or []  # one teacher keeps RepDistiller's single --path_t value
     opt.path_t, opt.more_teachers = (teachers[0] if teachers else None), teachers[1:]

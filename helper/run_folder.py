@@ -29,7 +29,7 @@ IDENTITY = ('distill', 'model', 'model_s', 'model_t', 'dataset')
 # Options that do not change what a run computes: they may differ on resume without a note.
 CIRCUMSTANTIAL = {'resume', 'gpu_id', 'num_workers', 'print_freq', 'tb_freq', 'dist_url',
                   'multiprocessing_distributed', 'data_folder', 'save_dir', 'path_t', 'path_s',
-                  'wandb'}
+                  'wandb', 'config'}
 # What the checkpoint records beside the options, by what it is called in messages.
 IDENTITY_NAMES = {'teacher': 'the teacher', 'source': 'the probed checkpoint (--path_s)'}
 

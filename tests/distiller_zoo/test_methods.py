@@ -362,3 +362,21 @@ def test_crd_scores_through_gather_or_full_product_agree():
         assert torch.allclose(got, expected, atol=1e-5)
         grad, = torch.autograd.grad(got.sum(), v)
         assert torch.allclose(grad, memory[idx].sum(1), atol=1e-5)
+
+
+def test_a_methods_options_are_a_frozen_dataclass_of_its_options():
+    import dataclasses
+    from distiller_zoo.base import MethodConfig
+    from helper.resolver import resolve
+    config = resolve(['--path_t', 'save/models/resnet8_vanilla/a.pth', '--distill', 'crd',
+                      '--nce_k', '40'])[0].method
+    options = config.options
+    assert type(options).__name__ == 'CRDOptions' and dataclasses.is_dataclass(options)
+    assert [f.name for f in dataclasses.fields(options)] == [
+        o.dest for o in get_method('crd').options]
+    assert options.nce_k == 40 and options.feat_dim == 128
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.nce_k = 3
+    assert MethodConfig.from_dict(config.as_dict()) == config  # as checkpoints store it
+    older = dict(config.as_dict(), options={'nce_k': 40, 'dropped_option': 1})
+    assert MethodConfig.from_dict(older).options == dataclasses.replace(options)

@@ -46,8 +46,8 @@ def test_teacher_then_kd_student(cifar_root, tmp_path, capsys):
     student_run = os.path.join(save, 'student_model',
                                'S:resnet8_T:resnet14_cifar100_kd_r:0.1_a:0.9_b:0.0_1')
     assert sorted(os.listdir(student_run)) == [
-        'ckpt_epoch_1.pth', 'ckpt_last.pth', 'metrics.jsonl', 'resnet8_best.pth', 'resnet8_last.pth',
-        'summary.json']
+        'ckpt_epoch_1.pth', 'ckpt_last.pth', 'config.toml', 'metrics.jsonl', 'resnet8_best.pth',
+        'resnet8_last.pth', 'summary.json']  # config.toml: the run as a file
     metrics = [json.loads(line) for line in open(os.path.join(student_run, 'metrics.jsonl'))]
     assert len(metrics) == 1 and metrics[0]['epoch'] == 1 and metrics[0]['lr'] == 0.05
     assert {'train_loss_cls', 'train_loss_div', 'train_top1', 'train_top5', 'test_top1',
