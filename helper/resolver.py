@@ -53,7 +53,7 @@ def build_parser(distill=None, given=None):
     """The common options, the options of ``distill`` (shown by --help), and every other
     method's options (accepted, as RepDistiller's parser accepted them, but not shown). With
     ``given`` (the words of a command line), --help lists a component's further options only
-    once its switch is given (``--ctkd --help``), as it lists a method's."""
+    once its switch is given, as it lists a method's."""
     parser = base_parser('Distil a teacher into a student.')
     parser.usage = ('%(prog)s [--config RUN/config.toml] --path_t TEACHER [...] --model_s NAME '
                     '--distill NAME [options]')
@@ -115,9 +115,9 @@ def given_options(argv):
 
 def apply_run_defaults(opt, method, given, teacher):
     """The authors' recipe of the method for the pair (``run_defaults``) and the components'
-    values for it (``--logit_stand``: LSKD's per-pair temperature and weight), for the options
-    the command line leaves to their defaults (not in ``given``); says what it set.
-    ``teacher``: the teacher's architecture (None: unknown)."""
+    values for it (``Component.run_defaults``), for the options the command line leaves to
+    their defaults (not in ``given``); says what it set. ``teacher``: the teacher's
+    architecture (None: unknown)."""
     given = set(given)
     if 'div' in given and len(method.recipe.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling

@@ -230,6 +230,8 @@ def device_label(device):
 
 
 def main(argv=None):
+    from core.log import log_to_stdout
+    log_to_stdout()  # the library's lines (a note on the data, say) reach the terminal
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--teacher', default='resnet56')
     parser.add_argument('--student', default='resnet20')

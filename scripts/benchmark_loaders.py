@@ -87,6 +87,8 @@ def measure(loader, warmup, device):
 
 
 def main(argv=None):
+    from core.log import log_to_stdout
+    log_to_stdout()  # the library's lines (a note on the data, say) reach the terminal
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data_folder', default=None,
                         help='holds imagenet/train (default: generate JPEGs in a temporary folder)')

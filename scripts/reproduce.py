@@ -195,6 +195,8 @@ def move_aside(run_dir):
 
 
 def main(argv=None):
+    from core.log import log_to_stdout
+    log_to_stdout()  # the library's lines (a note on the data, say) reach the terminal
     try:
         return main_run(parse_option(sys.argv[1:] if argv is None else argv))
     except UserError as e:
