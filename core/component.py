@@ -7,11 +7,17 @@ checks ask each one, so none of them names any.
 Every hook receives the run's options as a namespace (``opt``: the command line's, every
 default filled in; or a stored run's record, which may lack newer options) and the method's
 class where it matters."""
+from core.util import UserError
 
 
 def value(opt, option):
     """``option``'s value in ``opt``, its default where an older record lacks it."""
     return getattr(opt, option.dest, option.default)
+
+
+def folder_part(values):
+    """``_dest`` for a switch that is on, ``_dest:value`` for the others (``{dest: value}``)."""
+    return ''.join(f'_{dest}' if v is True else f'_{dest}:{v}' for dest, v in values.items())
 
 
 def add_switched_group(parser, title, options, on):
@@ -29,7 +35,8 @@ class Component:
     """``options``: its flags (``distiller_zoo.options.Option``), the first its switch, listed
     by --help under ``title``; ``label``: what a summary adds to the method's name when it is
     on ('' for nothing); ``checks``: ``(name, argv)`` command lines the GPU check runs it with.
-    Changing one of ``defining`` makes another experiment (a resumed run refuses it)."""
+    Changing one of ``defining`` makes another experiment (a resumed run refuses it). Its
+    further options given without ``switch`` (how messages say to turn it on) are refused."""
     title = ''
     options = ()
     label = ''
@@ -39,6 +46,10 @@ class Component:
     def flag(self):
         """Its main flag, in messages."""
         return self.options[0].flag
+
+    @property
+    def switch(self):
+        return self.flag
 
     @property
     def defining(self):
@@ -61,13 +72,12 @@ class Component:
     def check_given(self, opt, method):
         """Before any default applies: refuse (``UserError``) what would change nothing, such
         as a further option given without the switch (a default written out is taken)."""
-        from core.util import UserError
         if self.enabled(opt):
             return
         for option in self.options[1:]:
             if value(opt, option) != option.default:
-                raise UserError(f'{option.flag} is an option of {self.flag}, which this '
-                                f'command does not give: add {self.flag} or leave it out')
+                raise UserError(f'{option.flag} is an option of {self.switch}, which this '
+                                f'command does not give: add {self.switch} or leave it out')
 
     def run_defaults(self, opt, method, teacher):
         """``(what, {dest: value})``: the values it sets for the pair unless the command line
@@ -86,8 +96,7 @@ class Component:
 
     def suffix(self, opt):
         """What the run folder's name gets: its changed options."""
-        return ''.join(f'_{dest}' if v is True else f'_{dest}:{v}'
-                       for dest, v in self.changed(opt).items())
+        return folder_part(self.changed(opt))
 
     def describe(self, config):
         """A line for the start of a run ('' for nothing to say)."""

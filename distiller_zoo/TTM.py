@@ -6,7 +6,7 @@ teacher. Either is also the ``-a`` term of any other method (``--add ttm|wttm``)
 combine CRD with WTTM."""
 import torch.nn as nn
 
-from core.component import Component
+from core.component import Component, value
 from core.util import UserError, positive_float
 from .base import About, LOGITS, Distiller, Recipe, register_method
 from .LSKD import Standardised
@@ -27,7 +27,7 @@ class ATerm(Component):
     options = (ADD, TTM_L)
 
     def enabled(self, opt):
-        return opt.add != 'kd'
+        return value(opt, ADD) != 'kd'
 
     def add_options(self, parser, given, distill):
         ADD.add_to(parser)
@@ -52,8 +52,7 @@ class ATerm(Component):
                             'ttm|wttm or --add ttm|wttm, or leave it out')
 
     def method_fields(self, opt):
-        return {'add': getattr(opt, 'add', ADD.default),
-                'ttm_l': getattr(opt, 'ttm_l', TTM_L.default)}
+        return {'add': value(opt, ADD), 'ttm_l': value(opt, TTM_L)}
 
 
 A_TERM = ATerm()

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 from torch.autograd import Function
 
+from core.component import value
 from core.util import UserError, positive_float, positive_int
 from . import LSKD
-from core.component import value
 from .modifiers import PRESETS, LogitModifier
 from .options import KD_T, Option
 

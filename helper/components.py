@@ -1,6 +1,6 @@
 """The components a distillation run may turn on beside its method (``core.component``), in
 the order they apply and name the run's folder: registering one is a line here."""
-from core.component import Component, value
+from core.component import Component, folder_part, value
 from core.log import note
 from core.util import UserError, non_negative_float
 from distiller_zoo.base import LOGITS
@@ -25,9 +25,6 @@ class SeveralTeachers(Component):
     def add_options(self, parser, given, distill):
         self.options[0].add_to(parser, hidden=given is not None
                                and '--teacher_weights' not in given)
-
-    def check_given(self, opt, method):
-        pass
 
     def check_resolved(self, opt, method):
         count = 1 + len(opt.more_teachers)
@@ -69,8 +66,8 @@ class StudentInputs(Component):
                             f'of {opt.model_s}')
 
     def suffix(self, opt):
-        return ''.join(f'_{dest}' if getattr(opt, dest) is True else f'_{dest}:{getattr(opt, dest)}'
-                       for dest in ('img_size', 'pretrained') if getattr(opt, dest, None))
+        return folder_part({dest: getattr(opt, dest) for dest in ('img_size', 'pretrained')
+                            if getattr(opt, dest, None)})
 
 
 COMPONENTS = (LOGIT_STAND, LEARNED_T, A_TERM, DOT, SeveralTeachers(), StudentInputs(),

@@ -171,6 +171,8 @@ class DistillationOrientedMomenta(Component):
     checks = (('kd --optimizer dot', ['--optimizer', 'dot']),
               ('kd --optimizer dot --amp fp16', ['--optimizer', 'dot', '--amp', 'fp16']))
 
+    switch = '--optimizer dot'
+
     def enabled(self, opt):
         return value(opt, OPTIONS[0]) == 'dot'
 
@@ -185,7 +187,7 @@ class DistillationOrientedMomenta(Component):
     def suffix(self, opt):
         if not self.enabled(opt):
             return ''
-        delta = getattr(opt, 'dot_delta', OPTIONS[1].default)
+        delta = value(opt, OPTIONS[1])
         return '_optimizer:dot' + (f'_dot_delta:{delta}' if delta != OPTIONS[1].default else '')
 
     def upgrade(self, record):
@@ -198,11 +200,8 @@ class DistillationOrientedMomenta(Component):
         return record
 
     def check_given(self, opt, method):
+        super().check_given(opt, method)
         if not self.enabled(opt):
-            for option in OPTIONS[1:]:
-                if getattr(opt, option.dest) != option.default:
-                    raise UserError(f'{option.flag} is an option of --optimizer dot: add '
-                                    f'--optimizer dot or leave it out')
             return
         if opt.nesterov:
             raise UserError('--nesterov is an option of SGD\'s momentum, which --optimizer dot '

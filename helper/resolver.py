@@ -9,7 +9,6 @@ module, never the entry point."""
 import argparse
 import dataclasses
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -139,7 +138,7 @@ def apply_run_defaults(opt, method, given, teacher):
 def read_command_line(argv):
     """What a command line says: its options, every default filled in, and the names of those
     it gives itself. Reads no file."""
-    argv = expand_config(argv, build_parser())
+    argv = expand_config(argv, build_parser)
     opt = build_parser(given_distill(argv), argv).parse_args(argv)
     teachers = opt.path_t or []  # one teacher keeps RepDistiller's single --path_t value
     opt.path_t, opt.more_teachers = (teachers[0] if teachers else None), teachers[1:]
@@ -205,15 +204,13 @@ def run_name(config, model_t):
     method = get_method(config.distill)
     options = ''.join(f'_{name}:{value}'
                       for name, value in method.changed_options(config.method.options).items())
-    record = SimpleNamespace(**config.options)
-    options += ''.join(component.suffix(record) for component in COMPONENTS)
+    options += ''.join(component.suffix(config.record) for component in COMPONENTS)
     return (f'S:{config.model_s}_T:{teacher}_{config.data.dataset}_{config.distill}_'
             f'{weights_name(config)}_{config.trial}' + options)
 
 
 def plugin_suffixes(config):
-    record = SimpleNamespace(**config.options)
-    return ''.join(plugin.suffix(record) for plugin in TEACHER_PLUGINS)
+    return ''.join(plugin.suffix(config.record) for plugin in TEACHER_PLUGINS)
 
 
 def describe_components(config):

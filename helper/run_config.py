@@ -48,11 +48,15 @@ class RunConfig:
     features: FrozenNamespace
     options: dict
 
-    @property
+    @functools.cached_property
+    def record(self):
+        """``options`` as the namespace the components read."""
+        return SimpleNamespace(**self.options)
+
+    @functools.cached_property
     def components(self):
         """The components (``helper.components``) this run enables, in the order they apply."""
-        record = SimpleNamespace(**self.options)
-        return [component for component in COMPONENTS if component.enabled(record)]
+        return [component for component in COMPONENTS if component.enabled(self.record)]
 
     @property
     def plugins(self):

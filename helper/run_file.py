@@ -20,15 +20,12 @@ NOT_WRITTEN = {'resume', 'config'}
 def by_dest(parser):
     """``{dest: (flag, DeclaredOption)}``: each destination's ``--dest`` flag, else its longest
     (an alias such as ``--optimizer`` for ``--opt`` takes fewer values)."""
-    table = {}
+    flags = {}
     for flag, option in declared_options(parser).items():
-        if not (option.takes_value or option.default is False):  # --help
-            continue
-        known = table.get(option.dest)
-        if known is None or known[0] != '--' + option.dest and (
-                flag == '--' + option.dest or len(flag) > len(known[0])):
-            table[option.dest] = (flag, option)
-    return table
+        if option.takes_value or option.default is False:  # not --help
+            flags.setdefault(option.dest, []).append((flag, option))
+    return {dest: max(found, key=lambda item: (item[0] == '--' + dest, len(item[0])))
+            for dest, found in flags.items()}
 
 
 def is_default(value, default):
@@ -87,20 +84,20 @@ def command_line(path, parser):
         if value is True or value is False:
             words += [flag] if value else []
         elif isinstance(value, list):
-            values_ = [str(v) for v in value]
-            words += [flag] + values_ if option.several else [flag, ','.join(values_)]
+            items = [str(v) for v in value]
+            words += [flag] + items if option.several else [flag, ','.join(items)]
         else:
             words += [flag, str(value)]
     return words
 
 
-def expand_config(argv, parser):
+def expand_config(argv, make_parser):
     """``argv`` with ``--config FILE`` replaced by the file's words, which every other flag
-    overrides."""
+    overrides (``make_parser()``: the script's parser, built only for a file)."""
     argv = list(argv)
     if '--config' not in argv:
         return argv
     at = argv.index('--config')
     if at + 1 >= len(argv):
         raise UserError('--config needs a file (a run folder\'s config.toml)')
-    return command_line(argv[at + 1], parser) + argv[:at] + argv[at + 2:]
+    return command_line(argv[at + 1], make_parser()) + argv[:at] + argv[at + 2:]

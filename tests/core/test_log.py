@@ -1,10 +1,10 @@
 """core/log.py: a note is a line on standard output, or the caller's inside
-``collecting_notes``, nested blocks each keeping their own; importing it installs no handler."""
-import subprocess
-import sys
+``collecting_notes``, nested blocks each keeping their own; ``log_to_stdout`` installs its
+handler once (that importing installs none is checked in the fresh process of
+tests/helper/test_training.py's import test)."""
+import logging
 
-from core.log import collecting_notes, log, note
-from tests.conftest import REPO
+from core.log import collecting_notes, log, log_to_stdout, note
 
 
 def test_notes_are_printed_or_handed_back(capsys):
@@ -21,11 +21,11 @@ def test_notes_are_printed_or_handed_back(capsys):
     assert capsys.readouterr().out == 'note: printed again\n'
 
 
-def test_importing_installs_no_handler():
-    code = ('import logging, core.log; '
-            'print(len(logging.getLogger("kd").handlers)); '
-            'core.log.log_to_stdout(); core.log.log_to_stdout(); '
-            'print(len(logging.getLogger("kd").handlers))')
-    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
-    assert out.split() == ['0', '1']
+
+def test_log_to_stdout_installs_its_handler_once(capsys):
+    log_to_stdout()
+    handlers = list(logging.getLogger('kd').handlers)
+    log_to_stdout()
+    assert logging.getLogger('kd').handlers == handlers
+    note('once')
+    assert capsys.readouterr().out == 'note: once\n'

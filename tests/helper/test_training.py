@@ -274,13 +274,17 @@ def test_the_resolvers_print_nothing_and_hand_their_notes_back(capsys):
 
 
 def test_the_runner_reaches_the_resolver_not_the_entry_point():
+    """In a fresh process: the runner's modules import no entry point, and importing the
+    library (the entry point too) installs no logging handler (core/log.py)."""
     import subprocess
     import sys
-    code = ('import sys, reproduction.tables, scripts.reproduce, scripts.benchmark; '
-            'print("train_student" in sys.modules)')
+    code = ('import sys, logging, reproduction.tables, scripts.reproduce, scripts.benchmark; '
+            'print("train_student" in sys.modules); import train_student; '
+            'print(len(logging.getLogger("kd").handlers))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
-    assert out.strip() == 'False'
+    assert out.split()[0] == 'False'
+    assert out.split()[1] == '0'
 
 
 def test_the_loop_reads_a_typed_training_config_of_the_command_line():
