@@ -8,6 +8,7 @@ the pair check without data belong here too, so that the runner and the scripts 
 module, never the entry point."""
 import argparse
 import dataclasses
+import functools
 import os
 
 import torch
@@ -107,9 +108,30 @@ def given_distill(argv):
     return pre.parse_known_args(argv)[0].distill
 
 
+def asks_help(argv):
+    return any(word in ('-h', '--help') for word in argv)
+
+
+@functools.lru_cache(maxsize=None)
+def parsing_parser(distill, methods, for_given):
+    """The parser of ``distill``'s command lines, built once per method (and per state of the
+    method registry): ``build_parser`` costs more than the parse, and a table resolves
+    hundreds of cells. ``for_given``: a second one, for ``given_dests``, which suppresses
+    its defaults."""
+    return build_parser(distill)
+
+
+def command_line_parser(argv, for_given=False):
+    """The parser of ``argv``; --help builds its own, which lists what the words switch on."""
+    distill = given_distill(argv)
+    if asks_help(argv):
+        return build_parser(distill, argv)
+    return parsing_parser(distill, tuple(METHODS), for_given)
+
+
 def given_options(argv):
     """The destinations of the options a command line gives (not left to their defaults)."""
-    return given_dests(build_parser(given_distill(argv), argv), argv)
+    return given_dests(command_line_parser(argv, for_given=True), argv)
 
 
 def apply_run_defaults(opt, method, given, teacher):
@@ -139,7 +161,7 @@ def read_command_line(argv):
     """What a command line says: its options, every default filled in, and the names of those
     it gives itself. Reads no file."""
     argv = expand_config(argv, build_parser)
-    opt = build_parser(given_distill(argv), argv).parse_args(argv)
+    opt = command_line_parser(argv).parse_args(argv)
     teachers = opt.path_t or []  # one teacher keeps RepDistiller's single --path_t value
     opt.path_t, opt.more_teachers = (teachers[0] if teachers else None), teachers[1:]
     return opt, given_options(argv)
