@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 
 from dataset import DATASETS, LOADERS
-from models import SMALL_LR_MODELS, check_model_name
+from models import check_model_name, small_lr_models, trains_at_small_lr
 from core import distributed
 from core.checkpoint import LAST
 from core.component import Component
@@ -58,7 +58,7 @@ def base_parser(description):
                         help='number of training epochs')
     parser.add_argument('--learning_rate', type=positive_float, default=None,
                         help=f'SGD learning rate (default {DEFAULT_LR}, or {SMALL_MODEL_LR} for '
-                             f'{", ".join(SMALL_LR_MODELS)})')
+                             f'{", ".join(small_lr_models())})')
     parser.add_argument('--lr_decay_epochs', type=str, default='150,180,210',
                         help='epochs after which the learning rate decays, comma-separated')
     parser.add_argument('--lr_decay_rate', type=positive_float, default=0.1, help='decay factor')
@@ -291,7 +291,7 @@ def finish_options(opt, model_name):
     if opt.wandb and importlib.util.find_spec('wandb') is None:
         raise UserError('--wandb needs the wandb package: pip install wandb')
     if opt.learning_rate is None:
-        opt.learning_rate = SMALL_MODEL_LR if model_name in SMALL_LR_MODELS else DEFAULT_LR
+        opt.learning_rate = SMALL_MODEL_LR if trains_at_small_lr(model_name) else DEFAULT_LR
     opt.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))
     return FrozenNamespace(**vars(opt))
 

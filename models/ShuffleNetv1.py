@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import ShuffleBlock, ShuffleStages
+from .registry import register_model
 
 
 class Bottleneck(nn.Module):
@@ -69,6 +70,7 @@ class ShuffleNet(ShuffleStages):
         return self.stem_and_stages(x, preact)
 
 
+@register_model('ShuffleV1', small_lr=True)
 def ShuffleV1(**kwargs):
     return ShuffleNet({'out_planes': [240, 480, 960], 'num_blocks': [4, 8, 4], 'groups': 3},
                       **kwargs)

@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import ShuffleBlock, ShuffleStages
+from .registry import register_model
 
 
 class SplitBlock(nn.Module):
@@ -108,9 +109,11 @@ class ShuffleNetV2(ShuffleStages):
         return feats, F.relu(self.bn2(self.conv2(out)))
 
 
+@register_model('ShuffleV2', small_lr=True)
 def ShuffleV2(**kwargs):
     return ShuffleNetV2(net_size=1, **kwargs)
 
 
+@register_model('ShuffleV2_1_5', small_lr=True)
 def ShuffleV2_1_5(**kwargs):
     return ShuffleNetV2(net_size=1.5, **kwargs)

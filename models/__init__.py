@@ -1,62 +1,64 @@
 """Model registry.
 
-``model_dict`` maps RepDistiller's and the SimKD toolbox's CIFAR names (and the ImageNet-only
+Each model registers where it is defined (``models.registry.register_model``). ``model_dict``
+maps RepDistiller's and the SimKD toolbox's CIFAR names (and the ImageNet-only
 and TinyImageNet-only names) to constructors taking ``num_classes``. ``ResNet18``, ``ResNet34``
 and ``ResNet50`` name a CIFAR network in ``model_dict`` (as RepDistiller) and the
 torchvision-style ImageNet network in ``imagenet_model_dict`` (as SimKD); ``get_model`` picks by
 data set. ``timm:NAME`` names any timm model (``models.timm_models``).
 """
-from .ShuffleNetv1 import ShuffleV1
-from .ShuffleNetv2 import ShuffleV2, ShuffleV2_1_5
-from .mobilenet_imagenet import MobileNetV1, MobileNetV2Imagenet, ShuffleNetV2Imagenet
-from .mobilenetv2 import mobile_half, mobile_half_double
-from .mobilenetv2_tiny import mobilenetv2_tinyimagenet
+# Importing a model's module registers it; the registry lists them in this order.
 from .resnet import (resnet8, resnet8x4, resnet14, resnet14x2, resnet14x4, resnet20, resnet32,
                      resnet32x4, resnet38, resnet38x2, resnet38x4, resnet44, resnet56,
                      resnet110, resnet110x2, resnet116)
+from .resnetv2 import ResNet18, ResNet34, ResNet50
+from .wrn import wrn_16_1, wrn_16_2, wrn_16_4, wrn_28_2, wrn_28_4, wrn_40_1, wrn_40_2, wrn_40_4
+from .pyramidnet import pyramidnet110_84, pyramidnet200_240
+from .vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
+from .mobilenetv2 import mobile_half, mobile_half_double
+from .ShuffleNetv1 import ShuffleV1
+from .ShuffleNetv2 import ShuffleV2, ShuffleV2_1_5
 from .resnet_imagenet import (resnet18, resnet34, resnet50, resnet101, resnet152,
                               resnext50_32x4d, wide_resnet10_2, wide_resnet18_2, wide_resnet34_2,
                               wide_resnet50_2)
-from .pyramidnet import pyramidnet110_84, pyramidnet200_240
-from .resnetv2 import ResNet18, ResNet34, ResNet50
-from .vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
+from .mobilenet_imagenet import MobileNetV1, MobileNetV2Imagenet, ShuffleNetV2Imagenet
+from .mobilenetv2_tiny import mobilenetv2_tinyimagenet
+from .registry import REGISTRY, builders
 from .timm_models import check_timm_name, create_timm_model, is_timm_name
-from .wrn import wrn_16_1, wrn_16_2, wrn_16_4, wrn_28_2, wrn_28_4, wrn_40_1, wrn_40_2, wrn_40_4
 
-cifar_model_dict = {
-    'resnet8': resnet8, 'resnet14': resnet14, 'resnet20': resnet20, 'resnet32': resnet32,
-    'resnet38': resnet38, 'resnet44': resnet44, 'resnet56': resnet56, 'resnet110': resnet110,
-    'resnet116': resnet116,
-    'resnet14x2': resnet14x2, 'resnet38x2': resnet38x2, 'resnet110x2': resnet110x2,
-    'resnet8x4': resnet8x4, 'resnet14x4': resnet14x4, 'resnet32x4': resnet32x4,
-    'resnet38x4': resnet38x4,
-    'ResNet18': ResNet18, 'ResNet34': ResNet34, 'ResNet50': ResNet50,
-    'wrn_16_1': wrn_16_1, 'wrn_16_2': wrn_16_2, 'wrn_16_4': wrn_16_4,
-    'wrn_28_2': wrn_28_2, 'wrn_28_4': wrn_28_4,
-    'pyramidnet200_240': pyramidnet200_240, 'pyramidnet110_84': pyramidnet110_84,
-    'wrn_40_1': wrn_40_1, 'wrn_40_2': wrn_40_2, 'wrn_40_4': wrn_40_4,
-    'vgg8': vgg8_bn, 'vgg11': vgg11_bn, 'vgg13': vgg13_bn, 'vgg16': vgg16_bn, 'vgg19': vgg19_bn,
-    'MobileNetV2': mobile_half, 'MobileNetV2_1_0': mobile_half_double,
-    'ShuffleV1': ShuffleV1, 'ShuffleV2': ShuffleV2, 'ShuffleV2_1_5': ShuffleV2_1_5,
-}
+# RepDistiller's names (``from models import resnet56``) and the registry's functions.
+__all__ = [
+    'model_dict', 'cifar_model_dict', 'imagenet_model_dict', 'tinyimagenet_model_dict',
+    'get_model', 'check_model_name', 'is_model_name', 'is_timm_name', 'trains_at_small_lr',
+    'small_lr_models', 'resnet8', 'resnet8x4', 'resnet14', 'resnet14x2', 'resnet14x4',
+    'resnet20', 'resnet32', 'resnet32x4', 'resnet38', 'resnet38x2', 'resnet38x4',
+    'resnet44', 'resnet56', 'resnet110', 'resnet110x2', 'resnet116', 'ResNet18', 'ResNet34',
+    'ResNet50', 'wrn_16_1', 'wrn_16_2', 'wrn_16_4', 'wrn_28_2', 'wrn_28_4', 'wrn_40_1',
+    'wrn_40_2', 'wrn_40_4', 'pyramidnet110_84', 'pyramidnet200_240', 'vgg8_bn', 'vgg11_bn',
+    'vgg13_bn', 'vgg16_bn', 'vgg19_bn', 'mobile_half', 'mobile_half_double', 'ShuffleV1',
+    'ShuffleV2', 'ShuffleV2_1_5', 'resnet18', 'resnet34', 'resnet50', 'resnet101',
+    'resnet152', 'resnext50_32x4d', 'wide_resnet10_2', 'wide_resnet18_2', 'wide_resnet34_2',
+    'wide_resnet50_2', 'MobileNetV1', 'MobileNetV2Imagenet', 'ShuffleNetV2Imagenet',
+    'mobilenetv2_tinyimagenet'
+]
 
-imagenet_model_dict = {
-    'ResNet18': resnet18, 'ResNet34': resnet34, 'ResNet50': resnet50,
-    'ResNet101': resnet101, 'ResNet152': resnet152, 'resnext50_32x4d': resnext50_32x4d,
-    'ResNet10x2': wide_resnet10_2, 'ResNet18x2': wide_resnet18_2,
-    'ResNet34x2': wide_resnet34_2, 'wrn_50_2': wide_resnet50_2,
-    'MobileNetV1': MobileNetV1, 'MobileNetV2_Imagenet': MobileNetV2Imagenet,
-    'ShuffleV2_Imagenet': ShuffleNetV2Imagenet,
-}
-
+cifar_model_dict = builders('cifar')
+imagenet_model_dict = builders('imagenet')
 # mdistiller's TinyImageNet-only network (its ResNet18 and ShuffleV2 there are the CIFAR ones)
-tinyimagenet_model_dict = {'MobileNetV2_TinyImagenet': mobilenetv2_tinyimagenet}
+tinyimagenet_model_dict = builders('tinyimagenet')
 
 # RepDistiller's name space: CIFAR networks win where a name is shared.
 model_dict = {**imagenet_model_dict, **tinyimagenet_model_dict, **cifar_model_dict}
 
-# Students whose recipe uses lr 0.01 instead of 0.05 (RepDistiller / SimKD scripts).
-SMALL_LR_MODELS = ('MobileNetV2', 'MobileNetV2_1_0', 'ShuffleV1', 'ShuffleV2', 'ShuffleV2_1_5')
+
+def trains_at_small_lr(name):
+    """Whether the student ``name`` is trained at lr 0.01 instead of 0.05 (its registration
+    says so, after RepDistiller's and SimKD's scripts)."""
+    return name in REGISTRY['cifar'] and REGISTRY['cifar'][name].small_lr
+
+
+def small_lr_models():
+    return [name for name in REGISTRY['cifar'] if trains_at_small_lr(name)]
 
 
 def is_model_name(name):

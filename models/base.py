@@ -1,16 +1,22 @@
-"""The feature contract every model in the registry follows.
+"""The contract every model in the registry follows: timm's, with RepDistiller's forward on
+top of it.
 
-``model(x)`` returns logits. ``model(x, is_feat=True)`` returns ``(feats, logits)`` where
-``feats = [stem, stage_1, ..., stage_K, embedding]``; with ``preact=True`` the stage outputs are
-taken before their final ReLU where the architecture has one. Methods rely on this contract only,
-so no method ever special-cases a model.
+timm's contract: ``forward_features(x)`` is the map the classifier pools (the head map);
+``forward_head(x, pre_logits=False)`` gives the logits of such a map, or with ``pre_logits``
+the pooled embedding (B x D) the final linear layer takes; ``forward_intermediates(x,
+indices=None, preact=False)`` gives ``(head map, [stem, stage_1, ..., stage_K])``, the stage
+outputs taken before their final ReLU with ``preact`` where the architecture has one;
+``feature_info`` says the channels and the reduction of each of those maps.
 
-The head contract: ``feats[-2]`` keeps RepDistiller's meaning (the last stage's output), which
-is not always the map the classifier pools (WRN applies BN and ReLU after it; MobileNetV2 and
-ShuffleV2 a 1x1 conv, BN and ReLU). ``model(x, with_head_map=True)`` returns
-``(feats, logits, head_map)`` with the map the classifier pools, and ``model.head(head_map)``
-gives the logits from such a map (pool, flatten, classifier), for methods that push a map
-through a classifier (SimKD, SRD).
+RepDistiller's forward stays as it was, built on that contract: ``model(x)`` returns logits,
+``model(x, is_feat=True)`` returns ``(feats, logits)`` with ``feats = [stem, stage_1, ...,
+stage_K, embedding]``, and ``with_head_map=True`` adds the head map. Methods read networks
+through it (``distiller_zoo.base.run_network``), a timm model's too (``models.timm_models``
+gives its class the same forward on timm's contract), so no method ever special-cases a model,
+and what acts on a module's call (a teacher's input renormalisation hook, ``torch.compile``)
+acts on what the methods read. ``feats[-2]`` keeps RepDistiller's
+meaning (the last stage's output), which is not always the head map (WRN applies BN and ReLU
+after it; MobileNetV2 and ShuffleV2 a 1x1 conv, BN and ReLU).
 
 The stage contract (FCFD's, Liu et al., ICLR 2023; the splits of its authors' CIFAR models): the
 network as ``num_stages`` stages run one after another, ``x = model.stage_forward(k, x)`` for
@@ -19,8 +25,10 @@ says what a stage hands the next: ``'afterrelu'`` (its output after the ReLU), `
 (before it: the next stage begins with the ReLU) or ``'beforebn'`` (WRN: before the next block's
 BN and ReLU). A model without stages (the ImageNet ones) has ``stage_input`` None.
 """
+import contextlib
 import math
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -29,25 +37,57 @@ class KDModel(nn.Module):
     classifier_name = 'fc'
 
     def forward(self, x, is_feat=False, preact=False, with_head_map=False):
-        maps, head_map = self.forward_maps(x, preact)
-        embedding = self.pool_head_map(head_map)
+        if not (is_feat or with_head_map):
+            return self.forward_head(self.forward_features(x))
+        head_map, maps = self.forward_intermediates(x, preact=preact)
+        embedding = self.forward_head(head_map, pre_logits=True)
         logits = getattr(self, self.classifier_name)(embedding)
         if with_head_map:
             return maps + [embedding], logits, head_map
         return (maps + [embedding], logits) if is_feat else logits
 
     def forward_maps(self, x, preact):
-        """Return ``([stem, stage_1, ..., stage_K], head_map)``: the feature maps of the
-        contract and the map the classifier pools."""
+        """Return ``([stem, stage_1, ..., stage_K], head_map)``: what each architecture
+        computes, read through ``forward_intermediates`` and ``forward_features``."""
         raise NotImplementedError
+
+    def forward_features(self, x):
+        return self.forward_maps(x, False)[1]
+
+    def forward_head(self, x, pre_logits=False):
+        embedding = self.pool_head_map(x)
+        return embedding if pre_logits else getattr(self, self.classifier_name)(embedding)
+
+    def forward_intermediates(self, x, indices=None, preact=False, norm=False,
+                              stop_early=False, output_fmt='NCHW', intermediates_only=False):
+        """timm's: ``(head map, maps)`` of the stem and the stages (``indices``: None for all,
+        n for the last n, or a list of positions); ``preact``: the stage outputs before their
+        final ReLU. Every map is computed (``stop_early`` saves nothing here); the maps are
+        NCHW and there is no final norm to apply."""
+        if norm or output_fmt != 'NCHW':
+            raise ValueError(f'{type(self).__name__} gives NCHW maps and has no final norm')
+        maps, head_map = self.forward_maps(x, preact)
+        maps = [maps[i] for i in feature_indices(indices, len(maps))]
+        return maps if intermediates_only else (head_map, maps)
+
+    @property
+    def feature_info(self):
+        """timm's: ``{'num_chs', 'reduction', 'index'}`` of each map ``forward_intermediates``
+        gives (stem, then stages), measured once at CIFAR's 32x32 (RepDistiller's VGG pools
+        a fourth time at 64x64 only); no statistic moves."""
+        if '_feature_info' not in self.__dict__:
+            weight = next(self.parameters())
+            probe = torch.zeros(1, 3, 32, 32, device=weight.device, dtype=weight.dtype)
+            with torch.no_grad(), evaluating(self):
+                maps = self.forward_intermediates(probe, intermediates_only=True)
+            self.__dict__['_feature_info'] = [
+                {'num_chs': m.shape[1], 'reduction': max(1, round(32 / m.shape[-1])), 'index': i}
+                for i, m in enumerate(maps)]
+        return self.__dict__['_feature_info']
 
     def pool_head_map(self, head_map):
         """The embedding (B x D) the classifier takes: global average pooling by default."""
         return F.adaptive_avg_pool2d(head_map, 1).flatten(1)
-
-    def head(self, head_map):
-        """Logits of a map shaped like the one the classifier pools."""
-        return getattr(self, self.classifier_name)(self.pool_head_map(head_map))
 
     def get_classifier(self):
         """The final linear layer (methods such as SimKD reuse the teacher's)."""
@@ -62,13 +102,34 @@ class KDModel(nn.Module):
 
     def forward_classifier(self, x):
         """The logits of the last stage's output: its ReLU, then the head."""
-        return self.head(F.relu(x))
+        return self.forward_head(F.relu(x))
 
     def get_feat_modules(self):
         raise NotImplementedError
 
     def get_bn_before_relu(self):
         raise NotImplementedError(f'{type(self).__name__} has no BN-before-ReLU list')
+
+
+def feature_indices(indices, count):
+    """The positions timm's ``indices`` names among ``count`` maps."""
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        return list(range(count - indices, count))
+    return [i % count for i in indices]
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """``model`` and all its modules in eval mode for the block, their modes restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.train(mode)
 
 
 def global_avg_pool(head_map):

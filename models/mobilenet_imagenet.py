@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torchvision import models as tv
 
 from .base import KDModel
+from .registry import register_model
 
 
 def _conv_bn(inp, oup, stride):
@@ -20,6 +21,7 @@ def _conv_dw(inp, oup, stride):
     )
 
 
+@register_model('MobileNetV1', family='imagenet')
 class MobileNetV1(KDModel):
     # model[i] indices that end the stem and the four stages (outputs 64/128/256/512/1024 ch).
     STAGE_ENDS = (2, 4, 6, 12, 14)
@@ -53,6 +55,7 @@ class MobileNetV1(KDModel):
         return self.model[-1](head_map).flatten(1)
 
 
+@register_model('MobileNetV2_Imagenet', family='imagenet')
 class MobileNetV2Imagenet(KDModel, tv.MobileNetV2):
     classifier_name = 'classifier'
     STAGE_ENDS = (2, 4, 7, 14, 18)  # features[:end] ends the stem and each of four stages
@@ -72,6 +75,7 @@ class MobileNetV2Imagenet(KDModel, tv.MobileNetV2):
         return feats, self.features[start:](x)
 
 
+@register_model('ShuffleV2_Imagenet', family='imagenet')
 class ShuffleNetV2Imagenet(KDModel, tv.ShuffleNetV2):
     def __init__(self, num_classes=1000):
         tv.ShuffleNetV2.__init__(self, [4, 8, 4], [24, 116, 232, 464, 1024],

@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, global_avg_pool, init_he_conv_small_linear
+from .registry import register_model
 
 
 def conv_bn_relu(inp, oup, kernel, stride):
@@ -94,9 +95,11 @@ class MobileNetV2(KDModel):
         return head_map.flatten(1) if self.remove_avg else global_avg_pool(head_map)
 
 
+@register_model('MobileNetV2', small_lr=True)
 def mobile_half(num_classes):
     return MobileNetV2(T=6, feature_dim=num_classes, width_mult=0.5)
 
 
+@register_model('MobileNetV2_1_0', small_lr=True)
 def mobile_half_double(num_classes):
     return MobileNetV2(T=6, feature_dim=num_classes, width_mult=1.0)

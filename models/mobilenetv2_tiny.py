@@ -7,6 +7,7 @@ pools."""
 import torch.nn as nn
 
 from .base import KDModel
+from .registry import register_model
 
 
 class LinearBottleneck(nn.Module):
@@ -63,5 +64,6 @@ class MobileNetV2TinyImagenet(KDModel):
         return feats + [head_map], head_map
 
 
+@register_model('MobileNetV2_TinyImagenet', family='tinyimagenet')
 def mobilenetv2_tinyimagenet(num_classes=200):
     return MobileNetV2TinyImagenet(num_classes)

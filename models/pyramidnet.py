@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, global_avg_pool, init_he_conv_unit_bn
+from .registry import register_model
 
 
 def _add_shortcut(out, shortcut):
@@ -115,10 +116,12 @@ class PyramidNet(KDModel):
         return global_avg_pool(head_map)
 
 
+@register_model('pyramidnet200_240')
 def pyramidnet200_240(num_classes):
     return PyramidNet(200, 240, num_classes, bottleneck=True)
 
 
+@register_model('pyramidnet110_84')
 def pyramidnet110_84(num_classes):
     return PyramidNet(110, 84, num_classes, bottleneck=False)
 

@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, global_avg_pool, init_kaiming_bn, last_bn, run_stages
+from .registry import register_model
 
 
 def conv3x3(in_planes, out_planes, stride=1, groups=1):
@@ -121,26 +122,26 @@ class ResNet(KDModel):
         return global_avg_pool(head_map)
 
 
-def _cifar_resnet(depth, filters):
+def _cifar_resnet(name, depth, filters):
     def build(**kwargs):
         return ResNet(depth, filters, 'basicblock', **kwargs)
-    return build
+    return register_model(name, build)
 
 
 NARROW, X2, X4 = [16, 16, 32, 64], [16, 32, 64, 128], [32, 64, 128, 256]
-resnet8 = _cifar_resnet(8, NARROW)
-resnet14 = _cifar_resnet(14, NARROW)
-resnet20 = _cifar_resnet(20, NARROW)
-resnet32 = _cifar_resnet(32, NARROW)
-resnet38 = _cifar_resnet(38, NARROW)
-resnet44 = _cifar_resnet(44, NARROW)
-resnet56 = _cifar_resnet(56, NARROW)
-resnet110 = _cifar_resnet(110, NARROW)
-resnet116 = _cifar_resnet(116, NARROW)
-resnet14x2 = _cifar_resnet(14, X2)
-resnet38x2 = _cifar_resnet(38, X2)
-resnet110x2 = _cifar_resnet(110, X2)
-resnet8x4 = _cifar_resnet(8, X4)
-resnet14x4 = _cifar_resnet(14, X4)
-resnet32x4 = _cifar_resnet(32, X4)
-resnet38x4 = _cifar_resnet(38, X4)
+resnet8 = _cifar_resnet('resnet8', 8, NARROW)
+resnet14 = _cifar_resnet('resnet14', 14, NARROW)
+resnet20 = _cifar_resnet('resnet20', 20, NARROW)
+resnet32 = _cifar_resnet('resnet32', 32, NARROW)
+resnet38 = _cifar_resnet('resnet38', 38, NARROW)
+resnet44 = _cifar_resnet('resnet44', 44, NARROW)
+resnet56 = _cifar_resnet('resnet56', 56, NARROW)
+resnet110 = _cifar_resnet('resnet110', 110, NARROW)
+resnet116 = _cifar_resnet('resnet116', 116, NARROW)
+resnet14x2 = _cifar_resnet('resnet14x2', 14, X2)
+resnet38x2 = _cifar_resnet('resnet38x2', 38, X2)
+resnet110x2 = _cifar_resnet('resnet110x2', 110, X2)
+resnet8x4 = _cifar_resnet('resnet8x4', 8, X4)
+resnet14x4 = _cifar_resnet('resnet14x4', 14, X4)
+resnet32x4 = _cifar_resnet('resnet32x4', 32, X4)
+resnet38x4 = _cifar_resnet('resnet38x4', 38, X4)

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from .base import KDModel, init_kaiming_bn, last_bn, run_stages
 from .resnet import BasicBlock, Bottleneck
+from .registry import register_model
 
 
 def conv1x1(in_planes, out_planes, stride=1):
@@ -65,19 +66,19 @@ class ResNet(KDModel):
         return [stem, *stages], x
 
 
-def _resnet(block, layers, **arch):
+def _resnet(name, block, layers, **arch):
     def build(num_classes=1000, **kwargs):
         return ResNet(block, layers, num_classes=num_classes, **arch, **kwargs)
-    return build
+    return register_model(name, build, 'imagenet')
 
 
-resnet18 = _resnet(BasicBlock, [2, 2, 2, 2])
-resnet34 = _resnet(BasicBlock, [3, 4, 6, 3])
-resnet50 = _resnet(Bottleneck, [3, 4, 6, 3])
-resnet101 = _resnet(Bottleneck, [3, 4, 23, 3])
-resnet152 = _resnet(Bottleneck, [3, 8, 36, 3])
-resnext50_32x4d = _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
-wide_resnet10_2 = _resnet(BasicBlock, [1, 1, 1, 1], width_per_group=128)
-wide_resnet18_2 = _resnet(BasicBlock, [2, 2, 2, 2], width_per_group=128)
-wide_resnet34_2 = _resnet(BasicBlock, [3, 4, 6, 3], width_per_group=128)
-wide_resnet50_2 = _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128)
+resnet18 = _resnet('ResNet18', BasicBlock, [2, 2, 2, 2])
+resnet34 = _resnet('ResNet34', BasicBlock, [3, 4, 6, 3])
+resnet50 = _resnet('ResNet50', Bottleneck, [3, 4, 6, 3])
+resnet101 = _resnet('ResNet101', Bottleneck, [3, 4, 23, 3])
+resnet152 = _resnet('ResNet152', Bottleneck, [3, 8, 36, 3])
+resnext50_32x4d = _resnet('resnext50_32x4d', Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
+wide_resnet10_2 = _resnet('ResNet10x2', BasicBlock, [1, 1, 1, 1], width_per_group=128)
+wide_resnet18_2 = _resnet('ResNet18x2', BasicBlock, [2, 2, 2, 2], width_per_group=128)
+wide_resnet34_2 = _resnet('ResNet34x2', BasicBlock, [3, 4, 6, 3], width_per_group=128)
+wide_resnet50_2 = _resnet('wrn_50_2', Bottleneck, [3, 4, 6, 3], width_per_group=128)

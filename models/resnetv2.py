@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, init_kaiming_bn, last_bn, run_stages
+from .registry import register_model
 
 
 def _shortcut(in_planes, out_planes, stride):
@@ -104,13 +105,16 @@ class ResNet(KDModel):
         return [stem, *stages], x
 
 
+@register_model('ResNet18')
 def ResNet18(**kwargs):
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
+@register_model('ResNet34')
 def ResNet34(**kwargs):
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
+@register_model('ResNet50')
 def ResNet50(**kwargs):
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)

@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, init_he_conv_small_linear
+from .registry import register_model
 
 
 class VGG(KDModel):
@@ -76,14 +77,14 @@ CFG = {
 }
 
 
-def _vgg_bn(cfg):
+def _vgg_bn(name, cfg):
     def build(**kwargs):
         return VGG(CFG[cfg], batch_norm=True, **kwargs)
-    return build
+    return register_model(name, build)
 
 
-vgg8_bn = _vgg_bn('S')
-vgg11_bn = _vgg_bn('A')
-vgg13_bn = _vgg_bn('B')
-vgg16_bn = _vgg_bn('D')
-vgg19_bn = _vgg_bn('E')
+vgg8_bn = _vgg_bn('vgg8', 'S')
+vgg11_bn = _vgg_bn('vgg11', 'A')
+vgg13_bn = _vgg_bn('vgg13', 'B')
+vgg16_bn = _vgg_bn('vgg16', 'D')
+vgg19_bn = _vgg_bn('vgg19', 'E')

@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import KDModel, global_avg_pool, init_he_conv_unit_bn
+from .registry import register_model
 
 
 class BasicBlock(nn.Module):
@@ -91,17 +92,17 @@ class WideResNet(KDModel):
         return global_avg_pool(head_map)
 
 
-def _wrn(depth, width):
+def _wrn(name, depth, width):
     def build(**kwargs):
         return WideResNet(depth=depth, widen_factor=width, **kwargs)
-    return build
+    return register_model(name, build)
 
 
-wrn_16_1 = _wrn(16, 1)
-wrn_16_2 = _wrn(16, 2)
-wrn_16_4 = _wrn(16, 4)
-wrn_28_2 = _wrn(28, 2)  # OFD's CIFAR-100 settings (clovaai/overhaul-distillation)
-wrn_28_4 = _wrn(28, 4)
-wrn_40_1 = _wrn(40, 1)
-wrn_40_2 = _wrn(40, 2)
-wrn_40_4 = _wrn(40, 4)
+wrn_16_1 = _wrn('wrn_16_1', 16, 1)
+wrn_16_2 = _wrn('wrn_16_2', 16, 2)
+wrn_16_4 = _wrn('wrn_16_4', 16, 4)
+wrn_28_2 = _wrn('wrn_28_2', 28, 2)  # OFD's CIFAR-100 settings (clovaai/overhaul-distillation)
+wrn_28_4 = _wrn('wrn_28_4', 28, 4)
+wrn_40_1 = _wrn('wrn_40_1', 40, 1)
+wrn_40_2 = _wrn('wrn_40_2', 40, 2)
+wrn_40_4 = _wrn('wrn_40_4', 40, 4)

@@ -47,7 +47,7 @@ from helper.logger import read_summary
 from helper.options import declared_options
 from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
 from helper.run_folder import CIRCUMSTANTIAL
-from models import SMALL_LR_MODELS, check_model_name, is_timm_name
+from models import check_model_name, is_timm_name, trains_at_small_lr
 
 # What the runner needs of each script: its pure resolver (argv -> (options, notes)), its
 # parser (the flags it takes) and the folder its runs write.
@@ -589,7 +589,7 @@ def _folders(save_dir, data_folder):
 def recipe_value(cell, key):
     """The recipe's value of ``key`` for the cell (the small-student learning rate for
     MobileNetV2 and ShuffleNet students)."""
-    if key == 'learning_rate' and cell.student in SMALL_LR_MODELS and SMALL_STUDENT_LR in \
+    if key == 'learning_rate' and trains_at_small_lr(cell.student) and SMALL_STUDENT_LR in \
             cell.recipe:
         return cell.recipe[SMALL_STUDENT_LR]
     return cell.recipe.get(key)

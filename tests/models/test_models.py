@@ -130,10 +130,11 @@ HEAD_CASES = ([(name, 'cifar100', 32) for name in sorted(cifar_model_dict)]
 
 
 @pytest.mark.parametrize('name, dataset, size', HEAD_CASES)
-def test_head_of_the_pooled_map_gives_the_logits(name, dataset, size):
+def test_head_map_gives_the_logits_and_timms_contract_the_same_values(name, dataset, size):
     """The head contract, for every registered model: the map the classifier pools, pushed
     through the model's head (and through its classifier after global pooling, as SimKD and SRD
-    do), gives the logits; the feature list is the same as without the map."""
+    do), gives the logits; the feature list is the same as without the map; and timm's
+    contract gives the same values."""
     torch.manual_seed(0)
     model = get_model(name, 10, dataset).eval()
     x = torch.randn(2, 3, size, size)
@@ -144,11 +145,52 @@ def test_head_of_the_pooled_map_gives_the_logits(name, dataset, size):
         # float error relative to the largest logit: an untrained PyramidNet-200 in eval mode
         # gives logits near 1e13
         atol = 1e-5 * max(1.0, logits.abs().max().item())
-        assert torch.allclose(model.head(head_map), logits, atol=atol, rtol=1e-5)
+        assert torch.allclose(model.forward_head(head_map), logits, atol=atol, rtol=1e-5)
         pooled = torch.nn.functional.adaptive_avg_pool2d(head_map, 1).flatten(1)
         assert torch.allclose(model.get_classifier()(pooled), logits, atol=atol, rtol=1e-5)
     assert torch.equal(logits, plain_logits)
     assert all(torch.equal(a, b) for a, b in zip(feats, plain_feats))
+    check_timms_contract(model, x, size, feats, logits, head_map)
+
+
+def check_timms_contract(model, x, size, feats, logits, head_map):
+    """forward_features, forward_head and forward_intermediates give what RepDistiller's
+    forward gives, bit for bit; feature_info names each map's channels and reduction."""
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        pre_feats = model(x, is_feat=True, preact=True)[0]
+        pre_maps = model.forward_intermediates(x, preact=True, intermediates_only=True)
+        assert torch.equal(model.forward_features(x), head_map) and torch.equal(final, head_map)
+        assert torch.equal(model.forward_head(head_map), logits)
+        assert torch.equal(model.forward_head(head_map, pre_logits=True), feats[-1])
+        assert all(torch.equal(a, b) for a, b in zip(maps, feats[:-1]))
+        assert len(maps) == len(feats) - 1 == len(pre_maps)
+        assert all(torch.equal(a, b) for a, b in zip(pre_maps, pre_feats[:-1]))
+        last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(last_two, maps[-2:]))
+        assert torch.equal(model.forward_intermediates(x, indices=[0, -1])[1][1], maps[-1])
+    if size == 32:
+        assert [(i['num_chs'], i['reduction']) for i in model.feature_info] == [
+            (m.shape[1], size // m.shape[-1]) for m in maps]
+    with pytest.raises(ValueError, match='NCHW'):
+        model.forward_intermediates(x, output_fmt='NLC')
+
+
+def test_feature_info_of_repdistillers_resnets():
+    assert [(i['num_chs'], i['reduction']) for i in get_model('resnet8x4', 100).feature_info] \
+        == [(32, 1), (64, 1), (128, 2), (256, 4)]
+    assert [i['reduction'] for i in get_model('ResNet50', 10, 'imagenet').feature_info] == [
+        4, 4, 8, 16, 32]
+
+
+def test_models_register_with_their_small_student_learning_rate():
+    from models import small_lr_models, trains_at_small_lr
+    from models.registry import register_model
+    assert sorted(small_lr_models()) == ['MobileNetV2', 'MobileNetV2_1_0', 'ShuffleV1',
+                                         'ShuffleV2', 'ShuffleV2_1_5']
+    assert not trains_at_small_lr('resnet8') and not trains_at_small_lr('timm:resnet10t')
+    with pytest.raises(AssertionError, match='registered twice'):
+        register_model('resnet8', lambda **kwargs: None)
 
 
 @pytest.mark.parametrize('name', ['wrn_40_2', 'MobileNetV2', 'ShuffleV2'])
