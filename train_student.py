@@ -59,7 +59,7 @@ def run(config):
     if len(teachers) > 1:
         teacher_source = TeacherEnsemble([t.network for t in teachers], config.teacher.weights)
     else:
-        teacher_source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(
+        teacher_source = (TrainedPeer if method.needs.teacher_trains else FrozenTeacher)(
             teacher.network)
     live_source = teacher_source  # the live teachers (their prediction, before any cache)
     for plugin in config.plugins:

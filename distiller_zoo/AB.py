@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from models.util import Connector
 from core.learner import InitStage
-from .base import About, FEATURES, PREACT, Distiller, Recipe, register_method
+from .base import About, FEATURES, PREACT, Distiller, Needs, register_method
 from .options import INIT_EPOCHS
 
 
@@ -34,7 +34,7 @@ class AB(Distiller):
                   'pre-activation stages',
                   'connectors (init only)',
                   'connectors + student feature layers')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {PREACT},
+    needs = Needs(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {PREACT},
                     teacher_reads=FEATURES | {PREACT})
     options = (INIT_EPOCHS,)
 

@@ -3,7 +3,7 @@ channel-averaged squared activations at every stage."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Needs, pool_to_smaller, register_method
 
 
 class Attention(nn.Module):
@@ -25,7 +25,7 @@ class Attention(nn.Module):
 @register_method('attention', 'at')
 class AT(Distiller):
     about = About('AT', 'every stage')
-    recipe = Recipe(weights=(1.0, 0.0, 1000.0))
+    needs = Needs(weights=(1.0, 0.0, 1000.0))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from core.util import positive_int
-from .base import About, FEATURES, HEAD_MAP, LOGITS, Distiller, Recipe, register_method
+from .base import About, FEATURES, HEAD_MAP, LOGITS, Distiller, Needs, register_method
 from .options import Option
 from .pairs import has_pair
 
@@ -42,8 +42,8 @@ def CAT_loss(CAM_Student, CAM_Teacher, CAM_RESOLUTION, IF_NORMALIZE, IF_BINARIZE
 class CATKD(Distiller):
     about = About('CAT-KD (Guo et al., CVPR 2023)', 'head maps and classifier weights of both')
     # CE 1 + beta x CAT; beta, r and the normalisation per pair (per_pair/catkd.toml)
-    recipe = Recipe(weights=(1.0, 0.0, 400.0), student_reads=FEATURES | {HEAD_MAP},
-                    teacher_reads=frozenset({LOGITS, HEAD_MAP}), pair_recipe=('catkd', 'catkd'))
+    needs = Needs(weights=(1.0, 0.0, 400.0), student_reads=FEATURES | {HEAD_MAP},
+                    teacher_reads=frozenset({LOGITS, HEAD_MAP}), pair_table=('catkd', 'catkd'))
     options = (
         Option('--catkd_resolution', type=positive_int, default=None,
                help='CAT-KD: the side r of the pooled class activation maps (default: the '

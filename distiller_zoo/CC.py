@@ -4,7 +4,7 @@ embedding on each side."""
 import torch.nn as nn
 
 from models.util import LinearEmbed
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method
 from .options import FEAT_DIM
 
 
@@ -17,7 +17,7 @@ class Correlation(nn.Module):
 @register_method('correlation', 'cc')
 class CC(Distiller):
     about = About('CC', 'embeddings', '2 linear embeddings (`--feat_dim`)')
-    recipe = Recipe(weights=(1.0, 0.0, 0.02), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 0.02), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, config):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from crd import CRDLoss
 from dataset.batch import BatchSpec, ContrastSampling
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method
 from .options import FEAT_DIM, MODE, NCE_K, NCE_M, NCE_T
 
 
@@ -13,7 +13,7 @@ class CRD(Distiller):
     about = About('CRD (CRD+KD: `-a 1`)',
                   'embeddings + sample indices',
                   '2 embeddings, memory bank')
-    recipe = Recipe(weights=(1.0, 0.0, 0.8), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 0.8), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM, NCE_K, MODE, NCE_T, NCE_M)
 
     @classmethod

@@ -4,7 +4,7 @@ and per class across the batch (intra-class), instead of the probabilities thems
 import torch.nn as nn
 
 from core.util import non_negative_float, positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .options import Option
 
 
@@ -43,7 +43,7 @@ class DIST(nn.Module):
 class DISTMethod(Distiller):
     about = About('DIST (Huang et al., NeurIPS 2022)', 'logits')
     # DIST's CIFAR recipe: 1 x CE + 2 x DIST, no KL term
-    recipe = Recipe(weights=(1.0, 0.0, 2.0), teacher_reads=frozenset({LOGITS}))
+    needs = Needs(weights=(1.0, 0.0, 2.0), teacher_reads=frozenset({LOGITS}))
 
     options = (
         Option('--dist_beta', type=non_negative_float, default=1.0,

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int, positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised, normalize
 from .options import Option
 
@@ -59,7 +59,7 @@ class DKD(Distiller):
     about = About('DKD (Zhao et al., CVPR 2022)', 'logits, labels')
     # 1 x CE + warm-up x (alpha TCKD + beta NCKD)
     # LSKD: T tau, alpha w, beta w times the pair's beta (LSKD's, else DKD's own)
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised('dkd', 'dkd_T', 'dkd_alpha', 'dkd_beta'))
     logit_kl_weights = ('alpha', 'beta')  # -b weighs DKD's own KLs
 

@@ -9,7 +9,7 @@ reaches only its own network, so this is the same update as two optimizers with 
 schedule stepping on the same batch (except under --max_grad_norm, which clips them jointly).
 """
 from core.util import positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .options import Option
 
 
@@ -18,7 +18,7 @@ class DML(Distiller):
     about = About('DML (Zhang et al., CVPR 2018)', 'logits', 'the peer network itself')
     # student: -r x CE + -a x KL(peer || student); peer: -r x CE + -b x KL(student || peer)
     a_term_is_kd = False  # its -a term is its own
-    recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     teacher_trains=True)
     logit_kl_weights = ('alpha', 'beta')
     task_terms = ('cls', 'peer_cls')

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int
-from .base import (About, BATCH_STATS, LOGITS, STAGES, Distiller, Recipe, batch_statistics,
+from .base import (About, BATCH_STATS, LOGITS, STAGES, Distiller, Needs, batch_statistics,
                    register_method)
 from .options import Option
 
@@ -75,9 +75,9 @@ class FCFD(Distiller):
                   "bridges between the networks' stages, both ways")
     # CE 1 + the student's KL at --kd_T (-a 1) + the feature and mixed-path terms (-b 1); T,
     # the feature weight, the mixed paths' KL weight and Nesterov momentum per pair
-    recipe = Recipe(weights=(1.0, 1.0, 1.0),
+    needs = Needs(weights=(1.0, 1.0, 1.0),
                     teacher_reads=frozenset({LOGITS, STAGES, BATCH_STATS}),
-                    pair_recipe=('fcfd', 'fcfd'))
+                    pair_table=('fcfd', 'fcfd'))
     logit_kl_weights = ('alpha', 'beta')
     options = (
         Option('--fcfd_paths', type=non_negative_int, default=2,

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from core.learner import InitStage
-from .base import About, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Needs, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 
 
@@ -40,7 +40,7 @@ class FSP(nn.Module):
 @register_method('fsp')
 class FSPMethod(Distiller):
     about = About('FSP', 'stem + every stage', '', 'student feature layers')
-    recipe = Recipe(weights=(1.0, 0.0, 50.0))
+    needs = Needs(weights=(1.0, 0.0, 50.0))
     options = (INIT_EPOCHS,)
 
     def __init__(self, student, teacher, config):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from models.util import Paraphraser, Translator
 from core.learner import InitStage
-from .base import About, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Needs, pool_to_smaller, register_method
 from .options import INIT_EPOCHS
 
 
@@ -31,7 +31,7 @@ class FactorTransfer(nn.Module):
 @register_method('factor', 'ft')
 class FT(Distiller):
     about = About('FT', 'last stage', 'translator; paraphraser (init only)', 'paraphraser')
-    recipe = Recipe(weights=(1.0, 0.0, 200.0))
+    needs = Needs(weights=(1.0, 0.0, 200.0))
     options = (INIT_EPOCHS,)
     FACTOR_RATE = 0.5
     INIT_LR_RESNET_WRN = 0.01  # RepDistiller's paraphraser lr for resnet*/wrn* students

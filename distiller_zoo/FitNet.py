@@ -3,7 +3,7 @@ hint-layer feature onto the teacher's; the loss is their mean squared error."""
 import torch.nn as nn
 
 from models.util import ConvReg
-from .base import About, Distiller, Recipe, register_method
+from .base import About, Distiller, Needs, register_method
 from .options import HINT_LAYER
 
 
@@ -19,7 +19,7 @@ class HintLoss(nn.Module):
 @register_method('hint', 'fitnet')
 class FitNet(Distiller):
     about = About('FitNet', '`feat[--hint_layer]` (2)', 'ConvReg')
-    recipe = Recipe(weights=(1.0, 0.0, 100.0))
+    needs = Needs(weights=(1.0, 0.0, 100.0))
     options = (HINT_LAYER,)
 
     def __init__(self, student, teacher, config):

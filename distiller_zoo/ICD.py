@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method, with_embedding_dims
 from .options import FEAT_DIM
 
 
@@ -69,7 +69,7 @@ class ICD(Distiller):
                   'embeddings',
                   '2 linear embeddings, learned temperature and bias')
     # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM,)
 
     def __init__(self, student, teacher, config):

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, Distiller, Recipe, register_method
+from .base import About, Distiller, Needs, register_method
 
 
 def _leading_singular_vectors(f, n):
@@ -56,7 +56,7 @@ class KDSVD(nn.Module):
 @register_method('kdsvd')
 class KDSVDMethod(Distiller):
     about = About('KD-SVD', 'every stage')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0))  # RepDistiller publishes no weight for KD-SVD
+    needs = Needs(weights=(1.0, 0.0, 1.0))  # RepDistiller publishes no weight for KD-SVD
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

@@ -44,7 +44,7 @@ OPTIONS = (
                 'pair, else 9)'))
 
 class Standardised(NamedTuple):
-    """How a method takes LSKD's settings (``Recipe.lskd``): its ``column`` of
+    """How a method takes LSKD's settings (``Needs.lskd``): its ``column`` of
     ``distiller_zoo/per_pair/lskd.toml`` (None: ``--base_temp`` and ``--kd_weight`` alone), the
     options that take the temperature and the weight, and the one that takes beta times the
     weight (DKD's; its own per-pair default where LSKD's table has no beta)."""
@@ -56,13 +56,13 @@ class Standardised(NamedTuple):
 
 def run_defaults(method, column, learned, teacher, student, opt):
     """``{dest: value}`` that ``--logit_stand`` sets unless the command line gives them: for a
-    method with a column in the authors' table (``column``: ``method.recipe.lskd.column``, or a
+    method with a column in the authors' table (``column``: ``method.needs.lskd.column``, or a
     preset's), its per-pair temperature and weight; for any other, ``--base_temp`` and
     ``--kd_weight`` as given (its own temperature and ``-a`` otherwise). A ``learned``
     temperature takes no fixed one: the weight applies and, where the authors ran the column
     with it (CTKD+LS: a ``t_end``), tau as its floor ``--ctkd_t_start`` and their
     ``--ctkd_t_end``."""
-    spec = method.recipe.lskd
+    spec = method.needs.lskd
     if column is None:
         tau, weight, beta = opt.base_temp, opt.kd_weight, None
     else:
@@ -109,7 +109,7 @@ class LogitStandardisation(LogitModifier):
         if not self.enabled(opt):
             return '', {}
         preset = PRESETS.get(opt.distill)
-        column = preset.lskd_column if preset else method.recipe.lskd.column
+        column = preset.lskd_column if preset else method.needs.lskd.column
         pair = f'{teacher or "?"} -> {opt.model_s}'
         what = (f'the authors\' settings for {pair}' if has_setting(column, teacher, opt.model_s)
                 else f'the authors\' fallback values (they ran no {pair})')

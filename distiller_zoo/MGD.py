@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from core.util import non_negative_float, unit_interval
-from .base import About, Distiller, Recipe, register_method
+from .base import About, Distiller, Needs, register_method
 from .options import Option
 
 
@@ -41,7 +41,7 @@ class MGD(Distiller):
                   '1x1 aligner (when channels differ), generator')
     # CE 1 + MGD (alpha inside, as the authors); their CIFAR-100 config: alpha 0.0012, lambda
     # 0.15 (their ImageNet: alpha 7e-5)
-    recipe = Recipe(weights=(1.0, 0.0, 1.0))
+    needs = Needs(weights=(1.0, 0.0, 1.0))
     options = (Option('--mgd_alpha', type=non_negative_float, default=0.0012,
                       help='MGD: weight of the summed squared error (the authors\' CIFAR-100 '
                            'config; ImageNet: 7e-5)'),

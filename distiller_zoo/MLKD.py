@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from models.util import Embed
 from dataset.batch import BatchSpec
 from dataset.views import RotatedViews
-from .base import About, Distiller, Recipe, register_method, with_embedding_dims
+from .base import About, Distiller, Needs, register_method, with_embedding_dims
 from .options import FEAT_DIM
 
 VIEWS = RotatedViews.count  # rotations by k quarter-turns, k = 0..3, image-major in a batch
@@ -101,7 +101,7 @@ class MLKD(Distiller):
                   'correlation MLP, 2 embeddings, alignment MLP')
     # -r -a -b -d of the authors' scripts; each image as its four rotations, seen in one pass
     a_term_is_kd = False  # its -a term is its own
-    recipe = Recipe(weights=(1.0, 50.0, 1.0, 20.0), batch=BatchSpec(views=RotatedViews()))
+    needs = Needs(weights=(1.0, 50.0, 1.0, 20.0), batch=BatchSpec(views=RotatedViews()))
     logit_kl_weights = ()  # its losses are on embeddings
     options = (FEAT_DIM,)
 

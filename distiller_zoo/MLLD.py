@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from dataset.views import WeakStrongViews
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised, normalize
 from .modifiers import identity
 from .options import Option
@@ -116,9 +116,9 @@ class MLLD(Distiller):
     # the authors' configs: 480 epochs (960 for resnet32x4 -> ShuffleV1/V2), lr 0.025 (0.01
     # for MobileNetV2 and ShuffleNet students); the decay stays at 150, 180, 210
     a_term_is_kd = False  # its -a term is its own
-    recipe = Recipe(weights=(0.1, 0.9, 0.0), batch=BatchSpec(views=WeakStrongViews()),
+    needs = Needs(weights=(0.1, 0.9, 0.0), batch=BatchSpec(views=WeakStrongViews()),
                     student_reads=frozenset({LOGITS}), teacher_reads=frozenset({LOGITS}),
-                    lskd=Standardised('mlld'), pair_recipe=('mlld', 'recipe'))
+                    lskd=Standardised('mlld'), pair_table=('mlld', 'recipe'))
     options = (Option('--mlld_mask', choices=MASKS, default='fraction',
                       help='MLLD: fraction: each masked term times the fraction its mask '
                            'selects (the authors\' code, their numbers); sample: the masks '

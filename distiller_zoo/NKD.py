@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised
 from .options import Option
 
@@ -60,7 +60,7 @@ class NKD(Distiller):
     about = About('NKD (Yang et al., ICCV 2023)', 'logits, labels')
     # 1 x CE + b x (target + gamma T^2 non-target); the authors' class defaults (their
     # ImageNet configs): T 1, gamma 1.5; their CIFAR-100 config: T 3, gamma 3.5
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised(temperature='nkd_T', weight='beta'))
     logit_kl_weights = ('alpha', 'beta')
     options = (Option('--nkd_T', type=positive_float, default=1.0,

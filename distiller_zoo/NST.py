@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Needs, pool_to_smaller, register_method
 
 
 class NSTLoss(nn.Module):
@@ -29,7 +29,7 @@ class NSTLoss(nn.Module):
 @register_method('nst')
 class NST(Distiller):
     about = About('NST', 'every stage')
-    recipe = Recipe(weights=(1.0, 0.0, 50.0))
+    needs = Needs(weights=(1.0, 0.0, 50.0))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

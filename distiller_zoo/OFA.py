@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import positive_float
-from .base import About, EMBEDDING, LOGITS, STAGES, TOKENS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, STAGES, TOKENS, Distiller, Needs, register_method
 from .options import Option
 
 
@@ -154,7 +154,7 @@ class OFA(Distiller):
                   'a branch per chosen stage into the classes')
     # CE 1 + the branches' and the logits' ofa_loss (the authors' gt, kd and ofa weights 1;
     # -b weighs both OFA terms)
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}))
     logit_kl_weights = ()
     options = (Option('--ofa_eps', type=positive_float, nargs='+', default=[1.0],
                       help='OFA: the target-enhancing power, one for all, or one per stage '

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, BATCH_STATS, PREACT, STAGES, Distiller, Recipe, register_method
+from .base import About, BATCH_STATS, PREACT, STAGES, Distiller, Needs, register_method
 from .options import Option
 
 MIN_NEGATIVE_MASS = 0.001  # below it the margin is -3 standard deviations
@@ -75,7 +75,7 @@ class OFD(Distiller):
                   'pre-ReLU stages; teacher BN affine parameters',
                   'a 1x1 conv + BN connector per stage')
     # mdistiller's CIFAR-100 recipe: 1 x CE + 0.001 x the stage sum, no KL
-    recipe = Recipe(weights=(1.0, 0.0, 0.001), student_reads=frozenset({STAGES, PREACT}),
+    needs = Needs(weights=(1.0, 0.0, 0.001), student_reads=frozenset({STAGES, PREACT}),
                     teacher_reads=frozenset({STAGES, PREACT, BATCH_STATS}))
     options = (Option('--ofd_teacher_bn', choices=['batch', 'eval'], default='batch',
                       help='OFD: the teacher\'s BatchNorm during distillation: batch statistics '

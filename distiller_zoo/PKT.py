@@ -3,7 +3,7 @@ probability distributions that cosine similarities induce over the batch."""
 import torch
 import torch.nn as nn
 
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method
 
 
 class PKT(nn.Module):
@@ -27,7 +27,7 @@ class PKT(nn.Module):
 @register_method('pkt')
 class PKTMethod(Distiller):
     about = About('PKT', 'embeddings')
-    recipe = Recipe(weights=(1.0, 0.0, 30000.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 30000.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

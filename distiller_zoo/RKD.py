@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method
 
 
 def pdist(e, squared=False, eps=1e-12):
@@ -45,7 +45,7 @@ class RKDLoss(nn.Module):
 @register_method('rkd')
 class RKD(Distiller):
     about = About('RKD', 'embeddings')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

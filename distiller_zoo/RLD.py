@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int, positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised, normalize
 from .options import Option
 
@@ -57,7 +57,7 @@ class RLD(Distiller):
     about = About('RLD (Sun et al., refined logits)', 'logits, labels')
     # 1 x CE + warm-up x (alpha SCD + beta MCD); the README's command: --same-t RLD.ALPHA 1.
     # RLD.BETA 8. RLD.T 4. (alpha_T = T); with --logit_stand: alpha w, beta 8w, T = alpha_T = tau
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised('rld', 'rld_T', 'rld_alpha', 'rld_beta'))
     logit_kl_weights = ('alpha', 'beta')
     options = (

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from core import distributed
 from core.util import UserError, positive_float
 from core.log import note
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method, with_embedding_dims
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method, with_embedding_dims
 from .options import FEAT_DIM, NCE_K, Option
 
 
@@ -58,7 +58,7 @@ class RRD(Distiller):
                   'embeddings',
                   '2 linear embeddings, FIFO queue')
     # the authors' "-a 0 -b 1"; "-a 1 -b 1" adds KD
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     options = (FEAT_DIM, NCE_K,
                Option('--nce_t_s', type=positive_float, default=0.04,

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int
-from .base import About, FEATURES, PREACT, Distiller, Recipe, register_method
+from .base import About, FEATURES, PREACT, Distiller, Needs, register_method
 from .options import Option
 
 MAX_MID_CHANNELS = 512
@@ -78,7 +78,7 @@ class ReviewKD(Distiller):
                   'every stage + embedding (teacher: pre-activation)',
                   'ABF modules')
     # 1 x CE + -b x weight x warm-up x HCL; the teacher's stages before their last ReLU
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=FEATURES | {PREACT})
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=FEATURES | {PREACT})
 
     options = (
         Option('--reviewkd_weight', type=non_negative_float, default=None,

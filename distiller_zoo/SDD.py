@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int, positive_float
-from .base import About, FEATURES, HEAD_MAP, LOGITS, Distiller, Recipe, register_method
+from .base import About, FEATURES, HEAD_MAP, LOGITS, Distiller, Needs, register_method
 from .DKD import decoupled_kl_rows
 from .LSKD import Standardised
 from .NKD import nkd_rows
@@ -126,7 +126,7 @@ class SDDKD(ScaleDecoupled):
     about = About('SD-KD (Wei et al., CVPR 2024)', 'head maps through each classifier')
     # mdistiller's KD weights (CE 0.1, KD 0.9) on the region logits; no warm-up (the authors'
     # is commented out)
-    recipe = Recipe(weights=(0.1, 0.0, 0.9), student_reads=FEATURES | {HEAD_MAP},
+    needs = Needs(weights=(0.1, 0.0, 0.9), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=frozenset({LOGITS, HEAD_MAP}), lskd=Standardised(weight='beta'))
     logit_kl_weights = ('alpha', 'beta')
     options = (scales_option('sdd_kd'),)
@@ -147,7 +147,7 @@ class SDDKD(ScaleDecoupled):
 class SDDDKD(ScaleDecoupled):
     about = About('SD-DKD', 'head maps through each classifier')
     # CE 1 + warm-up x (alpha TCKD + beta NCKD) per region; DKD's per-pair beta, T 4
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+    needs = Needs(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=frozenset({LOGITS, HEAD_MAP}),
                     lskd=Standardised('dkd', 'sdd_dkd_T', 'sdd_dkd_alpha', 'sdd_dkd_beta'))
     logit_kl_weights = ('alpha', 'beta')
@@ -189,10 +189,10 @@ class SDDNKD(ScaleDecoupled):
     about = About('SD-NKD', 'head maps through each classifier')
     # CE 1 + warm-up x NKD per region, at DKD's config values (T 4, gamma = the config's
     # DKD.BETA: 8 unless the pair's sets it, the authors' recipe for the pair)
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+    needs = Needs(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=frozenset({LOGITS, HEAD_MAP}),
                     lskd=Standardised(temperature='sdd_nkd_T', weight='beta'),
-                    pair_recipe=('sdd', 'sdd_nkd_recipe'))
+                    pair_table=('sdd', 'sdd_nkd_recipe'))
     logit_kl_weights = ('alpha', 'beta')
     options = (scales_option('sdd_nkd'),
                Option('--sdd_nkd_T', type=positive_float, default=4.0,

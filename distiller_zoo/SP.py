@@ -3,7 +3,7 @@ matrices of the last stage's features."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, Distiller, Recipe, register_method
+from .base import About, Distiller, Needs, register_method
 
 
 class Similarity(nn.Module):
@@ -22,7 +22,7 @@ class Similarity(nn.Module):
 @register_method('similarity', 'sp')
 class SP(Distiller):
     about = About('SP', 'last stage')
-    recipe = Recipe(weights=(1.0, 0.0, 3000.0))
+    needs = Needs(weights=(1.0, 0.0, 3000.0))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

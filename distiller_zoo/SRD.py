@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float
-from .base import About, FEATURES, HEAD_MAP, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, FEATURES, HEAD_MAP, Distiller, Needs, pool_to_smaller, register_method
 from .DIST import inter_class_relation, intra_class_relation
 from .options import Option
 
@@ -60,7 +60,7 @@ class SRD(Distiller):
     about = About('SRD (SRRL as the SRD seed runs it)',
                   'head maps, logits; teacher classifier',
                   '1x1 adaptor')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+    needs = Needs(weights=(1.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=FEATURES | {HEAD_MAP})
 
     options = (

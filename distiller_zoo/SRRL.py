@@ -4,7 +4,7 @@ embedding onto the teacher's; the loss matches the embeddings and, through the f
 classifier, the teacher's logits. The student's own head predicts."""
 import torch.nn as nn
 
-from .base import About, EMBEDDING, LOGITS, Distiller, Recipe, register_method
+from .base import About, EMBEDDING, LOGITS, Distiller, Needs, register_method
 
 
 class SRRL(nn.Module):
@@ -28,7 +28,7 @@ class SRRLMethod(Distiller):
                   'embeddings, logits; teacher classifier',
                   'connector')
     # the SimKD toolbox's -c 1 -d 1 -b 1
-    recipe = Recipe(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 1.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from core.util import positive_float
 from .SimKD import align_maps
-from .base import About, Distiller, Recipe, register_method
+from .base import About, Distiller, Needs, register_method
 from .options import Option
 
 ATTENTION_FACTOR = 4  # query/key width = batch size / 4
@@ -107,7 +107,7 @@ class SemCKD(Distiller):
                   'every stage',
                   'attention MLPs + a projection per stage pair')
     # the SimKD toolbox's -c 1 -d 1 -b 400
-    recipe = Recipe(weights=(1.0, 1.0, 400.0), full_batches_only=True)
+    needs = Needs(weights=(1.0, 1.0, 400.0), full_batches_only=True)
 
     options = (Option('-s', '--soft', type=positive_float, default=1.0,
                       help='SemCKD: attention temperature. SemCKD\'s attention is sized by '

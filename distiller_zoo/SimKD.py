@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import positive_int
-from .base import About, FEATURES, HEAD_MAP, Distiller, Recipe, register_method
+from .base import About, FEATURES, HEAD_MAP, Distiller, Needs, register_method
 from .options import Option
 
 
@@ -57,7 +57,7 @@ class SimKDMethod(Distiller):
                   'head maps; teacher classifier',
                   'projector (`-f/--factor` 2)')
     # the SimKD toolbox's -c 0 -d 0 -b 1
-    recipe = Recipe(weights=(0.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
+    needs = Needs(weights=(0.0, 0.0, 1.0), student_reads=FEATURES | {HEAD_MAP},
                     teacher_reads=FEATURES | {HEAD_MAP}, student_predicts=False)
 
     options = (Option('-f', '--factor', type=positive_int, default=2,

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from core.component import Component, value
 from core.util import UserError, positive_float
-from .base import About, LOGITS, Distiller, Recipe, register_method
+from .base import About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised
 from .modifiers import transformed_teacher, transformed_teacher_kl
 from .options import Option
@@ -80,7 +80,7 @@ class WTTM(TTM):
 class TransformedTeacherMatching(Distiller):
     about = About('TTM (Zheng & Yang, ICLR 2024)', 'logits')
     # 1 x CE + b x TTM; the README's vgg13 -> vgg8 command: --ttm_l 0.1 -r 1 -b 45 -a 0
-    recipe = Recipe(weights=(1.0, 0.0, 45.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 0.0, 45.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised(weight='beta'))
     logit_kl_weights = ('alpha', 'beta')
     weighted = False
@@ -101,6 +101,6 @@ class WeightedTransformedTeacherMatching(TransformedTeacherMatching):
     about = About('WTTM (Zheng & Yang, ICLR 2024)', 'logits')
     # 1 x CE + b x WTTM; the authors publish no WTTM-alone command: -b 4 is the weight their
     # README gives WTTM beside CRD (--add wttm --ttm_l 0.2 -a 4)
-    recipe = Recipe(weights=(1.0, 0.0, 4.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(1.0, 0.0, 4.0), teacher_reads=frozenset({LOGITS}),
                     lskd=Standardised(weight='beta'))
     weighted = True

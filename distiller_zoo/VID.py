@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import About, Distiller, Recipe, pool_to_smaller, register_method
+from .base import About, Distiller, Needs, pool_to_smaller, register_method
 
 
 class VIDLoss(nn.Module):
@@ -38,7 +38,7 @@ class VIDLoss(nn.Module):
 @register_method('vid')
 class VID(Distiller):
     about = About('VID', 'every stage', 'a regressor + variance per stage')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0))
+    needs = Needs(weights=(1.0, 0.0, 1.0))
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

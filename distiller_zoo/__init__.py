@@ -2,7 +2,7 @@
 
 Importing a method's module registers its ``--distill`` name(s).
 """
-from .base import (METHODS, PRESETS, Distiller, DistillKL, MethodConfig, NetOutput, Recipe,
+from .base import (METHODS, PRESETS, Distiller, DistillKL, MethodConfig, NetOutput, Needs,
                    get_method, register_method, register_preset)
 from .sources import FrozenTeacher, TeacherSource, TrainedPeer
 from .AB import ABLoss
@@ -45,7 +45,7 @@ from .SRRL import SRRL
 from .TTM import TTM, WTTM
 from .VID import VIDLoss
 
-__all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Recipe', 'MethodConfig',
+__all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'MethodConfig',
            'NetOutput', 'TeacherSource', 'FrozenTeacher', 'TrainedPeer', 'get_method',
            'register_method', 'DistillKL', 'HintLoss', 'Attention', 'Similarity', 'Correlation',
            'VIDLoss', 'RKDLoss', 'PKT', 'ABLoss', 'FactorTransfer', 'FSP', 'NSTLoss', 'KDSVD', 'KD',

@@ -2,7 +2,7 @@
 
 A method is one file in ``distiller_zoo/``: its loss module (RepDistiller's class name where
 one exists) and a ``Distiller`` subclass registered under its ``--distill`` name(s). The subclass
-declares, in its ``recipe``, what it needs (what its batches carry, what it reads of each
+declares, in its ``needs``, what it needs (what its batches carry, what it reads of each
 network, whether the second network trains, ...); loaders, the loop, the teacher plug-ins
 (CKD, the teacher-output cache) and the scripts read that declaration. It computes its loss in
 ``kd_loss(s, t, batch)``, with ``s`` and ``t`` the student's and the teacher's outputs; the
@@ -28,7 +28,7 @@ from .temperature import learned_temperature
 
 METHODS = {}
 
-# What a method reads of a network's forward (``Recipe.student_reads`` / ``teacher_reads``).
+# What a method reads of a network's forward (``Needs.student_reads`` / ``teacher_reads``).
 LOGITS, EMBEDDING, STAGES = 'logits', 'embedding', 'stages'
 PREACT = 'preact'  # the stage outputs before their last ReLU (instead of after it)
 HEAD_MAP = 'head_map'  # the map the classifier pools (models.base's head contract)
@@ -50,7 +50,7 @@ class NetOutput(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Needs:
     """What a method needs, declared once in its class.
 
     ``weights``: the default ``-r -a -b`` (a fourth entry: the method's own ``-d`` weight);
@@ -64,7 +64,7 @@ class Recipe:
     modules are sized by the batch, so a shorter last batch is skipped; ``student_predicts``:
     False when predictions go through the method's own modules (SimKD), whose checkpoints
     then carry them; ``lskd``: how it takes LSKD's per-pair settings (``LSKD.Standardised``);
-    ``pair_recipe``: ``(source, column)`` of ``distiller_zoo/per_pair/`` holding its authors'
+    ``pair_table``: ``(source, column)`` of ``distiller_zoo/per_pair/`` holding its authors'
     recipe per pair (epochs, learning rate), where it is not the common one."""
     weights: tuple = (1.0, 0.0, 0.0)
     batch: BatchSpec = field(default_factory=BatchSpec)
@@ -74,7 +74,7 @@ class Recipe:
     full_batches_only: bool = False
     student_predicts: bool = True
     lskd: Standardised = Standardised()
-    pair_recipe: Optional[tuple] = None
+    pair_table: Optional[tuple] = None
 
 
 class About(NamedTuple):
@@ -194,7 +194,7 @@ def batch_statistics(net):
 class Distiller(Learner):
     """Student + teacher (a ``distiller_zoo.sources.TeacherSource``) + the method's modules.
 
-    A method sets ``recipe`` and ``options`` (the command-line options it reads,
+    A method sets ``needs`` and ``options`` (the command-line options it reads,
     ``distiller_zoo.options.Option``), builds its modules in ``__init__`` (sized with
     ``self.probe(config.image_size)``), and overrides ``kd_loss`` (the ``-b`` term: one loss,
     or a dict of named terms, each weighted by ``-b`` and logged on its own). Its modules are
@@ -203,7 +203,7 @@ class Distiller(Learner):
     whose loss terms are not the usual three overrides ``losses``; one that predicts through
     its own modules overrides ``forward_test`` and ``prediction_features``.
     """
-    recipe = Recipe()
+    needs = Needs()
     options = ()
     about = None  # its line in the methods reference (About)
     # The weights (-a: 'alpha', -b: 'beta') of its terms that are logit KLs, which LSKD and
@@ -216,7 +216,7 @@ class Distiller(Learner):
     def batch_spec(cls, options):
         """What the training batches carry, given the method's option values (``options``
         has at least the attributes of ``cls.options``)."""
-        return cls.recipe.batch
+        return cls.needs.batch
 
     @classmethod
     def check_options(cls, config):
@@ -224,10 +224,10 @@ class Distiller(Learner):
 
     @classmethod
     def run_defaults(cls, teacher, student):
-        """The authors' recipe for a pair (``recipe.pair_recipe``): ``{dest: value}`` for
+        """The authors' recipe for a pair (``needs.pair_table``): ``{dest: value}`` for
         options the command line does not give (``teacher`` may be None: unknown)."""
-        return pair_settings(*cls.recipe.pair_recipe, teacher, student) \
-            if cls.recipe.pair_recipe else {}
+        return pair_settings(*cls.needs.pair_table, teacher, student) \
+            if cls.needs.pair_table else {}
 
     @classmethod
     def resolved_options(cls, options, teacher, student):
@@ -291,8 +291,8 @@ class Distiller(Learner):
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         self.views = self.batch_spec(config.options).views
         # what it reads of each network (a method whose reads depend on its options sets them)
-        self.student_reads = self.recipe.student_reads
-        self.teacher_reads = self.recipe.teacher_reads
+        self.student_reads = self.needs.student_reads
+        self.teacher_reads = self.needs.teacher_reads
 
     @property
     def teacher_net(self):
@@ -300,7 +300,7 @@ class Distiller(Learner):
 
     @property
     def full_batches_only(self):
-        return self.recipe.full_batches_only
+        return self.needs.full_batches_only
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -335,7 +335,7 @@ class Distiller(Learner):
     @torch.no_grad()
     def probe(self, image_size):
         """Student's and teacher's ``NetOutput`` for a random 2-image batch (to size modules),
-        with what the recipe reads of each; a network that lacks a map the method reads is
+        with what its needs say it reads of each; a network that lacks a map the method reads is
         refused (``ValueError``)."""
         x = torch.randn(2, 3, image_size, image_size)
         modes = self.student.training, self.teacher_net.training
@@ -436,7 +436,7 @@ class Distiller(Learner):
         memory banks) under ``'method_state'``; for a method that predicts through its own
         modules, what rebuilds it (``'method'``)."""
         state = {'model': self.student.state_dict()}
-        if not self.recipe.student_predicts:
+        if not self.needs.student_predicts:
             state['method'] = self.config.as_dict()
         method_state = {k: v for k, v in self.state_dict().items()
                         if not k.startswith(('student.', 'teacher.'))}

@@ -4,7 +4,7 @@ batch similarities: each row of both cosine-similarity matrices softmaxed at ``-
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distiller_zoo import Distiller, Recipe, register_method
+from distiller_zoo import Distiller, Needs, register_method
 from distiller_zoo.base import EMBEDDING, LOGITS, About
 from distiller_zoo.options import Option
 from core.util import positive_float
@@ -21,7 +21,7 @@ def my_loss(embedding_s, embedding_t, T):
 @register_method('mykd')
 class MyKD(Distiller):
     about = About('MyKD (the guide\'s example)', 'embeddings', 'a linear map to the teacher')
-    recipe = Recipe(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
+    needs = Needs(weights=(1.0, 0.0, 1.0), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (Option('--my_T', type=positive_float, default=0.5,
                       help='mykd: temperature of the similarity distributions'),)
 

@@ -28,7 +28,7 @@ class SeveralTeachers(Component):
 
     def check_resolved(self, opt, method):
         count = 1 + len(opt.more_teachers)
-        if count > 1 and method.recipe.teacher_trains:
+        if count > 1 and method.needs.teacher_trains:
             raise UserError(f'--distill {opt.distill} trains its second network beside the '
                             f'student: give one --path_t')
         if opt.teacher_weights is not None:
@@ -37,7 +37,7 @@ class SeveralTeachers(Component):
             if len(opt.teacher_weights) != count or not sum(opt.teacher_weights):
                 raise UserError(f'--teacher_weights needs one weight per teacher ({count}), '
                                 f'not all 0; got {len(opt.teacher_weights)}')
-        if count > 1 and method.recipe.teacher_reads - {LOGITS}:
+        if count > 1 and method.needs.teacher_reads - {LOGITS}:
             note(f'--distill {opt.distill} reads more than the teachers\' logits: it reads that '
                  f'from the first teacher ({opt.path_t}); the logits are the teachers\' '
                  f'weighted mean')

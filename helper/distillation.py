@@ -17,7 +17,7 @@ def method_config(opt, method, model_t, n_data, image_size):
     its logit KLs and what is derived (the teacher's architecture, the training set's
     size)."""
     weights = (opt.gamma, opt.alpha, opt.beta) + (
-        (opt.delta,) if len(method.recipe.weights) > 3 else ())
+        (opt.delta,) if len(method.needs.weights) > 3 else ())
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
                         options=method.typed_options(method.option_values(opt)),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,

@@ -140,11 +140,11 @@ def apply_run_defaults(opt, method, given, teacher):
     their defaults (not in ``given``); says what it set. ``teacher``: the teacher's
     architecture (None: unknown)."""
     given = set(given)
-    if 'div' in given and len(method.recipe.weights) <= 3:
+    if 'div' in given and len(method.needs.weights) <= 3:
         given.add('alpha')  # -d is -a's other spelling
     pair = f'{teacher or "?"} -> {opt.model_s}'
     sources = [(f'the authors\' recipe for {pair}', method.run_defaults(teacher, opt.model_s)
-                if method.recipe.pair_recipe is not None else {})]
+                if method.needs.pair_table is not None else {})]
     sources += [c.run_defaults(opt, method, teacher) for c in COMPONENTS]
     for what, defaults in sources:
         applied = {dest: value for dest, value in defaults.items() if dest not in given}
@@ -187,7 +187,7 @@ def resolve_options(opt, given, model_t):
         component.check_given(opt, method)
     apply_run_defaults(opt, method, given, model_t)
     # A method with a fourth weight (MLKD) takes it from -d; for the others -d is -a.
-    weights = method.recipe.weights
+    weights = method.needs.weights
     opt.delta = opt.div if len(weights) > 3 else None
     if opt.div is not None and opt.delta is None:
         if opt.alpha is not None and opt.alpha != opt.div:
@@ -198,9 +198,9 @@ def resolve_options(opt, given, model_t):
             setattr(opt, name, default)
     for component in COMPONENTS:
         component.check_resolved(opt, method)
-    if opt.path_t is None and (not method.recipe.teacher_trains or opt.model_t is None):
+    if opt.path_t is None and (not method.needs.teacher_trains or opt.model_t is None):
         raise UserError('--path_t (the teacher checkpoint) is required' + (
-            '' if not method.recipe.teacher_trains else f'; --distill {opt.distill} can '
+            '' if not method.needs.teacher_trains else f'; --distill {opt.distill} can '
             f'instead start the second network from scratch with --model_t NAME'))
     if opt.path_t is not None and opt.model_t is not None and (
             not is_teacher_file(opt.path_t) or opt.more_teachers):

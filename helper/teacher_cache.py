@@ -276,7 +276,7 @@ class TeacherOutputCache(TeacherPlugin):
 
     def check(self, config, method):
         self.check_data_and_teacher(config, 'its store', several=True)
-        recipe, f, epochs = method.recipe, config.features, config.training.epochs
+        recipe, f, epochs = method.needs, config.features, config.training.epochs
         missing = [READ_NAMES.get(r, r) for r in sorted(recipe.teacher_reads - STORABLE)]
         views = method.batch_spec(config.method.options).views
         if missing or recipe.teacher_trains or views is not None:

@@ -1,5 +1,5 @@
 """The methods reference of docs/methods.md, written from the registry: every ``--distill`` name
-with its paper, what it reads, what it trains, its default weights (``Recipe.weights``) and its
+with its paper, what it reads, what it trains, its default weights (``Needs.weights``) and its
 options with their defaults (its ``Option``s). The rest of that file is prose, kept as it is;
 ``tests/distiller_zoo/test_methods_reference.py`` fails when the written part is stale.
 
@@ -22,7 +22,7 @@ END = '<!-- end of the methods reference -->'
 
 def weights(method):
     """``-r -a -b`` as the registry has them (``, -d w`` for a fourth)."""
-    values = [f'{w:g}' for w in method.recipe.weights]
+    values = [f'{w:g}' for w in method.needs.weights]
     return ' '.join(values[:3]) + (f', `-d` {values[3]}' if len(values) > 3 else '')
 
 

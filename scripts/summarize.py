@@ -96,7 +96,7 @@ def method_key(args):
     if method is None:
         return args['distill']
     name = args['distill'] if args['distill'] in PRESETS else method.names[0]
-    with_kl = args.get("alpha", 0) > 0 and method.recipe.weights[1] == 0
+    with_kl = args.get("alpha", 0) > 0 and method.needs.weights[1] == 0
     name = f'{name}+kd' if name != 'kd' and with_kl else name
     record = SimpleNamespace(**upgraded(args))  # the components' labels, as papers add them
     return name + ''.join(f'+{c.label}' for c in COMPONENTS if c.labelled(record))

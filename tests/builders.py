@@ -31,7 +31,7 @@ def config_for(name, teacher='resnet14', student='resnet8', n_data=64, **over):
 def make(name, s, t, model_s, model_t, image_size=32, **over):
     """The method around the networks ``s`` (a ``model_s``) and ``t`` (a ``model_t``)."""
     method = get_method(name)
-    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
+    source = (TrainedPeer if method.needs.teacher_trains else FrozenTeacher)(t)
     config = method_config(method_opt(name, model_s=model_s, **over), method, model_t, 64,
                            image_size)
     return method(s, source, config)
@@ -42,7 +42,7 @@ def build(name, teacher='resnet14', student='resnet8', num_classes=10, **over):
     torch.manual_seed(0)
     t, s = get_model(teacher, num_classes), get_model(student, num_classes)
     method = get_method(name)
-    source = (TrainedPeer if method.recipe.teacher_trains else FrozenTeacher)(t)
+    source = (TrainedPeer if method.needs.teacher_trains else FrozenTeacher)(t)
     return method(s, source, config_for(name, teacher, student, **over)), t, s
 
 
@@ -58,7 +58,7 @@ def fixed_batch(n=8, num_classes=10):
 
 def plain_config(method, weights=None):
     """A ``MethodConfig`` with the method's default weights (or ``weights``) and T = 4."""
-    return MethodConfig(name=method.names[0], weights=weights or method.recipe.weights, kd_T=4,
+    return MethodConfig(name=method.names[0], weights=weights or method.needs.weights, kd_T=4,
                         options=SimpleNamespace(), model_s='resnet8', model_t='resnet14')
 
 

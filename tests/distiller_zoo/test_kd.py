@@ -36,7 +36,7 @@ def test_distill_kl_gradient_reaches_student_only():
 
 def test_kd_registered_with_repdistiller_weights():
     assert get_method('kd') is METHODS['kd']
-    assert METHODS['kd'].recipe.weights == (0.1, 0.9, 0.0)
+    assert METHODS['kd'].needs.weights == (0.1, 0.9, 0.0)
     with pytest.raises(KeyError, match='choose one of'):
         get_method('kdd')
 

@@ -79,7 +79,7 @@ def test_the_methods_term_is_the_authors_module(name, module):
     with torch.no_grad():
         logits, losses = distiller.train().forward_train(Batch(x, y, index, contrast))
         expected = module()(logits, teacher.eval()(x))
-    beta = get_method(name).recipe.weights[2]
+    beta = get_method(name).needs.weights[2]
     assert torch.allclose(losses['kd'], beta * expected, rtol=1e-5)
 
 

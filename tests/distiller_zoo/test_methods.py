@@ -188,7 +188,7 @@ CANONICAL = sorted(DEFAULT_WEIGHTS) + ['kdsvd']
 
 def test_registry_names_aliases_and_default_weights():
     for name, weights in DEFAULT_WEIGHTS.items():
-        assert get_method(name).recipe.weights == weights, name
+        assert get_method(name).needs.weights == weights, name
     for alias, name in ALIASES.items():
         assert METHODS[alias] is METHODS[name]
     assert set(METHODS) == set(CANONICAL) | set(ALIASES)
@@ -230,7 +230,7 @@ def test_training_steps_update_student_and_method_modules_only(name):
         optimizer.step()
         totals.append(loss.item())
     assert totals[-1] < totals[0], totals
-    if not distiller.recipe.teacher_trains:
+    if not distiller.needs.teacher_trains:
         assert not changed(teacher_before, teacher)  # weights and BN statistics
         assert all(p.grad is None for p in teacher.parameters())
     else:  # DML's peer learns too
@@ -280,8 +280,8 @@ def test_init_stage_trains_exactly_its_modules(name, teacher, trains, tmp_path):
 
 
 def test_ab_reads_preactivations_and_others_do_not():
-    assert PREACT in get_method('abound').recipe.student_reads
-    assert PREACT not in get_method('kd').recipe.student_reads
+    assert PREACT in get_method('abound').needs.student_reads
+    assert PREACT not in get_method('kd').needs.student_reads
 
 
 def test_fitnet_regressor_follows_hint_layer():
@@ -327,7 +327,7 @@ def test_every_method_runs_from_the_command_line(name, tiny, capsys, monkeypatch
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
     canonical = ALIASES.get(name, name)
-    r, a, b = [float(w) for w in get_method(canonical).recipe.weights][:3]
+    r, a, b = [float(w) for w in get_method(canonical).needs.weights][:3]
     assert f'weights -r {r} -a {a} -b {b}' in out
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
     d = '_d:20.0' if canonical == 'mlkd' else ''

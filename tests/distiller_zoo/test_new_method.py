@@ -9,7 +9,7 @@ import torch
 import train_student
 from dataset.augment import crop_and_flip, random_crops
 from dataset.batch import BatchSpec, Views
-from distiller_zoo import METHODS, Distiller, DistillKL, Recipe
+from distiller_zoo import METHODS, Distiller, DistillKL, Needs
 from distiller_zoo.base import LOGITS
 from distiller_zoo.options import Option
 from core.checkpoint import load_checkpoint
@@ -33,7 +33,7 @@ class ViewKD(Distiller):
     """CE and KD on the first view; KD at its own temperature on the second (one pass per
     view, so each has its own BatchNorm statistics)."""
     names = ('viewkd',)
-    recipe = Recipe(weights=(0.5, 0.5, 1.0), teacher_reads=frozenset({LOGITS}),
+    needs = Needs(weights=(0.5, 0.5, 1.0), teacher_reads=frozenset({LOGITS}),
                     batch=BatchSpec(views=CropAndInverse()))
     options = (Option('--view_T', type=positive_float, default=2.0,
                       help='viewkd: temperature on the second view'),)

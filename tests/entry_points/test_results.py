@@ -100,7 +100,7 @@ def test_no_runs(tmp_path, capsys):
 import eval_student  # noqa: E402
 import train_student  # noqa: E402
 from conftest import train_teacher_run, write_cifar100  # noqa: E402
-from distiller_zoo import METHODS, Distiller, Recipe  # noqa: E402
+from distiller_zoo import METHODS, Distiller, Needs  # noqa: E402
 
 FAST = ['--epochs', '1', '--batch_size', '16', '--num_workers', '0', '--seed', '0']
 
@@ -109,7 +109,7 @@ class TeacherHead(Distiller):
     """A test-only method that predicts with (a copy of) the teacher's classifier on student
     features."""
     names = ('teacherhead',)
-    recipe = Recipe(student_predicts=False)
+    needs = Needs(student_predicts=False)
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
