@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.util import non_negative_float, non_negative_int
+from models.base import evaluating
 from .base import (About, BATCH_STATS, LOGITS, STAGES, Distiller, Needs, batch_statistics,
                    register_method)
 from .options import Option
@@ -58,13 +59,10 @@ def build_bridge(channels_in, channels_out, size_in, size_out, after_relu):
 def stage_shapes(net, image_size):
     """(channels, side) of each stage's output of ``net`` for one image."""
     shapes, x = [], torch.zeros(1, 3, image_size, image_size)
-    training = net.training
-    net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(net):
         for stage in range(net.num_stages):
             x = net.stage_forward(stage, x)
             shapes.append((x.shape[1], x.shape[2]))
-    net.train(training)
     return shapes
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from dataset.batch import BatchSpec
 from core.learner import Learner
+from models.base import evaluating
 from .LSKD import Standardised, normalize, transform_of
 from .pairs import pair_settings
 from .modifiers import HINTON, PRESETS, LogitKL, Preset, hinton_kl, transformed_teacher
@@ -338,11 +339,9 @@ class Distiller(Learner):
         with what its needs say it reads of each; a network that lacks a map the method reads is
         refused (``ValueError``)."""
         x = torch.randn(2, 3, image_size, image_size)
-        modes = self.student.training, self.teacher_net.training
-        self.student.eval(), self.teacher_net.eval()
-        outputs = (run_network(self.student, x, self.student_reads),
-                   run_network(self.teacher_net, x, self.teacher_reads - {BATCH_STATS}))
-        self.student.train(modes[0]), self.teacher_net.train(modes[1])
+        with evaluating(self.student), evaluating(self.teacher_net):
+            outputs = (run_network(self.student, x, self.student_reads),
+                       run_network(self.teacher_net, x, self.teacher_reads - {BATCH_STATS}))
         for role, reads, out, arch in (('student', self.student_reads, outputs[0],
                                         self.config.model_s),
                                        ('teacher', self.teacher_reads, outputs[1],

@@ -14,9 +14,10 @@ stage_K, embedding]``, and ``with_head_map=True`` adds the head map. Methods rea
 through it (``distiller_zoo.base.run_network``), a timm model's too (``models.timm_models``
 gives its class the same forward on timm's contract), so no method ever special-cases a model,
 and what acts on a module's call (a teacher's input renormalisation hook, ``torch.compile``)
-acts on what the methods read. ``feats[-2]`` keeps RepDistiller's
-meaning (the last stage's output), which is not always the head map (WRN applies BN and ReLU
-after it; MobileNetV2 and ShuffleV2 a 1x1 conv, BN and ReLU).
+acts on what the methods read.
+
+``feats[-2]`` keeps RepDistiller's meaning (the last stage's output), which is not always the
+head map (WRN applies BN and ReLU after it; MobileNetV2 and ShuffleV2 a 1x1 conv, BN and ReLU).
 
 The stage contract (FCFD's, Liu et al., ICLR 2023; the splits of its authors' CIFAR models): the
 network as ``num_stages`` stages run one after another, ``x = model.stage_forward(k, x)`` for
