@@ -200,7 +200,7 @@ class Trainer:
                 continue
             if step == start_step and rng is not None:
                 torch.set_rng_state(rng)
-            if self.learner.full_batches_only and len(batch.target) < self.training.batch_size:
+            if self.learner.full_batches_only and len(batch.target) < self.train_loader.batch_size:
                 continue  # a module sized by the batch cannot take the short last batch
             batch = batch.to(self.device, channels_last=self.training.channels_last)
             with autocast(self.training, self.device):

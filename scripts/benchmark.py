@@ -38,7 +38,7 @@ class Limited:
 
     def __init__(self, loader, n):
         self.loader, self.n = loader, n
-        self.generator = loader.generator
+        self.generator, self.batch_size = loader.generator, loader.batch_size
 
     def set_epoch(self, epoch):
         if hasattr(self.loader, 'set_epoch'):

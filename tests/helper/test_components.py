@@ -81,7 +81,7 @@ def test_a_teacher_refuses_dot_in_one_line():
 def test_timm_optimizers_decay_weights_only_in_timms_groups():
     layer, norm = torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2)
     params = [layer.weight, layer.bias, norm.weight, norm.bias]
-    training = TrainingConfig(epochs=1, batch_size=2, learning_rate=0.1, lr_decay_epochs=(),
+    training = TrainingConfig(epochs=1, learning_rate=0.1, lr_decay_epochs=(),
                               lr_decay_rate=0.1, weight_decay=0.05, momentum=0.9, save_freq=1,
                               opt='adamw')
     groups = TimmStep().build(params, training, torch.device('cpu')).param_groups

@@ -31,7 +31,7 @@ def test_a_recipe_sets_its_values_and_a_given_flag_wins(tiny):
     assert d.img_size == 224 and c.method.smoothing == 0.0  # the mixed labels carry it
     cnn = config(tiny, '--recipe', 'ofa_cnn')
     assert cnn.method.smoothing == 0.1 and cnn.data.augment is None
-    assert cnn.training.opt == 'sgd' and cnn.training.batch_size == 128
+    assert cnn.training.opt == 'sgd' and cnn.data.batch_size == 128
     plain = config(tiny)
     assert (plain.training.opt, plain.training.schedule, plain.data.augment) == (None, 'step',
                                                                                  None)
@@ -54,7 +54,7 @@ def test_impossible_recipe_values_are_refused_at_parse_time(tiny, flags, message
 
 def test_timms_optimizer_spares_biases_and_norms_and_sgd_is_nesterov():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
-    training = TrainingConfig(epochs=10, batch_size=8, learning_rate=0.05, lr_decay_epochs=(),
+    training = TrainingConfig(epochs=10, learning_rate=0.05, lr_decay_epochs=(),
                               lr_decay_rate=0.1, weight_decay=2e-3, momentum=0.9, save_freq=1,
                               opt='sgd', schedule='cosine', warmup_epochs=3, warmup_lr=1e-4,
                               min_lr=1e-3)

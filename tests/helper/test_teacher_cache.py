@@ -22,7 +22,7 @@ from builders import build
 from runs import metric_records, run_folder, signal_after
 
 SOURCE = DATASETS['cifar100']
-TRAINING = TrainingConfig(epochs=1, batch_size=8, learning_rate=0.05, lr_decay_epochs=(),
+TRAINING = TrainingConfig(epochs=1, learning_rate=0.05, lr_decay_epochs=(),
                           lr_decay_rate=0.1, weight_decay=0, momentum=0.9, save_freq=1)
 
 
