@@ -24,7 +24,7 @@ from collections import Counter
 from core.checkpoint import LAST
 from core.files import write_text_atomic
 from core.util import UserError
-from .tables import recorded_differences
+from .tables import file_stem, recorded_differences
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE, RUNNING, QUEUED, FAILED, BLOCKED = 'done', 'running', 'queued', 'failed', 'blocked'
@@ -34,16 +34,24 @@ SLURM_ACTIVE = {'PENDING', 'RUNNING', 'REQUEUED', 'CONFIGURING', 'COMPLETING', '
                 'SUSPENDED', 'UNKNOWN'}
 
 
-def command(run, python=sys.executable):
+def command(run, python=sys.executable, as_written=False):
     """The command lines of a run, as it would start now (``--resume auto`` once it has a
-    checkpoint to continue from)."""
+    checkpoint to continue from), its run file written; ``as_written``: the command line a
+    run file stands for instead, nothing written (what a dry run shows)."""
     resume = os.path.isfile(os.path.join(run.run_dir, LAST))
-    return [[python] + argv + (['--resume', 'auto'] if resume and i == len(run.commands) - 1
-                               else []) for i, argv in enumerate(run.commands)]
+    commands = run.commands
+    if as_written and run.run_file:
+        commands = [run.argv]
+    elif run.run_file:
+        path, text = run.run_file
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_text_atomic(path, text)
+    return [[python] + argv + (['--resume', 'auto'] if resume and i == len(commands) - 1
+                               else []) for i, argv in enumerate(commands)]
 
 
 def log_name(run):
-    return run.id.replace(':', '_').replace('/', '_') + '.log'
+    return file_stem(run.id) + '.log'
 
 
 class State:

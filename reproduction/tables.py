@@ -26,7 +26,9 @@ metrics; ``snapshot_left_out``: the source's rows the table does not run, each n
 the table's comments).
 
 ``Table.runs(trials)`` expands a table into the runs that measure it, teachers first, then the
-students alone, then the distillation runs (and the probes), each with the runs it needs.
+students alone, then the distillation runs (and the probes), each with the runs it needs. A
+distillation run is started from a run file (``helper.run_file``) that the runner writes under
+its state folder: the options the cell's command line resolves to.
 """
 import functools
 import json
@@ -46,6 +48,7 @@ from helper import resolver
 from helper.logger import read_summary
 from helper.options import declared_options
 from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
+from helper.run_file import run_file_text
 from helper.run_folder import CIRCUMSTANTIAL
 from models import check_model_name, is_timm_name, trains_at_small_lr
 
@@ -104,10 +107,22 @@ class Cell:
         return f"{self.table}, row '{self.row}', {column}"
 
 
+def file_stem(run_id):
+    """A run's id as a file name (its log, its run file)."""
+    return run_id.replace(':', '_').replace('/', '_')
+
+
+def state_folder(save_dir, table_name):
+    """Where the runner keeps what it knows of a table's runs besides their folders."""
+    return os.path.join(save_dir, 'reproduce', table_name)
+
+
 @dataclass
 class Run:
     """One training command (or, for a teacher, commands tried in turn: fetch, else train),
-    the runs it needs finished first, and where it writes."""
+    the runs it needs finished first, and where it writes. ``run_file``: ``(path, text)`` of
+    the run file a distillation run starts from (its command names the file); ``argv`` is the
+    command line the run stands for, as the authors' scripts write it."""
     id: str
     kind: str  # teacher, student, distill or probe
     commands: list  # argv lists, script first (tried in order until one succeeds)
@@ -115,10 +130,20 @@ class Run:
     done_file: str  # exists once the run has finished
     needs: tuple = ()
     cells: list = field(default_factory=list)
+    run_file: tuple = ()
+    asked: Optional[list] = None
 
     @property
     def argv(self):
-        return self.commands[-1]
+        return self.asked or self.commands[-1]
+
+    @classmethod
+    def from_file(cls, id, argv, options, path, **fields):
+        """A train_student.py run started from the run file at ``path`` of its resolved
+        ``options``."""
+        text = run_file_text(options, resolver.build_parser(), argv[0])
+        return cls(id, commands=[[argv[0], '--config', path]], run_file=(path, text),
+                   asked=argv, **fields)
 
 
 def _published(value, where):
@@ -474,12 +499,13 @@ class Table:
                                                   teacher_extra)
                     argv = [script] + argv + extras[script]
                     kind = STUDENT if cell.row == STUDENT else 'distill'
-                    folder = run_dir_of(script, _parse(script, argv))
+                    parsed = _parse(script, argv)
+                    folder = run_dir_of(script, parsed)
                     # one run per folder: a student alone serves each pair it is in
-                    source = next((r for r in ordered[kind] if r.run_dir == folder), None) or Run(
-                        f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind, [argv],
-                        folder, os.path.join(folder, 'summary.json'),
-                        needs=() if teacher is None or kind == STUDENT else (teacher.id,))
+                    source = next((r for r in ordered[kind] if r.run_dir == folder), None) or \
+                        self.cell_run(f'{cell.row}:{cell.teacher}:{cell.student}:{trial}', kind,
+                                      argv, parsed, folder, save_dir,
+                                      () if teacher is None or kind == STUDENT else (teacher.id,))
                     source = add(source, None if cell.probe else cell)
                     if source not in ordered[kind]:
                         ordered[kind].append(source)
@@ -493,6 +519,17 @@ class Table:
                 if (run.cells[0].teacher, run.cells[0].student) == (cell.teacher, cell.student):
                     add(run, cell)
         return list(teachers.values()) + [r for kind in ordered.values() for r in kind]
+
+    def cell_run(self, id, kind, argv, parsed, folder, save_dir, needs):
+        """The run of one trial of a cell: a distillation run from its run file, a student
+        alone from its command line."""
+        fields = dict(kind=kind, run_dir=folder, done_file=os.path.join(folder, 'summary.json'),
+                      needs=needs)
+        if kind == STUDENT:
+            return Run(id, commands=[argv], **fields)
+        path = os.path.abspath(os.path.join(state_folder(save_dir, self.name), 'runs',
+                                            file_stem(id) + '.toml'))
+        return Run.from_file(id, argv, _values(parsed), path, **fields)
 
     def check_pairs(self, runs):
         """One line naming the first distillation cell whose method cannot serve its pair, found

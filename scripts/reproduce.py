@@ -18,7 +18,7 @@ from core.util import UserError, non_negative_int, positive_int  # noqa: E402
 from reproduction.jobs import (BLOCKED, DONE, FAILED, STALE, STOPPED, LocalExecutor,  # noqa: E402
                                State, SubmititExecutor, command, statuses)
 from reproduction.report import csv_text, markdown, measure  # noqa: E402
-from reproduction.tables import Table, recorded_differences  # noqa: E402
+from reproduction.tables import Table, recorded_differences, state_folder  # noqa: E402
 
 EXECUTORS = ('local', 'slurm', 'submitit_local')
 
@@ -103,10 +103,6 @@ def parse_option(argv=None):
     return opt
 
 
-def state_folder(opt, table):
-    return os.path.join(opt.save_dir, 'reproduce', table.name)
-
-
 def split(text):
     return shlex.split(text)
 
@@ -120,7 +116,7 @@ def main_run(opt):
                       extra_student=split(opt.extra_student))
     if not runs:
         raise UserError(f'{table.name}: no cell matches --rows/--pairs')
-    folder = state_folder(opt, table)
+    folder = state_folder(opt.save_dir, table.name)
     state = State(folder)
     if opt.report:
         measured = measure(table, runs, state)
@@ -138,7 +134,7 @@ def main_run(opt):
                 print(f'# stale, kept (--rerun_stale runs it again): {run.id}: '
                       f'{"; ".join(recorded_differences(run))}')
             elif status[run.id] != DONE:
-                lines = command(run, python='python')
+                lines = command(run, python='python', as_written=True)
                 print(' || '.join(' '.join(line) for line in lines))
         return 0
     os.makedirs(folder, exist_ok=True)
