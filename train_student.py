@@ -1,5 +1,4 @@
 """Distil a frozen teacher into a student, RepDistiller-style (``--distill <method>``)."""
-import dataclasses
 import sys
 
 from dataset import build_loaders
@@ -10,7 +9,7 @@ from core.distributed import is_main
 from core.log import log
 from core.util import set_seed
 from helper.cli import parse_and_note, run_cli
-from helper.distillation import build_distiller
+from helper.distillation import build_distiller, for_teacher
 from helper.loops import train_and_record, validate
 from helper.optimizers import strategy_of
 from helper.components import upgraded
@@ -64,8 +63,7 @@ def run(config):
     live_source = teacher_source  # the live teachers (their prediction, before any cache)
     for plugin in config.plugins:
         teacher_source = plugin.source(config, teachers, train_set, seed, teacher_source)
-    method_config = dataclasses.replace(config.method, model_t=teacher.arch,
-                                        n_data=len(train_set))
+    method_config = for_teacher(config.method, method, teacher.arch, len(train_set))
     student = get_model(model_s, source.num_classes, dataset, source.input_size,
                         config.options.get('pretrained', False))
     distiller = build_distiller(method, student, teacher_source, method_config).to(device)

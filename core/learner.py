@@ -18,7 +18,7 @@ class Learner(nn.Module):
     and ``forward_test(image) -> logits``; ``checkpoint_state()`` and
     ``load_checkpoint_state(state)``. The rest has defaults: no init stage, nothing per epoch,
     no other network to evaluate, nothing else to log, any batch size."""
-    full_batches_only = False  # the loop skips a batch shorter than --batch_size
+    full_batch = None  # the batch size its modules are sized by: the loop skips shorter ones
     task_terms = ('cls',)  # the loss terms of the task (a strategy may step the others apart)
 
     def forward(self, batch):  # what DistributedDataParallel calls

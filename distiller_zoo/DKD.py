@@ -80,8 +80,7 @@ class DKD(Distiller):
         super().__init__(student, teacher, config)
         o = config.options
         self.dkd_alpha, self.dkd_T, self.warmup = o.dkd_alpha, o.dkd_T, o.dkd_warmup
-        self.dkd_beta = self.resolved_options(vars(o), config.model_t,
-                                              config.model_s)['dkd_beta']
+        self.dkd_beta = o.dkd_beta
         self.dkd_kl = self.logit_kl(self.dkd_T)
 
     def describe(self):

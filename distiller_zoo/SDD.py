@@ -108,8 +108,7 @@ class ScaleDecoupled(Distiller):
 
     def __init__(self, student, teacher, config, T):
         super().__init__(student, teacher, config)
-        self.M = self.resolved_options(vars(config.options), config.model_t,
-                                       config.model_s)['sdd_m']
+        self.M = config.options.sdd_m
         self.probe(config.image_size)  # refuses a network without the map
         self.sdd_kl = self.logit_kl(T)
 
@@ -168,8 +167,7 @@ class SDDDKD(ScaleDecoupled):
     def __init__(self, student, teacher, config):
         o = config.options
         super().__init__(student, teacher, config, o.sdd_dkd_T)
-        resolved = self.resolved_options(vars(o), config.model_t, config.model_s)
-        self.alpha_dkd, self.beta_dkd = o.sdd_dkd_alpha, resolved['sdd_dkd_beta']
+        self.alpha_dkd, self.beta_dkd = o.sdd_dkd_alpha, o.sdd_dkd_beta
         self.warmup = o.sdd_warmup
 
     def describe(self):

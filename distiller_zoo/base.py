@@ -92,7 +92,7 @@ class About(NamedTuple):
 class MethodConfig:
     """What a method is built from: its ``--distill`` name, the weights ``(-r, -a, -b[, -d])``,
     the KD temperature, its own options' values (``options.<dest>``, of the method's
-    ``options_class()``), the architectures, the
+    ``options_class()``; a per-pair default is the pair's value), the architectures, the
     input side and the training set's size and batch size (for modules sized by them), and the
     modifiers of its logit KLs: ``logit_stand`` (LSKD) and ``learned_T`` (CTKD's
     ``LearnedTemperature`` arguments, None for a fixed temperature); what the ``-a`` term is
@@ -300,8 +300,8 @@ class Distiller(Learner):
         return self.teacher.network
 
     @property
-    def full_batches_only(self):
-        return self.needs.full_batches_only
+    def full_batch(self):
+        return self.config.batch_size if self.needs.full_batches_only else None
 
     def set_epoch(self, epoch):
         self.epoch = epoch

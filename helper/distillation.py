@@ -1,4 +1,5 @@
 """Methods built from parsed options, and rebuilt from checkpoints."""
+import dataclasses
 import json
 import os
 from types import SimpleNamespace
@@ -13,16 +14,29 @@ from .teachers import load_weights
 
 
 def method_config(opt, method, model_t, n_data, image_size):
-    """The ``MethodConfig`` of a run: its weights, the method's own options, the modifiers of
-    its logit KLs and what is derived (the teacher's architecture, the training set's
-    size)."""
+    """The ``MethodConfig`` of a run: its weights, the method's own options (the per-pair
+    values of those left to them, when the teacher's architecture ``model_t`` is known), the
+    modifiers of its logit KLs and what is derived (the teacher's architecture, the training
+    set's size)."""
     weights = (opt.gamma, opt.alpha, opt.beta) + (
         (opt.delta,) if len(method.needs.weights) > 3 else ())
+    options = method.option_values(opt)
+    if model_t is not None:
+        options = method.resolved_options(options, model_t, opt.model_s)
     return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
-                        options=method.typed_options(method.option_values(opt)),
+                        options=method.typed_options(options),
                         model_s=opt.model_s, model_t=model_t, image_size=image_size,
                         n_data=n_data, batch_size=opt.batch_size,
                         smoothing=cross_entropy_smoothing(opt), **component_fields(opt))
+
+
+def for_teacher(config, method, model_t, n_data):
+    """``config`` (a ``MethodConfig``) for the teacher as loaded (architecture ``model_t``)
+    and a training set of ``n_data`` images: the per-pair values still left (the architecture
+    was unknown before the file was read) filled in."""
+    options = method.resolved_options(vars(config.options), model_t, config.model_s)
+    return dataclasses.replace(config, model_t=model_t, n_data=n_data,
+                               options=method.typed_options(options))
 
 
 def component_fields(opt):

@@ -2,7 +2,7 @@
 (``core.learner``): ``forward_train(batch) -> (logits, {name: weighted loss})``,
 ``forward_test(image)``, ``set_epoch(epoch)`` (for warm-ups), ``checkpoint_state()`` and
 ``load_checkpoint_state(state)``, ``init_stage()``/``forward_init(batch)`` for two-stage methods,
-``extra_predictors()`` (other networks to evaluate each epoch) and ``full_batches_only``; it
+``extra_predictors()`` (other networks to evaluate each epoch) and ``full_batch``; it
 never names a method.
 
 Every epoch draws its randomness (data order, augmentation, CRD negatives) from generators
@@ -200,7 +200,7 @@ class Trainer:
                 continue
             if step == start_step and rng is not None:
                 torch.set_rng_state(rng)
-            if self.learner.full_batches_only and len(batch.target) < self.train_loader.batch_size:
+            if self.learner.full_batch and len(batch.target) < self.learner.full_batch:
                 continue  # a module sized by the batch cannot take the short last batch
             batch = batch.to(self.device, channels_last=self.training.channels_last)
             with autocast(self.training, self.device):

@@ -7,7 +7,6 @@ option ignored) come back to the caller beside the configuration. The folder a r
 the pair check without data belong here too, so that the runner and the scripts need only this
 module, never the entry point."""
 import argparse
-import dataclasses
 import functools
 import os
 
@@ -21,7 +20,7 @@ from core.log import collecting_notes, note
 from core.util import UserError, non_negative_float, run_label
 from models import get_model
 from .components import COMPONENTS, TEACHER_PLUGINS
-from .distillation import build_distiller
+from .distillation import build_distiller, for_teacher
 from .options import (RECIPES, add_model_argument, apply_recipe, base_parser, finish_options,
                       given_dests)
 from .run_config import RunConfig
@@ -220,12 +219,12 @@ def weights_name(config):
 
 def run_name(config, model_t):
     """RepDistiller's folder name, plus what else tells runs apart: the fourth weight, the
-    method's options that differ from their defaults, the modifiers and the plug-ins. A DML
-    peer trained from scratch is named as such."""
+    method's options given other than their defaults (a per-pair value left to the pair is
+    none), the modifiers and the plug-ins. A DML peer trained from scratch is named as such."""
     teacher = model_t if config.teacher.path else f'{model_t}_scratch'
     method = get_method(config.distill)
     options = ''.join(f'_{name}:{value}'
-                      for name, value in method.changed_options(config.method.options).items())
+                      for name, value in method.changed_options(config.record).items())
     options += ''.join(component.suffix(config.record) for component in COMPONENTS)
     return (f'S:{config.model_s}_T:{teacher}_{config.data.dataset}_{config.distill}_'
             f'{weights_name(config)}_{config.trial}' + options)
@@ -263,7 +262,7 @@ def check_pair(config, model_t, n_data=50000):
         teacher = get_model(model_t, source.num_classes, config.data.dataset, source.input_size)
         student = get_model(config.model_s, source.num_classes, config.data.dataset,
                             source.input_size)
-        method_config = dataclasses.replace(config.method, model_t=model_t, n_data=n_data)
+        method_config = for_teacher(config.method, method, model_t, n_data)
         build_distiller(method, student, FrozenTeacher(teacher), method_config)
 
 

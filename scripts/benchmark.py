@@ -38,7 +38,7 @@ class Limited:
 
     def __init__(self, loader, n):
         self.loader, self.n = loader, n
-        self.generator, self.batch_size = loader.generator, loader.batch_size
+        self.generator = loader.generator
 
     def set_epoch(self, epoch):
         if hasattr(self.loader, 'set_epoch'):

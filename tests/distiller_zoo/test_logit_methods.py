@@ -17,6 +17,7 @@ from distiller_zoo import (SPP, TTM, WTTM, DistillKL, NKDLoss, bc_loss, cc_loss,
                            get_method, mlld_loss, multi_dkd, multi_nkd_loss, nkd_loss, rld_loss,
                            sdd_kd_loss, sdd_logits)
 from helper import resolver
+from helper.distillation import for_teacher
 from reference import (assert_close, assert_loss_and_stats_close, assert_stats_close, det, flat,
                        grad_stats, reference, value_and_grad)
 
@@ -215,7 +216,18 @@ def test_sdd_methods_take_their_regions_through_each_networks_classifier(name):
 
 
 def test_sdd_scales_per_pair():
-    assert run_config('--distill', 'sdd_kd').method.options.sdd_m is None  # resolved at build
+    config = run_config('--distill', 'sdd_kd')  # vgg13 -> vgg8
+    assert config.method.options.sdd_m == '[1,2]' and config.options['sdd_m'] is None
+    assert 'sdd_m' not in resolver.run_name(config, 'vgg13')  # the pair's value names no folder
+    given = run_config('--distill', 'sdd_kd', '--sdd_m', '[1,2,4]')
+    assert given.method.options.sdd_m == '[1,2,4]'
+    assert '_sdd_m:[1,2,4]' in resolver.run_name(given, 'vgg13')
+    # A teacher whose architecture only its file tells: filled in once it is loaded.
+    opt, flags = resolver.read_command_line(['--path_t', 'teacher.pth', '--model_s', 'vgg8',
+                                             '--distill', 'sdd_kd'])
+    unknown = resolver.resolve_options(opt, flags, None).method
+    assert unknown.options.sdd_m is None
+    assert for_teacher(unknown, get_method('sdd_kd'), 'vgg13', 64).options.sdd_m == '[1,2]'
     from distiller_zoo.SDD import SDDKD, SDDNKD
     assert SDDKD.resolved_options({'sdd_m': None}, 'vgg13', 'vgg8')['sdd_m'] == '[1,2]'
     assert SDDKD.resolved_options({'sdd_m': None}, 'vgg13', 'MobileNetV2')['sdd_m'] == '[1,2,4]'
