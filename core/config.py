@@ -7,12 +7,12 @@ from typing import Optional, Tuple
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """How a run trains (its batches are ``DataConfig``'s): its schedule (``learning_rate`` decayed by ``lr_decay_rate`` after
-    each of ``lr_decay_epochs``), its optimizer (``opt``: None for RepDistiller's SGD, with
-    ``nesterov`` for its momentum, else a strategy of ``helper.optimizers`` or a timm optimizer;
-    ``opt_args``: the strategy's own options, ``(name, value)`` pairs), checkpoints
-    every ``save_freq`` epochs, and the speed options (``amp``, ``channels_last``, ``compile``,
-    ``sgd_impl``, ``sync_bn``)."""
+    """How a run trains (its batches are ``DataConfig``'s): its schedule (``learning_rate``
+    decayed by ``lr_decay_rate`` after each of ``lr_decay_epochs``), its optimizer (``opt``:
+    None for RepDistiller's SGD, with ``nesterov`` for its momentum, else a strategy of
+    ``helper.optimizers`` or a timm optimizer; ``opt_args``: the strategy's own options,
+    ``(name, value)`` pairs), checkpoints every ``save_freq`` epochs, and the speed options
+    (``amp``, ``channels_last``, ``compile``, ``sgd_impl``, ``sync_bn``)."""
     epochs: int
     learning_rate: float
     lr_decay_epochs: Tuple[int, ...]

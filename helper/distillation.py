@@ -20,14 +20,12 @@ def method_config(opt, method, model_t, n_data, image_size):
     set's size)."""
     weights = (opt.gamma, opt.alpha, opt.beta) + (
         (opt.delta,) if len(method.needs.weights) > 3 else ())
-    options = method.option_values(opt)
-    if model_t is not None:
-        options = method.resolved_options(options, model_t, opt.model_s)
-    return MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
-                        options=method.typed_options(options),
-                        model_s=opt.model_s, model_t=model_t, image_size=image_size,
-                        n_data=n_data, batch_size=opt.batch_size,
-                        smoothing=cross_entropy_smoothing(opt), **component_fields(opt))
+    config = MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
+                          options=method.typed_options(method.option_values(opt)),
+                          model_s=opt.model_s, model_t=model_t, image_size=image_size,
+                          n_data=n_data, batch_size=opt.batch_size,
+                          smoothing=cross_entropy_smoothing(opt), **component_fields(opt))
+    return config if model_t is None else for_teacher(config, method, model_t, n_data)
 
 
 def for_teacher(config, method, model_t, n_data):

@@ -43,9 +43,7 @@ def command(run, python=sys.executable, as_written=False):
     if as_written and run.run_file:
         commands = [run.argv]
     elif run.run_file:
-        path, text = run.run_file
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_text_atomic(path, text)
+        run.write_run_file()
     return [[python] + argv + (['--resume', 'auto'] if resume and i == len(commands) - 1
                                else []) for i, argv in enumerate(commands)]
 

@@ -48,7 +48,7 @@ from helper import resolver
 from helper.logger import read_summary
 from helper.options import declared_options
 from helper.teachers import PUBLISHED_TEACHERS, teacher_architecture
-from helper.run_file import run_file_text
+from helper.run_file import FILE_NAME, write_run_file
 from helper.run_folder import CIRCUMSTANTIAL
 from models import check_model_name, is_timm_name, trains_at_small_lr
 
@@ -120,9 +120,10 @@ def state_folder(save_dir, table_name):
 @dataclass
 class Run:
     """One training command (or, for a teacher, commands tried in turn: fetch, else train),
-    the runs it needs finished first, and where it writes. ``run_file``: ``(path, text)`` of
-    the run file a distillation run starts from (its command names the file); ``argv`` is the
-    command line the run stands for, as the authors' scripts write it."""
+    the runs it needs finished first, and where it writes. ``run_file``: ``(folder, options)``
+    of the run file a distillation run starts from (its command names the file, written when
+    it starts); ``argv`` is the command line the run stands for, as the authors' scripts write
+    it."""
     id: str
     kind: str  # teacher, student, distill or probe
     commands: list  # argv lists, script first (tried in order until one succeeds)
@@ -137,13 +138,10 @@ class Run:
     def argv(self):
         return self.asked or self.commands[-1]
 
-    @classmethod
-    def from_file(cls, id, argv, options, path, **fields):
-        """A train_student.py run started from the run file at ``path`` of its resolved
-        ``options``."""
-        text = run_file_text(options, resolver.build_parser(), argv[0])
-        return cls(id, commands=[[argv[0], '--config', path]], run_file=(path, text),
-                   asked=argv, **fields)
+    def write_run_file(self):
+        folder, options = self.run_file
+        os.makedirs(folder, exist_ok=True)
+        write_run_file(folder, options, resolver.build_parser(), self.argv[0])
 
 
 def _published(value, where):
@@ -527,9 +525,10 @@ class Table:
                       needs=needs)
         if kind == STUDENT:
             return Run(id, commands=[argv], **fields)
-        path = os.path.abspath(os.path.join(state_folder(save_dir, self.name), 'runs',
-                                            file_stem(id) + '.toml'))
-        return Run.from_file(id, argv, _values(parsed), path, **fields)
+        files = os.path.abspath(os.path.join(state_folder(save_dir, self.name), 'runs',
+                                             file_stem(id)))
+        return Run(id, commands=[[argv[0], '--config', os.path.join(files, FILE_NAME)]],
+                   run_file=(files, _values(parsed)), asked=argv, **fields)
 
     def check_pairs(self, runs):
         """One line naming the first distillation cell whose method cannot serve its pair, found

@@ -367,9 +367,9 @@ def test_local_runs_resume_after_a_kill_and_a_second_call_runs_nothing(tmp_path,
     text = open(log).read()
     assert '--resume auto' in text and 'resuming' in text, text
     # The run starts from the run file the runner wrote, which stands for the cell's command.
-    assert f'train_student.py --config {first.run_file[0]}' in text
-    assert resolver.resolve(['--config', first.run_file[0]])[0] == \
-        resolver.resolve(first.argv[1:])[0]
+    run_file = first.commands[0][-1]
+    assert f'train_student.py --config {run_file}' in text and os.path.isfile(run_file)
+    assert resolver.resolve(['--config', run_file])[0] == resolver.resolve(first.argv[1:])[0]
 
     # The interrupted run ends as one that ran straight through.
     straight = str(tmp_path / 'straight')
