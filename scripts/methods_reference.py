@@ -84,8 +84,9 @@ def main(argv=None):
         if stale:
             print(f'{PATH} is stale: run python scripts/methods_reference.py', file=sys.stderr)
         return int(stale)
+    new = written(text)  # made before the file is opened for writing, which empties it
     with open(PATH, 'w') as f:
-        f.write(written(text))
+        f.write(new)
     return 0
 
 
