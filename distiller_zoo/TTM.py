@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from core.component import Component, value
 from core.util import UserError, positive_float
-from .base import About, LOGITS, Distiller, Needs, register_method
+from .base import METHODS, About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised
 from .modifiers import transformed_teacher, transformed_teacher_kl
 from .options import Option
@@ -32,7 +32,7 @@ class ATerm(Component):
     def add_options(self, parser, given, distill):
         ADD.add_to(parser)
         TTM_L.add_to(parser, hidden=given is not None and '--add' not in given
-                     and distill not in ('ttm', 'wttm'))
+                     and not getattr(METHODS.get(distill), 'reads_ttm_l', False))
 
     def check_given(self, opt, method):
         pass  # --ttm_l is checked once the method's own reading is known
@@ -46,10 +46,10 @@ class ATerm(Component):
                 raise UserError(f'--add {opt.add} makes the -a term {opt.add.upper()}, of '
                                 f'weight 0 here: give -a W (the TTM authors: --add wttm -a 4 '
                                 f'with CRD)')
-        reads_ttm_l = self.enabled(opt) or method.names[0] in ('ttm', 'wttm')
+        reads_ttm_l = self.enabled(opt) or getattr(method, 'reads_ttm_l', False)
         if opt.ttm_l != TTM_L.default and not reads_ttm_l:
             raise UserError('--ttm_l is the power of TTM and WTTM: give it with --distill '
-                            'ttm|wttm or --add ttm|wttm, or leave it out')
+                            'ttm|wttm|abkd_ttm or --add ttm|wttm, or leave it out')
 
     def method_fields(self, opt):
         return {'add': value(opt, ADD), 'ttm_l': value(opt, TTM_L)}
@@ -84,6 +84,7 @@ class TransformedTeacherMatching(Distiller):
                     lskd=Standardised(weight='beta'))
     logit_kl_weights = ('alpha', 'beta')
     weighted = False
+    reads_ttm_l = True  # its own term's power
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

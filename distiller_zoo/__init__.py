@@ -6,6 +6,7 @@ from .base import (METHODS, PRESETS, Distiller, DistillKL, MethodConfig, NetOutp
                    get_method, register_method, register_preset)
 from .sources import FrozenTeacher, TeacherSource, TrainedPeer
 from .AB import ABLoss
+from .ABKD import ABKL, ABLSD, ABTTM, LS, ab_dkd_loss
 from .AT import Attention
 from .CATKD import CAT_loss, CATKD
 from .CC import Correlation
@@ -15,6 +16,7 @@ from .DIST import DIST
 from .DKD import dkd_loss
 from .DML import DML
 from .FitNet import HintLoss
+from .GDKD import GDKD_SETTINGS, gdkd3_loss, gdkd_loss
 from .ICD import DCDLoss, ICDLoss
 from .MGD import MGD, MGDLoss
 from .MLKD import AlignLoss, CorrLoss, MLPHead, SupConLoss
@@ -23,7 +25,9 @@ from .FSP import FSP
 from .FT import FactorTransfer
 from .KD import KD
 from .KDSVD import KDSVD
+from .IKL import GKL_SETTINGS, IKL_SETTINGS, ClassPrior, dkl_loss, gkl_loss
 from .LSKD import logit_standardize, normalize
+from .LumiNet import LUMINET_SETTINGS, luminet_loss, perception
 from .MLLD import MLLD, bc_loss, cc_loss, mlld_loss
 from .OFA import OFA, SepConv, ofa_loss
 from .OFD import OFD, ConnectorConvBN, feat_loss, get_margin_from_BN
@@ -58,4 +62,8 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'Metho
            # the methods of the 2024-26 tables
            'TTM', 'WTTM', 'NKD', 'NKDLoss', 'nkd_loss', 'RLD', 'rld_loss', 'SPP', 'sdd_logits',
            'sdd_kd_loss', 'multi_dkd', 'multi_nkd_loss', 'CAT_loss', 'CATKD', 'MGD', 'MGDLoss',
-           'FCFD', 'OFA', 'ofa_loss', 'SepConv']
+           'FCFD', 'OFA', 'ofa_loss', 'SepConv',
+           # the methods of the 2025-26 papers
+           'ABKL', 'LS', 'ABLSD', 'ab_dkd_loss', 'ABTTM', 'dkl_loss', 'gkl_loss', 'ClassPrior',
+           'IKL_SETTINGS', 'GKL_SETTINGS', 'perception', 'luminet_loss', 'LUMINET_SETTINGS',
+           'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS']

@@ -233,12 +233,14 @@ class Distiller(Learner):
     @classmethod
     def resolved_options(cls, options, teacher, student):
         """The method's option values (a dict) as it uses them for a pair: those left to None
-        that have a per-pair default (``Option.pair_default``) filled in."""
+        that have a per-pair default (``Option.pair_default``; its column None: the one named
+        after the method, for an option that several methods read from tables of their own)
+        filled in."""
         options = dict(options)
         for option in cls.options:
             if option.pair_default and options.get(option.dest, 0) is None:
                 source, column, key = option.pair_default
-                value = pair_settings(source, column, teacher, student)[key]
+                value = pair_settings(source, column or cls.names[0], teacher, student)[key]
                 convert = option.kwargs.get('type')
                 options[option.dest] = convert(value) if convert else value
         return options

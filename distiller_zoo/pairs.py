@@ -27,3 +27,11 @@ def pair_settings(source, column, teacher, student):
 def has_pair(source, column, teacher, student):
     """Whether the source ran ``column`` on the pair (it has an entry of its own)."""
     return f'{teacher}:{student}' in load(source).get(column, {}).get('pairs', {})
+
+
+def settings_by_pair(source, column, keys):
+    """``{(teacher, student): (value of each key)}`` of every pair the source ran: the
+    authors' table as the ``*_SETTINGS`` mappings of their code expose it."""
+    return {tuple(pair.split(':')): tuple(pair_settings(source, column, *pair.split(':'))[k]
+                                          for k in keys)
+            for pair in load(source)[column].get('pairs', {})}

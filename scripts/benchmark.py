@@ -109,11 +109,14 @@ def measure(config):
     speed = (['--amp', c.amp] + ['--channels_last'] * c.channels_last + ['--compile'] * c.compile
              if fast else ['--sgd_impl', 'for-loop'])
     # A learning rate of almost zero: the weights (random) stay put, the work is the same.
+    # a weight that the method leaves to the run (no default) is given: it costs nothing
+    weight = ['-b', '1'] if get_method(c.distill).needs.weights[2] is None else []
     run_config, _ = resolver.resolve([
         '--path_t', f'{c.teacher}_vanilla/random.pth', '--model_t', c.teacher,
         '--distill', c.distill, '--model_s',
         c.student, '--batch_size', str(c.batch_size), '--nce_k', str(c.nce_k),
-        '--learning_rate', '1e-30', '--seed', '0', '--num_workers', str(c.num_workers)] + speed)
+        '--learning_rate', '1e-30', '--seed', '0', '--num_workers', str(c.num_workers)]
+        + speed + weight)
     method = get_method(run_config.distill)
     spec = method.batch_spec(run_config.method.options)
     student, teacher = get_model(c.student, 100, image_size=32), get_model(c.teacher, 100,

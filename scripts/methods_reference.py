@@ -21,8 +21,9 @@ END = '<!-- end of the methods reference -->'
 
 
 def weights(method):
-    """``-r -a -b`` as the registry has them (``, -d w`` for a fourth)."""
-    values = [f'{w:g}' for w in method.needs.weights]
+    """``-r -a -b`` as the registry has them (``, -d w`` for a fourth; ``W`` for a weight
+    without a default, which the run must give)."""
+    values = ['W' if w is None else f'{w:g}' for w in method.needs.weights]
     return ' '.join(values[:3]) + (f', `-d` {values[3]}' if len(values) > 3 else '')
 
 

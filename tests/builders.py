@@ -16,7 +16,9 @@ from reference import det
 def method_opt(name, **over):
     """train_student.py's options for ``--distill name`` (every method's own defaults), with
     small sizes for tests."""
-    opt = dict(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]).options)
+    weight = ['-b', '1'] if get_method(name).needs.weights[2] is None else []  # no default
+    opt = dict(train_student.parse_option(['--path_t', 'unused.pth', '--distill', name]
+                                          + weight).options)
     opt.update(feat_dim=16, nce_k=20, model_s='resnet8', init_epochs=1, seed=0, batch_size=8)
     opt.update(over)
     return SimpleNamespace(**opt)

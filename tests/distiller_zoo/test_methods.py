@@ -180,6 +180,11 @@ DEFAULT_WEIGHTS = {
     'fcfd': (1, 1, 1),
     # OFA-KD: the authors' gt, kd and ofa weights 1 (-b weighs the branches and the logits)
     'ofa': (1, 0, 1),
+    # METHODS_WAVE5.md: GDKD's, LumiNet's (its cfg.py's CE 2), IKL's and GKL's distillers; the
+    # ABKD scripts' (abkd: the README's -b 32; abkd_ttm: -b is its script's argument)
+    'gdkd': (1, 0, 1), 'gdkd3': (1, 0, 1), 'luminet': (2, 0, 1), 'ikl': (1, 0, 1),
+    'gkl': (1, 0, 1), 'abkd': (1, 0, 32), 'abkd_lsd': (0.1, 0, 9), 'abkd_dkd': (1, 0, 1),
+    'abkd_ttm': (1, 0, None),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
@@ -322,12 +327,14 @@ def test_every_method_runs_from_the_command_line(name, tiny, capsys, monkeypatch
     data, teacher, root = tiny
     save = str(root / 'save')
     monkeypatch.setattr('dataset.cifar.download', lambda *a: None)
+    canonical = ALIASES.get(name, name)
+    r, a, b = get_method(canonical).needs.weights[:3]
+    given_b = ['-b', '76'] if b is None else []  # a weight without a default
+    r, a, b = float(r), float(a), float(76 if b is None else b)
     argv = ['--path_t', teacher, '--model_s', 'resnet8', '--distill', name, '--data_folder',
-            data, '--save_dir', save, '--trial', f'cli_{name}'] + FAST
+            data, '--save_dir', save, '--trial', f'cli_{name}'] + FAST + given_b
     assert train_student.main(argv) == 0
     out = capsys.readouterr().out
-    canonical = ALIASES.get(name, name)
-    r, a, b = [float(w) for w in get_method(canonical).needs.weights][:3]
     assert f'weights -r {r} -a {a} -b {b}' in out
     assert ('init   1/1' in out) == (canonical in ('abound', 'factor', 'fsp'))
     d = '_d:20.0' if canonical == 'mlkd' else ''

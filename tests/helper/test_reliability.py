@@ -35,6 +35,16 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny, monkeypatch, capsys,
         assert 'criterion_kd.queue' in final_state(resumed)[1]
 
 
+def test_gkls_class_prior_resumes_exactly(tiny, monkeypatch, capsys):
+    """Stopped in epoch 2 (its 2nd step), after epoch 1's teacher distributions became the
+    class prior the pair weights read (GI on): the prior and epoch 2's sums so far resume."""
+    straight, resumed = straight_and_resumed(
+        tiny, monkeypatch, capsys, 'gkl', ['--ikl_gi', '1', '--gkl_gamma', '0.5',
+                                           '--ikl_warmup', '1'], 8, 'gkl')
+    state = final_state(resumed)[1]
+    assert not torch.allclose(state['prior.prior'], torch.full_like(state['prior.prior'], 0.01))
+
+
 def test_teacher_run_resumes_from_a_given_checkpoint(tiny, monkeypatch, tmp_path, capsys):
     data = tiny[0]
     argv = ['--model', 'resnet8', '--data_folder', data, '--epochs', '2'] + FAST

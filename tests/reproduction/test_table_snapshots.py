@@ -22,7 +22,8 @@ def test_the_sources_with_a_copy_are_these():
     assert [os.path.basename(p) for p in TABLES] == [
         'ctkd.toml', 'ctkd_imagenet.toml', 'dist_kd.toml', 'dist_kd_imagenet.toml',
         'dist_kd_imagenet_teachers.toml', 'distillers.toml', 'distillers_cross.toml',
-        'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml', 'mdistiller.toml',
+        'distillers_transfer.toml', 'lskd.toml', 'lskd_cross.toml', 'luminet.toml',
+        'mdistiller.toml',
         'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'mlld.toml',
         'nkd_deit.toml', 'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
         'repdistiller_cross.toml', 'repdistiller_same.toml', 'sdd.toml', 'sdd_imagenet.toml',

@@ -50,6 +50,10 @@ def commands(script, launcher, *args, env=None):
                                                      ('run_cifar_catkd.sh', 'PYTHON', 11),
                                                      ('run_cifar_mgd.sh', 'PYTHON', 7),
                                                      ('run_cifar_fcfd.sh', 'PYTHON', 10),
+                                                     ('run_cifar_gdkd.sh', 'PYTHON', 22),
+                                                     ('run_cifar_luminet.sh', 'PYTHON', 11),
+                                                     ('run_cifar_abkd.sh', 'PYTHON', 4),
+                                                     ('run_cifar_ikl.sh', 'PYTHON', 22),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -75,6 +79,10 @@ def test_script_commands_parse(script, launcher, count):
                                                     ('run_cifar_catkd.sh', 'python', 11),
                                                     ('run_cifar_mgd.sh', 'python', 7),
                                                     ('run_cifar_fcfd.sh', 'python', 10),
+                                                    ('run_cifar_gdkd.sh', 'python', 22),
+                                                    ('run_cifar_luminet.sh', 'python', 11),
+                                                    ('run_cifar_abkd.sh', 'python', 4),
+                                                    ('run_cifar_ikl.sh', 'python', 22),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
