@@ -10,12 +10,12 @@ from core.component import Component, value
 from core.util import UserError, positive_float
 from .base import METHODS, About, LOGITS, Distiller, Needs, register_method
 from .LSKD import Standardised
-from .modifiers import transformed_teacher, transformed_teacher_kl
+from .modifiers import modifier_value, transformed_teacher, transformed_teacher_kl
 from .options import Option
 
 # The -a term's options, common to every method (train_student.py shows them beside -a).
-ADD = Option('--add', choices=['kd', 'ttm', 'wttm'], default='kd',
-             help='the -a term: KD at --kd_T, or TTM\'s or WTTM\'s divergence (--ttm_l)')
+ADD = Option('--add', choices=['kd', 'ttm', 'wttm', 'tekap'], default='kd',
+             help='-a term: KD, TTM/WTTM (--ttm_l), TeKAP')
 TTM_L = Option('--ttm_l', type=positive_float, default=0.1,
                help='TTM/WTTM: the power gamma of the teacher\'s probabilities (its temperature '
                     'is 1/gamma; the authors\' README: 0.1 for TTM, 0.2 for WTTM beside CRD)')
@@ -27,7 +27,7 @@ class ATerm(Component):
     options = (ADD, TTM_L)
 
     def enabled(self, opt):
-        return value(opt, ADD) != 'kd'
+        return added(opt) != 'kd'
 
     def add_options(self, parser, given, distill):
         ADD.add_to(parser)
@@ -39,20 +39,26 @@ class ATerm(Component):
 
     def check_resolved(self, opt, method):
         if self.enabled(opt):
+            add = added(opt)
             if not method.a_term_is_kd:
-                raise UserError(f'--add {opt.add}: the -a term of --distill {opt.distill} is '
+                raise UserError(f'--add {add}: the -a term of --distill {opt.distill} is '
                                 f'its own, not the KD term; leave --add out')
             if not opt.alpha:
-                raise UserError(f'--add {opt.add} makes the -a term {opt.add.upper()}, of '
+                raise UserError(f'--add {add} makes the -a term {add.upper()}, of '
                                 f'weight 0 here: give -a W (the TTM authors: --add wttm -a 4 '
                                 f'with CRD)')
-        reads_ttm_l = self.enabled(opt) or getattr(method, 'reads_ttm_l', False)
+        reads_ttm_l = added(opt) in ('ttm', 'wttm') or getattr(method, 'reads_ttm_l', False)
         if opt.ttm_l != TTM_L.default and not reads_ttm_l:
             raise UserError('--ttm_l is the power of TTM and WTTM: give it with --distill '
                             'ttm|wttm|abkd_ttm or --add ttm|wttm, or leave it out')
 
     def method_fields(self, opt):
-        return {'add': value(opt, ADD), 'ttm_l': value(opt, TTM_L)}
+        return {'add': added(opt), 'ttm_l': value(opt, TTM_L)}
+
+
+def added(opt):
+    """The run's -a term: a preset's (``--distill tekap``), else ``--add``'s."""
+    return modifier_value(opt, ADD.dest) or ADD.default
 
 
 A_TERM = ATerm()

@@ -47,6 +47,7 @@ from .temperature import (CosineDecay, Global_T, GradientReversal, GradientRever
 from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
 from .TTM import TTM, WTTM
+from .TeKAP import TeKAPDistillKL
 from .VID import VIDLoss
 
 __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'MethodConfig',
@@ -66,4 +67,4 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'Metho
            # the methods of the 2025-26 papers
            'ABKL', 'LS', 'ABLSD', 'ab_dkd_loss', 'ABTTM', 'dkl_loss', 'gkl_loss', 'ClassPrior',
            'IKL_SETTINGS', 'GKL_SETTINGS', 'perception', 'luminet_loss', 'LUMINET_SETTINGS',
-           'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS']
+           'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS', 'TeKAPDistillKL']

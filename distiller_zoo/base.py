@@ -24,7 +24,7 @@ from core.learner import Learner
 from models.base import evaluating
 from .LSKD import Standardised, normalize, transform_of
 from .pairs import pair_settings
-from .modifiers import HINTON, PRESETS, LogitKL, Preset, hinton_kl, transformed_teacher
+from .modifiers import HINTON, PRESETS, LogitKL, Preset, a_term_kl, hinton_kl
 from .temperature import learned_temperature
 
 METHODS = {}
@@ -288,8 +288,7 @@ class Distiller(Learner):
         self.criterion_cls = nn.CrossEntropyLoss(label_smoothing=config.smoothing)
         # the run's learned temperature, if any (saved and trained with the method)
         self.learned_T = learned_temperature(config)
-        self.kl = (self.logit_kl(config.kd_T) if config.add == 'kd' else  # the -a term's
-                   self.logit_kl(1.0, transformed_teacher(config.ttm_l, config.add == 'wttm')))
+        self.kl = self.logit_kl(*a_term_kl(config.add, config.kd_T, config.ttm_l))  # -a's
         self.frozen = []  # method modules that are fixed during distillation
         self.epoch = None  # the current epoch (from 1), for warm-ups; set by the training loop
         self.views = self.batch_spec(config.options).views

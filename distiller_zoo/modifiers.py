@@ -102,6 +102,33 @@ def transformed_teacher(power, weighted=False):
                       f'{"WTTM" if weighted else "TTM"}, teacher power {power:g}')
 
 
+# TeKAP's synthetic teachers (Hossain et al., ICLR 2025): how many, their weight, and the share
+# of Gaussian noise in each (the authors' constants)
+TEKAP_TEACHERS, TEKAP_WEIGHT, TEKAP_NOISE = 3, 0.8, 0.1
+
+
+def tekap_kl(y_s, y_t, T):
+    """TeKAP-L: Hinton's KL to the teacher plus ``0.8`` x the KLs to three synthetic teachers
+    ``0.9 y_t + 0.1 e_k``, ``e_k ~ N(0, 1)`` of the logits' shape, drawn in order from the
+    default CPU generator (as the authors' code; a checkpoint keeps its state, so a resumed run
+    draws the same noise) and moved to the logits' device."""
+    teacher = y_t.detach()
+    noisy = [(1 - TEKAP_NOISE) * teacher + TEKAP_NOISE * torch.randn(teacher.shape).to(
+        teacher.device, teacher.dtype) for _ in range(TEKAP_TEACHERS)]
+    return hinton_kl(y_s, y_t, T) + TEKAP_WEIGHT * sum(hinton_kl(y_s, z, T) for z in noisy)
+
+
+TEKAP = Divergence(tekap_kl, f'TeKAP, {TEKAP_TEACHERS} noisy teachers')
+
+
+def a_term_kl(add, kd_T, ttm_l):
+    """The temperature and divergence of the ``-a`` term that ``--add`` names: Hinton's KD at
+    ``--kd_T``, TTM's or WTTM's with the teacher's power ``ttm_l`` (at T 1), or TeKAP's."""
+    if add in ('ttm', 'wttm'):
+        return 1.0, transformed_teacher(ttm_l, add == 'wttm')
+    return kd_T, TEKAP if add == 'tekap' else HINTON
+
+
 class LogitKL:
     """One logit KL of a method, as the run's modifiers make it: ``transform`` of both logits,
     then the ``divergence`` (Hinton's KL, or TTM's) at ``temperature()``: ``T``, or ``learned``

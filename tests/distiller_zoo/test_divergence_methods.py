@@ -1,5 +1,5 @@
 """Logit methods that change the divergence of the 2025-26 papers: GDKD/GDKD3, LumiNet, ABKD's
-four forms, IKL and GKL. Values and gradients against their authors' code
+four forms, IKL and GKL, and TeKAP's -a term. Values and gradients against their authors' code
 (tests/fixtures/reference/<method>.json names each repository and commit), the cases where they
 reduce to older methods, their per-pair defaults, IKL's class prior and their refusals."""
 import pytest
@@ -10,12 +10,13 @@ from builders import build, fixed_batch, run_config
 from core.util import UserError
 from dataset.batch import Batch
 from distiller_zoo import (ABKL, ABTTM, GDKD_SETTINGS, GKL_SETTINGS, IKL_SETTINGS, LS,
-                           LUMINET_SETTINGS, TTM, ClassPrior, DistillKL, ab_dkd_loss, dkd_loss,
+                           LUMINET_SETTINGS, TTM, ClassPrior, DistillKL, TeKAPDistillKL,
+                           ab_dkd_loss, dkd_loss,
                            dkl_loss, gdkd3_loss, gdkd_loss, gkl_loss, luminet_loss, perception)
 from distiller_zoo.LSKD import normalize
 from reference import assert_close, assert_loss_and_stats_close, det, reference, value_and_grad
 
-REFERENCE = reference('gdkd', 'luminet', 'abkd', 'dkl')
+REFERENCE = reference('gdkd', 'luminet', 'abkd', 'dkl', 'tekap')
 TARGET = torch.tensor([1, 3, 5, 7, 9, 0])
 PRIOR = F.softmax(det(10, 10, phase=1.0) * 2, 1)  # the prior the DKL fixtures were given
 CLASS_PRIOR = PRIOR[TARGET]
@@ -258,3 +259,46 @@ def test_refusals_are_one_line(flags, message):
                                   'ikl', 'gkl'])
 def test_they_read_only_logits_so_the_teacher_cache_serves_them(name):
     assert run_config('--distill', name, '--teacher_cache', '2', '--epochs', '2').plugins
+
+
+@pytest.mark.parametrize('T, seed', [(4.0, 0), (2.0, 7)])
+def test_tekap_equals_the_authors_with_the_same_draws(T, seed):
+    def loss(s, t):
+        torch.manual_seed(seed)  # the noise is drawn first thing in the call, as theirs
+        return TeKAPDistillKL(T)(s, t, TARGET)
+    assert_loss_and_stats_close(value_and_grad(loss), REFERENCE[f'tekap_T{T:g}_seed{seed}'])
+
+
+def test_tekap_is_kd_plus_three_noisy_teachers_and_draws_anew_each_call():
+    s, t = det(6, 10, phase=0.5) * 3, det(6, 10, phase=2.0) * 4
+    torch.manual_seed(3)
+    noise = [torch.randn(6, 10) for _ in range(3)]
+    torch.manual_seed(3)
+    kl = DistillKL(4.0)
+    expected = kl(s, t) + 0.8 * sum(kl(s, 0.9 * t + 0.1 * e) for e in noise)
+    assert torch.allclose(TeKAPDistillKL(4.0)(s, t), expected, rtol=1e-6)
+    assert not torch.equal(TeKAPDistillKL(4.0)(s, t), TeKAPDistillKL(4.0)(s, t))
+
+
+def test_tekap_is_the_a_term_of_kd_and_of_any_method_whose_a_term_is_kd():
+    tekap = run_config('--distill', 'tekap').method
+    assert (tekap.name, tekap.add, tekap.weights) == ('kd', 'tekap', (0.1, 0.9, 0.0))
+    crd = run_config('--distill', 'crd', '--add', 'tekap', '-a', '1').method
+    assert (crd.add, crd.weights) == ('tekap', (1.0, 1.0, 0.8))
+    distiller, _, _ = build('tekap')
+    x, y, index, contrast = fixed_batch()
+    with torch.no_grad():
+        torch.manual_seed(5)
+        _, losses = distiller.forward_train(Batch(x, y, index, contrast))
+        s, t = distiller.student(x), distiller.teacher_net(x)
+        torch.manual_seed(5)
+        assert torch.allclose(losses['div'], 0.9 * TeKAPDistillKL(4)(s, t), rtol=1e-5)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--distill', 'kd', '--add', 'tekap', '-a', '0'], 'makes the -a term TEKAP, of weight 0'),
+    (['--distill', 'mlld', '--add', 'tekap'], 'is its own, not the KD term'),
+    (['--distill', 'tekap', '--ttm_l', '0.2'], '--ttm_l is the power of TTM')])
+def test_tekap_refusals_are_one_line(flags, message):
+    with pytest.raises(UserError, match=message):
+        run_config(*flags)

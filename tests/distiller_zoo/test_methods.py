@@ -185,6 +185,8 @@ DEFAULT_WEIGHTS = {
     'gdkd': (1, 0, 1), 'gdkd3': (1, 0, 1), 'luminet': (2, 0, 1), 'ikl': (1, 0, 1),
     'gkl': (1, 0, 1), 'abkd': (1, 0, 32), 'abkd_lsd': (0.1, 0, 9), 'abkd_dkd': (1, 0, 1),
     'abkd_ttm': (1, 0, None),
+    # TeKAP-L: the authors' KD command (-r 0.1 -a 0.9 -b 0), its -a term TeKAP's
+    'tekap': (0.1, 0.9, 0),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}

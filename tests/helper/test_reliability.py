@@ -45,6 +45,12 @@ def test_gkls_class_prior_resumes_exactly(tiny, monkeypatch, capsys):
     assert not torch.allclose(state['prior.prior'], torch.full_like(state['prior.prior'], 0.01))
 
 
+def test_tekaps_noise_resumes_exactly(tiny, monkeypatch, capsys):
+    """Stopped inside an epoch: the resumed run draws TeKAP's noisy teachers as the straight
+    run does (the checkpoint keeps the generator's state)."""
+    straight_and_resumed(tiny, monkeypatch, capsys, 'tekap', [], 7, 'tekap')
+
+
 def test_teacher_run_resumes_from_a_given_checkpoint(tiny, monkeypatch, tmp_path, capsys):
     data = tiny[0]
     argv = ['--model', 'resnet8', '--data_folder', data, '--epochs', '2'] + FAST
