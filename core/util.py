@@ -67,6 +67,7 @@ positive_int = _number(int, lambda v: v > 0, 'a positive integer')
 non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 positive_float = _number(float, lambda v: v > 0, 'a positive number')
 non_negative_float = _number(float, lambda v: v >= 0, 'a number >= 0')
+finite_float = _number(float, lambda v: True, 'a finite number')
 unit_interval = _number(float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
 seed_int = _number(int, lambda v: 0 <= v < 2 ** 32, 'an integer from 0 to 4294967295')
 

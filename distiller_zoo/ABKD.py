@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.util import UserError
+from core.util import UserError, finite_float
 from .base import About, LOGITS, Distiller, Needs, register_method
 from .DKD import DKD
 from .LSKD import normalize
@@ -143,9 +143,9 @@ class ABTTM(nn.Module):
 
 
 AB_OPTIONS = (
-    Option('--abkd_alpha', '--ab_alpha', type=float, default=0.5, dest='abkd_alpha',
+    Option('--abkd_alpha', '--ab_alpha', type=finite_float, default=0.5, dest='abkd_alpha',
            help='ABKD: alpha of the alpha-beta-divergence (the authors\' --ab_alpha)'),
-    Option('--abkd_beta', '--ab_beta', type=float, default=0.5, dest='abkd_beta',
+    Option('--abkd_beta', '--ab_beta', type=finite_float, default=0.5, dest='abkd_beta',
            help='ABKD: beta of the alpha-beta-divergence (the authors\' --ab_beta)'))
 
 

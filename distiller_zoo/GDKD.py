@@ -53,13 +53,15 @@ def within_group_kl(z_student, z_teacher, group, temperature, kl_type='forward')
 
 
 def grouped_kl(logits_student, logits_teacher, groups, weights, temperature, kl_type):
-    """``weights[0]`` x the masses' KL + ``weights[1 + i]`` x the KL inside ``groups[i]``, and
-    the parts (detached), in fp32 (a group's mass can underflow in fp16)."""
+    """``weights[0]`` x the KL of the masses of ``groups`` + ``weights[1]`` x the KL inside the
+    last-but-one group + ``weights[2]`` x the KL inside the last (a group of GDKD3's top class
+    alone has no distribution inside), and those three parts (detached), in fp32 (a group's
+    mass can underflow in fp16)."""
     with torch.autocast(logits_student.device.type, enabled=False):
         z_s = logits_student.float() / temperature
         z_t = logits_teacher.float() / temperature
         parts = [group_masses_kl(z_s.softmax(1), z_t.softmax(1), groups, temperature)]
-        parts += [within_group_kl(z_s, z_t, g, temperature, kl_type) for g in groups]
+        parts += [within_group_kl(z_s, z_t, g, temperature, kl_type) for g in groups[-2:]]
         loss = sum(w * part for w, part in zip(weights, parts))
         return (loss, *(part.detach() for part in parts))
 
@@ -76,13 +78,10 @@ def gdkd_loss(logits_student, logits_teacher, target, k, strategy, w0, w1, w2, t
 
 def gdkd3_loss(logits_student, logits_teacher, target, k, w0, w1, w2, temperature):
     """The authors' GDKD3 ``gdkd_loss``: three groups (the teacher's top class, its next k - 1,
-    the rest); w1 weighs the KL inside the second, w2 inside the third (the top class alone
-    has none). Forward KLs."""
+    the rest); w1 weighs the KL inside the second, w2 inside the third. Forward KLs."""
     top1, topk = teacher_groups(logits_teacher, 1), teacher_groups(logits_teacher, k)
-    loss, high, _, low_top, low_other = grouped_kl(
-        logits_student, logits_teacher, [top1, topk & ~top1, ~topk], (w0, 0.0, w1, w2),
-        temperature, 'forward')
-    return loss, high, low_top, low_other
+    return grouped_kl(logits_student, logits_teacher, [top1, topk & ~top1, ~topk],
+                      (w0, w1, w2), temperature, 'forward')
 
 
 def pair_option(flag, key, kind, what):

@@ -118,10 +118,10 @@ class ClassPrior(nn.Module):
         return self.prior[target]
 
 
-def column_option(flag, key, kind, what):
+def column_option(flag, key, kind, what, **more):
     """An option of both methods whose default is the method's own for the pair."""
     ikl, gkl = (pair_settings('dkl', m, None, None)[key] for m in ('ikl', 'gkl'))
-    return Option(flag, type=kind, default=None, pair_default=('dkl', None, key),
+    return Option(flag, type=kind, default=None, pair_default=('dkl', None, key), **more,
                   help=f'IKL, GKL: {what}; default: the authors\' value for the pair (IKL '
                        f'{ikl:g}, GKL {gkl:g} elsewhere)')
 
@@ -140,8 +140,8 @@ class IKL(Distiller):
         column_option('--ikl_T', 'T', positive_float, 'temperature of the soft cross-entropy'),
         column_option('--ikl_T2', 'T2', positive_float, 'temperature of the teacher\'s softmax '
                       'in the weights and the class prior'),
-        column_option('--ikl_gi', 'gi', non_negative_int, '1: weights from the class prior '
-                      '(class-wise global information), 0: from the teacher\'s softmax'),
+        column_option('--ikl_gi', 'gi', int, '1: weights from the class prior (class-wise '
+                      'global information), 0: from the teacher\'s softmax', choices=[0, 1]),
         Option('--ikl_warmup', type=non_negative_int, default=20,
                help='IKL, GKL: epochs over which the term grows linearly to full weight'))
 

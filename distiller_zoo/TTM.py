@@ -32,7 +32,7 @@ class ATerm(Component):
     def add_options(self, parser, given, distill):
         ADD.add_to(parser)
         TTM_L.add_to(parser, hidden=given is not None and '--add' not in given
-                     and not getattr(METHODS.get(distill), 'reads_ttm_l', False))
+                     and not (distill in METHODS and METHODS[distill].reads_ttm_l))
 
     def check_given(self, opt, method):
         pass  # --ttm_l is checked once the method's own reading is known
@@ -47,7 +47,7 @@ class ATerm(Component):
                 raise UserError(f'--add {add} makes the -a term {add.upper()}, of '
                                 f'weight 0 here: give -a W (the TTM authors: --add wttm -a 4 '
                                 f'with CRD)')
-        reads_ttm_l = added(opt) in ('ttm', 'wttm') or getattr(method, 'reads_ttm_l', False)
+        reads_ttm_l = added(opt) in ('ttm', 'wttm') or method.reads_ttm_l
         if opt.ttm_l != TTM_L.default and not reads_ttm_l:
             raise UserError('--ttm_l is the power of TTM and WTTM: give it with --distill '
                             'ttm|wttm|abkd_ttm or --add ttm|wttm, or leave it out')

@@ -212,6 +212,8 @@ class Distiller(Learner):
     logit_kl_weights = ('alpha',)
     # Whether its -a term is the base's KL, which --add can make TTM's or WTTM's.
     a_term_is_kd = True
+    # Whether its own term reads --ttm_l (TTM's power of the teacher's probabilities).
+    reads_ttm_l = False
 
     @classmethod
     def batch_spec(cls, options):

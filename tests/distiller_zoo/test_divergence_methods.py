@@ -249,7 +249,9 @@ def test_luminets_cross_entropy_weight_and_abkd_lsds_temperature_are_the_authors
     (['--distill', 'abkd_dkd', '--abkd_alpha', '0.5', '--abkd_beta', '-0.5'], 'must be nonzero'),
     (['--distill', 'abkd', '--ttm_l', '0.2'], '--ttm_l is the power of TTM'),
     (['--distill', 'gdkd', '--gdkd_kl_type', 'sideways'], 'invalid choice'),
-    (['--distill', 'ikl', '--ikl_T2', '0'], 'must be a positive number')])
+    (['--distill', 'ikl', '--ikl_T2', '0'], 'must be a positive number'),
+    (['--distill', 'gkl', '--ikl_gi', '2'], 'invalid choice'),
+    (['--distill', 'abkd', '--ab_alpha', 'nan'], 'must be a finite number')])
 def test_refusals_are_one_line(flags, message):
     with pytest.raises((UserError, SystemExit), match=message):
         run_config(*flags)
