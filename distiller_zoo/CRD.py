@@ -15,6 +15,7 @@ class CRD(Distiller):
                   '2 embeddings, memory bank')
     needs = Needs(weights=(1.0, 0.0, 0.8), teacher_reads=frozenset({LOGITS, EMBEDDING}))
     options = (FEAT_DIM, NCE_K, MODE, NCE_T, NCE_M)
+    criterion = CRDLoss  # a variant's own loss module (TeKAP-F), built from the same opt
 
     @classmethod
     def batch_spec(cls, options):
@@ -24,7 +25,7 @@ class CRD(Distiller):
         super().__init__(student, teacher, config)
         feat_s, feat_t = self.probe_features(config.image_size)
         o = config.options
-        self.criterion_kd = CRDLoss(SimpleNamespace(
+        self.criterion_kd = self.criterion(SimpleNamespace(
             s_dim=feat_s[-1].shape[1], t_dim=feat_t[-1].shape[1], feat_dim=o.feat_dim,
             nce_k=o.nce_k, nce_t=o.nce_t, nce_m=o.nce_m, n_data=config.n_data))
 

@@ -28,7 +28,7 @@ STRONG_FROM_WEAK = 2  # the last two temperatures of the strong KD terms use the
 MASKS = ('fraction', 'sample')
 
 
-def _kl_per_sample(logits_student, logits_teacher, temperature, transform=identity):
+def kl_per_sample(logits_student, logits_teacher, temperature, transform=identity):
     logits_student, logits_teacher = transform(logits_student), transform(logits_teacher)
     log_p_s = F.log_softmax(logits_student / temperature, dim=1)
     log_p_t = F.log_softmax(logits_teacher / temperature, dim=1)
@@ -62,7 +62,7 @@ def bc_loss(logits_student, logits_teacher, temperature, reduce=True):
     return gap.sum() / batch if reduce else gap / batch
 
 
-def _less_confident_half(values):
+def less_confident_half(values):
     """``values <= median`` (the median as numpy's 50th percentile, interpolated)."""
     return (values <= torch.quantile(values, 0.5)).float()
 
@@ -87,8 +87,8 @@ def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
     t_weak, t_strong = logits_teacher_weak.float(), logits_teacher_strong.float()
     temperatures = (temperature,) + EXTRA_TEMPERATURES
     p_t = F.softmax(t_weak.detach(), dim=1)
-    sample_mask = _less_confident_half(p_t.max(1).values)
-    class_mask = _less_confident_half(p_t.sum(0))
+    sample_mask = less_confident_half(p_t.max(1).values)
+    class_mask = less_confident_half(p_t.sum(0))
 
     def masked(values, weights):
         if mask == 'fraction':  # the term times the fraction the mask selects
@@ -96,7 +96,7 @@ def mlld_terms(logits_student_weak, logits_student_strong, logits_teacher_weak,
         return (values * weights).mean()  # weights along the last dimension
 
     def kd(a, b, T):
-        return _kl_per_sample(a, b, T, transform)
+        return kl_per_sample(a, b, T, transform)
 
     reduce = mask == 'fraction'
     loss_kd = sum(masked(kd(s_weak, t_weak, T), sample_mask) for T in temperatures)

@@ -11,6 +11,7 @@ from .AT import Attention
 from .CATKD import CAT_loss, CATKD
 from .CC import Correlation
 from .CRD import CRD
+from .CRLD import CRLD_SETTINGS, crld_losses
 from . import CTKD  # noqa: F401 (registers the ctkd preset)
 from .DIST import DIST
 from .DKD import dkd_loss
@@ -41,13 +42,14 @@ from .RRD import RRDLoss
 from .SDD import SPP, multi_dkd, multi_nkd_loss, sdd_kd_loss, sdd_logits
 from .SemCKD import SelfA, SemCKDLoss
 from .SimKD import SimKD
+from .SKD import SKD_loss, SKDDirectionLoss, SKDInstanceLoss, skd_losses
 from .SP import Similarity
 from .temperature import (CosineDecay, Global_T, GradientReversal, GradientReversalFunction,
                           LearnedTemperature, LinearDecay)
 from .SRD import DISTV2, statm_loss, transfer_conv
 from .SRRL import SRRL
 from .TTM import TTM, WTTM
-from .TeKAP import TeKAPDistillKL
+from .TeKAP import TeKAPCRDLoss, TeKAPDistillKL
 from .VID import VIDLoss
 
 __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'MethodConfig',
@@ -67,4 +69,5 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'Metho
            # the methods of the 2025-26 papers
            'ABKL', 'LS', 'ABLSD', 'ab_dkd_loss', 'ABTTM', 'dkl_loss', 'gkl_loss', 'ClassPrior',
            'IKL_SETTINGS', 'GKL_SETTINGS', 'perception', 'luminet_loss', 'LUMINET_SETTINGS',
-           'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS', 'TeKAPDistillKL']
+           'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS', 'TeKAPDistillKL', 'TeKAPCRDLoss', 'SKDInstanceLoss',
+           'SKDDirectionLoss', 'SKD_loss', 'skd_losses', 'crld_losses', 'CRLD_SETTINGS']

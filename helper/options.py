@@ -162,6 +162,9 @@ RECIPES = {
     # configs/_base_/schedules/imagenet_bs256.py), CTKD's run_imagenet_vanilla.sh (7d52522)
     'imagenet': dict(epochs=100, batch_size=256, learning_rate=0.1, lr_decay_epochs='30,60,90',
                      weight_decay=1e-4),
+    # SKD's CIFAR-100 loop (HyunJunSik/StreamLined 7458628 CIFAR-100/Utils/distillation_train.py),
+    # every method of its table: RepDistiller's schedule at lr 0.1
+    'skd_cifar': dict(learning_rate=0.1),
     # CTKD's ImageNet distillation (zhengli97/CTKD 7d52522 scripts/run_imagenet_distill.sh)
     'ctkd_imagenet': dict(epochs=120, batch_size=256, learning_rate=0.1,
                           lr_decay_epochs='30,60,90', weight_decay=1e-4),

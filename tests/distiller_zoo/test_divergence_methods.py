@@ -1,22 +1,26 @@
 """Logit methods that change the divergence of the 2025-26 papers: GDKD/GDKD3, LumiNet, ABKD's
-four forms, IKL and GKL, and TeKAP's -a term. Values and gradients against their authors' code
+four forms, IKL and GKL, and TeKAP's -a term and its CRD. Values and gradients against their authors' code
 (tests/fixtures/reference/<method>.json names each repository and commit), the cases where they
 reduce to older methods, their per-pair defaults, IKL's class prior and their refusals."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from builders import build, fixed_batch, run_config
+from builders import build, fill_by_name, fixed_batch, run_config
 from core.util import UserError
 from dataset.batch import Batch
 from distiller_zoo import (ABKL, ABTTM, GDKD_SETTINGS, GKL_SETTINGS, IKL_SETTINGS, LS,
-                           LUMINET_SETTINGS, TTM, ClassPrior, DistillKL, TeKAPDistillKL,
+                           LUMINET_SETTINGS, TTM, ClassPrior, DistillKL, TeKAPCRDLoss,
+                           TeKAPDistillKL,
                            ab_dkd_loss, dkd_loss,
                            dkl_loss, gdkd3_loss, gdkd_loss, gkl_loss, luminet_loss, perception)
 from distiller_zoo.LSKD import normalize
-from reference import assert_close, assert_loss_and_stats_close, det, reference, value_and_grad
+from reference import (assert_close, assert_loss_and_stats_close, assert_stats_close, det,
+                       grad_stats, reference, value_and_grad)
 
-REFERENCE = reference('gdkd', 'luminet', 'abkd', 'dkl', 'tekap')
+REFERENCE = reference('gdkd', 'luminet', 'abkd', 'dkl', 'tekap', 'tekap_crd')
 TARGET = torch.tensor([1, 3, 5, 7, 9, 0])
 PRIOR = F.softmax(det(10, 10, phase=1.0) * 2, 1)  # the prior the DKL fixtures were given
 CLASS_PRIOR = PRIOR[TARGET]
@@ -304,3 +308,49 @@ def test_tekap_is_the_a_term_of_kd_and_of_any_method_whose_a_term_is_kd():
 def test_tekap_refusals_are_one_line(flags, message):
     with pytest.raises(UserError, match=message):
         run_config(*flags)
+
+
+def tekap_crd_loss():
+    """TeKAP-F's loss set up as the fixture's (tests/fixtures/reference/tekap_crd.json)."""
+    opt = SimpleNamespace(s_dim=16, t_dim=24, feat_dim=8, nce_k=5, nce_t=0.07, nce_m=0.5,
+                          n_data=20)
+    loss = fill_by_name(TeKAPCRDLoss(opt))
+    with torch.no_grad():
+        loss.contrast.memory_v1.copy_(det(20, 8, phase=0.2) * 0.4)
+        loss.contrast.memory_v2.copy_(det(20, 8, phase=0.9) * 0.4)
+    return loss
+
+
+def test_tekap_crd_equals_the_authors_over_two_batches_memories_included():
+    loss_fn = tekap_crd_loss()
+    idx = torch.tensor([3, 7, 11, 0, 19, 5])
+    contrast = torch.stack([(idx + 1 + 3 * k) % 20 for k in range(6)], 1)
+    contrast[:, 0] = idx
+    for step, (seed, expected) in enumerate(zip((0, 5), REFERENCE['tekap_crd_two_batches'])):
+        f_s = (det(6, 16, phase=0.5 + step) * 2).requires_grad_()
+        f_t = det(6, 24, phase=2.0 + step) * 2
+        torch.manual_seed(seed)  # the noise is drawn first thing in the call, as theirs
+        loss = loss_fn(f_s, f_t, idx, contrast)
+        loss.backward()
+        assert_stats_close([loss.item()] + grad_stats(f_s.grad), expected[:4], scalars=1)
+        m = loss_fn.contrast
+        memories = [m.memory_v1.sum().item(), m.memory_v1.abs().sum().item(),
+                    m.memory_v2.sum().item(), m.memory_v2.abs().sum().item()]
+        assert_close(memories, expected[4:8], rel=1e-5, abs_=1e-5)
+        assert_close(m.params[2:4].tolist(), expected[8:], rel=1e-5)
+
+
+def test_tekap_crd_is_crd_with_tekaps_a_term_and_refuses_another():
+    config = run_config('--distill', 'tekap_crd').method
+    assert config.weights == (1.0, 0.0, 0.8)
+    distiller, _, _ = build('tekap_crd', **{'alpha': 1.0})
+    assert isinstance(distiller.criterion_kd, TeKAPCRDLoss)
+    x, y, index, contrast = fixed_batch()
+    with torch.no_grad():
+        torch.manual_seed(2)
+        _, losses = distiller.forward_train(Batch(x, y, index, contrast))
+        s, t = distiller.student(x), distiller.teacher_net(x)
+        torch.manual_seed(2)
+        assert torch.allclose(losses['div'], TeKAPDistillKL(4)(s, t), rtol=1e-5)  # -a 1: F+L
+    with pytest.raises(UserError, match='is its own, not the KD term'):
+        run_config('--distill', 'tekap_crd', '--add', 'ttm')

@@ -187,6 +187,12 @@ DEFAULT_WEIGHTS = {
     'abkd_ttm': (1, 0, None),
     # TeKAP-L: the authors' KD command (-r 0.1 -a 0.9 -b 0), its -a term TeKAP's
     'tekap': (0.1, 0.9, 0),
+    # TeKAP-F: the README's --distill crd -a 0 -b 0.8
+    'tekap_crd': (1, 0, 0.8),
+    # SKD: torchdistill's sample config (no CE), the authors' SKD class defaults
+    'skd': (0, 0, 1), 'skd_authors': (0.1, 0, 0.9),
+    # CRLD: its cfg.py's CE 1; -b weighs its within- and cross-view terms
+    'crld': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}
@@ -318,6 +324,7 @@ FAST = ['--epochs', '1', '--batch_size', '32', '--num_workers', '0', '--init_epo
 # What the folder name adds for the FAST options a method reads (those that differ from their
 # defaults), and for MLKD its fourth weight.
 NAME_SUFFIXES = {'correlation': '_feat_dim:16', 'crd': '_feat_dim:16_nce_k:40',
+                 'tekap_crd': '_feat_dim:16_nce_k:40',
                  'icd': '_feat_dim:16', 'rrd': '_feat_dim:16_nce_k:40', 'mlkd': '_feat_dim:16',
                  'abound': '_init_epochs:1', 'factor': '_init_epochs:1', 'fsp': '_init_epochs:1',
                  'catkd': '_catkd_resolution:2_catkd_normalize:1',  # the per-pair values

@@ -27,7 +27,7 @@ def test_the_sources_with_a_copy_are_these():
         'mdistiller_imagenet.toml', 'mdistiller_tinyimagenet.toml', 'mlld.toml',
         'nkd_deit.toml', 'nkd_imagenet.toml', 'ofd_cifar.toml', 'ofd_imagenet.toml',
         'repdistiller_cross.toml', 'repdistiller_same.toml', 'sdd.toml', 'sdd_imagenet.toml',
-        'simkd.toml', 'srd_seed.toml',
+        'simkd.toml', 'skd.toml', 'srd_seed.toml',
         'ttm_cross.toml', 'ttm_deit.toml', 'ttm_imagenet.toml', 'ttm_same.toml']
 
 

@@ -54,7 +54,9 @@ def commands(script, launcher, *args, env=None):
                                                      ('run_cifar_luminet.sh', 'PYTHON', 11),
                                                      ('run_cifar_abkd.sh', 'PYTHON', 4),
                                                      ('run_cifar_ikl.sh', 'PYTHON', 22),
-                                                     ('run_cifar_tekap.sh', 'PYTHON', 4),
+                                                     ('run_cifar_tekap.sh', 'PYTHON', 6),
+                                                     ('run_cifar_skd.sh', 'PYTHON', 8),
+                                                     ('run_cifar_crld.sh', 'PYTHON', 12),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -84,7 +86,9 @@ def test_script_commands_parse(script, launcher, count):
                                                     ('run_cifar_luminet.sh', 'python', 11),
                                                     ('run_cifar_abkd.sh', 'python', 4),
                                                     ('run_cifar_ikl.sh', 'python', 22),
-                                                    ('run_cifar_tekap.sh', 'python', 4),
+                                                    ('run_cifar_tekap.sh', 'python', 6),
+                                                    ('run_cifar_skd.sh', 'python', 8),
+                                                    ('run_cifar_crld.sh', 'python', 12),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
