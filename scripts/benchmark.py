@@ -86,7 +86,7 @@ def measure(config):
 
     from dataset import DATASETS
     from dataset.base import ArrayDataset
-    from dataset.loaders import DeviceLoader
+    from dataset.loaders import ClassicLoader, DeviceLoader
     from dataset.rounds import StoredRounds, candidate_qualities
     from dataset.synthetic import make_synthetic
     from distiller_zoo import get_method
@@ -137,7 +137,10 @@ def measure(config):
                     run_config.training, folder, c.num_workers)
         build_seconds = time.perf_counter() - started
         teacher_source = CachedTeacher(teacher, folder, 1, 0)
-    if fast:
+    if fast and spec.views is not None and spec.views.per_image:  # made in the workers (PIL)
+        loader = ClassicLoader(data, c.batch_size, device, source.mean, source.std, spec=spec,
+                               num_workers=c.num_workers)
+    elif fast:
         loader = DeviceLoader(data, c.batch_size, device, source.mean, source.std, spec=spec,
                               rounds=rounds, workers=c.num_workers)
     else:
