@@ -91,6 +91,7 @@ def run(config):
         rounds = None
         for plugin in config.plugins:
             rounds = plugin.prepare(config, teachers, train_set, device, seed, rounds)
+        distiller.prepare(plain_loader, folder.run_dir)
         train_loader = (plain_loader if rounds is None
                         else build_loaders(dataset, **loaders, rounds=rounds)[0])
         # Init stages train on the ordinary batches, not the plug-ins' stored rounds.

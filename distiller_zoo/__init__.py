@@ -51,6 +51,9 @@ from .SRRL import SRRL
 from .TTM import TTM, WTTM
 from .TeKAP import TeKAPCRDLoss, TeKAPDistillKL
 from .VID import VIDLoss
+from .WKD import (WKD_SETTINGS, adaptive_avg_std_pool2d, cka_cost_matrix, fc_cost_matrix,
+                  linear_CKA_precenter, sinkhorn, wkd_feature_loss, wkd_logit_loss,
+                  wkd_logit_loss_with_separation, wkd_logit_loss_with_speration)
 
 __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'MethodConfig',
            'NetOutput', 'TeacherSource', 'FrozenTeacher', 'TrainedPeer', 'get_method',
@@ -70,4 +73,7 @@ __all__ = ['METHODS', 'PRESETS', 'register_preset', 'Distiller', 'Needs', 'Metho
            'ABKL', 'LS', 'ABLSD', 'ab_dkd_loss', 'ABTTM', 'dkl_loss', 'gkl_loss', 'ClassPrior',
            'IKL_SETTINGS', 'GKL_SETTINGS', 'perception', 'luminet_loss', 'LUMINET_SETTINGS',
            'gdkd_loss', 'gdkd3_loss', 'GDKD_SETTINGS', 'TeKAPDistillKL', 'TeKAPCRDLoss', 'SKDInstanceLoss',
-           'SKDDirectionLoss', 'SKD_loss', 'skd_losses', 'crld_losses', 'CRLD_SETTINGS']
+           'SKDDirectionLoss', 'SKD_loss', 'skd_losses', 'crld_losses', 'CRLD_SETTINGS',
+           'sinkhorn', 'wkd_logit_loss', 'wkd_logit_loss_with_speration',
+           'wkd_logit_loss_with_separation', 'adaptive_avg_std_pool2d', 'wkd_feature_loss',
+           'linear_CKA_precenter', 'cka_cost_matrix', 'fc_cost_matrix', 'WKD_SETTINGS']

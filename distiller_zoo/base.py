@@ -112,6 +112,7 @@ class MethodConfig:
     add: str = 'kd'
     ttm_l: float = 0.1
     smoothing: float = 0.0  # label smoothing of the cross-entropy term
+    epochs: int = 240  # the run's, for weights decayed towards its end (WKD)
 
     def as_dict(self):
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
@@ -305,6 +306,11 @@ class Distiller(Learner):
     @property
     def full_batch(self):
         return self.config.batch_size if self.needs.full_batches_only else None
+
+    def prepare(self, train_loader, run_dir):
+        """Work the method does once before training, from the training set (``train_loader``:
+        its data set, normalisation and device) and the run folder ``run_dir`` (where a
+        resumed run finds what it stored); nothing by default."""
 
     def set_epoch(self, epoch):
         self.epoch = epoch

@@ -23,7 +23,7 @@ def method_config(opt, method, model_t, n_data, image_size):
     config = MethodConfig(name=method.names[0], weights=weights, kd_T=opt.kd_T,
                           options=method.typed_options(method.option_values(opt)),
                           model_s=opt.model_s, model_t=model_t, image_size=image_size,
-                          n_data=n_data, batch_size=opt.batch_size,
+                          n_data=n_data, batch_size=opt.batch_size, epochs=opt.epochs,
                           smoothing=cross_entropy_smoothing(opt), **component_fields(opt))
     return config if model_t is None else for_teacher(config, method, model_t, n_data)
 

@@ -193,6 +193,8 @@ DEFAULT_WEIGHTS = {
     'skd': (0, 0, 1), 'skd_authors': (0.1, 0, 0.9),
     # CRLD: its cfg.py's CE 1; -b weighs its within- and cross-view terms
     'crld': (1, 0, 1),
+    # WKD: its distiller's CE 1 and loss 1 (the weights inside its term, per pair)
+    'wkd_l': (1, 0, 1), 'wkd_f': (1, 0, 1), 'wkd_lf': (1, 0, 1),
 }
 ALIASES = {'fitnet': 'hint', 'at': 'attention', 'sp': 'similarity', 'cc': 'correlation',
            'ab': 'abound', 'ft': 'factor', 'dcd': 'icd', 'rcd': 'rrd'}

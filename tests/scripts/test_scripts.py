@@ -57,6 +57,7 @@ def commands(script, launcher, *args, env=None):
                                                      ('run_cifar_tekap.sh', 'PYTHON', 6),
                                                      ('run_cifar_skd.sh', 'PYTHON', 8),
                                                      ('run_cifar_crld.sh', 'PYTHON', 12),
+                                                     ('run_cifar_wkd.sh', 'PYTHON', 6),
                                                      ('run_imagenet_distill.sh', 'RUN', 8)])
 def test_script_commands_parse(script, launcher, count):
     found = commands(script, launcher, '--trial', '7')
@@ -89,6 +90,7 @@ def test_script_commands_parse(script, launcher, count):
                                                     ('run_cifar_tekap.sh', 'python', 6),
                                                     ('run_cifar_skd.sh', 'python', 8),
                                                     ('run_cifar_crld.sh', 'python', 12),
+                                                    ('run_cifar_wkd.sh', 'python', 6),
                                                     ('run_imagenet_distill.sh', 'torchrun', 8)])
 def test_scripts_run_in_the_projects_environment(tmp_path, script, program, count):
     """Without PYTHON/RUN the scripts use the environment setup_env.sh makes (here a stand-in
