@@ -67,7 +67,8 @@ class TeKAPCRD(CRD):
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
-        self.kl = self.logit_kl(config.kd_T, TEKAP)
+        if self.alpha:  # at -a 0 its noisy teachers would be drawn and weighted by 0
+            self.kl = self.logit_kl(config.kd_T, TEKAP)
 
     def describe(self):
         return (f'CRD with one noisy teacher feature (noise std '

@@ -31,7 +31,7 @@ from models.util import ConvReg
 from .base import About, LOGITS, STAGES, Distiller, Needs, register_method
 from .NKD import labels_of
 from .options import Option
-from .pairs import load, pair_settings
+from .pairs import settings_by_pair
 
 COST_FILE = 'wkd_cost_matrix.pt'  # in the run folder: the CKA cost computed for the run
 COST_EPSILON = 1e-8  # added to the cost inside the loss (after a ReLU), as the authors do
@@ -41,18 +41,10 @@ SETTING_KEYS = ('T', 'logit_weight', 'feat_weight', 'mean_cov_ratio', 'spatial_g
                 'decay_epoch')
 
 
-def _settings():
-    rows = {}
-    for name in ('wkd_l', 'wkd_f', 'wkd_lf'):
-        for pair in load('wkd')[name]['pairs']:
-            values = pair_settings('wkd', name, *pair.split(':'))
-            rows[(name, *pair.split(':'))] = tuple(values.get(key) for key in SETTING_KEYS)
-    return rows
-
-
 # {(distill, teacher, student): (T, logit weight, feature weight, mean/cov ratio, grid, decay
 # epoch)} of the authors' CIFAR-100 configs; the parts a method lacks are None
-WKD_SETTINGS = _settings()
+WKD_SETTINGS = {(name, *pair): values for name in ('wkd_l', 'wkd_f', 'wkd_lf')
+                for pair, values in settings_by_pair('wkd', name, SETTING_KEYS).items()}
 
 
 def sinkhorn(w1, w2, cost, reg=0.05, max_iter=10):
@@ -151,11 +143,11 @@ def cka_cost_matrix(class_feats, sharpen=1.0):
     centred = class_feats - class_feats.mean(1, keepdim=True)
     norms = torch.stack([(x.t() @ x).norm() for x in centred])
     classes = class_feats.shape[0]
-    distance = torch.zeros(classes, classes, dtype=class_feats.dtype)
+    distance = torch.zeros(classes, classes, dtype=class_feats.dtype, device=class_feats.device)
     for i in range(classes):
-        for j in range(i + 1, classes):
+        for j in range(i + 1, classes):  # on the features' device, no host round trip
             cka = (centred[j].t() @ centred[i]).norm() ** 2 / (norms[i] * norms[j])
-            distance[i, j] = distance[j, i] = 1 - cka.item()
+            distance[i, j] = distance[j, i] = 1 - cka
     return sharpened(distance, sharpen)
 
 
@@ -264,8 +256,9 @@ class WKDL(Distiller):
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
         self.o, self.epochs = config.options, config.epochs
+        student_out, teacher_out = self.probe(config.image_size)
         if 'wkd_l' in self.parts:
-            classes = self.probe(config.image_size)[1].logits.shape[1]
+            classes = teacher_out.logits.shape[1]
             self.from_data = self.o.wkd_cost == 'cka' and self.o.wkd_cost_matrix is None
             if self.o.wkd_cost_matrix is not None:
                 cost = sharpened(load_cost_matrix(self.o.wkd_cost_matrix, classes),
@@ -277,8 +270,8 @@ class WKDL(Distiller):
                                       self.o.wkd_sharpen)
             self.register_buffer('cost', cost)
         if 'wkd_f' in self.parts:
-            feat_s, feat_t = self.probe_features(config.image_size)
-            self.projector = ConvReg(feat_s[-2].shape, feat_t[-2].shape, use_relu=True)
+            self.projector = ConvReg(student_out.feats[-2].shape, teacher_out.feats[-2].shape,
+                                     use_relu=True)
 
     def prepare(self, train_loader, run_dir):
         """The CKA cost, once per run: read back from the run folder (a resumed run), else

@@ -30,8 +30,9 @@ def has_pair(source, column, teacher, student):
 
 
 def settings_by_pair(source, column, keys):
-    """``{(teacher, student): (value of each key)}`` of every pair the source ran: the
-    authors' table as the ``*_SETTINGS`` mappings of their code expose it."""
-    return {tuple(pair.split(':')): tuple(pair_settings(source, column, *pair.split(':'))[k]
+    """``{(teacher, student): (value of each key, None where the column has none)}`` of every
+    pair the source ran: the authors' table as the ``*_SETTINGS`` mappings of their code
+    expose it."""
+    return {tuple(pair.split(':')): tuple(pair_settings(source, column, *pair.split(':')).get(k)
                                           for k in keys)
             for pair in load(source)[column].get('pairs', {})}
